@@ -1,0 +1,5 @@
+"""``python -m kgdistill`` runs the CLI."""
+
+from kgdistill.cli import main
+
+main()

@@ -1,0 +1,195 @@
+"""Self-describing checkpoints: one safetensors file, its JSON metadata in the header, written atomically.
+
+A checkpoint holds ``model.*`` tensors (and, for ``last``, ``optim.*`` / ``objective.*`` tensors and the RNG
+state) plus a JSON header ``{"format", "kgdistill_version", "config", "model": {"name", "kwargs"},
+"id_maps", "time", "epoch", "stage", "best", ...}``. ``model`` plus ``id_maps`` rebuild the model without the
+data (nanoGPT's ``model_args``), and nothing is ever unpickled. Files are written to a temporary name in the
+same folder, flushed and then renamed, so a kill at any moment leaves either the old or the new file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from kgdistill.data.time import TimeSpec
+from kgdistill.errors import CheckpointError
+from kgdistill.models.base import KGEModel, Vocab
+from kgdistill.models.zoo import build_model
+
+__all__ = [
+    "FORMAT",
+    "Checkpoint",
+    "atomic_write_text",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+]
+
+FORMAT = 1
+_META_KEY = "kgdistill"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, pstate in state["state"].items():
+        for k, v in pstate.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[k] = v
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, v in tensors.items():
+        _, pid, k = name.split(".", 2)
+        state.setdefault(int(pid), {})[k] = v
+    for pid, extra in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(extra)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(
+    path: Path,
+    *,
+    model: torch.nn.Module,
+    meta: dict[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+    objective: torch.nn.Module | None = None,
+    rng: bool = False,
+) -> None:
+    """Write ``model`` (+ optimizer, objective parameters, RNG state) with ``meta`` as one atomic file."""
+    tensors = {
+        f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()
+    }
+    meta = {"format": FORMAT, **meta}
+    if objective is not None:
+        tensors.update(
+            {
+                f"objective.{k}": v.detach().cpu().contiguous().clone()
+                for k, v in objective.state_dict().items()
+            }
+        )
+    if optimizer is not None:
+        opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+        tensors.update(opt_tensors)
+        meta["optimizer"] = opt_meta
+    if rng:
+        tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            for i, s in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng.cuda.{i}"] = s
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={_META_KEY: json.dumps(meta)})
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: metadata and tensors grouped by prefix."""
+
+    path: Path
+    meta: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+
+    def group(self, prefix: str) -> dict[str, torch.Tensor]:
+        n = len(prefix) + 1
+        return {k[n:]: v for k, v in self.tensors.items() if k.startswith(prefix + ".")}
+
+    @property
+    def vocab(self) -> Vocab:
+        ids = self.meta["id_maps"]
+        return Vocab(
+            num_entities=len(ids["entity"]),
+            num_relations=len(ids["relation"]),
+            time_labels=tuple(ids.get("time", ())),
+        )
+
+    @property
+    def time(self) -> TimeSpec:
+        return TimeSpec.from_dict(self.meta["time"])
+
+    def optimizer_state(self) -> dict[str, Any] | None:
+        if "optimizer" not in self.meta:
+            return None
+        return _unflatten_optimizer(self.group("optim"), self.meta["optimizer"])
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint file (or ``best.safetensors`` in a run folder); clear errors for bad files."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "best.safetensors"
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(p), framework="pt") as fh:
+            header = fh.metadata() or {}
+        tensors = load_file(str(p))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{p}: truncated or corrupt checkpoint ({e})") from None
+    if _META_KEY not in header:
+        raise CheckpointError(f"{p}: not a kgdistill checkpoint (no '{_META_KEY}' metadata)")
+    try:
+        meta = json.loads(header[_META_KEY])
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{p}: corrupt metadata ({e})") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{p}: checkpoint format {meta.get('format')} is not supported (need {FORMAT})"
+        )
+    return Checkpoint(path=p, meta=meta, tensors=tensors)
+
+
+def load_model(ckpt: Checkpoint, model: KGEModel | None = None) -> KGEModel:
+    """Rebuild the checkpoint's model (or fill ``model``) and load its weights."""
+    spec = ckpt.meta["model"]
+    if model is None:
+        model = build_model({"name": spec["name"], **spec["kwargs"]}, ckpt.vocab)
+    try:
+        model.load_state_dict(ckpt.group("model"), strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise CheckpointError(
+            f"{ckpt.path}: holds a '{spec['name']}' model {spec['kwargs']} that does not fit "
+            f"the model it is loaded into ({first})"
+        ) from None
+    return model

@@ -1,0 +1,190 @@
+"""Command line: ``kgdistill train | evaluate | predict | datasets | models | demo``.
+
+Each verb parses its options and calls one function of :mod:`kgdistill.api`. Input errors print one message
+and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from kgdistill import api
+from kgdistill.errors import KGDistillError
+from kgdistill.report import metrics_table
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KGDistillError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo(
+                "interrupted: every finished epoch is saved; continue with --resume RUN_DIR",
+                err=True,
+            )
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings only.")
+@click.version_option(package_name="kgdistill")
+def cli(verbose: bool, quiet: bool) -> None:
+    """Knowledge distillation on knowledge graphs."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+_set = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key, e.g. --set train.lr=3e-4 --set stages.0.epochs=10.",
+)
+_root = click.option(
+    "--data-root", default=None, help="Folder holding the datasets (default: $KGDISTILL_DATA)."
+)
+
+
+def _print_metrics(metrics: Any, title: str) -> None:
+    click.echo(metrics_table(metrics.sides, title=title))
+
+
+@cli.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@_set
+@_root
+@click.option("--out", default=None, help="Run folder (default: runs/<timestamp>-<name>).")
+@click.option(
+    "--resume",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Continue the run in this folder from its last checkpoint.",
+)
+@_friendly
+def train(
+    config: str | None,
+    overrides: tuple[str, ...],
+    data_root: str | None,
+    out: str | None,
+    resume: str | None,
+) -> None:
+    """Train a model (a teacher or a standalone model) from a YAML CONFIG."""
+    if resume:
+        result = api.train(resume=resume)  # the config comes from the checkpoint
+    else:
+        if config is None:
+            raise KGDistillError("give a CONFIG file (or --resume RUN_DIR)")
+        extra = [f"data.root={data_root}"] if data_root else []
+        cfg, _ = api.load_config(config, [*overrides, *extra])
+        result = api.train(cfg, out=out)
+    _print_metrics(result.metrics, f"{result.run_dir} ({result.metrics.protocol['split']})")
+
+
+@cli.command(name="evaluate")
+@click.argument("run", type=click.Path(exists=True))
+@click.option("--split", default="test", show_default=True)
+@_set
+@_root
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@_friendly
+def evaluate_cmd(
+    run: str, split: str, overrides: tuple[str, ...], data_root: str | None, as_json: bool
+) -> None:
+    """Evaluate a run folder or checkpoint; --set eval.ties=pessimistic changes the protocol."""
+    upd: dict[str, Any] = {}
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if not key.startswith("eval."):
+            raise KGDistillError(f"evaluate only takes eval.* overrides, got '{key}'")
+        import yaml
+
+        upd[key[len("eval.") :]] = yaml.safe_load(value)
+    metrics = api.evaluate_run(run, split=split, overrides=upd, data_root=data_root)
+    if as_json:
+        click.echo(json.dumps(metrics.to_dict(), indent=2))
+    else:
+        p = metrics.protocol
+        _print_metrics(metrics, f"{run}: {p['split']}, {p['filter']} filter, {p['ties']} ties")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(exists=True))
+@click.option("--relation", "-r", required=True)
+@click.option("--head", default=None, help="Ask (head, relation, ?).")
+@click.option("--tail", default=None, help="Ask (?, relation, tail).")
+@click.option("--time", "time_", default=None, help="A year, 'since 1990', a date or a time label.")
+@click.option("-k", default=10, show_default=True)
+@_friendly
+def predict(
+    run: str, relation: str, head: str | None, tail: str | None, time_: str | None, k: int
+) -> None:
+    """Top-k answers of a query, by name."""
+    for rank, (label, score) in enumerate(
+        api.predict(run, relation=relation, head=head, tail=tail, time=time_, k=k), start=1
+    ):
+        click.echo(f"{rank:3d}  {score:10.4f}  {label}")
+
+
+@cli.command()
+@_root
+@_friendly
+def datasets(data_root: str | None) -> None:
+    """List the registered datasets and where they are found."""
+    from kgdistill.data.datasets import DATASETS
+    from kgdistill.data.datasets import data_root as resolve_root
+
+    root = resolve_root(data_root)
+    for name, entry in DATASETS.items():
+        here = root is not None and (root / entry.folder).is_dir()
+        where = str(root / entry.folder) if here else ("bundled" if entry.bundled else "not found")
+        click.echo(f"{name:20s} {entry.kind:9s} {where}\n{'':30s} {entry.description}")
+
+
+@cli.command()
+@_friendly
+def models() -> None:
+    """List the registered models."""
+    from kgdistill.models.zoo import MODELS
+
+    for name, fn in MODELS.items():
+        doc = (fn.__doc__ or "").strip().splitlines()[0]
+        kind = "temporal" if getattr(fn, "temporal", False) else "static"
+        click.echo(f"{name:14s} {kind:9s} {doc}")
+
+
+@cli.command()
+@click.option("--out", default=None, help="Run folder (default: runs/<timestamp>-demo-...).")
+@click.option("--epochs", default=30, show_default=True)
+@_friendly
+def demo(out: str | None, epochs: int) -> None:
+    """Train and evaluate a small temporal teacher on the bundled YAGO11k."""
+    result = api.demo(out, epochs=epochs)
+    _print_metrics(result.metrics, f"demo: TNTComplEx on YAGO11k, test ({result.run_dir})")
+
+
+def main() -> None:
+    """Entry point of the ``kgdistill`` console script."""
+    cli(prog_name="kgdistill")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Run configuration: typed, validated sections whose keys equal the constructor kwargs they feed.
+
+A YAML file is read with ``safe_load``, ``--set a.b=v`` overrides are applied to the raw mapping, and the result
+is validated by pydantic. Any mistake becomes one :class:`~kgdistill.errors.ConfigError` that names the key
+(``config key 'train.lr': ...``). Every run writes the fully resolved config next to its results.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kgdistill.errors import ConfigError
+
+__all__ = [
+    "DataConfig",
+    "EvalConfig",
+    "ModelSpec",
+    "RunConfig",
+    "StageConfig",
+    "TermSpec",
+    "TimeConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_config",
+    "parse_config",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TimeConfig(_Strict):
+    """Interval protocol (see :mod:`kgdistill.data.time`); ignored for static and point-time data."""
+
+    granularity: Literal["year", "bins"] = Field(
+        "bins", description="one time id per year, or HyTE bins"
+    )
+    min_bin_size: int = Field(300, ge=1, description="least train dates per bin (granularity=bins)")
+    interval_mode: Literal["start", "expand", "split"] = Field(
+        "start", description="how an interval is modelled"
+    )
+
+
+class DataConfig(_Strict):
+    name: str = Field("yago11k", description="registered dataset name or a folder path")
+    root: str | None = Field(
+        None, description="data root (default: $KGDISTILL_DATA; YAGO11k is bundled)"
+    )
+    unseen: Literal["keep", "drop"] = Field(
+        "keep", description="valid/test facts with entities unseen in train"
+    )
+    time: TimeConfig = TimeConfig()
+
+    def protocol(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`kgdistill.data.build_kg`."""
+        return {"unseen": self.unseen, **self.time.model_dump()}
+
+
+class ModelSpec(BaseModel):
+    """``name`` of a registered model plus its keyword arguments (checked against the builder)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str = Field(description="registered model (kgdistill models)")
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TermSpec(BaseModel):
+    """One objective term: ``loss`` name, ``weight``, optional ``teacher``, plus the loss's kwargs."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    loss: str
+    weight: float = 1.0
+    teacher: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"loss": self.loss, "weight": self.weight, **(self.model_extra or {})}
+        if self.teacher is not None:
+            d["teacher"] = self.teacher
+        return d
+
+
+class StageConfig(_Strict):
+    """One training stage: its epochs, its objective, optional optimiser overrides."""
+
+    name: str | None = None
+    epochs: int = Field(50, ge=0)
+    objective: list[TermSpec] = Field(default_factory=lambda: [TermSpec(loss="supervised_ce")])
+    optimizer: Literal["adam", "adagrad", "sgd", "adamw"] | None = None
+    lr: float | None = Field(None, gt=0)
+
+
+class TrainConfig(_Strict):
+    batch_size: int = Field(1000, ge=1, description="queries per step")
+    optimizer: Literal["adam", "adagrad", "sgd", "adamw"] = "adagrad"
+    lr: float = Field(0.1, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    negatives: int = Field(
+        0, ge=0, description="0: score all entities (1-N); k > 0: k sampled tails"
+    )
+    eval_every: int = Field(
+        5, ge=1, description="validate every this many epochs (and at each stage end)"
+    )
+    patience: int = Field(
+        5, ge=0, description="stop a stage after this many validations without gain (0: never)"
+    )
+    eval_max_queries: int | None = Field(
+        None, ge=1, description="validate on the first n valid facts only"
+    )
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, ...")
+    amp: bool = Field(False, description="bfloat16 autocast on CUDA")
+    tf32: bool = Field(True, description="TF32 matmuls on CUDA")
+    progress: bool = True
+
+
+class EvalConfig(_Strict):
+    split: str = "test"
+    filtered: bool = True
+    time_aware: bool = True
+    ties: Literal["optimistic", "pessimistic", "realistic"] = "realistic"
+    ks: list[int] = Field(default_factory=lambda: [1, 3, 10])
+    batch_size: int | None = Field(None, ge=1)
+
+
+class RunConfig(_Strict):
+    """A whole run. A teacher is one stage of ``supervised_ce`` (+ regularisers); distillation adds teachers."""
+
+    seed: int = 0
+    name: str | None = Field(None, description="run name (default: the config file's stem)")
+    data: DataConfig = DataConfig()
+    model: ModelSpec
+    teachers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    stages: list[StageConfig] = Field(default_factory=lambda: [StageConfig()])
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            hint = difflib.get_close_matches(str(e["loc"][-1]), _known_keys(e["loc"][:-1]), n=1)
+            extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+            lines.append(f"config key '{loc}' does not exist{extra}")
+        else:
+            lines.append(f"config key '{loc}': {e['msg']} (got {e.get('input')!r})")
+    return "; ".join(lines)
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = RunConfig
+    for p in loc:
+        if isinstance(p, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(p)
+        if field is None:
+            return []
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        model = next(
+            (a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None
+        )
+        if model is None:
+            return []
+    return list(getattr(model, "model_fields", {}))
+
+
+def parse_config(raw: Mapping[str, Any]) -> RunConfig:
+    """Validate a raw mapping into a :class:`RunConfig` (errors name the key)."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return RunConfig.model_validate(dict(raw))
+    except ValidationError as e:
+        raise ConfigError(_format(e)) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (``stages.0.epochs=10`` indexes lists); values are parsed as YAML."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key.path=value")
+        path, text = item.split("=", 1)
+        value = yaml.safe_load(text) if text.strip() else None
+        keys = path.strip().split(".")
+        node: Any = raw
+        for i, k in enumerate(keys):
+            last = i == len(keys) - 1
+            if isinstance(node, list):
+                if not k.isdigit() or int(k) >= len(node):
+                    raise ConfigError(
+                        f"override '{path}': '{k}' is not an index of a list of {len(node)}"
+                    )
+                if last:
+                    node[int(k)] = value
+                else:
+                    node = node[int(k)]
+            elif isinstance(node, dict):
+                if last:
+                    node[k] = value
+                else:
+                    node = node.setdefault(k, {})
+            else:
+                raise ConfigError(f"override '{path}': '{'.'.join(keys[:i])}' is not a section")
+    return raw
+
+
+def load_config(
+    path: str | Path | None, overrides: Iterable[str] = (), base: Mapping[str, Any] | None = None
+) -> tuple[RunConfig, dict[str, Any]]:
+    """Read a YAML config (or start from ``base``), apply overrides, validate.
+
+    Returns:
+        The validated config and the raw mapping it came from.
+    """
+    raw: dict[str, Any] = dict(base or {})
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({e})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections")
+        raw.update(loaded or {})
+        raw.setdefault("name", p.stem)
+    raw = apply_overrides(raw, overrides)
+    return parse_config(raw), raw

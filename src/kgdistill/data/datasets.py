@@ -1,0 +1,155 @@
+"""The dataset registry and :func:`load_kg`: a name (``yago11k``) or a folder path -> :class:`KG`.
+
+Names resolve under a data root: the ``root`` argument (``--data-root``), else the ``KGDISTILL_DATA``
+environment variable. YAGO11k is also bundled inside the package (``kgdistill/data/bundled/yago11k``, gzipped,
+with its provenance and licence note), so ``load_kg("yago11k")`` works with no data root at all.
+A folder path is read by the reader that fits the files it holds (see :func:`detect_reader`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from kgdistill.data.kg import KG, build_kg
+from kgdistill.data.raw import RawKG, open_text, resolve_file
+from kgdistill.data.readers import read_hyte, read_openke, read_point_ids, read_static_names
+from kgdistill.errors import DataError
+from kgdistill.registry import Registry
+
+__all__ = [
+    "BUNDLED",
+    "DATASETS",
+    "DatasetEntry",
+    "data_root",
+    "detect_reader",
+    "load_kg",
+    "read_raw",
+]
+
+BUNDLED = Path(__file__).parent / "bundled"
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A known benchmark: its folder under the data root and its reader."""
+
+    folder: str
+    reader: Callable[..., RawKG]
+    kind: str
+    description: str
+    bundled: bool = False
+
+
+DATASETS: Registry[DatasetEntry] = Registry("dataset")
+_ENTRIES = {
+    "yago11k": DatasetEntry(
+        "YAGO11k",
+        read_hyte,
+        "interval",
+        "YAGO11k (HyTE): 10,623 entities, 10 relations, year intervals",
+        bundled=True,
+    ),
+    "wikidata12k": DatasetEntry(
+        "Wikidata12k",
+        read_hyte,
+        "interval",
+        "Wikidata12k (HyTE): 12,554 entities, 24 relations, year intervals",
+    ),
+    "icews14": DatasetEntry(
+        "ICEWS14",
+        partial(read_point_ids, origin="2014-01-01"),
+        "point",
+        "ICEWS14 (interpolation split): 7,128 entities, 230 relations, 365 days",
+    ),
+    "icews14_forecasting": DatasetEntry(
+        "ICEWS14_forecasting",
+        partial(read_point_ids, origin="2014-01-01", divisor=24),
+        "point",
+        "ICEWS14, chronological split (forecasting): hours turned into days",
+    ),
+    "fb15k237": DatasetEntry(
+        "FB15k-237", read_static_names, "static", "FB15k-237: 14,541 entities, 237 relations"
+    ),
+    "wn18rr": DatasetEntry(
+        "WN18RR", read_static_names, "static", "WN18RR: 40,943 entities, 11 relations"
+    ),
+    "fb15k237n": DatasetEntry(
+        "FB15k-237N/KG-S2S",
+        read_openke,
+        "static",
+        "FB15k-237N (OpenKE id files of KG-S2S): 14,541 entities, 93 relations",
+    ),
+}
+for _name, _entry in _ENTRIES.items():
+    DATASETS.register(_name)(_entry)
+
+
+def data_root(root: str | os.PathLike[str] | None = None) -> Path | None:
+    """The data root: ``root`` if given, else ``$KGDISTILL_DATA``, else ``None``."""
+    value = root if root is not None else os.environ.get("KGDISTILL_DATA")
+    return Path(value).expanduser() if value else None
+
+
+def detect_reader(folder: Path) -> Callable[..., RawKG]:
+    """Pick a reader from the files in ``folder``."""
+    if any((folder / f).is_file() for f in ("train2id.txt", "train2id.txt.gz")):
+        return read_openke
+    train = resolve_file(folder, "train.txt")
+    first = next((ln for ln in open_text(train) if ln.strip()), "")
+    ncols = len(first.split("\t"))
+    if ncols == 3:
+        return read_static_names
+    if ncols == 5 and not first.split("\t")[3].lstrip("-").isdigit():
+        return read_hyte
+    if ncols in (4, 5):
+        return read_point_ids
+    raise DataError(
+        f"cannot tell the format from the first line ({ncols} columns); "
+        "use kgdistill.data.read_table with a column mapping",
+        path=train,
+        line=1,
+    )
+
+
+def read_raw(
+    name_or_path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None
+) -> RawKG:
+    """Read a registered dataset (under the data root, or bundled) or any dataset folder."""
+    text = str(name_or_path)
+    if text in DATASETS:
+        entry = DATASETS.get(text)
+        base = data_root(root)
+        looked = []
+        if base is not None:
+            folder = base / entry.folder
+            if folder.is_dir():
+                return entry.reader(folder, name=text.lower())
+            looked.append(str(folder))
+        if entry.bundled:
+            return entry.reader(BUNDLED / text.lower(), name=text.lower())
+        where = f" (looked in {', '.join(looked)})" if looked else ""
+        raise DataError(
+            f"dataset '{text}' not found{where}: pass --data-root or set KGDISTILL_DATA to the "
+            f"folder that holds '{entry.folder}'"
+        )
+    folder = Path(text).expanduser()
+    if folder.is_dir():
+        return detect_reader(folder)(folder)
+    raise DataError(
+        f"'{text}' is neither a known dataset ({', '.join(DATASETS.names())}) nor a folder"
+    )
+
+
+def load_kg(
+    name_or_path: str | os.PathLike[str],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    **protocol: Any,
+) -> KG:
+    """Read a dataset and build its :class:`KG`; ``protocol`` goes to :func:`build_kg`."""
+    return build_kg(read_raw(name_or_path, root=root), **protocol)

@@ -1,0 +1,133 @@
+"""Known answers per query, for filtered ranking (static and time-aware), as immutable CSR tensors.
+
+The index is built once from the original facts of the filter splits in both directions (``(h, r) -> t`` and
+``(t, r + R) -> h``) and answers a batch of queries without a Python loop: sorted keys are looked up with
+:func:`torch.searchsorted`, the segments gathered with :func:`torch.repeat_interleave`.
+
+* static: key ``(h, r)``;
+* time-aware, point times (ICEWS): key ``(h, r, tau)``, answers true on the same day (tkbc);
+* time-aware, intervals: key ``(h, r)`` plus each answer's validity ``[lo, hi]`` in bins; an answer is removed
+  when the query's bin lies inside it (open bounds for unknown years, see :mod:`kgdistill.data.time`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from kgdistill.data.kg import KG
+from kgdistill.data.time import UNKNOWN_ANCHOR
+from kgdistill.types import HEAD, REL, TIME, LongTensor
+
+__all__ = ["FilterIndex"]
+
+
+@dataclass(frozen=True)
+class FilterIndex:
+    """CSR map from query keys to known answers (plus validity intervals for interval data).
+
+    Attributes:
+        keys: ``(K,)`` sorted unique query keys.
+        offsets: ``(K + 1,)`` segment starts in ``answers``.
+        answers: ``(N,)`` answer entity ids.
+        lo / hi: ``(N,)`` validity bounds of each answer (interval mode), else ``None``.
+        anchors: ``(T,)`` the bin / ordinal of each time id (interval mode), else ``None``.
+        mode: ``static``, ``point`` or ``interval``.
+    """
+
+    keys: LongTensor
+    offsets: LongTensor
+    answers: LongTensor
+    num_relations: int
+    num_times: int
+    mode: str
+    lo: LongTensor | None = None
+    hi: LongTensor | None = None
+    anchors: LongTensor | None = None
+
+    @classmethod
+    def build(
+        cls, kg: KG, splits: Sequence[str] = ("train", "valid", "test"), *, time_aware: bool = True
+    ) -> FilterIndex:
+        """Index the facts of ``splits``; ``time_aware=False`` on a temporal KG gives the static filter."""
+        facts = torch.cat([kg.facts[s] for s in splits])
+        R2 = 2 * kg.num_relations
+        h = torch.cat([facts[:, 0], facts[:, 2]])
+        r = torch.cat([facts[:, 1], facts[:, 1] + kg.num_relations])
+        t = torch.cat([facts[:, 2], facts[:, 0]])
+        key = h * R2 + r
+        mode = "static"
+        lo = hi = anchors = None
+        if time_aware and kg.temporal:
+            assert kg.validity is not None
+            val = torch.cat([kg.validity[s] for s in splits]).repeat(2, 1)
+            if kg.time.kind == "point":
+                mode = "point"
+                ordinals = torch.tensor(kg.time.anchors, dtype=torch.long)
+                key = key * kg.num_times + torch.searchsorted(ordinals, val[:, 0])
+            else:
+                mode = "interval"
+                lo, hi = val[:, 0], val[:, 1]
+                anchors = torch.tensor(kg.time.anchors, dtype=torch.long)
+        order = torch.argsort(key, stable=True)
+        key, t = key[order], t[order]
+        if lo is not None and hi is not None:
+            lo, hi = lo[order], hi[order]
+        keys, counts = torch.unique_consecutive(key, return_counts=True)
+        offsets = torch.zeros(len(keys) + 1, dtype=torch.long)
+        offsets[1:] = counts.cumsum(0)
+        return cls(
+            keys=keys,
+            offsets=offsets,
+            answers=t,
+            num_relations=kg.num_relations,
+            num_times=kg.num_times,
+            mode=mode,
+            lo=lo,
+            hi=hi,
+            anchors=anchors,
+        )
+
+    def to(self, device: torch.device | str) -> FilterIndex:
+        """A copy with every tensor on ``device``."""
+
+        def mv(x: LongTensor | None) -> LongTensor | None:
+            return None if x is None else x.to(device)
+
+        return FilterIndex(
+            keys=mv(self.keys),
+            offsets=mv(self.offsets),
+            answers=mv(self.answers),  # type: ignore[arg-type]
+            num_relations=self.num_relations,
+            num_times=self.num_times,
+            mode=self.mode,
+            lo=mv(self.lo),
+            hi=mv(self.hi),
+            anchors=mv(self.anchors),
+        )
+
+    def known(self, queries: LongTensor) -> tuple[LongTensor, LongTensor]:
+        """Known answers of ``queries (B, 3|4)`` (relations may be reciprocal).
+
+        Returns:
+            ``(rows, cols)``: index pairs into a ``(B, E)`` score matrix, one per known answer.
+        """
+        key = queries[:, HEAD] * (2 * self.num_relations) + queries[:, REL]
+        if self.mode == "point":
+            key = key * self.num_times + queries[:, TIME]
+        pos = torch.searchsorted(self.keys, key).clamp_max(len(self.keys) - 1)
+        found = self.keys[pos] == key
+        start = self.offsets[pos]
+        length = torch.where(found, self.offsets[pos + 1] - start, torch.zeros_like(start))
+        rows = torch.repeat_interleave(torch.arange(len(queries), device=key.device), length)
+        first = torch.repeat_interleave(start - (length.cumsum(0) - length), length)
+        idx = first + torch.arange(len(rows), device=key.device)
+        cols = self.answers[idx]
+        if self.mode == "interval":
+            assert self.lo is not None and self.hi is not None and self.anchors is not None
+            at = self.anchors[queries[rows, TIME]]
+            keep = ((self.lo[idx] <= at) & (at <= self.hi[idx])) | (at == UNKNOWN_ANCHOR)
+            rows, cols = rows[keep], cols[keep]
+        return rows, cols

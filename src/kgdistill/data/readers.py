@@ -1,0 +1,351 @@
+"""Readers of the benchmark formats. Each returns a :class:`RawKG` (ids + raw times + line numbers).
+
+* :func:`read_static_names` - ``head<TAB>relation<TAB>tail`` with names (FB15k-237, WN18RR). Names are kept as
+  strings, so WN18RR's ``00260881`` keeps its leading zeros. The vocabulary is the sorted set of names over all
+  splits (as PyKEEN does), so ids do not depend on file order.
+* :func:`read_hyte` - HyTE interval ids ``h r t start end`` with ``entity2id.txt`` / ``relation2id.txt``
+  (YAGO11k, Wikidata12k). Date quirks are handled as documented in :mod:`kgdistill.data.time`.
+* :func:`read_point_ids` - point-time ids ``h r t time [extra]`` (ICEWS14: day index; ICEWS14_forecasting:
+  hours, divided by 24 to days, 5th column ignored).
+* :func:`read_openke` - OpenKE / KG-S2S ``*2id.txt`` files: a count line, then ``h t r`` (FB15k-237N).
+* :func:`read_table` - any CSV/TSV with a column mapping and optional time columns, for users' own graphs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from kgdistill.data.raw import Quirks, RawKG, RawSplit, read_rows, resolve_file
+from kgdistill.data.time import UNKNOWN, parse_point, parse_year
+from kgdistill.errors import DataError
+
+__all__ = [
+    "SPLITS",
+    "read_hyte",
+    "read_openke",
+    "read_point_ids",
+    "read_static_names",
+    "read_table",
+]
+
+SPLITS = ("train", "valid", "test")
+
+
+def _vocab_file(
+    path: Path, *, skip_first: bool = False, ncols: tuple[int, ...] = (2,), sep: str | None = "\t"
+) -> list[str]:
+    """Read ``name<TAB>id[...]`` lines into a list indexed by id; ids must be exactly 0..n-1."""
+    pairs: dict[int, str] = {}
+    for ln, f in read_rows(path, ncols=ncols, sep=sep, skip_first=skip_first):
+        try:
+            idx = int(f[1])
+        except ValueError:
+            raise DataError(f"id '{f[1]}' is not an integer", path=path, line=ln) from None
+        if idx in pairs:
+            raise DataError(f"id {idx} is given twice", path=path, line=ln)
+        pairs[idx] = f[0]
+    n = len(pairs)
+    if n == 0:
+        raise DataError("vocabulary file is empty", path=path)
+    if set(pairs) != set(range(n)):
+        missing = sorted(set(range(n)) - set(pairs))[:5]
+        raise DataError(f"ids are not 0..{n - 1} (missing e.g. {missing})", path=path)
+    return [pairs[i] for i in range(n)]
+
+
+def _ids(
+    fields: Sequence[str], limits: Sequence[int], kinds: Sequence[str], path: Path, line: int
+) -> list[int]:
+    out = []
+    for value, limit, kind in zip(fields, limits, kinds, strict=True):
+        try:
+            idx = int(value)
+        except ValueError:
+            raise DataError(
+                f"{kind} id '{value}' is not an integer", path=path, line=line
+            ) from None
+        if not 0 <= idx < limit:
+            raise DataError(
+                f"{kind} id {idx} is outside the vocabulary (0..{limit - 1})", path=path, line=line
+            )
+        out.append(idx)
+    return out
+
+
+def _interval(start: str, end: str, path: Path, line: int, quirks: Quirks) -> tuple[int, int]:
+    """Parse a ``[start, end]`` pair of dates; quirks are counted, a start after the end is swapped."""
+    where = f"{path.name}:{line}"
+    s, qs = parse_year(start, path=path, line=line)
+    e, qe = parse_year(end, path=path, line=line)
+    for q in (qs, qe):
+        if q:
+            quirks.add(q, where)
+    if s != UNKNOWN and e != UNKNOWN and s > e:
+        quirks.add("start_after_end_swapped", where)
+        s, e = e, s
+    if s == UNKNOWN and e == UNKNOWN:
+        quirks.add("no_known_year", where)
+    return s, e
+
+
+def _split(
+    rows: list[list[int]],
+    lines: list[int],
+    path: Path,
+    start: list[int] | None = None,
+    end: list[int] | None = None,
+) -> RawSplit:
+    if not rows:
+        raise DataError("split is empty", path=path)
+    return RawSplit(
+        triples=np.asarray(rows, dtype=np.int64).reshape(-1, 3),
+        lines=np.asarray(lines, dtype=np.int64),
+        path=str(path),
+        start=None if start is None else np.asarray(start, dtype=np.int64),
+        end=None if end is None else np.asarray(end, dtype=np.int64),
+    )
+
+
+def read_static_names(
+    folder: Path, *, name: str = "", files: Mapping[str, str] | None = None, sep: str | None = "\t"
+) -> RawKG:
+    """Read a name-based triple dataset (``head relation tail`` per line)."""
+    files = dict(files or {s: f"{s}.txt" for s in SPLITS})
+    raw: dict[str, list[tuple[int, list[str]]]] = {}
+    paths = {}
+    for split, fname in files.items():
+        paths[split] = resolve_file(folder, fname)
+        raw[split] = list(read_rows(paths[split], ncols=3, sep=sep))
+    ents = sorted({f[i] for rows in raw.values() for _, f in rows for i in (0, 2)})
+    rels = sorted({f[1] for rows in raw.values() for _, f in rows})
+    e_id = {e: i for i, e in enumerate(ents)}
+    r_id = {r: i for i, r in enumerate(rels)}
+    splits = {
+        s: _split(
+            [[e_id[f[0]], r_id[f[1]], e_id[f[2]]] for _, f in rows],
+            [ln for ln, _ in rows],
+            paths[s],
+        )
+        for s, rows in raw.items()
+    }
+    return RawKG(
+        name=name or folder.name,
+        kind="none",
+        entity_labels=ents,
+        relation_labels=rels,
+        splits=splits,
+        source=str(folder),
+    )
+
+
+def read_hyte(folder: Path, *, name: str = "") -> RawKG:
+    """Read a HyTE interval dataset (YAGO11k, Wikidata12k): ``h r t start end`` ids, tab-separated."""
+    ents = _vocab_file(resolve_file(folder, "entity2id.txt"), ncols=(2, 4))
+    rels = _vocab_file(resolve_file(folder, "relation2id.txt"))
+    quirks = Quirks()
+    splits = {}
+    limits = (len(ents), len(rels), len(ents))
+    for split in SPLITS:
+        path = resolve_file(folder, f"{split}.txt")
+        rows, lines, starts, ends = [], [], [], []
+        for ln, f in read_rows(path, ncols=5):
+            rows.append(_ids(f[:3], limits, ("entity", "relation", "entity"), path, ln))
+            s, e = _interval(f[3], f[4], path, ln, quirks)
+            lines.append(ln)
+            starts.append(s)
+            ends.append(e)
+        splits[split] = _split(rows, lines, path, starts, ends)
+    return RawKG(
+        name=name or folder.name,
+        kind="interval",
+        entity_labels=ents,
+        relation_labels=rels,
+        splits=splits,
+        quirks=quirks,
+        source=str(folder),
+    )
+
+
+def read_point_ids(
+    folder: Path, *, name: str = "", origin: str | None = None, divisor: int = 1
+) -> RawKG:
+    """Read a point-time id dataset (ICEWS14): ``h r t time`` (an optional 5th column is ignored).
+
+    Args:
+        origin: ISO date of time 0 (labels become dates).
+        divisor: the raw time is divided by it (24 turns ICEWS14_forecasting's hours into days).
+    """
+    ents = _vocab_file(resolve_file(folder, "entity2id.txt"))
+    rels = _vocab_file(resolve_file(folder, "relation2id.txt"))
+    limits = (len(ents), len(rels), len(ents))
+    splits = {}
+    for split in SPLITS:
+        path = resolve_file(folder, f"{split}.txt")
+        rows, lines, times = [], [], []
+        for ln, f in read_rows(path, ncols=(4, 5)):
+            rows.append(_ids(f[:3], limits, ("entity", "relation", "entity"), path, ln))
+            try:
+                t = int(f[3])
+            except ValueError:
+                raise DataError(f"time '{f[3]}' is not an integer", path=path, line=ln) from None
+            if t < 0 or t % divisor:
+                raise DataError(
+                    f"impossible time {t} (expected a non-negative multiple of {divisor})",
+                    path=path,
+                    line=ln,
+                )
+            times.append(t // divisor)
+            lines.append(ln)
+        splits[split] = _split(rows, lines, path, times, times)
+    return RawKG(
+        name=name or folder.name,
+        kind="point",
+        entity_labels=ents,
+        relation_labels=rels,
+        splits=splits,
+        origin=origin,
+        source=str(folder),
+    )
+
+
+def read_openke(folder: Path, *, name: str = "") -> RawKG:
+    """Read OpenKE / KG-S2S id files: ``entity2id.txt`` and ``relation2id.txt`` (count line, ``name id``),
+    ``{train,valid,test}2id.txt`` (count line, ``h t r``, space-separated)."""
+    ent_path, rel_path = (
+        resolve_file(folder, "entity2id.txt"),
+        resolve_file(folder, "relation2id.txt"),
+    )
+    ents = _vocab_file(ent_path, skip_first=True, sep=None)
+    rels = _vocab_file(rel_path, skip_first=True, sep=None)
+    for path, vocab in ((ent_path, ents), (rel_path, rels)):
+        _check_count(path, len(vocab))
+    limits = (len(ents), len(ents), len(rels))
+    splits = {}
+    for split in SPLITS:
+        path = resolve_file(folder, f"{split}2id.txt")
+        rows, lines = [], []
+        for ln, f in read_rows(path, ncols=3, sep=None, skip_first=True):
+            h, t, r = _ids(f, limits, ("entity", "entity", "relation"), path, ln)
+            rows.append([h, r, t])
+            lines.append(ln)
+        _check_count(path, len(rows))
+        splits[split] = _split(rows, lines, path)
+    return RawKG(
+        name=name or folder.name,
+        kind="none",
+        entity_labels=ents,
+        relation_labels=rels,
+        splits=splits,
+        source=str(folder),
+    )
+
+
+def _check_count(path: Path, n: int) -> None:
+    from kgdistill.data.raw import open_text
+
+    first = next(iter(open_text(path)), "").strip()
+    if not first.isdigit() or int(first) != n:
+        raise DataError(
+            f"count line says '{first}' but the file holds {n} records", path=path, line=1
+        )
+
+
+def read_table(
+    files: Mapping[str, str | Path],
+    *,
+    columns: Mapping[str, int],
+    sep: str = "\t",
+    header: bool = False,
+    name: str = "",
+) -> RawKG:
+    """Read users' own CSV/TSV files through a column mapping.
+
+    Args:
+        files: split name -> file (``train`` is required; ``valid`` / ``test`` optional but usually given).
+        columns: ``head``, ``relation``, ``tail`` (0-based indices), and optionally ``time`` (a point time: an
+            integer or an ISO date) or ``start`` and ``end`` (an interval of years, HyTE date syntax).
+        sep: field separator (``","`` for CSV).
+        header: skip the first line of every file.
+    """
+    for need in ("head", "relation", "tail"):
+        if need not in columns:
+            raise DataError(f"column mapping lacks '{need}' (given: {sorted(columns)})")
+    if "train" not in files:
+        raise DataError("read_table needs at least a 'train' file")
+    interval = "start" in columns or "end" in columns
+    if interval and not ("start" in columns and "end" in columns):
+        raise DataError("an interval needs both 'start' and 'end' columns")
+    kind = "interval" if interval else ("point" if "time" in columns else "none")
+    width = max(columns.values()) + 1
+    quirks = Quirks()
+    parsed: dict[str, tuple[Path, list[tuple[int, list[str]]]]] = {}
+    for split, f in files.items():
+        path = Path(f)
+        if not path.is_file():
+            raise DataError("missing file", path=path)
+        rows = [
+            (ln, r)
+            for ln, r in read_rows(
+                path, ncols=tuple(range(width, width + 64)), sep=sep, skip_first=header
+            )
+        ]
+        parsed[split] = (path, rows)
+    ents = sorted(
+        {
+            r[columns[c]].strip()
+            for _, rows in parsed.values()
+            for _, r in rows
+            for c in ("head", "tail")
+        }
+    )
+    rels = sorted({r[columns["relation"]].strip() for _, rows in parsed.values() for _, r in rows})
+    e_id = {e: i for i, e in enumerate(ents)}
+    r_id = {r: i for i, r in enumerate(rels)}
+    origin = None
+    splits = {}
+    for split, (path, rows) in parsed.items():
+        trip = [
+            [
+                e_id[r[columns["head"]].strip()],
+                r_id[r[columns["relation"]].strip()],
+                e_id[r[columns["tail"]].strip()],
+            ]
+            for _, r in rows
+        ]
+        lines = [ln for ln, _ in rows]
+        start = end = None
+        if kind == "point":
+            start = [parse_point(r[columns["time"]], path=path, line=ln) for ln, r in rows]
+            end = start
+        elif kind == "interval":
+            start, end = [], []
+            for ln, r in rows:
+                s, e = _interval(r[columns["start"]], r[columns["end"]], path, ln, quirks)
+                start.append(s)
+                end.append(e)
+        splits[split] = _split(trip, lines, path, start, end)
+    if kind == "point":
+        import datetime as dt
+
+        sample = parsed["train"][1][0][1][columns["time"]].strip()
+        if not sample.lstrip(
+            "-"
+        ).isdigit():  # ISO dates: shift ordinals so that 0 is the first date
+            first = min(int(s.start.min()) for s in splits.values())  # type: ignore[union-attr]
+            origin = dt.date.fromordinal(first).isoformat()
+            for s in splits.values():
+                s.start = s.start - first  # type: ignore[operator]
+                s.end = s.start
+    return RawKG(
+        name=name or Path(files["train"]).parent.name,
+        kind=kind,
+        entity_labels=ents,
+        relation_labels=rels,
+        splits=splits,
+        quirks=quirks,
+        origin=origin,
+        source=str(Path(files["train"]).parent),
+    )

@@ -1,0 +1,36 @@
+"""User-facing errors.
+
+Every problem caused by the user's input (a malformed row, an unknown id, a config key that does not exist, a
+corrupt checkpoint) is raised as a :class:`KGDistillError` whose message names the file and line, or the config
+key. The CLI prints the message and exits with status 2, without a traceback; the Python API lets it propagate.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CheckpointError", "ConfigError", "DataError", "KGDistillError"]
+
+
+class KGDistillError(Exception):
+    """Base class of all errors that are the input's fault, not a bug in kgdistill."""
+
+
+class DataError(KGDistillError):
+    """A data file is missing or malformed, or refers to an id that is not in the vocabulary."""
+
+    def __init__(
+        self, message: str, *, path: object | None = None, line: int | None = None
+    ) -> None:
+        where = ""
+        if path is not None:
+            where = f"{path}" + (f", line {line}" if line is not None else "") + ": "
+        super().__init__(where + message)
+        self.path = path
+        self.line = line
+
+
+class ConfigError(KGDistillError):
+    """A configuration key is unknown, has the wrong type, or an impossible value."""
+
+
+class CheckpointError(KGDistillError):
+    """A checkpoint is missing, truncated, corrupt, or does not match what it is loaded into."""

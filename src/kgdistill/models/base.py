@@ -1,0 +1,126 @@
+"""The model: entity embeddings + a relation encoder + an interaction, and what leaves it (:class:`ModelOutput`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from kgdistill.models.interactions import Interaction
+from kgdistill.models.representations import RelationEncoder
+from kgdistill.types import HEAD, REL, TAIL, TIME, BoolTensor, FloatTensor, LongTensor
+
+__all__ = ["KGEModel", "ModelOutput", "Vocab"]
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """What a model builder needs to know about the graph: sizes and time labels (from a KG or a checkpoint).
+
+    ``num_relations`` counts the original relations; models hold ``2 * num_relations`` (reciprocals).
+    """
+
+    num_entities: int
+    num_relations: int
+    time_labels: tuple[str, ...] = ()
+
+    @property
+    def num_times(self) -> int:
+        return len(self.time_labels)
+
+
+@dataclass
+class ModelOutput:
+    """The only thing that leaves a model or a teacher; loss terms read nothing else.
+
+    Attributes:
+        scores: ``(B, C)`` scores of the candidates (``C = num_entities`` when scoring all).
+        mask: ``(B, C)`` valid entries (teachers read from a partial cache), or ``None`` = all valid.
+        h: ``(B, d)`` query head representation.
+        r: ``(B, d_r)`` (time-conditioned) relation representation.
+        t: ``(B, C, d)`` candidate embeddings, or ``(E, d)`` the entity table when scoring all.
+        factors: tensors ``(B, k)`` the N3 / L2 regularisers act on (head, relation, true tail).
+        time_table: ``(T, d_tau)`` the time embeddings, for temporal smoothness; ``None`` if none.
+    """
+
+    scores: FloatTensor
+    mask: BoolTensor | None = None
+    h: FloatTensor | None = None
+    r: FloatTensor | None = None
+    t: FloatTensor | None = None
+    factors: tuple[FloatTensor, ...] = field(default_factory=tuple)
+    time_table: FloatTensor | None = None
+
+
+class KGEModel(nn.Module):
+    """A link-prediction model scoring queries ``(h, r, ?, [tau])`` against tails.
+
+    Queries are ``(B, 3)`` or ``(B, 4)`` id tensors ``(h, r, t, [tau])``; ``r`` may be a reciprocal relation
+    (``r + num_relations``), so head prediction is tail prediction on the reciprocal. Column ``t`` is the true
+    answer; it is only read for the regulariser factors and :meth:`score_hrt`.
+    """
+
+    def __init__(
+        self, *, entities: nn.Embedding, relations: RelationEncoder, interaction: Interaction
+    ) -> None:
+        super().__init__()
+        self.entities = entities
+        self.relations = relations
+        self.interaction = interaction
+
+    @property
+    def temporal(self) -> bool:
+        return self.relations.temporal
+
+    def _tau(self, queries: LongTensor) -> LongTensor | None:
+        if not self.temporal:
+            return None
+        if queries.shape[1] < 4:
+            raise ValueError("a temporal model needs queries with a time column (B, 4)")
+        return queries[:, TIME]
+
+    def encode(self, queries: LongTensor) -> tuple[FloatTensor, FloatTensor]:
+        """``queries (B, 3|4)`` -> ``(h (B, d), r (B, d_r))``."""
+        return self.entities(queries[:, HEAD]), self.relations(queries[:, REL], self._tau(queries))
+
+    def query_vectors(self, queries: LongTensor) -> FloatTensor:
+        """``queries (B, 3|4)`` -> ``q (B, d)`` such that ``score(t) = match(q, t)``."""
+        h, r = self.encode(queries)
+        return self.interaction.combine(h, r)
+
+    def score_all(self, queries: LongTensor) -> FloatTensor:
+        """Scores of every entity as the tail: ``(B, 3|4) -> (B, E)``, one matrix product for bilinear models."""
+        return self.interaction.score_all(self.query_vectors(queries), self.entities.weight)
+
+    def forward(self, queries: LongTensor, candidates: LongTensor | None = None) -> ModelOutput:
+        """Score ``candidates (B, C)`` (entity ids), or all entities when ``None``.
+
+        Returns:
+            :class:`ModelOutput` with ``scores (B, C)``, ``h``, ``r``, ``t`` and regulariser factors.
+        """
+        h, r = self.encode(queries)
+        q = self.interaction.combine(h, r)
+        if candidates is None:
+            t = self.entities.weight
+            scores = self.interaction.score_all(q, t)
+        else:
+            t = self.entities(candidates)
+            scores = self.interaction.score_candidates(q, t)
+        factors = self.interaction.factors(h, r, self.entities(queries[:, TAIL]))
+        return ModelOutput(
+            scores=scores, h=h, r=r, t=t, factors=factors, time_table=self.relations.time_table()
+        )
+
+    def score_hrt(self, facts: LongTensor) -> FloatTensor:
+        """Score of each fact's own tail: ``(B, 3|4) -> (B,)``."""
+        return self.interaction.score_hrt(self.query_vectors(facts), self.entities(facts[:, TAIL]))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def num_bytes(self) -> int:
+        """Bytes of parameters and buffers (what a shipped student weighs)."""
+        tensors: Sequence[torch.Tensor] = [*self.parameters(), *self.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)

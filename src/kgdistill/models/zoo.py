@@ -1,0 +1,156 @@
+"""The model registry: thin builders composing representations and interactions.
+
+Every builder takes the :class:`Vocab` (given by the caller, not the config) and keyword arguments that are
+exactly the config keys of the ``model`` section. ``dim`` is the number of real components per entity for
+real-valued models and the complex rank for ComplEx, RotatE and TNTComplEx (which store ``2 * dim`` reals).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kgdistill.models.base import KGEModel, Vocab
+from kgdistill.models.hyte import HyTE
+from kgdistill.models.interactions import ComplEx, DistMult, Interaction, RotatE, TransE
+from kgdistill.models.representations import AddTime, LSTMTime, MulTime, StaticRelations, embedding
+from kgdistill.registry import Registry
+
+__all__ = ["MODELS", "is_temporal"]
+
+MODELS: Registry[Callable[..., KGEModel]] = Registry("model")
+
+
+def _register(
+    name: str, temporal: bool
+) -> Callable[[Callable[..., KGEModel]], Callable[..., KGEModel]]:
+    def deco(fn: Callable[..., KGEModel]) -> Callable[..., KGEModel]:
+        fn.temporal = temporal  # type: ignore[attr-defined]
+        return MODELS.register(name)(fn)
+
+    return deco
+
+
+def is_temporal(name: str) -> bool:
+    """Whether the registered model ``name`` needs a time column."""
+    return bool(getattr(MODELS.get(name), "temporal", False))
+
+
+def _static(
+    vocab: Vocab,
+    width: int,
+    init_scale: float,
+    interaction: Interaction,
+    rel_width: int | None = None,
+) -> KGEModel:
+    return KGEModel(
+        entities=embedding(vocab.num_entities, width, init_scale),
+        relations=StaticRelations(
+            num_relations=2 * vocab.num_relations, dim=rel_width or width, init_scale=init_scale
+        ),
+        interaction=interaction,
+    )
+
+
+@_register("transe", temporal=False)
+def transe(*, vocab: Vocab, dim: int = 200, p: float = 2.0, init_scale: float = 0.1) -> KGEModel:
+    """TransE, ``-||h + r - t||_p``. Paper: Bordes et al. 2013, https://papers.nips.cc/paper/5071"""
+    return _static(vocab, dim, init_scale, TransE(p=p))
+
+
+@_register("distmult", temporal=False)
+def distmult(*, vocab: Vocab, dim: int = 200, init_scale: float = 1e-3) -> KGEModel:
+    """DistMult, ``<h, r, t>``. Paper: Yang et al. 2015, https://arxiv.org/abs/1412.6575"""
+    return _static(vocab, dim, init_scale, DistMult())
+
+
+@_register("complex", temporal=False)
+def complex_(*, vocab: Vocab, dim: int = 200, init_scale: float = 1e-3) -> KGEModel:
+    """ComplEx, ``Re(<h, r, conj t>)``, rank ``dim``. Paper: Trouillon et al. 2016, https://arxiv.org/abs/1606.06357"""
+    return _static(vocab, 2 * dim, init_scale, ComplEx())
+
+
+@_register("rotate", temporal=False)
+def rotate(*, vocab: Vocab, dim: int = 200, init_scale: float = 0.1) -> KGEModel:
+    """RotatE, ``-||h * e^{i theta_r} - t||``, rank ``dim``. Paper: Sun et al. 2019, https://arxiv.org/abs/1902.10197"""
+    return _static(vocab, 2 * dim, init_scale, RotatE(p=2.0), rel_width=dim)
+
+
+@_register("ttranse", temporal=True)
+def ttranse(*, vocab: Vocab, dim: int = 100, p: float = 2.0, init_scale: float = 0.1) -> KGEModel:
+    """TTransE, ``-||h + r + tau - t||_p``. Paper: Leblay and Chekol 2018, https://doi.org/10.1145/3184558.3191639"""
+    return KGEModel(
+        entities=embedding(vocab.num_entities, dim, init_scale),
+        relations=AddTime(
+            num_relations=2 * vocab.num_relations,
+            num_times=vocab.num_times,
+            dim=dim,
+            init_scale=init_scale,
+        ),
+        interaction=TransE(p=p),
+    )
+
+
+@_register("ta_distmult", temporal=True)
+def ta_distmult(*, vocab: Vocab, dim: int = 100, init_scale: float = 0.1) -> KGEModel:
+    """TA-DistMult: DistMult with an LSTM over relation and time tokens. Paper: García-Durán et al. 2018,
+    https://arxiv.org/abs/1809.03202"""
+    return KGEModel(
+        entities=embedding(vocab.num_entities, dim, init_scale),
+        relations=LSTMTime(
+            num_relations=2 * vocab.num_relations,
+            time_labels=vocab.time_labels,
+            dim=dim,
+            init_scale=init_scale,
+        ),
+        interaction=DistMult(),
+    )
+
+
+@_register("ta_transe", temporal=True)
+def ta_transe(*, vocab: Vocab, dim: int = 100, p: float = 2.0, init_scale: float = 0.1) -> KGEModel:
+    """TA-TransE: TransE with an LSTM over relation and time tokens. Paper: García-Durán et al. 2018,
+    https://arxiv.org/abs/1809.03202"""
+    return KGEModel(
+        entities=embedding(vocab.num_entities, dim, init_scale),
+        relations=LSTMTime(
+            num_relations=2 * vocab.num_relations,
+            time_labels=vocab.time_labels,
+            dim=dim,
+            init_scale=init_scale,
+        ),
+        interaction=TransE(p=p),
+    )
+
+
+@_register("hyte", temporal=True)
+def hyte(*, vocab: Vocab, dim: int = 100, init_scale: float = 0.1) -> KGEModel:
+    """HyTE: TransE on time hyperplanes. Paper: Dasgupta et al. 2018, https://aclanthology.org/D18-1225"""
+    return HyTE.build(
+        num_entities=vocab.num_entities,
+        num_relations=2 * vocab.num_relations,
+        num_times=vocab.num_times,
+        dim=dim,
+        init_scale=init_scale,
+    )
+
+
+@_register("tntcomplex", temporal=True)
+def tntcomplex(*, vocab: Vocab, dim: int = 156, init_scale: float = 1e-2) -> KGEModel:
+    """TNTComplEx, ``Re(<h, r * tau + r_nt, conj t>)``, rank ``dim``. Paper: Lacroix et al. 2020,
+    https://arxiv.org/abs/2004.04926"""
+    return KGEModel(
+        entities=embedding(vocab.num_entities, 2 * dim, init_scale),
+        relations=MulTime(
+            num_relations=2 * vocab.num_relations,
+            num_times=vocab.num_times,
+            dim=2 * dim,
+            init_scale=init_scale,
+        ),
+        interaction=ComplEx(),
+    )
+
+
+def build_model(spec: dict[str, Any], vocab: Vocab) -> KGEModel:
+    """Build ``spec = {"name": ..., **kwargs}``; wrong keys name ``model.<key>``."""
+    return MODELS.build(spec, where="model", vocab=vocab)  # type: ignore[no-any-return]
