@@ -69,7 +69,7 @@ def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], 
 def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {}
     for name, v in tensors.items():
-        _, pid, k = name.split(".", 2)
+        pid, k = name.split(".", 1)
         state.setdefault(int(pid), {})[k] = v
     for pid, extra in meta.get("scalars", {}).items():
         state.setdefault(int(pid), {}).update(extra)

@@ -101,6 +101,8 @@ def detect_reader(folder: Path) -> Callable[..., RawKG]:
         return read_openke
     train = resolve_file(folder, "train.txt")
     first = next((ln for ln in open_text(train) if ln.strip()), "")
+    if not first:
+        raise DataError("split is empty", path=train)
     ncols = len(first.split("\t"))
     if ncols == 3:
         return read_static_names

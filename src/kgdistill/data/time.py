@@ -216,7 +216,9 @@ class TimeSpec:
                 f"time '{raw}' is outside the years this model saw "
                 f"({self.boundaries[0]}..{self.max_year})"
             )
-        if self.mode == "split" and not modifier:
+        if self.mode != "split":
+            modifier = ""  # only the split protocol has since/until time ids
+        elif not modifier:
             modifier = "since"
         key = self.key(modifier, self.bin_of(year))
         if key not in self._index:

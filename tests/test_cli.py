@@ -1,0 +1,149 @@
+"""The CLI end to end on real data, and every kind of bad input: one message, exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from kgdistill.cli import cli
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["-q", *args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def _fails_cleanly(args: list[str], message: str) -> str:
+    code, out = _invoke(*args)
+    assert code == 2, out
+    assert "Traceback" not in out
+    assert message in out, out
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TA-DistMult trained for 2 epochs on the bundled YAGO11k through ``kgdistill train``."""
+    tmp = tmp_path_factory.mktemp("cli")
+    cfg = tmp / "ta.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "data": {"name": "yago11k"},
+        "model": {"name": "ta_distmult", "dim": 16},
+        "stages": [{"epochs": 2}],
+        "train": {"optimizer": "adam", "lr": 0.01, "batch_size": 2000, "progress": False},
+    }))
+    code, out = _invoke("train", str(cfg), "--out", str(tmp / "run"), "--set", "train.eval_every=1")
+    assert code == 0, out
+    assert "| both |" in out
+    return tmp / "run"
+
+
+def test_listing_commands() -> None:
+    code, out = _invoke("models")
+    assert code == 0 and "tntcomplex" in out and "temporal" in out and "transe" in out
+    code, out = _invoke("datasets")
+    assert code == 0 and "yago11k" in out and "bundled" in out
+
+
+def test_evaluate_and_tie_modes(run_dir: Path) -> None:
+    code, out = _invoke("evaluate", str(run_dir), "--json")
+    assert code == 0
+    import json
+
+    realistic = json.loads(out)
+    assert realistic["protocol"]["ties"] == "realistic"
+    code, out = _invoke("evaluate", str(run_dir), "--json", "--set", "eval.ties=pessimistic")
+    pessimistic = json.loads(out)
+    assert pessimistic["protocol"]["ties"] == "pessimistic"
+    assert pessimistic["sides"]["both"]["mrr"] <= realistic["sides"]["both"]["mrr"]
+    code, out = _invoke("evaluate", str(run_dir), "--split", "valid")
+    assert code == 0 and "valid" in out
+
+
+def test_predict_by_name(run_dir: Path) -> None:
+    code, out = _invoke("predict", str(run_dir), "--head", "<Christopher_Guest>", "--relation", "isMarriedTo",
+                        "--time", "1990", "-k", "5")
+    assert code == 0, out
+    lines = out.strip().splitlines()
+    assert len(lines) == 5 and lines[0].split()[0] == "1"
+    code, out = _invoke("predict", str(run_dir), "--tail", "Jamie Lee Curtis", "--relation", "<isMarriedTo>",
+                        "--time", "since 1990", "-k", "3")
+    assert code == 0, out
+
+
+def test_predict_bad_input(run_dir: Path) -> None:
+    _fails_cleanly(["predict", str(run_dir), "--head", "<Christopher_Guest>", "--relation", "isMarriedTo",
+                    "--time", "3000"], "outside the years this model saw")
+    _fails_cleanly(["predict", str(run_dir), "--head", "<Christopher_Guest>", "--relation", "isMarriedTo"],
+                   "this model is temporal: give --time")
+    _fails_cleanly(["predict", str(run_dir), "--head", "<Nobody_At_All>", "--relation", "isMarriedTo",
+                    "--time", "1990"], "unknown entity '<Nobody_At_All>'")
+    _fails_cleanly(["predict", str(run_dir), "--head", "<Christopher_Guest>", "--relation", "isMarriedToo",
+                    "--time", "1990"], "unknown relation 'isMarriedToo'")
+
+
+def test_bad_config_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"model": {"name": "distmult"}, "train": {"lrr": 0.1}}))
+    _fails_cleanly(["train", str(cfg)], "config key 'train.lrr' does not exist (did you mean 'lr'?)")
+    _fails_cleanly(["train", str(cfg), "--set", "train.lrr"], "is not of the form key.path=value")
+    _fails_cleanly(["train", str(tmp_path / "missing.yaml")], "config file not found")
+
+
+def test_corrupt_checkpoint(run_dir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    data = (broken / "best.safetensors").read_bytes()
+    (broken / "best.safetensors").write_bytes(data[:1000])
+    _fails_cleanly(["evaluate", str(broken)], "truncated or corrupt")
+    _fails_cleanly(["train", "--resume", str(tmp_path)], "cannot resume")
+
+
+def _dataset_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "wd"
+    shutil.copytree(FIXTURES / "wikidata12k-mini", folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda lines: lines.__setitem__(4, lines[4] + "\textra"), "train.txt, line 5: expected 5 columns, found 6"),
+        (lambda lines: lines.__setitem__(2, "0\t1\t99999\t1990-##-##\t####-##-##"),
+         "train.txt, line 3: entity id 99999 is outside the vocabulary"),
+        (lambda lines: lines.__setitem__(6, "0\t1\t2\tabcd-##-##\t####-##-##"),
+         "train.txt, line 7: cannot parse year in date 'abcd-##-##'"),
+        (lambda lines: lines.clear(), "train.txt: split is empty"),
+    ],
+    ids=["columns", "unknown-id", "bad-date", "empty-split"],
+)
+def test_bad_data_file(tmp_path: Path, edit, message: str) -> None:
+    folder = _dataset_copy(tmp_path)
+    lines = (folder / "train.txt").read_text().splitlines()
+    edit(lines)
+    (folder / "train.txt").write_text("".join(line + "\n" for line in lines))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"name": str(folder)}, "model": {"name": "ttranse", "dim": 4}}))
+    _fails_cleanly(["train", str(cfg), "--out", str(tmp_path / "run")], message)
+    assert not (tmp_path / "run" / "last.safetensors").exists()
+
+
+def test_missing_dataset(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"name": "icews14", "root": str(tmp_path)}, "model": {"name": "ttranse"}}))
+    _fails_cleanly(["train", str(cfg)], "dataset 'icews14' not found")
+    (tmp_path / "ICEWS14").mkdir()
+    _fails_cleanly(["train", str(cfg)], "missing file 'entity2id.txt'")
+
+
+def test_demo_runs(tmp_path: Path) -> None:
+    code, out = _invoke("demo", "--epochs", "1", "--out", str(tmp_path / "demo"))
+    assert code == 0, out
+    assert (tmp_path / "demo" / "metrics.json").is_file()
+    assert "TNTComplEx on YAGO11k" in out

@@ -1,0 +1,88 @@
+"""Config validation: errors name the key; overrides; every shipped config is valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kgdistill import api
+from kgdistill.config import apply_overrides, load_config, parse_config
+from kgdistill.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted([*(REPO / "configs").rglob("*.yaml"), *(REPO / "src/kgdistill/configs").rglob("*.yaml")])
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"model": {"name": "distmult"}, "train": {"lrr": 1}}, r"config key 'train\.lrr' does not exist \(did you mean 'lr'\?\)"),
+        ({"model": {"name": "distmult"}, "train": {"lr": "fast"}}, r"config key 'train\.lr': Input should be a valid number"),
+        ({"model": {"name": "distmult"}, "train": {"lr": -1}}, r"config key 'train\.lr': Input should be greater than 0"),
+        ({"model": {"name": "distmult"}, "stages": [{"epoch": 3}]}, r"config key 'stages\.0\.epoch' does not exist"),
+        ({"model": {"name": "distmult"}, "data": {"time": {"interval_mode": "middle"}}}, r"data\.time\.interval_mode"),
+        ({"train": {}}, r"config key 'model': Field required"),
+        ({"model": {"name": "distmult"}, "eval": {"ties": "random"}}, r"config key 'eval\.ties'"),
+    ],
+)
+def test_bad_config_names_the_key(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw)
+
+
+def test_overrides_coerce_and_index_lists() -> None:
+    raw = {"model": {"name": "distmult"}, "stages": [{"epochs": 5}, {"epochs": 7}]}
+    apply_overrides(raw, ["train.lr=3e-4", "stages.1.epochs=10", "model.dim=32", "data.time.interval_mode=split"])
+    cfg = parse_config(raw)
+    assert cfg.train.lr == pytest.approx(3e-4)
+    assert [s.epochs for s in cfg.stages] == [5, 10]
+    assert cfg.model.kwargs() == {"dim": 32}
+    assert cfg.data.time.interval_mode == "split"
+
+
+@pytest.mark.parametrize("bad", ["train.lr", "stages.5.epochs=1", "stages.x.epochs=1", "seed.x=1"])
+def test_bad_overrides(bad: str) -> None:
+    raw = {"model": {"name": "distmult"}, "stages": [{"epochs": 1}], "seed": 3}
+    with pytest.raises(ConfigError):
+        apply_overrides(raw, [bad])
+
+
+def test_load_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(listy)
+
+
+def test_model_and_loss_keys_checked_against_registries() -> None:
+    cfg = parse_config({"model": {"name": "distmult", "dimm": 3}})
+    with pytest.raises(ConfigError, match=r"config key 'model\.dimm' .*did you mean 'dim'"):
+        api.check(cfg)
+    cfg = parse_config({"model": {"name": "distmul"}})
+    with pytest.raises(ConfigError, match="unknown model 'distmul'. Did you mean 'distmult'"):
+        api.check(cfg)
+    cfg = parse_config({"model": {"name": "distmult"},
+                        "stages": [{"objective": [{"loss": "supervised_ce", "smoothing": 0.1}]}]})
+    with pytest.raises(ConfigError, match=r"stages\.0\.objective\.0\.smoothing"):
+        api.check(cfg)
+
+
+def test_temporal_model_on_static_data_is_refused(tiny_kg) -> None:
+    cfg = parse_config({"model": {"name": "ttranse"}})
+    with pytest.raises(ConfigError, match="temporal but dataset"):
+        api.check(cfg, tiny_kg)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path: Path) -> None:
+    cfg, _ = load_config(path)
+    api.check(cfg, teacher_fields={name: frozenset({"scores", "h", "r", "t"}) for name in cfg.teachers})
+    assert yaml.safe_load(path.read_text())  # not empty

@@ -1,0 +1,135 @@
+"""End-to-end training on real data: train -> evaluate, run folder contents, early stopping, exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from kgdistill import api
+from kgdistill.config import parse_config
+from kgdistill.errors import KGDistillError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _tiny_cfg(**over) -> dict:
+    cfg = {
+        "name": "tiny",
+        "seed": 3,
+        "data": {"name": str(FIXTURES / "wikidata12k-mini"), "time": {"granularity": "year"}},
+        "model": {"name": "tntcomplex", "dim": 8},
+        "stages": [
+            {"epochs": 3, "objective": [{"loss": "supervised_ce"}, {"loss": "n3", "weight": 0.01}]},
+            {"epochs": 3, "lr": 0.05, "objective": [{"loss": "supervised_ce", "label_smoothing": 0.1}]},
+        ],
+        "train": {"batch_size": 16, "optimizer": "adagrad", "lr": 0.1, "eval_every": 2, "patience": 0,
+                  "progress": False},
+    }
+    for k, v in over.items():
+        cfg[k] = v
+    return cfg
+
+
+def test_train_evaluate_real_yago(tmp_path: Path) -> None:
+    """A small TNTComplEx on the full bundled YAGO11k learns far above chance and writes a complete run folder."""
+    cfg = parse_config({
+        "data": {"name": "yago11k"},
+        "model": {"name": "tntcomplex", "dim": 16},
+        "stages": [{"epochs": 3, "objective": [{"loss": "supervised_ce"}, {"loss": "n3", "weight": 0.01}]}],
+        "train": {"batch_size": 1000, "eval_every": 1, "progress": False},
+    })
+    result = api.train(cfg, out=tmp_path / "run")
+    run = result.run_dir
+    for name in ("config.yaml", "log.jsonl", "metrics.json", "metrics.md", "best.safetensors", "last.safetensors",
+                 "curves.png"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    # chance level is about 1 / 10623; a working 1-N teacher gets well above 5% within 3 epochs
+    assert metrics["sides"]["both"]["mrr"] > 0.05
+    assert metrics["protocol"]["filter"] == "time-aware"
+    assert metrics["protocol"]["ties"] == "realistic"
+    assert metrics["data_report"]["quirks"]["start_after_end_swapped"]["count"] == 70
+    events = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2, 3]
+    assert {"supervised_ce", "n3"} <= set(events[0])
+    again = api.evaluate_run(run, split="test", progress=False)
+    assert again.mrr == pytest.approx(result.metrics.mrr, abs=1e-12)
+
+
+def test_early_stopping(tmp_path: Path) -> None:
+    cfg = parse_config(_tiny_cfg(stages=[{"epochs": 10}],
+                                 train={"lr": 1e-12, "eval_every": 1, "patience": 2, "progress": False}))
+    api.train(cfg, out=tmp_path / "run")
+    events = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    stops = [e for e in events if e["event"] == "early_stop"]
+    assert len(stops) == 1 and stops[0]["epoch"] == 3  # no gain at epochs 2 and 3
+    assert max(e["epoch"] for e in events) == 3
+
+
+def test_divergence_is_reported_and_keeps_last_checkpoint(tmp_path: Path) -> None:
+    cfg = parse_config(_tiny_cfg(stages=[{"epochs": 3}], train={"optimizer": "sgd", "lr": 1e38, "progress": False}))
+    with pytest.raises(KGDistillError, match="diverged"):
+        api.train(cfg, out=tmp_path / "run")
+
+
+def _run_cli(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "kgdistill", "-q", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def _epochs_logged(run: Path) -> int:
+    log = run / "log.jsonl"
+    if not log.exists():
+        return 0
+    return sum(1 for line in log.read_text().splitlines() if '"event": "epoch"' in line)
+
+
+@pytest.mark.parametrize("kill_after", [2, 4])  # inside stage 0, and inside stage 1
+def test_kill_9_and_resume_gives_identical_results(tmp_path: Path, kill_after: int) -> None:
+    config = tmp_path / "tiny.yaml"
+    import yaml
+
+    config.write_text(yaml.safe_dump(_tiny_cfg()))
+    ref = _run_cli("train", str(config), "--out", str(tmp_path / "ref"))
+    assert ref.wait(timeout=300) == 0, ref.stderr.read().decode()
+
+    run = tmp_path / "killed"
+    proc = _run_cli("train", str(config), "--out", str(run))
+    deadline = time.time() + 300
+    while _epochs_logged(run) < kill_after and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    if proc.poll() is not None:
+        pytest.fail("the run finished before it could be killed: make the epochs slower")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "metrics.json").exists()
+    resumed = _run_cli("train", "--resume", str(run))
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
+
+    a = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    b = json.loads((run / "metrics.json").read_text())
+    assert a["sides"] == b["sides"]
+    assert a["best_epoch"] == b["best_epoch"]
+    wa, wb = load_file(str(tmp_path / "ref" / "last.safetensors")), load_file(str(run / "last.safetensors"))
+    for k in wa:
+        if k.startswith(("model.", "optim.")):
+            assert torch.equal(wa[k], wb[k]), k
+    log_a = [json.loads(x) for x in (tmp_path / "ref" / "log.jsonl").read_text().splitlines()]
+    log_b = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    strip = [{k: v for k, v in e.items() if k != "seconds"} for e in log_a]
+    assert strip == [{k: v for k, v in e.items() if k != "seconds"} for e in log_b]
+
+
+def test_resume_needs_a_run_folder(tmp_path: Path) -> None:
+    with pytest.raises(KGDistillError, match="cannot resume"):
+        api.train(resume=tmp_path)
