@@ -27,6 +27,7 @@ from kgdistill.models.zoo import build_model
 
 __all__ = [
     "FORMAT",
+    "atomic_save_tensors",
     "Checkpoint",
     "atomic_write_text",
     "load_checkpoint",
@@ -106,11 +107,16 @@ def save_checkpoint(
         if torch.cuda.is_available():
             for i, s in enumerate(torch.cuda.get_rng_state_all()):
                 tensors[f"rng.cuda.{i}"] = s
+    atomic_save_tensors(path, tensors, {_META_KEY: json.dumps(meta)})
+
+
+def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write a safetensors file through a temporary file, ``fsync`` and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={_META_KEY: json.dumps(meta)})
+        save_file(tensors, tmp, metadata=metadata)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)

@@ -185,15 +185,21 @@ def test_time_id_interval_split_mode(yago_split: KG) -> None:
     assert spec.time_id(spec.labels[until]) == until
 
 
-def test_time_id_interval_modifier_unknown_to_start_mode(yago: KG) -> None:
-    with pytest.raises(KGDistillError, match="never saw"):
-        yago.time.time_id("since 1990")
+def test_time_id_interval_modifier_ignored_outside_split_mode(yago: KG) -> None:
+    """Only the split protocol has since/until time ids; elsewhere the modifier is dropped."""
+    spec = yago.time
+    tid = spec.time_id("1990")
+    assert spec.time_id("since 1990") == tid
+    assert spec.time_id("until 1990") == tid
+    assert not any(lab.startswith(("since ", "until ")) for lab in spec.labels)
 
 
 @pytest.mark.parametrize("text", ["3000", "since 3000", "-5000", "####"])
 def test_time_id_interval_outside_seen_years(yago_split: KG, text: str) -> None:
     spec = yago_split.time
-    with pytest.raises(KGDistillError, match=rf"outside the years this model saw \({spec.boundaries[0]}"):
+    with pytest.raises(
+        KGDistillError, match=rf"outside the years this model saw \({spec.boundaries[0]}"
+    ):
         spec.time_id(text)
 
 
@@ -259,7 +265,9 @@ def test_timespec_round_trip_point_and_static(tiny_point_kg: KG, tiny_kg: KG) ->
 
 
 def test_timespec_round_trip_tiny_interval_expand() -> None:
-    kg = build_kg(read_hyte(FIXTURES / "wikidata12k-mini"), granularity="year", interval_mode="expand")
+    kg = build_kg(
+        read_hyte(FIXTURES / "wikidata12k-mini"), granularity="year", interval_mode="expand"
+    )
     back = _round_trip(kg.time)
     assert back == kg.time and back.mode == "expand"
     assert back.labels == kg.time.labels and back.boundaries == kg.time.boundaries

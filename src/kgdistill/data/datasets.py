@@ -125,15 +125,16 @@ def read_raw(
     text = str(name_or_path)
     if text in DATASETS:
         entry = DATASETS.get(text)
+        key = text.strip().lower().replace("-", "_")
         base = data_root(root)
         looked = []
         if base is not None:
             folder = base / entry.folder
             if folder.is_dir():
-                return entry.reader(folder, name=text.lower())
+                return entry.reader(folder, name=key)
             looked.append(str(folder))
         if entry.bundled:
-            return entry.reader(BUNDLED / text.lower(), name=text.lower())
+            return entry.reader(BUNDLED / key, name=key)
         where = f" (looked in {', '.join(looked)})" if looked else ""
         raise DataError(
             f"dataset '{text}' not found{where}: pass --data-root or set KGDISTILL_DATA to the "
@@ -141,6 +142,9 @@ def read_raw(
         )
     folder = Path(text).expanduser()
     if folder.is_dir():
+        for entry in _ENTRIES.values():  # a copy of a known benchmark keeps its reader (ICEWS dates)
+            if folder.resolve().as_posix().endswith("/" + entry.folder):
+                return entry.reader(folder)
         return detect_reader(folder)(folder)
     raise DataError(
         f"'{text}' is neither a known dataset ({', '.join(DATASETS.names())}) nor a folder"

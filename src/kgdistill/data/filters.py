@@ -66,7 +66,7 @@ class FilterIndex:
             if kg.time.kind == "point":
                 mode = "point"
                 ordinals = torch.tensor(kg.time.anchors, dtype=torch.long)
-                key = key * kg.num_times + torch.searchsorted(ordinals, val[:, 0])
+                key = key * kg.num_times + torch.searchsorted(ordinals, val[:, 0].contiguous())
             else:
                 mode = "interval"
                 lo, hi = val[:, 0], val[:, 1]

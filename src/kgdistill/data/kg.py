@@ -12,7 +12,7 @@ import torch
 
 from kgdistill.data.raw import RawKG
 from kgdistill.data.time import OPEN_HI, OPEN_LO, UNKNOWN, UNKNOWN_ANCHOR, TimeSpec, year_bins
-from kgdistill.errors import DataError
+from kgdistill.errors import ConfigError, DataError
 from kgdistill.types import LongTensor
 
 __all__ = ["KG", "build_kg"]
@@ -104,6 +104,13 @@ def build_kg(
             like any other fact, as in LibKGE; the model has an untrained embedding for them) or ``drop``
             (PyKEEN). Either way their number is reported.
     """
+    for key, value, allowed in (("granularity", granularity, ("year", "bins")),
+                                ("interval_mode", interval_mode, ("start", "expand", "split")),
+                                ("unseen", unseen, ("keep", "drop"))):
+        if value not in allowed:
+            raise ConfigError(f"config key '{key}': {value!r} is not one of {', '.join(allowed)}")
+    if min_bin_size < 1:
+        raise ConfigError(f"config key 'min_bin_size': must be >= 1, got {min_bin_size}")
     if "train" not in raw.splits:
         raise DataError(f"dataset {raw.name} has no train split")
     report: dict[str, Any] = {

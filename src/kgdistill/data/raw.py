@@ -29,7 +29,7 @@ class Quirks:
     def add(self, kind: str, where: str) -> None:
         self.counts[kind] += 1
         ex = self.examples.setdefault(kind, [])
-        if len(ex) < 3:
+        if len(ex) < 3 and where not in ex:
             ex.append(where)
 
     def to_dict(self) -> dict[str, object]:
@@ -96,7 +96,7 @@ def open_text(path: Path) -> Iterator[str]:
     """Lines of a UTF-8 text file, transparently gunzipped; no trailing newlines."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as fh:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:  # type: ignore[operator]
             for line in fh:
                 yield line.rstrip("\r\n")
     except UnicodeDecodeError as e:
@@ -106,12 +106,17 @@ def open_text(path: Path) -> Iterator[str]:
 
 
 def read_rows(
-    path: Path, *, ncols: int | tuple[int, ...], sep: str | None = "\t", skip_first: bool = False
+    path: Path,
+    *,
+    ncols: int | tuple[int, ...],
+    sep: str | None = "\t",
+    skip_first: bool = False,
+    at_least: bool = False,
 ) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line_number, fields)`` for every non-blank line; a wrong column count is an error.
 
     Args:
-        ncols: accepted number(s) of columns.
+        ncols: accepted number(s) of columns (with ``at_least``: the least number).
         sep: field separator; ``None`` splits on any whitespace.
         skip_first: skip the first line (a count line in OpenKE files).
     """
@@ -120,8 +125,8 @@ def read_rows(
         if (skip_first and i == 1) or not line.strip():
             continue
         fields = line.split(sep) if sep is not None else line.split()
-        if len(fields) not in allowed:
-            want = " or ".join(map(str, allowed))
+        if (len(fields) < allowed[0]) if at_least else (len(fields) not in allowed):
+            want = f"at least {allowed[0]}" if at_least else " or ".join(map(str, allowed))
             raise DataError(
                 f"expected {want} columns, found {len(fields)}: {line[:120]!r}", path=path, line=i
             )

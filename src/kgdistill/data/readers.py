@@ -286,12 +286,7 @@ def read_table(
         path = Path(f)
         if not path.is_file():
             raise DataError("missing file", path=path)
-        rows = [
-            (ln, r)
-            for ln, r in read_rows(
-                path, ncols=tuple(range(width, width + 64)), sep=sep, skip_first=header
-            )
-        ]
+        rows = list(read_rows(path, ncols=width, sep=sep, skip_first=header, at_least=True))
         parsed[split] = (path, rows)
     ents = sorted(
         {

@@ -1,0 +1,139 @@
+"""Teacher outputs cached on disk: written once by ``kgdistill cache``, read by :class:`CachedTeacher`.
+
+File format (safetensors, one file): ``keys (N,)`` sorted query keys ``(h * 2R + r) * T + tau`` of every distinct
+training query (reciprocals included), and either ``scores (N, E)`` (full rows, float16) or ``topk_ids (N, k)`` +
+``topk_scores (N, k)``. The JSON header records the dataset, vocabulary sizes, the teacher it came from and ``k``.
+Queries missing from the cache come back fully masked; with top-k, entries outside the top-k are masked, so a
+KD term compares distributions over the teacher's top-k candidates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
+from kgdistill.checkpoint import atomic_save_tensors
+from kgdistill.data.batching import both_directions
+from kgdistill.data.kg import KG
+from kgdistill.distill.teachers import ALL_FIELDS, TEACHERS, Teacher
+from kgdistill.errors import CheckpointError, ConfigError
+from kgdistill.models.base import ModelOutput
+from kgdistill.types import HEAD, REL, TIME, LongTensor
+
+__all__ = ["CachedTeacher", "query_keys", "write_cache"]
+
+log = logging.getLogger(__name__)
+_KIND = "kgdistill-teacher-cache"
+
+
+def query_keys(queries: LongTensor, num_relations: int, num_times: int) -> LongTensor:
+    """One int64 key per query ``(B, 3|4) -> (B,)``: ``(h * 2R + r) * max(T, 1) + tau``."""
+    key = queries[:, HEAD] * (2 * num_relations) + queries[:, REL]
+    key = key * max(num_times, 1)
+    if queries.shape[1] > 3 and num_times:
+        key = key + queries[:, TIME]
+    return key
+
+
+@torch.no_grad()
+def write_cache(path: str | Path, teacher: Teacher, kg: KG, *, split: str = "train", k: int | None = 128,
+                batch_size: int = 512, source: str = "", progress: bool = True) -> Path:
+    """Score every distinct query of ``split`` with ``teacher`` and write the cache file.
+
+    Args:
+        k: keep the top-``k`` scores per query; ``None`` keeps full rows (float16, ``N x E``).
+    """
+    queries = both_directions(kg.splits[split], kg.num_relations)
+    keys = query_keys(queries, kg.num_relations, kg.num_times)
+    keys, first = _unique_first(keys)
+    queries = queries[first]
+    device = next((p.device for p in getattr(teacher, "parameters", lambda: iter(()))()), torch.device("cpu"))
+    parts: dict[str, list[torch.Tensor]] = {"scores": [], "topk_ids": [], "topk_scores": []}
+    for s in tqdm(range(0, len(queries), batch_size), desc="caching teacher", disable=None if progress else True):
+        out = teacher(queries[s:s + batch_size].to(device), None, frozenset({"scores"}))
+        scores = out.scores.float()
+        if out.mask is not None:
+            scores = scores.masked_fill(~out.mask, float("-inf"))
+        if k is None:
+            parts["scores"].append(scores.half().cpu())
+        else:
+            top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+            parts["topk_ids"].append(top.indices.cpu())
+            parts["topk_scores"].append(top.values.cpu())
+    tensors = {"keys": keys.contiguous()}
+    tensors.update({name: torch.cat(v) for name, v in parts.items() if v})
+    meta = {"kind": _KIND, "format": 1, "dataset": kg.name, "split": split, "num_entities": kg.num_entities,
+            "num_relations": kg.num_relations, "num_times": kg.num_times, "k": k, "source": source,
+            "queries": len(keys)}
+    path = Path(path)
+    atomic_save_tensors(path, tensors, {"kgdistill": json.dumps(meta)})
+    log.info("wrote %d teacher rows (%s) to %s", len(keys), f"top-{k}" if k else "full", path)
+    return path
+
+
+def _unique_first(keys: LongTensor) -> tuple[LongTensor, LongTensor]:
+    """Sorted unique keys and the index of the first occurrence of each."""
+    order = torch.argsort(keys, stable=True)
+    sk = keys[order]
+    new = torch.ones_like(sk, dtype=torch.bool)
+    new[1:] = sk[1:] != sk[:-1]
+    return sk[new], order[new]
+
+
+@TEACHERS.register("cache")
+class CachedTeacher(torch.nn.Module):
+    """Scores read from a cache file written by :func:`write_cache` (scores only: no embeddings).
+
+    Args:
+        path: the cache file.
+        kg: the student's graph; its vocabulary sizes must match the cache's.
+    """
+
+    def __init__(self, *, path: str, kg: KG) -> None:
+        super().__init__()
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"teacher cache not found: {p} (write it with 'kgdistill cache')")
+        try:
+            with safe_open(str(p), framework="pt") as fh:
+                header = fh.metadata() or {}
+            tensors = load_file(str(p))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{p}: truncated or corrupt teacher cache ({e})") from None
+        meta = json.loads(header.get("kgdistill", "{}"))
+        if meta.get("kind") != _KIND:
+            raise CheckpointError(f"{p}: not a kgdistill teacher cache")
+        for key, have in (("num_entities", kg.num_entities), ("num_relations", kg.num_relations),
+                          ("num_times", kg.num_times)):
+            if meta[key] != have:
+                raise ConfigError(f"teacher cache {p} was written for {meta[key]} {key[4:]}, the student's dataset "
+                                  f"'{kg.name}' has {have}")
+        self.meta = meta
+        self.num_entities, self.num_relations, self.num_times = kg.num_entities, kg.num_relations, kg.num_times
+        self.register_buffer("keys", tensors["keys"], persistent=False)
+        self.full = "scores" in tensors
+        for name in ("scores", "topk_ids", "topk_scores"):
+            if name in tensors:
+                self.register_buffer(name, tensors[name], persistent=False)
+
+    @torch.no_grad()
+    def forward(self, queries: LongTensor, candidates: LongTensor | None = None,
+                fields: frozenset[str] = ALL_FIELDS) -> ModelOutput:
+        key = query_keys(queries, self.num_relations, self.num_times)
+        pos = torch.searchsorted(self.keys, key).clamp_max(len(self.keys) - 1)
+        found = self.keys[pos] == key
+        if self.full:
+            rows = self.scores[pos].float()
+        else:
+            rows = torch.full((len(queries), self.num_entities), float("-inf"), device=queries.device)
+            rows.scatter_(1, self.topk_ids[pos], self.topk_scores[pos].float())
+        if candidates is not None:
+            rows = rows.gather(1, candidates)
+        mask = torch.isfinite(rows) & found[:, None]
+        return ModelOutput(scores=torch.where(mask, rows, torch.zeros_like(rows)), mask=mask)

@@ -1,0 +1,147 @@
+"""Teachers: frozen models whose outputs a student learns from, always answered in the student's id space.
+
+* :class:`KGETeacher` (``name: checkpoint``) - a trained checkpoint of any family, size, static or temporal.
+  When its vocabulary differs from the student's dataset, entities, relations and times are aligned by their
+  labels (the label maps stored in both checkpoints); the coverage is logged and a teacher covering less than
+  ``min_coverage`` of the student's entities is refused with a clear error. Entities, queries or times the
+  teacher does not know come back masked.
+* :class:`CachedTeacher` (``name: cache``) - outputs written to disk ahead of time by ``kgdistill cache``
+  (full score rows or top-k, safetensors), so an expensive teacher runs once.
+
+Every teacher is called as ``teacher(queries, candidates, fields)`` and returns a
+:class:`~kgdistill.models.ModelOutput` with ``scores (B, C)``, ``mask (B, C)`` (valid entries) and, when it
+has them and they are asked for, ``h``, ``r``, ``t`` and ``time_table``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import torch
+
+from kgdistill.checkpoint import load_checkpoint, load_model
+from kgdistill.data.kg import KG
+from kgdistill.errors import ConfigError
+from kgdistill.models.base import ModelOutput
+from kgdistill.registry import Registry
+from kgdistill.types import HEAD, REL, TAIL, TIME, LongTensor
+
+__all__ = ["ALL_FIELDS", "TEACHERS", "KGETeacher", "Teacher", "align"]
+
+log = logging.getLogger(__name__)
+
+ALL_FIELDS = frozenset({"scores", "h", "r", "t", "time_table"})
+
+
+class Teacher(Protocol):
+    """Anything that answers the student's queries with a :class:`ModelOutput`."""
+
+    def __call__(self, queries: LongTensor, candidates: LongTensor | None = None,
+                 fields: frozenset[str] = ALL_FIELDS) -> ModelOutput: ...
+
+
+TEACHERS: Registry[type] = Registry("teacher")
+
+
+def align(student: Sequence[str], teacher: Sequence[str]) -> LongTensor:
+    """Teacher id of every student label, ``-1`` where the teacher lacks it: ``(len(student),)``."""
+    index = {label: i for i, label in enumerate(teacher)}
+    return torch.tensor([index.get(label, -1) for label in student], dtype=torch.long)
+
+
+@TEACHERS.register("checkpoint")
+class KGETeacher(torch.nn.Module):
+    """A frozen checkpoint answering in the student's ids (see the module docstring).
+
+    Args:
+        path: a checkpoint file or a run folder (its ``best.safetensors``).
+        kg: the student's graph (its labels define the student's ids).
+        min_coverage: least fraction of the student's entities the teacher must know.
+    """
+
+    def __init__(self, *, path: str, kg: KG, min_coverage: float = 0.9) -> None:
+        super().__init__()
+        ckpt = load_checkpoint(path)
+        self.model = load_model(ckpt).eval().requires_grad_(False)
+        ids = ckpt.meta["id_maps"]
+        self.num_relations_teacher = len(ids["relation"])
+        self.num_relations = kg.num_relations
+        self.identity = ids == kg.id_maps()
+        ent = align(kg.entity_labels, ids["entity"])
+        rel = align(kg.relation_labels, ids["relation"])
+        tim = align(kg.time.labels, ids.get("time", [])) if kg.temporal else torch.zeros(0, dtype=torch.long)
+        self.coverage = {
+            "entities": float((ent >= 0).float().mean()),
+            "relations": float((rel >= 0).float().mean()),
+            "times": float((tim >= 0).float().mean()) if len(tim) else 1.0,
+        }
+        log.info("teacher %s: coverage of the student's vocabulary %s", ckpt.path,
+                 {k: f"{v:.1%}" for k, v in self.coverage.items()})
+        if self.coverage["entities"] < min_coverage:
+            raise ConfigError(
+                f"teacher {ckpt.path} knows only {self.coverage['entities']:.1%} of the {kg.num_entities} entities "
+                f"of '{kg.name}' (min_coverage is {min_coverage:.0%}): it was trained on another graph")
+        if self.model.temporal and not kg.temporal:
+            raise ConfigError(f"teacher {ckpt.path} is temporal but the student's dataset '{kg.name}' is static")
+        self.register_buffer("ent", ent, persistent=False)
+        self.register_buffer("rel", torch.cat([rel, torch.where(rel >= 0, rel + self.num_relations_teacher, rel)]),
+                             persistent=False)
+        self.register_buffer("tim", tim, persistent=False)
+        self.static_teacher = not self.model.temporal
+        self.source = str(ckpt.path)
+
+    def _map_queries(self, queries: LongTensor) -> tuple[LongTensor, torch.Tensor]:
+        """Student queries -> teacher queries ``(B, 3|4)`` and the rows the teacher can answer ``(B,)``."""
+        q = queries.clone()
+        q[:, HEAD] = self.ent[queries[:, HEAD]]
+        q[:, TAIL] = self.ent[queries[:, TAIL]]
+        q[:, REL] = self.rel[queries[:, REL]]
+        if queries.shape[1] > 3 and not self.static_teacher:
+            q[:, TIME] = self.tim[queries[:, TIME]]
+        elif self.static_teacher:
+            q = q[:, :3]
+        ok = (q[:, [HEAD, REL] + ([TIME] if q.shape[1] > 3 else [])] >= 0).all(dim=1)
+        return q.clamp_min(0), ok
+
+    @torch.no_grad()
+    def forward(self, queries: LongTensor, candidates: LongTensor | None = None,
+                fields: frozenset[str] = ALL_FIELDS) -> ModelOutput:
+        """Teacher outputs for the student's ``queries (B, 3|4)`` and ``candidates (B, C)`` (None = all)."""
+        if self.identity:
+            q, ok = queries, None
+        else:
+            q, ok = self._map_queries(queries)
+        model = self.model
+        h, r = model.encode(q)
+        out = ModelOutput(scores=torch.empty(0, device=queries.device), h=h, r=r,
+                          time_table=model.relations.time_table() if "time_table" in fields else None)
+        ent = None if self.identity else self.ent
+        if "t" in fields:
+            if candidates is None:
+                out.t = model.entities.weight if ent is None else model.entities.weight[ent.clamp_min(0)]
+            else:
+                out.t = model.entities(candidates if ent is None else ent[candidates].clamp_min(0))
+        if "scores" in fields:
+            if candidates is None:
+                scores = model.score_all(q)
+                if ent is not None:
+                    scores = scores[:, ent.clamp_min(0)]
+            else:
+                t_cand = candidates if ent is None else ent[candidates].clamp_min(0)
+                scores = model(q, t_cand).scores
+            out.scores = scores
+            if ent is not None:
+                valid = (ent >= 0)[None, :] if candidates is None else (ent[candidates] >= 0)
+                out.mask = valid.expand_as(scores) & ok[:, None]
+        return out
+
+
+def teacher_from_spec(name: str, spec: Mapping[str, object], kg: KG, device: torch.device) -> torch.nn.Module:
+    """Build the teacher ``spec = {"name": "checkpoint" | "cache", **kwargs}`` for the student's ``kg``."""
+    if "name" not in spec:
+        raise ConfigError(f"config key 'teachers.{name}.name' is missing (one of {', '.join(TEACHERS.names())})")
+    teacher = TEACHERS.build(dict(spec), where=f"teachers.{name}", kg=kg)
+    return teacher.to(device)
+
