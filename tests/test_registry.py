@@ -64,7 +64,9 @@ def test_duplicate_registration_raises(reg: Registry) -> None:
     assert reg.get("blue_widget") is _widget
 
 
-@pytest.mark.parametrize("spelling", ["blue_widget", "Blue-Widget", "BLUE_WIDGET", "  blue-widget "])
+@pytest.mark.parametrize(
+    "spelling", ["blue_widget", "Blue-Widget", "BLUE_WIDGET", "  blue-widget "]
+)
 def test_names_match_case_and_dash_underscore_insensitively(reg: Registry, spelling: str) -> None:
     assert reg.get(spelling) is _widget
     assert spelling in reg
@@ -151,7 +153,9 @@ def test_build_model_names_the_model_section() -> None:
 def test_every_registered_model_has_a_row_and_vice_versa() -> None:
     registered = set(MODELS.names())
     assert registered - set(EXPECTED) == set(), "registered models without a row in EXPECTED"
-    assert set(EXPECTED) - registered == set(), "rows in EXPECTED for models that are not registered"
+    assert set(EXPECTED) - registered == set(), (
+        "rows in EXPECTED for models that are not registered"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -72,7 +72,7 @@ def rank_of_true(
         ``(B,)`` float ranks (realistic ranks may end in .5).
     """
     true = scores.gather(1, targets.unsqueeze(1))
-    if torch.isnan(true).any():
+    if torch.isnan(scores).any():
         raise KGDistillError(
             "the model produced NaN scores; evaluation is meaningless (diverged training?)"
         )
@@ -135,8 +135,9 @@ def evaluate(
         filter_index = FilterIndex.build(kg, time_aware=time_aware)
     if filtered and filter_index is not None:
         filter_index = filter_index.to(device)
-    if batch_size is None:
-        batch_size = max(16, min(4096, (1 << 25) // max(kg.num_entities, 1)))
+    if batch_size is None:  # ~4M scores per chunk on CPU (stays in cache: measured fastest), ~64M on GPU
+        budget = 1 << (26 if device.type == "cuda" else 22)
+        batch_size = max(16, min(4096, budget // max(kg.num_entities, 1)))
     was_training = model.training
     model.eval()
     ranks = torch.empty(len(queries), dtype=torch.float64, device=device)
@@ -159,9 +160,11 @@ def evaluate(
         "split": split,
         "queries": len(queries),
         "facts": n,
-        "filter": ("time-aware" if time_aware and kg.temporal else "static")
-        if filtered
-        else "none",
+        "filter": (
+            ("time-aware" if filter_index.mode in ("point", "interval") else "static")
+            if filtered and filter_index is not None
+            else "none"
+        ),
         "filter_mode": filter_index.mode if filtered and filter_index is not None else "none",
         "ties": ties,
         "directions": "head and tail (head = tail query on the reciprocal relation)",

@@ -37,14 +37,17 @@ class Objective(nn.Module):
         cls,
         specs: Sequence[Mapping[str, Any]],
         *,
-        teachers: Mapping[str, frozenset[str]] | None = None,
+        teachers: Mapping[str, frozenset[str] | None] | None = None,
+        student: frozenset[str] | None = None,
         candidates: bool = False,
         where: str = "objective",
     ) -> Objective:
         """Build from config specs ``{"loss": name, "weight": w, "teacher": name?, **kwargs}``.
 
         Args:
-            teachers: teacher name -> fields its output provides (``scores``, ``h``, ``r``, ``t``).
+            teachers: teacher name -> fields its output provides (``scores``, ``h``, ``r``, ``t``,
+                ``time_table``), or ``None`` when not known yet (config check before the data is loaded).
+            student: fields the student's output provides (``None``: not checked).
             candidates: training samples candidates (negative sampling) instead of scoring all entities.
 
         Raises:
@@ -68,6 +71,12 @@ class Objective(nn.Module):
             )
             term_cls = LOSSES.get(name)
             check_kwargs(term_cls, spec, where=here)
+            term = term_cls(**spec)
+            if student is not None and term.reads - student:
+                raise ConfigError(
+                    f"loss '{name}' ({here}) reads {sorted(term.reads - student)} of the student, "
+                    f"which only provides {sorted(student)}"
+                )
             if term_cls.requires_teacher:
                 if teacher is None:
                     raise ConfigError(
@@ -79,11 +88,12 @@ class Objective(nn.Module):
                         f"config key '{here}.teacher': no teacher named '{teacher}' "
                         f"(known: {', '.join(teachers) or 'none'})"
                     )
-                lacking = term_cls.reads - teachers[teacher]
+                provided = teachers[teacher]
+                lacking = term.reads - provided if provided is not None else set()
                 if lacking:
                     raise ConfigError(
                         f"loss '{name}' ({here}) reads {sorted(lacking)} of teacher '{teacher}', "
-                        f"which only provides {sorted(teachers[teacher])}"
+                        f"which only provides {sorted(provided or ())}"
                     )
             elif teacher is not None:
                 raise ConfigError(
@@ -97,8 +107,21 @@ class Objective(nn.Module):
             seen[label] = seen.get(label, 0) + 1
             if seen[label] > 1:
                 label = f"{label}#{seen[label]}"
-            built.append((label, float(weight), teacher, term_cls(**spec)))
+            built.append((label, float(weight), teacher, term))
         return cls(built)
+
+    def setup(self, student: ModelOutput, teachers: Mapping[str, ModelOutput]) -> None:
+        """Let every term create its width-dependent parameters from probe outputs (before the optimiser)."""
+        for teacher, term in zip(self.teachers, self.terms, strict=True):
+            term.setup(student, teachers[teacher] if teacher else None)
+
+    def reads(self, teacher: str) -> frozenset[str]:
+        """Fields of ``teacher``'s output that the terms using it read."""
+        out: set[str] = set()
+        for name, term in zip(self.teachers, self.terms, strict=True):
+            if name == teacher:
+                out |= term.reads
+        return frozenset(out)
 
     def forward(
         self, student: ModelOutput, teachers: Mapping[str, ModelOutput], batch: Batch

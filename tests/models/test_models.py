@@ -13,9 +13,17 @@ from torch.profiler import ProfilerActivity, profile
 
 from kgdistill.checkpoint import load_checkpoint, load_model, save_checkpoint
 from kgdistill.data import KG
-from kgdistill.data.batching import both_directions
+from kgdistill.data.batching import Batch, both_directions
+from kgdistill.losses import LOSSES
 from kgdistill.models import MODELS, KGEModel, Vocab, build_model, is_temporal
-from kgdistill.models.interactions import ComplEx, DistMult, RotatE, TransE, complex_mul
+from kgdistill.models.interactions import (
+    ComplEx,
+    DistMult,
+    Interaction,
+    RotatE,
+    TransE,
+    complex_mul,
+)
 from kgdistill.models.representations import time_tokens
 from kgdistill.types import TAIL, TIME
 
@@ -43,22 +51,25 @@ def _queries(kg: KG, n: int = 12) -> torch.Tensor:
     return both_directions(kg.splits["test"][:n], kg.num_relations)
 
 
+Case = tuple[str, KG, KGEModel, torch.Tensor]
+
+
 @pytest.fixture
-def case(request: pytest.FixtureRequest) -> tuple[str, KG, KGEModel, torch.Tensor]:
+def case(request: pytest.FixtureRequest) -> Case:
+    """``(model name, graph, model, queries)`` for one entry of ``CASES``."""
     name, kg_name = request.param
     kg = request.getfixturevalue(kg_name)
     return name, kg, _model(name, kg), _queries(kg)
 
 
-def _parametrize_case(fn):  # type: ignore[no-untyped-def]
-    return pytest.mark.parametrize("case", CASES, indirect=True)(fn)
+with_case = pytest.mark.parametrize("case", CASES, indirect=True)
 
 
 # -- score consistency -----------------------------------------------------------------------------------------
 
 
-@_parametrize_case
-def test_score_hrt_matches_one_to_n_candidates_and_score_all(case) -> None:  # type: ignore[no-untyped-def]
+@with_case
+def test_score_hrt_matches_one_to_n_candidates_and_score_all(case: Case) -> None:
     _, kg, model, q = case
     with torch.no_grad():
         full = model(q).scores
@@ -71,15 +82,17 @@ def test_score_hrt_matches_one_to_n_candidates_and_score_all(case) -> None:  # t
         sampled = model(q, cand).scores
     assert full.shape == all_.shape == (len(q), kg.num_entities)
     torch.testing.assert_close(all_, full, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(hrt, full.gather(1, q[:, TAIL : TAIL + 1]).squeeze(1), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        hrt, full.gather(1, q[:, TAIL : TAIL + 1]).squeeze(1), rtol=1e-4, atol=1e-5
+    )
     torch.testing.assert_close(sampled, full.gather(1, cand), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(sampled[:, 0], hrt, rtol=1e-4, atol=1e-5)
     # the scores are not degenerate: different entities get different scores
     assert (full.std(1) > 0).all()
 
 
-@_parametrize_case
-def test_model_output_shapes(case) -> None:  # type: ignore[no-untyped-def]
+@with_case
+def test_model_output_shapes(case: Case) -> None:
     name, kg, model, q = case
     B, E = len(q), kg.num_entities
     width = ENTITY_WIDTH.get(name, DIM)
@@ -110,19 +123,20 @@ def test_model_output_shapes(case) -> None:  # type: ignore[no-untyped-def]
     assert model.query_vectors(q).shape[0] == B
 
 
-@_parametrize_case
-def test_supervised_loss_reaches_every_parameter(case) -> None:  # type: ignore[no-untyped-def]
+@with_case
+def test_supervised_loss_reaches_every_parameter(case: Case) -> None:
     _, kg, model, _ = case
     q = both_directions(kg.splits["train"][:64], kg.num_relations)
-    loss = F.cross_entropy(model(q).scores, q[:, TAIL])
+    loss = LOSSES.get("supervised_ce")()(model(q), None, Batch(q))
+    assert loss.item() == pytest.approx(F.cross_entropy(model(q).scores, q[:, TAIL]).item())
     loss.backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None, f"{pname} gets no gradient"
         assert p.grad.abs().sum() > 0, f"{pname} gets a zero gradient"
 
 
-@_parametrize_case
-def test_time_column_matters_only_for_temporal_models(case) -> None:  # type: ignore[no-untyped-def]
+@with_case
+def test_time_column_matters_only_for_temporal_models(case: Case) -> None:
     _, kg, model, q = case
     if q.shape[1] == 3:  # static graph: append a time column the model must ignore
         q = torch.cat([q, torch.zeros(len(q), 1, dtype=torch.long)], 1)
@@ -149,8 +163,8 @@ def test_temporal_models_need_a_time_column(name: str, tiny_tkg: KG) -> None:
         model.score_all(_queries(tiny_tkg)[:, :3])
 
 
-@_parametrize_case
-def test_checkpoint_round_trip_gives_identical_scores(case, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@with_case
+def test_checkpoint_round_trip_gives_identical_scores(case: Case, tmp_path: Path) -> None:
     name, kg, model, q = case
     with torch.no_grad():  # move away from the initialisation so a fresh model would differ
         for p in model.parameters():
@@ -190,8 +204,8 @@ def _expected_parameters(name: str, kg: KG) -> int | None:
     }.get(name)
 
 
-@_parametrize_case
-def test_num_parameters_and_bytes(case) -> None:  # type: ignore[no-untyped-def]
+@with_case
+def test_num_parameters_and_bytes(case: Case) -> None:
     name, kg, model, _ = case
     n = model.num_parameters()
     assert n == sum(p.numel() for p in model.parameters())
@@ -206,8 +220,8 @@ def test_num_parameters_and_bytes(case) -> None:  # type: ignore[no-untyped-def]
     assert model.num_bytes() == 8 * n + buffers
 
 
-@_parametrize_case
-def test_one_to_n_scoring_never_builds_batch_x_entities_x_dim(case) -> None:  # type: ignore[no-untyped-def]
+@with_case
+def test_one_to_n_scoring_never_builds_batch_x_entities_x_dim(case: Case) -> None:
     name, kg, model, q = case
     width = ENTITY_WIDTH.get(name, DIM)
     bed = len(q) * kg.num_entities * width * 4  # bytes of a float32 (B, E, d) tensor
@@ -285,13 +299,14 @@ def test_rotate_hand_values() -> None:
     assert i.combine(hh, rr)[:, [0, 2]].norm() == pytest.approx(5.0, rel=1e-6)  # |3 + 4i|
     assert i.combine(hh, rr)[:, [1, 3]].norm() == pytest.approx(math.sqrt(5.0), rel=1e-6)
     hf, tf = i.factors(hh, rr, hh)
+    assert torch.equal(tf, hf)
     torch.testing.assert_close(hf, torch.tensor([[5.0, math.sqrt(5.0)]]))
 
 
 @pytest.mark.parametrize(
     "interaction", [DistMult(), ComplEx(), TransE(p=1.0), TransE(p=2.0), RotatE()], ids=repr
 )
-def test_one_to_n_agrees_with_broadcast_formula(interaction) -> None:  # type: ignore[no-untyped-def]
+def test_one_to_n_agrees_with_broadcast_formula(interaction: Interaction) -> None:
     g = torch.Generator().manual_seed(0)
     q = torch.randn(5, 6, generator=g, dtype=torch.float64)
     t = torch.randn(7, 6, generator=g, dtype=torch.float64)
@@ -305,11 +320,13 @@ def test_one_to_n_agrees_with_broadcast_formula(interaction) -> None:  # type: i
     got = interaction.score_candidates(q, cand)
     for b in range(5):
         for c in range(3):
-            torch.testing.assert_close(got[b, c], interaction.score_hrt(q[b : b + 1], cand[b, c : c + 1])[0])
+            torch.testing.assert_close(
+                got[b, c], interaction.score_hrt(q[b : b + 1], cand[b, c : c + 1])[0]
+            )
 
 
 @pytest.mark.parametrize("interaction", [DistMult(), ComplEx()], ids=repr)
-def test_bilinear_one_to_n_is_a_matrix_product(interaction) -> None:  # type: ignore[no-untyped-def]
+def test_bilinear_one_to_n_is_a_matrix_product(interaction: Interaction) -> None:
     B, E, d = 8, 3000, 64
     q, t = torch.randn(B, d), torch.randn(E, d)
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:

@@ -22,18 +22,26 @@ __all__ = ["LOSSES", "LossTerm"]
 class LossTerm(nn.Module):
     """One named term of an objective; returns a scalar.
 
-    Class attributes:
-        requires_teacher: the term compares the student with a teacher.
-        reads: fields of the teacher's output the term needs (``scores``, ``h``, ``r``, ``t``).
+    Attributes:
+        requires_teacher: the term compares the student with a teacher (class attribute).
         needs_candidates: the term needs sampled candidates (negative sampling), not 1-N scores.
+        reads: fields of the outputs the term needs (``scores``, ``h``, ``r``, ``t``, ``time_table``),
+            set per instance when they depend on the term's options.
     """
 
     requires_teacher: ClassVar[bool] = False
-    reads: ClassVar[frozenset[str]] = frozenset()
     needs_candidates: ClassVar[bool] = False
+    #: output fields the term reads, of the teacher and of the student (may depend on the term's options)
+    reads: frozenset[str] = frozenset()
 
     def __init__(self) -> None:  # terms without options accept no config keys
         super().__init__()
+
+    def setup(self, student: ModelOutput, teacher: ModelOutput | None) -> None:
+        """Create parameters that depend on output widths (e.g. FitNet's projections) from probe outputs.
+
+        Called once before the optimiser is built, with outputs of the student and teacher on a tiny batch.
+        """
 
     def forward(
         self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch

@@ -1,0 +1,238 @@
+"""Loss terms: every registered term on a real batch, and hand-computed values of each."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kgdistill.data import KG
+from kgdistill.data.batching import Batch, both_directions, sample_candidates
+from kgdistill.losses import LOSSES, LossTerm
+from kgdistill.models import KGEModel, ModelOutput, Vocab, build_model
+
+#: Terms that act on the time embeddings only (zero, without a gradient, for a static model).
+TIME_ONLY = {"lambda3"}
+#: Terms that need sampled candidates.
+CANDIDATE_TERMS = {"negative_sampling", "margin_ranking"}
+
+TEMPORAL_CASES = [("tntcomplex", "tiny_tkg"), ("ttranse", "tiny_point_kg"), ("hyte", "tiny_tkg")]
+STATIC_CASES = [("complex", "tiny_kg"), ("transe", "tiny_kg")]
+
+
+def _model(name: str, kg: KG, seed: int = 0) -> KGEModel:
+    torch.manual_seed(seed)
+    vocab = Vocab(kg.num_entities, kg.num_relations, tuple(kg.time.labels))
+    # init_scale 0.1: the default 1e-3 of some models gives scores so small that gradients vanish
+    return build_model({"name": name, "dim": 8, "init_scale": 0.1}, vocab)
+
+
+def _run(loss_name: str, model_name: str, kg: KG) -> tuple[torch.Tensor, KGEModel]:
+    term: LossTerm = LOSSES.get(loss_name)()
+    model = _model(model_name, kg)
+    queries = both_directions(kg.splits["train"][:24], kg.num_relations)
+    batch = Batch(queries)
+    if term.needs_candidates:
+        g = torch.Generator().manual_seed(0)
+        batch = Batch(queries, sample_candidates(queries, kg.num_entities, 16, g))
+    student = model(batch.queries, batch.candidates)
+    teacher = None
+    if term.requires_teacher:
+        with torch.no_grad():
+            teacher = _model(model_name, kg, seed=1)(batch.queries, batch.candidates)
+    setup = getattr(term, "setup", None)  # terms owning parameters create them from probe outputs
+    if callable(setup):
+        setup(student, teacher)
+    return term(student, teacher, batch), model
+
+
+def _check(value: torch.Tensor, model: KGEModel) -> None:
+    assert value.ndim == 0
+    assert torch.isfinite(value)
+    assert value.item() >= -1e-6  # >= 0 up to float rounding
+    assert value.requires_grad
+    value.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads, "no parameter received a gradient"
+    assert any(g.abs().sum() > 0 for g in grads)
+    assert all(torch.isfinite(g).all() for g in grads)
+
+
+def test_candidate_terms_are_declared() -> None:
+    declared = {n for n, cls in LOSSES.items() if cls.needs_candidates}
+    assert declared == CANDIDATE_TERMS
+
+
+@pytest.mark.parametrize(("model_name", "kg_name"), TEMPORAL_CASES)
+@pytest.mark.parametrize("loss_name", LOSSES.names())
+def test_every_term_on_a_temporal_batch(
+    request: pytest.FixtureRequest, loss_name: str, model_name: str, kg_name: str
+) -> None:
+    value, model = _run(loss_name, model_name, request.getfixturevalue(kg_name))
+    _check(value, model)
+
+
+@pytest.mark.parametrize(("model_name", "kg_name"), STATIC_CASES)
+@pytest.mark.parametrize("loss_name", [n for n in LOSSES.names() if n not in TIME_ONLY])
+def test_every_term_on_a_static_batch(
+    request: pytest.FixtureRequest, loss_name: str, model_name: str, kg_name: str
+) -> None:
+    value, model = _run(loss_name, model_name, request.getfixturevalue(kg_name))
+    _check(value, model)
+
+
+@pytest.mark.parametrize("loss_name", sorted(TIME_ONLY))
+def test_time_terms_are_zero_for_static_models(loss_name: str, tiny_kg: KG) -> None:
+    value, _ = _run(loss_name, "distmult", tiny_kg)
+    assert value.ndim == 0
+    assert value.item() == 0.0
+
+
+# -- hand-computed values ------------------------------------------------------------------------------------------
+
+
+def _out(scores: torch.Tensor, **kw: object) -> ModelOutput:
+    return ModelOutput(scores=scores, **kw)  # type: ignore[arg-type]
+
+
+SCORES = torch.tensor([[2.0, -1.0, 0.5, 0.0], [0.0, 1.0, -3.0, 2.5], [1.0, 1.0, 1.0, 1.0]])
+
+
+def _one_to_n_batch(targets: list[int]) -> Batch:
+    q = torch.zeros(len(targets), 3, dtype=torch.long)
+    q[:, 2] = torch.tensor(targets)
+    return Batch(q)
+
+
+def test_supervised_ce_without_smoothing() -> None:
+    targets = [0, 3, 2]
+    value = LOSSES.get("supervised_ce")()(_out(SCORES), None, _one_to_n_batch(targets))
+    expected = 0.0
+    for row, y in zip(SCORES.tolist(), targets, strict=True):
+        expected += -(row[y] - math.log(sum(math.exp(s) for s in row)))
+    assert value.item() == pytest.approx(expected / 3, rel=1e-6)
+    assert value.item() == pytest.approx(
+        F.cross_entropy(SCORES, torch.tensor(targets)).item(), rel=1e-6
+    )
+
+
+def test_supervised_ce_with_label_smoothing() -> None:
+    targets, eps = [0, 3, 2], 0.2
+    value = LOSSES.get("supervised_ce")(label_smoothing=eps)(
+        _out(SCORES), None, _one_to_n_batch(targets)
+    )
+    expected = 0.0
+    for row, y in zip(SCORES.tolist(), targets, strict=True):
+        lse = math.log(sum(math.exp(s) for s in row))
+        logp = [s - lse for s in row]
+        expected += -(1 - eps) * logp[y] - eps / len(row) * sum(logp)
+    assert value.item() == pytest.approx(expected / 3, rel=1e-6)
+    plain = LOSSES.get("supervised_ce")()(_out(SCORES), None, _one_to_n_batch(targets))
+    assert value.item() != pytest.approx(plain.item())
+
+
+def test_supervised_ce_on_sampled_candidates_targets_column_zero() -> None:
+    q = torch.tensor([[0, 0, 7], [1, 0, 9], [2, 0, 5]])
+    batch = Batch(q, candidates=torch.tensor([[7, 1, 2, 3], [9, 1, 2, 3], [5, 1, 2, 3]]))
+    value = LOSSES.get("supervised_ce")()(_out(SCORES), None, batch)
+    expected = F.cross_entropy(SCORES, torch.zeros(3, dtype=torch.long))
+    assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_n3_and_l2_on_given_factors() -> None:
+    f1 = torch.tensor([[1.0, -2.0], [0.0, 3.0]])
+    f2 = torch.tensor([[1.0, -1.0], [1.0, 1.0]])
+    out = _out(torch.zeros(2, 5), factors=(f1, f2))
+    batch = Batch(torch.zeros(2, 3, dtype=torch.long))
+    # N3: (1 + 8 + 0 + 27 + 4) / B = 40 / 2; L2: (1 + 4 + 0 + 9 + 4) / 2
+    assert LOSSES.get("n3")()(out, None, batch).item() == pytest.approx(20.0)
+    assert LOSSES.get("l2")()(out, None, batch).item() == pytest.approx(9.0)
+
+
+def test_lambda3_on_a_given_time_table() -> None:
+    table = torch.tensor([[0.0, 0.0], [3.0, 4.0], [3.0, 4.0]])
+    out = _out(torch.zeros(2, 5), time_table=table)
+    batch = Batch(torch.zeros(2, 4, dtype=torch.long))
+    # complex pairs: |3 + 4i|^3 = 125 and 0, over T - 1 = 2
+    assert LOSSES.get("lambda3")()(out, None, batch).item() == pytest.approx(62.5, rel=1e-6)
+    # real: 3^3 + 4^3 = 91, over 2
+    real = LOSSES.get("lambda3")(complex_pairs=False)(out, None, batch)
+    assert real.item() == pytest.approx(45.5, rel=1e-6)
+    # an odd width cannot be complex pairs: real form
+    odd = torch.tensor([[0.0, 1.0, 0.0], [2.0, 1.0, -1.0]])
+    value = LOSSES.get("lambda3")()(_out(torch.zeros(1, 2), time_table=odd), None, batch)
+    assert value.item() == pytest.approx(9.0)
+    # fewer than two times, or none: zero
+    one = _out(torch.zeros(1, 2), time_table=table[:1])
+    assert LOSSES.get("lambda3")()(one, None, batch).item() == 0.0
+    assert LOSSES.get("lambda3")()(_out(torch.zeros(1, 2)), None, batch).item() == 0.0
+
+
+def _sp(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def _sig(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+CAND = torch.tensor([[2.0, -1.0, 0.5], [0.0, 1.0, -3.0]])
+CAND_BATCH = Batch(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long))
+
+
+def test_negative_sampling_softplus() -> None:
+    value = LOSSES.get("negative_sampling")(loss="softplus")(_out(CAND), None, CAND_BATCH)
+    # column 0 positive: softplus(-s); the others negative: softplus(s); mean over all entries
+    expected = (_sp(-2.0) + _sp(-1.0) + _sp(0.5) + _sp(-0.0) + _sp(1.0) + _sp(-3.0)) / 6
+    assert value.item() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(("margin", "alpha"), [(6.0, 1.0), (1.0, 0.5), (0.0, 2.0)])
+def test_negative_sampling_self_adversarial(margin: float, alpha: float) -> None:
+    scores = CAND.clone().requires_grad_(True)
+    term = LOSSES.get("negative_sampling")(
+        loss="self_adversarial", margin=margin, adversarial_temperature=alpha
+    )
+    value = term(_out(scores), None, CAND_BATCH)
+    expected, grads = 0.0, []
+    for row in CAND.tolist():
+        pos, neg = row[0], row[1:]
+        z = sum(math.exp(alpha * s) for s in neg)
+        w = [math.exp(alpha * s) / z for s in neg]
+        pos_loss = -math.log(_sig(margin + pos))
+        neg_loss = -sum(wi * math.log(_sig(-margin - s)) for wi, s in zip(w, neg, strict=True))
+        expected += (pos_loss + neg_loss) / 2
+        # the weights are constants: d/ds_i = w_i * sigmoid(margin + s_i) / 2, per row, then / B
+        grads.append(
+            [-_sig(-margin - pos) / 2 / 2]
+            + [wi * _sig(margin + s) / 2 / 2 for wi, s in zip(w, neg, strict=True)]
+        )
+    assert value.item() == pytest.approx(expected / 2, rel=1e-6)
+    value.backward()
+    assert scores.grad is not None
+    torch.testing.assert_close(scores.grad, torch.tensor(grads), rtol=1e-5, atol=1e-7)
+
+
+def test_default_negative_sampling_is_self_adversarial() -> None:
+    default = LOSSES.get("negative_sampling")()(_out(CAND), None, CAND_BATCH)
+    explicit = LOSSES.get("negative_sampling")(
+        loss="self_adversarial", margin=6.0, adversarial_temperature=1.0
+    )(_out(CAND), None, CAND_BATCH)
+    assert default.item() == explicit.item()
+
+
+def test_margin_ranking() -> None:
+    scores = torch.tensor([[1.0, 0.5, 2.0], [3.0, 0.0, 2.5]])
+    batch = Batch(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long))
+    # margin 1: relu(0.5), relu(2), relu(-2), relu(0.5) -> mean 0.75
+    assert LOSSES.get("margin_ranking")()(_out(scores), None, batch).item() == pytest.approx(0.75)
+    # margin 3: 2.5, 4, 0, 2.5 -> 2.25
+    value = LOSSES.get("margin_ranking")(margin=3.0)(_out(scores), None, batch)
+    assert value.item() == pytest.approx(2.25)
+
+
+def test_terms_without_options_accept_no_keys() -> None:
+    with pytest.raises(TypeError):
+        LOSSES.get("n3")(weight=1.0)
