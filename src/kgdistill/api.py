@@ -18,11 +18,13 @@ import torch
 import yaml
 
 from kgdistill import __version__
-from kgdistill.checkpoint import Checkpoint, load_checkpoint, load_model
+from kgdistill.checkpoint import Checkpoint, atomic_write_text, load_checkpoint, load_model
 from kgdistill.config import EvalConfig, RunConfig, load_config
 from kgdistill.data.datasets import load_kg
 from kgdistill.data.filters import FilterIndex
 from kgdistill.data.kg import KG
+from kgdistill.distill import KGETeacher, teacher_from_spec, write_cache
+from kgdistill.distill.teachers import describe_teacher
 from kgdistill.errors import CheckpointError, ConfigError, KGDistillError
 from kgdistill.evaluate import Metrics, evaluate
 from kgdistill.models.base import KGEModel, Vocab
@@ -128,7 +130,7 @@ def train(
         raise ConfigError("train() needs a config, or resume= a run folder")
     seed_everything(cfg.seed)
     kg = load_data(cfg)
-    check(cfg, kg)
+    check(cfg, kg, teacher_fields=dict.fromkeys(cfg.teachers))
     device = resolve_device(cfg.train.device)
     if device.type == "cuda" and cfg.train.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -142,9 +144,12 @@ def train(
             Path(out) if out is not None else new_run_dir(runs_root, cfg.name or cfg.model.name)
         )
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(
-            yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+        atomic_write_text(
+            run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
         )
+    teachers = {
+        name: teacher_from_spec(name, spec, kg, device) for name, spec in cfg.teachers.items()
+    }
     meta = _meta(cfg, kg, model)
     ev = _eval_kwargs(cfg.eval)
     valid_filter = FilterIndex.build(kg, time_aware=cfg.eval.time_aware)
@@ -162,6 +167,7 @@ def train(
         device=device,
         valid_filter=valid_filter,
         eval_kwargs=ev,
+        teachers=teachers,
         resume=ckpt,
     )
     best = run_dir / "best.safetensors"
@@ -187,9 +193,55 @@ def train(
             "best_epoch": state.best_epoch,
             "epochs": state.epoch,
             "train_seconds": round(state.train_seconds, 2),
+            "teachers": {name: describe_teacher(t) for name, t in teachers.items()},
         },
     )
     return RunResult(run_dir=run_dir, metrics=metrics, model=model)
+
+
+def distill(
+    cfg: RunConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    runs_root: str | Path = "runs",
+) -> RunResult:
+    """Train a student against the config's ``teachers`` (a :func:`train` run that needs at least one teacher)."""
+    if cfg is not None and not cfg.teachers:
+        raise ConfigError(
+            "config key 'teachers': distillation needs at least one teacher "
+            "(e.g. teachers: {kge: {name: checkpoint, path: runs/<teacher run>}})"
+        )
+    return train(cfg, out=out, resume=resume, runs_root=runs_root)
+
+
+def cache(
+    teacher: str | Path,
+    out: str | Path,
+    *,
+    k: int | None = 128,
+    split: str = "train",
+    data_root: str | None = None,
+    batch_size: int = 512,
+    progress: bool = True,
+) -> Path:
+    """Write a teacher's scores for every training query of its own dataset to ``out`` (see
+    :mod:`kgdistill.distill.cache`); a student on the same dataset reads it with ``{name: cache, path: out}``."""
+    ckpt, cfg = _open(teacher)
+    data = cfg.data.model_copy(update={"root": data_root}) if data_root else cfg.data
+    kg = load_kg(data.name, root=data.root, **data.protocol())
+    device = resolve_device(cfg.train.device)
+    model = KGETeacher(path=str(ckpt.path), kg=kg).to(device)
+    return write_cache(
+        out,
+        model,
+        kg,
+        split=split,
+        k=k,
+        batch_size=batch_size,
+        source=str(ckpt.path),
+        progress=progress,
+    )
 
 
 def _eval_kwargs(ev: EvalConfig) -> dict[str, Any]:

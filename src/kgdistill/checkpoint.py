@@ -27,8 +27,8 @@ from kgdistill.models.zoo import build_model
 
 __all__ = [
     "FORMAT",
-    "atomic_save_tensors",
     "Checkpoint",
+    "atomic_save_tensors",
     "atomic_write_text",
     "load_checkpoint",
     "load_model",
@@ -110,7 +110,9 @@ def save_checkpoint(
     atomic_save_tensors(path, tensors, {_META_KEY: json.dumps(meta)})
 
 
-def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+def atomic_save_tensors(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> None:
     """Write a safetensors file through a temporary file, ``fsync`` and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

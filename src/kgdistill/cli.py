@@ -68,17 +68,41 @@ def _print_metrics(metrics: Any, title: str) -> None:
     click.echo(metrics_table(metrics.sides, title=title))
 
 
+def _run_options(fn: F) -> F:
+    fn = click.option(
+        "--resume",
+        default=None,
+        type=click.Path(file_okay=False),
+        help="Continue the run in this folder from its last checkpoint.",
+    )(fn)
+    fn = click.option("--out", default=None, help="Run folder (default: runs/<timestamp>-<name>).")(
+        fn
+    )
+    fn = _root(_set(fn))
+    return click.argument("config", required=False, type=click.Path(dir_okay=False))(fn)  # type: ignore[no-any-return]
+
+
+def _run(
+    pipeline: Callable[..., Any],
+    config: str | None,
+    overrides: tuple[str, ...],
+    data_root: str | None,
+    out: str | None,
+    resume: str | None,
+) -> None:
+    if resume:
+        result = pipeline(resume=resume)  # the config comes from the checkpoint
+    else:
+        if config is None:
+            raise KGDistillError("give a CONFIG file (or --resume RUN_DIR)")
+        extra = [f"data.root={data_root}"] if data_root else []
+        cfg, _ = api.load_config(config, [*overrides, *extra])
+        result = pipeline(cfg, out=out)
+    _print_metrics(result.metrics, f"{result.run_dir} ({result.metrics.protocol['split']})")
+
+
 @cli.command()
-@click.argument("config", required=False, type=click.Path(dir_okay=False))
-@_set
-@_root
-@click.option("--out", default=None, help="Run folder (default: runs/<timestamp>-<name>).")
-@click.option(
-    "--resume",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Continue the run in this folder from its last checkpoint.",
-)
+@_run_options
 @_friendly
 def train(
     config: str | None,
@@ -88,15 +112,35 @@ def train(
     resume: str | None,
 ) -> None:
     """Train a model (a teacher or a standalone model) from a YAML CONFIG."""
-    if resume:
-        result = api.train(resume=resume)  # the config comes from the checkpoint
-    else:
-        if config is None:
-            raise KGDistillError("give a CONFIG file (or --resume RUN_DIR)")
-        extra = [f"data.root={data_root}"] if data_root else []
-        cfg, _ = api.load_config(config, [*overrides, *extra])
-        result = api.train(cfg, out=out)
-    _print_metrics(result.metrics, f"{result.run_dir} ({result.metrics.protocol['split']})")
+    _run(api.train, config, overrides, data_root, out, resume)
+
+
+@cli.command()
+@_run_options
+@_friendly
+def distill(
+    config: str | None,
+    overrides: tuple[str, ...],
+    data_root: str | None,
+    out: str | None,
+    resume: str | None,
+) -> None:
+    """Distil a student from the teachers of a YAML CONFIG (stages of weighted loss terms)."""
+    _run(api.distill, config, overrides, data_root, out, resume)
+
+
+@cli.command()
+@click.argument("teacher", type=click.Path(exists=True))
+@click.option("--out", required=True, help="The cache file to write (.safetensors).")
+@click.option("-k", "k", default=128, show_default=True, help="Keep the top-k scores per query.")
+@click.option("--full", is_flag=True, help="Keep full score rows (float16) instead of the top-k.")
+@click.option("--split", default="train", show_default=True)
+@_root
+@_friendly
+def cache(teacher: str, out: str, k: int, full: bool, split: str, data_root: str | None) -> None:
+    """Score every training query with a TEACHER run once and write its outputs to a cache file."""
+    path = api.cache(teacher, out, k=None if full else k, split=split, data_root=data_root)
+    click.echo(f"wrote {path}")
 
 
 @cli.command(name="evaluate")
@@ -179,6 +223,64 @@ def demo(out: str | None, epochs: int) -> None:
     """Train and evaluate a small temporal teacher on the bundled YAGO11k."""
     result = api.demo(out, epochs=epochs)
     _print_metrics(result.metrics, f"demo: TNTComplEx on YAGO11k, test ({result.run_dir})")
+
+
+@cli.group()
+def benchmark() -> None:
+    """Benchmarks that ship with kgdistill (results as JSON, CSV, markdown and a plot)."""
+
+
+@benchmark.command(name="temporal-kd")
+@click.option(
+    "--spec",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Benchmark YAML (default: the packaged configs/bench/temporal-kd.yaml).",
+)
+@click.option("--datasets", multiple=True, help="Subset of the spec's datasets (repeatable).")
+@click.option("--students", multiple=True, help="Subset of the spec's students (repeatable).")
+@click.option("--methods", multiple=True, help="Subset of none, bkd, fitnet, rkd (repeatable).")
+@click.option("--seeds", multiple=True, type=int, help="Seeds (repeatable; default: the spec's).")
+@click.option("--epochs", default=None, type=int, help="Override the students' epochs.")
+@click.option("--teacher-epochs", default=None, type=int, help="Override the teacher's epochs.")
+@click.option(
+    "--work", default="benchmarks/work/temporal-kd", show_default=True, help="Run folders."
+)
+@click.option("--out", default="benchmarks/results", show_default=True, help="Result files.")
+@_root
+@_friendly
+def temporal_kd(
+    spec: str | None,
+    datasets: tuple[str, ...],
+    students: tuple[str, ...],
+    methods: tuple[str, ...],
+    seeds: tuple[int, ...],
+    epochs: int | None,
+    teacher_epochs: int | None,
+    work: str,
+    out: str,
+    data_root: str | None,
+) -> None:
+    """Teacher -> TTransE / TA-DistMult students without KD and with BKD, FitNet, RKD (resumable)."""
+    from kgdistill.bench.tables import seed_table
+    from kgdistill.bench.temporal_kd import run_temporal_kd
+
+    doc = run_temporal_kd(
+        spec=spec,
+        datasets=datasets or None,
+        students=students or None,
+        methods=methods or None,
+        seeds=seeds or None,
+        epochs=epochs,
+        teacher_epochs=teacher_epochs,
+        work=work,
+        out=out,
+        data_root=data_root,
+    )
+    click.echo(
+        seed_table(doc["summary"], list(dict.fromkeys(s["dataset"] for s in doc["summary"])))
+    )
+    click.echo(f"results written to {out}/temporal_kd.{{json,csv,md,png}}")
 
 
 def main() -> None:

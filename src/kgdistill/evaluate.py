@@ -135,7 +135,9 @@ def evaluate(
         filter_index = FilterIndex.build(kg, time_aware=time_aware)
     if filtered and filter_index is not None:
         filter_index = filter_index.to(device)
-    if batch_size is None:  # ~4M scores per chunk on CPU (stays in cache: measured fastest), ~64M on GPU
+    if (
+        batch_size is None
+    ):  # ~4M scores per chunk on CPU (stays in cache: measured fastest), ~64M on GPU
         budget = 1 << (26 if device.type == "cuda" else 22)
         batch_size = max(16, min(4096, budget // max(kg.num_entities, 1)))
     was_training = model.training

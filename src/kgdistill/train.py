@@ -25,18 +25,16 @@ from kgdistill.config import StageConfig, TrainConfig
 from kgdistill.data.batching import Batch, both_directions, sample_candidates
 from kgdistill.data.filters import FilterIndex
 from kgdistill.data.kg import KG
+from kgdistill.distill.teachers import ALL_FIELDS, Teacher
 from kgdistill.errors import KGDistillError
 from kgdistill.evaluate import evaluate
 from kgdistill.models.base import KGEModel, ModelOutput
 from kgdistill.objective import Objective
 from kgdistill.runs import JsonlLog
 
-__all__ = ["FitState", "Teacher", "fit", "make_optimizer"]
+__all__ = ["FitState", "build_objectives", "fit", "make_optimizer", "provided"]
 
 log = logging.getLogger(__name__)
-
-#: A teacher: ``(queries (B, 3|4), candidates (B, C) | None) -> ModelOutput``.
-Teacher = Callable[[torch.Tensor, torch.Tensor | None], ModelOutput]
 
 
 @dataclass
@@ -86,7 +84,6 @@ def fit(
     valid_filter: FilterIndex,
     eval_kwargs: Mapping[str, Any],
     teachers: Mapping[str, Teacher] | None = None,
-    teacher_fields: Mapping[str, frozenset[str]] | None = None,
     resume: Checkpoint | None = None,
     on_epoch_end: Callable[[FitState], None] | None = None,
 ) -> FitState:
@@ -98,7 +95,7 @@ def fit(
         run_dir: receives ``log.jsonl``, ``best.safetensors`` and ``last.safetensors``.
         meta: checkpoint metadata shared by every save (config, model spec, id maps, time spec).
         valid_filter: the filter for validation. eval_kwargs: ``ties`` / ``ks`` / ``time_aware``.
-        teachers / teacher_fields: frozen teachers and the output fields each provides.
+        teachers: frozen teachers by name (see :mod:`kgdistill.distill.teachers`).
         resume: a ``last`` checkpoint to continue from.
 
     Returns:
@@ -116,14 +113,10 @@ def fit(
     elif journal.lines:
         journal.truncate(0)
     neg = train.negatives
+    objectives = build_objectives(model, stages, teachers, queries_all[:2], candidates=neg > 0)
     for stage_idx in range(state.stage, len(stages)):
         stage = stages[stage_idx]
-        objective = Objective.build(
-            [t.as_dict() for t in stage.objective],
-            teachers=teacher_fields,
-            candidates=neg > 0,
-            where=f"stages.{stage_idx}.objective",
-        ).to(device)
+        objective = objectives[stage_idx]
         params = [*model.parameters(), *objective.parameters()]
         optimizer = make_optimizer(
             params, stage.optimizer or train.optimizer, stage.lr or train.lr, train.weight_decay
@@ -133,7 +126,7 @@ def fit(
             opt_state = resume.optimizer_state()
             if opt_state is not None:
                 optimizer.load_state_dict(opt_state)
-        used = sorted({t for t in objective.teachers if t})
+        used = {t: objective.reads(t) for t in sorted({t for t in objective.teachers if t})}
         log.info("stage %d: %d epochs, objective %s", stage_idx, stage.epochs, objective)
         while state.stage_epoch < stage.epochs and not state.stage_stopped:
             t0 = time.perf_counter()
@@ -156,7 +149,9 @@ def fit(
                 with _autocast(device, train.amp):
                     out = model(q, cand)
                     with torch.no_grad():
-                        t_outs = {name: teachers[name](q, cand) for name in used}
+                        t_outs = {
+                            name: teachers[name](q, cand, need) for name, need in used.items()
+                        }
                     loss, parts = objective(out, t_outs, batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -212,6 +207,45 @@ def fit(
         state.stage_stopped = False
     state.stage = len(stages)
     return state
+
+
+def provided(out: ModelOutput) -> frozenset[str]:
+    """Fields an output actually carries (``scores`` counts when it is not empty)."""
+    have = {f for f in ("h", "r", "t", "time_table") if getattr(out, f) is not None}
+    if out.scores.numel():
+        have.add("scores")
+    return frozenset(have)
+
+
+def build_objectives(
+    model: KGEModel,
+    stages: Sequence[StageConfig],
+    teachers: Mapping[str, Teacher],
+    probe: torch.Tensor,
+    *,
+    candidates: bool,
+) -> list[Objective]:
+    """Build and check every stage's objective before the first step, from outputs on a 2-query probe.
+
+    A term that reads a field the student or its teacher does not provide (FitNet on a score-only cached
+    teacher, say) fails here, not in a later stage.
+    """
+    with torch.no_grad():
+        s_out = model(probe)
+        t_outs = {name: teacher(probe, None, ALL_FIELDS) for name, teacher in teachers.items()}
+    fields = {name: provided(out) for name, out in t_outs.items()}
+    objectives = []
+    for i, stage in enumerate(stages):
+        objective = Objective.build(
+            [t.as_dict() for t in stage.objective],
+            teachers=fields,
+            student=provided(s_out),
+            candidates=candidates,
+            where=f"stages.{i}.objective",
+        )
+        objective.setup(s_out, t_outs)
+        objectives.append(objective.to(probe.device))
+    return objectives
 
 
 def _validate(

@@ -142,7 +142,9 @@ def read_raw(
         )
     folder = Path(text).expanduser()
     if folder.is_dir():
-        for entry in _ENTRIES.values():  # a copy of a known benchmark keeps its reader (ICEWS dates)
+        for (
+            entry
+        ) in _ENTRIES.values():  # a copy of a known benchmark keeps its reader (ICEWS dates)
             if folder.resolve().as_posix().endswith("/" + entry.folder):
                 return entry.reader(folder)
         return detect_reader(folder)(folder)

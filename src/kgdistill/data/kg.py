@@ -104,9 +104,11 @@ def build_kg(
             like any other fact, as in LibKGE; the model has an untrained embedding for them) or ``drop``
             (PyKEEN). Either way their number is reported.
     """
-    for key, value, allowed in (("granularity", granularity, ("year", "bins")),
-                                ("interval_mode", interval_mode, ("start", "expand", "split")),
-                                ("unseen", unseen, ("keep", "drop"))):
+    for key, value, allowed in (
+        ("granularity", granularity, ("year", "bins")),
+        ("interval_mode", interval_mode, ("start", "expand", "split")),
+        ("unseen", unseen, ("keep", "drop")),
+    ):
         if value not in allowed:
             raise ConfigError(f"config key '{key}': {value!r} is not one of {', '.join(allowed)}")
     if min_bin_size < 1:

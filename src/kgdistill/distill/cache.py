@@ -42,8 +42,17 @@ def query_keys(queries: LongTensor, num_relations: int, num_times: int) -> LongT
 
 
 @torch.no_grad()
-def write_cache(path: str | Path, teacher: Teacher, kg: KG, *, split: str = "train", k: int | None = 128,
-                batch_size: int = 512, source: str = "", progress: bool = True) -> Path:
+def write_cache(
+    path: str | Path,
+    teacher: Teacher,
+    kg: KG,
+    *,
+    split: str = "train",
+    k: int | None = 128,
+    batch_size: int = 512,
+    source: str = "",
+    progress: bool = True,
+) -> Path:
     """Score every distinct query of ``split`` with ``teacher`` and write the cache file.
 
     Args:
@@ -53,10 +62,16 @@ def write_cache(path: str | Path, teacher: Teacher, kg: KG, *, split: str = "tra
     keys = query_keys(queries, kg.num_relations, kg.num_times)
     keys, first = _unique_first(keys)
     queries = queries[first]
-    device = next((p.device for p in getattr(teacher, "parameters", lambda: iter(()))()), torch.device("cpu"))
+    device = next(
+        (p.device for p in getattr(teacher, "parameters", lambda: iter(()))()), torch.device("cpu")
+    )
     parts: dict[str, list[torch.Tensor]] = {"scores": [], "topk_ids": [], "topk_scores": []}
-    for s in tqdm(range(0, len(queries), batch_size), desc="caching teacher", disable=None if progress else True):
-        out = teacher(queries[s:s + batch_size].to(device), None, frozenset({"scores"}))
+    for s in tqdm(
+        range(0, len(queries), batch_size),
+        desc="caching teacher",
+        disable=None if progress else True,
+    ):
+        out = teacher(queries[s : s + batch_size].to(device), None, frozenset({"scores"}))
         scores = out.scores.float()
         if out.mask is not None:
             scores = scores.masked_fill(~out.mask, float("-inf"))
@@ -68,9 +83,18 @@ def write_cache(path: str | Path, teacher: Teacher, kg: KG, *, split: str = "tra
             parts["topk_scores"].append(top.values.cpu())
     tensors = {"keys": keys.contiguous()}
     tensors.update({name: torch.cat(v) for name, v in parts.items() if v})
-    meta = {"kind": _KIND, "format": 1, "dataset": kg.name, "split": split, "num_entities": kg.num_entities,
-            "num_relations": kg.num_relations, "num_times": kg.num_times, "k": k, "source": source,
-            "queries": len(keys)}
+    meta = {
+        "kind": _KIND,
+        "format": 1,
+        "dataset": kg.name,
+        "split": split,
+        "num_entities": kg.num_entities,
+        "num_relations": kg.num_relations,
+        "num_times": kg.num_times,
+        "k": k,
+        "source": source,
+        "queries": len(keys),
+    }
     path = Path(path)
     atomic_save_tensors(path, tensors, {"kgdistill": json.dumps(meta)})
     log.info("wrote %d teacher rows (%s) to %s", len(keys), f"top-{k}" if k else "full", path)
@@ -109,13 +133,22 @@ class CachedTeacher(torch.nn.Module):
         meta = json.loads(header.get("kgdistill", "{}"))
         if meta.get("kind") != _KIND:
             raise CheckpointError(f"{p}: not a kgdistill teacher cache")
-        for key, have in (("num_entities", kg.num_entities), ("num_relations", kg.num_relations),
-                          ("num_times", kg.num_times)):
+        for key, have in (
+            ("num_entities", kg.num_entities),
+            ("num_relations", kg.num_relations),
+            ("num_times", kg.num_times),
+        ):
             if meta[key] != have:
-                raise ConfigError(f"teacher cache {p} was written for {meta[key]} {key[4:]}, the student's dataset "
-                                  f"'{kg.name}' has {have}")
+                raise ConfigError(
+                    f"teacher cache {p} was written for {meta[key]} {key[4:]}, the student's dataset "
+                    f"'{kg.name}' has {have}"
+                )
         self.meta = meta
-        self.num_entities, self.num_relations, self.num_times = kg.num_entities, kg.num_relations, kg.num_times
+        self.num_entities, self.num_relations, self.num_times = (
+            kg.num_entities,
+            kg.num_relations,
+            kg.num_times,
+        )
         self.register_buffer("keys", tensors["keys"], persistent=False)
         self.full = "scores" in tensors
         for name in ("scores", "topk_ids", "topk_scores"):
@@ -123,15 +156,21 @@ class CachedTeacher(torch.nn.Module):
                 self.register_buffer(name, tensors[name], persistent=False)
 
     @torch.no_grad()
-    def forward(self, queries: LongTensor, candidates: LongTensor | None = None,
-                fields: frozenset[str] = ALL_FIELDS) -> ModelOutput:
+    def forward(
+        self,
+        queries: LongTensor,
+        candidates: LongTensor | None = None,
+        fields: frozenset[str] = ALL_FIELDS,
+    ) -> ModelOutput:
         key = query_keys(queries, self.num_relations, self.num_times)
         pos = torch.searchsorted(self.keys, key).clamp_max(len(self.keys) - 1)
         found = self.keys[pos] == key
         if self.full:
             rows = self.scores[pos].float()
         else:
-            rows = torch.full((len(queries), self.num_entities), float("-inf"), device=queries.device)
+            rows = torch.full(
+                (len(queries), self.num_entities), float("-inf"), device=queries.device
+            )
             rows.scatter_(1, self.topk_ids[pos], self.topk_scores[pos].float())
         if candidates is not None:
             rows = rows.gather(1, candidates)

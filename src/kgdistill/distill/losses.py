@@ -24,7 +24,9 @@ from kgdistill.types import FloatTensor
 __all__ = ["BKD", "RKD", "FitNet", "ScoreHuber", "ScoreMSE", "masked_log_softmax"]
 
 
-def masked_log_softmax(scores: FloatTensor, mask: torch.Tensor | None, temperature: float) -> FloatTensor:
+def masked_log_softmax(
+    scores: FloatTensor, mask: torch.Tensor | None, temperature: float
+) -> FloatTensor:
     """``log softmax(scores / T)`` over the valid entries of each row: ``(B, C) -> (B, C)`` (-inf where masked)."""
     z = scores.float() / temperature
     if mask is not None:
@@ -58,7 +60,9 @@ class BKD(LossTerm):
         self.temperature = temperature
         self.reads = frozenset({"scores"})
 
-    def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch) -> FloatTensor:
+    def forward(
+        self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch
+    ) -> FloatTensor:
         assert teacher is not None
         t = self.temperature
         log_pt = masked_log_softmax(teacher.scores, teacher.mask, t)
@@ -72,15 +76,25 @@ class BKD(LossTerm):
 class _ScoreMatch(LossTerm):
     requires_teacher: ClassVar[bool] = True
 
-    def __init__(self, *, on: Literal["scores", "probs"] = "probs", temperature: float = 1.0) -> None:
+    def __init__(
+        self, *, on: Literal["scores", "probs"] = "probs", temperature: float = 1.0
+    ) -> None:
         super().__init__()
         if on not in ("scores", "probs"):
-            raise ConfigError(f"{type(self).__name__}: 'on' must be 'scores' or 'probs', not {on!r}")
+            raise ConfigError(
+                f"{type(self).__name__}: 'on' must be 'scores' or 'probs', not {on!r}"
+            )
         self.on, self.temperature = on, temperature
         self.reads = frozenset({"scores"})
 
-    def _pair(self, student: ModelOutput, teacher: ModelOutput) -> tuple[FloatTensor, FloatTensor, torch.Tensor]:
-        mask = teacher.mask if teacher.mask is not None else torch.ones_like(teacher.scores, dtype=torch.bool)
+    def _pair(
+        self, student: ModelOutput, teacher: ModelOutput
+    ) -> tuple[FloatTensor, FloatTensor, torch.Tensor]:
+        mask = (
+            teacher.mask
+            if teacher.mask is not None
+            else torch.ones_like(teacher.scores, dtype=torch.bool)
+        )
         if self.on == "probs":
             s = masked_log_softmax(student.scores, teacher.mask, self.temperature).exp()
             t = masked_log_softmax(teacher.scores, teacher.mask, self.temperature).exp()
@@ -101,15 +115,24 @@ class ScoreHuber(_ScoreMatch):
     Paper: Huber 1964, https://doi.org/10.1214/aoms/1177703732
     """
 
-    def __init__(self, *, on: Literal["scores", "probs"] = "probs", temperature: float = 1.0,
-                 delta: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        on: Literal["scores", "probs"] = "probs",
+        temperature: float = 1.0,
+        delta: float = 1.0,
+    ) -> None:
         super().__init__(on=on, temperature=temperature)
         self.delta = delta
 
-    def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch) -> FloatTensor:
+    def forward(
+        self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch
+    ) -> FloatTensor:
         assert teacher is not None
         s, t, mask = self._pair(student, teacher)
-        loss = F.huber_loss(torch.where(mask, s, 0), torch.where(mask, t, 0), delta=self.delta, reduction="none")
+        loss = F.huber_loss(
+            torch.where(mask, s, 0), torch.where(mask, t, 0), delta=self.delta, reduction="none"
+        )
         return loss.sum(-1).mean()
 
 
@@ -124,7 +147,9 @@ class ScoreMSE(_ScoreMatch):
     Paper: Ba and Caruana 2014 (regressing logits), https://arxiv.org/abs/1312.6184
     """
 
-    def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch) -> FloatTensor:
+    def forward(
+        self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch
+    ) -> FloatTensor:
         assert teacher is not None
         s, t, mask = self._pair(student, teacher)
         return ((s - t) ** 2 * mask).sum(-1).mean()
@@ -169,7 +194,9 @@ class FitNet(LossTerm):
             return x[:, 0]
         return x
 
-    def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch) -> FloatTensor:
+    def forward(
+        self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch
+    ) -> FloatTensor:
         assert teacher is not None
         total = student.scores.new_zeros((), dtype=torch.float32)
         rows = None if teacher.mask is None else teacher.mask.any(dim=1)
@@ -198,8 +225,14 @@ class RKD(LossTerm):
 
     requires_teacher: ClassVar[bool] = True
 
-    def __init__(self, *, on: Literal["h", "r", "t"] = "h", distance_weight: float = 1.0,
-                 angle_weight: float = 2.0, max_samples: int = 128) -> None:
+    def __init__(
+        self,
+        *,
+        on: Literal["h", "r", "t"] = "h",
+        distance_weight: float = 1.0,
+        angle_weight: float = 2.0,
+        max_samples: int = 128,
+    ) -> None:
         super().__init__()
         if on not in ("h", "r", "t"):
             raise ConfigError(f"rkd: 'on' must be 'h', 'r' or 't', not {on!r}")
@@ -220,10 +253,14 @@ class RKD(LossTerm):
 
     @staticmethod
     def _angle(x: FloatTensor) -> FloatTensor:
-        e = F.normalize(x.unsqueeze(0) - x.unsqueeze(1), p=2, dim=2)  # (n, n, d): e[j, i] = unit(x_i - x_j)
+        e = F.normalize(
+            x.unsqueeze(0) - x.unsqueeze(1), p=2, dim=2
+        )  # (n, n, d): e[j, i] = unit(x_i - x_j)
         return torch.bmm(e, e.transpose(1, 2)).flatten()
 
-    def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch) -> FloatTensor:
+    def forward(
+        self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch
+    ) -> FloatTensor:
         assert teacher is not None
         s, t = self._emb(student, batch), self._emb(teacher, batch)
         if teacher.mask is not None:
@@ -233,4 +270,6 @@ class RKD(LossTerm):
             return student.scores.new_zeros((), dtype=torch.float32)
         with torch.no_grad():
             td, ta = self._dist(t), self._angle(t)
-        return self.wd * F.smooth_l1_loss(self._dist(s), td) + self.wa * F.smooth_l1_loss(self._angle(s), ta)
+        return self.wd * F.smooth_l1_loss(self._dist(s), td) + self.wa * F.smooth_l1_loss(
+            self._angle(s), ta
+        )

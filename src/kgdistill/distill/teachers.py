@@ -38,8 +38,12 @@ ALL_FIELDS = frozenset({"scores", "h", "r", "t", "time_table"})
 class Teacher(Protocol):
     """Anything that answers the student's queries with a :class:`ModelOutput`."""
 
-    def __call__(self, queries: LongTensor, candidates: LongTensor | None = None,
-                 fields: frozenset[str] = ALL_FIELDS) -> ModelOutput: ...
+    def __call__(
+        self,
+        queries: LongTensor,
+        candidates: LongTensor | None = None,
+        fields: frozenset[str] = ALL_FIELDS,
+    ) -> ModelOutput: ...
 
 
 TEACHERS: Registry[type] = Registry("teacher")
@@ -71,26 +75,40 @@ class KGETeacher(torch.nn.Module):
         self.identity = ids == kg.id_maps()
         ent = align(kg.entity_labels, ids["entity"])
         rel = align(kg.relation_labels, ids["relation"])
-        tim = align(kg.time.labels, ids.get("time", [])) if kg.temporal else torch.zeros(0, dtype=torch.long)
+        tim = (
+            align(kg.time.labels, ids.get("time", []))
+            if kg.temporal
+            else torch.zeros(0, dtype=torch.long)
+        )
         self.coverage = {
             "entities": float((ent >= 0).float().mean()),
             "relations": float((rel >= 0).float().mean()),
             "times": float((tim >= 0).float().mean()) if len(tim) else 1.0,
         }
-        log.info("teacher %s: coverage of the student's vocabulary %s", ckpt.path,
-                 {k: f"{v:.1%}" for k, v in self.coverage.items()})
+        log.info(
+            "teacher %s: coverage of the student's vocabulary %s",
+            ckpt.path,
+            {k: f"{v:.1%}" for k, v in self.coverage.items()},
+        )
         if self.coverage["entities"] < min_coverage:
             raise ConfigError(
                 f"teacher {ckpt.path} knows only {self.coverage['entities']:.1%} of the {kg.num_entities} entities "
-                f"of '{kg.name}' (min_coverage is {min_coverage:.0%}): it was trained on another graph")
+                f"of '{kg.name}' (min_coverage is {min_coverage:.0%}): it was trained on another graph"
+            )
         if self.model.temporal and not kg.temporal:
-            raise ConfigError(f"teacher {ckpt.path} is temporal but the student's dataset '{kg.name}' is static")
+            raise ConfigError(
+                f"teacher {ckpt.path} is temporal but the student's dataset '{kg.name}' is static"
+            )
         self.register_buffer("ent", ent, persistent=False)
-        self.register_buffer("rel", torch.cat([rel, torch.where(rel >= 0, rel + self.num_relations_teacher, rel)]),
-                             persistent=False)
+        self.register_buffer(
+            "rel",
+            torch.cat([rel, torch.where(rel >= 0, rel + self.num_relations_teacher, rel)]),
+            persistent=False,
+        )
         self.register_buffer("tim", tim, persistent=False)
         self.static_teacher = not self.model.temporal
         self.source = str(ckpt.path)
+        self.model_name = ckpt.meta["model"]["name"]
 
     def _map_queries(self, queries: LongTensor) -> tuple[LongTensor, torch.Tensor]:
         """Student queries -> teacher queries ``(B, 3|4)`` and the rows the teacher can answer ``(B,)``."""
@@ -106,8 +124,12 @@ class KGETeacher(torch.nn.Module):
         return q.clamp_min(0), ok
 
     @torch.no_grad()
-    def forward(self, queries: LongTensor, candidates: LongTensor | None = None,
-                fields: frozenset[str] = ALL_FIELDS) -> ModelOutput:
+    def forward(
+        self,
+        queries: LongTensor,
+        candidates: LongTensor | None = None,
+        fields: frozenset[str] = ALL_FIELDS,
+    ) -> ModelOutput:
         """Teacher outputs for the student's ``queries (B, 3|4)`` and ``candidates (B, C)`` (None = all)."""
         if self.identity:
             q, ok = queries, None
@@ -115,12 +137,20 @@ class KGETeacher(torch.nn.Module):
             q, ok = self._map_queries(queries)
         model = self.model
         h, r = model.encode(q)
-        out = ModelOutput(scores=torch.empty(0, device=queries.device), h=h, r=r,
-                          time_table=model.relations.time_table() if "time_table" in fields else None)
+        out = ModelOutput(
+            scores=torch.empty(0, device=queries.device),
+            h=h,
+            r=r,
+            time_table=model.relations.time_table() if "time_table" in fields else None,
+        )
         ent = None if self.identity else self.ent
         if "t" in fields:
             if candidates is None:
-                out.t = model.entities.weight if ent is None else model.entities.weight[ent.clamp_min(0)]
+                out.t = (
+                    model.entities.weight
+                    if ent is None
+                    else model.entities.weight[ent.clamp_min(0)]
+                )
             else:
                 out.t = model.entities(candidates if ent is None else ent[candidates].clamp_min(0))
         if "scores" in fields:
@@ -138,10 +168,26 @@ class KGETeacher(torch.nn.Module):
         return out
 
 
-def teacher_from_spec(name: str, spec: Mapping[str, object], kg: KG, device: torch.device) -> torch.nn.Module:
+def describe_teacher(teacher: torch.nn.Module) -> dict[str, object]:
+    """What a run's ``metrics.json`` records about a teacher."""
+    if isinstance(teacher, KGETeacher):
+        return {
+            "kind": "checkpoint",
+            "source": teacher.source,
+            "model": teacher.model_name,
+            "num_parameters": teacher.model.num_parameters(),
+            "coverage": teacher.coverage,
+        }
+    return {"kind": type(teacher).__name__, **getattr(teacher, "meta", {})}
+
+
+def teacher_from_spec(
+    name: str, spec: Mapping[str, object], kg: KG, device: torch.device
+) -> torch.nn.Module:
     """Build the teacher ``spec = {"name": "checkpoint" | "cache", **kwargs}`` for the student's ``kg``."""
     if "name" not in spec:
-        raise ConfigError(f"config key 'teachers.{name}.name' is missing (one of {', '.join(TEACHERS.names())})")
+        raise ConfigError(
+            f"config key 'teachers.{name}.name' is missing (one of {', '.join(TEACHERS.names())})"
+        )
     teacher = TEACHERS.build(dict(spec), where=f"teachers.{name}", kg=kg)
     return teacher.to(device)
-

@@ -1,0 +1,261 @@
+"""``kgdistill benchmark temporal-kd``: teacher -> small temporal students, without KD and with BKD / FitNet / RKD.
+
+For every dataset: train (or reuse) one high-capacity teacher, then every student family x method x seed, each
+with the dataset's one data protocol. Every run is a normal run folder under ``--work``; a finished run is reused
+when its stored config equals the one asked for, an interrupted one is resumed, so the benchmark itself survives
+a kill. Results: ``temporal_kd.{json,csv,md,png}`` in ``--out`` (the seed's table layout: MRR, MR, Hits@1/3/10 in
+percent for each dataset; plus parameters, bytes and single-query latency of every model).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import logging
+import platform
+import statistics
+import sys
+from collections.abc import Sequence
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from kgdistill import api
+from kgdistill.bench.latency import single_query_latency_ms
+from kgdistill.bench.tables import write_temporal_kd
+from kgdistill.checkpoint import load_checkpoint, load_model
+from kgdistill.config import parse_config
+from kgdistill.errors import ConfigError
+
+__all__ = ["run_temporal_kd"]
+
+log = logging.getLogger(__name__)
+_METRICS = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
+
+
+def _spec(path: str | Path | None) -> dict[str, Any]:
+    text = (
+        Path(path).read_text()
+        if path
+        else (files("kgdistill") / "configs/bench/temporal-kd.yaml").read_text()
+    )
+    return yaml.safe_load(text)
+
+
+def _run(cfg_raw: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Train (fresh, resumed or reused) the run of ``cfg_raw`` in ``run_dir``; its ``metrics.json``."""
+    cfg = parse_config(cfg_raw)
+    wanted = cfg.model_dump(mode="json")
+    stored = run_dir / "config.yaml"
+    if stored.is_file() and yaml.safe_load(stored.read_text()) != wanted:
+        raise ConfigError(
+            f"{run_dir} holds a run of another config; remove it or use another --work folder"
+        )
+    if (run_dir / "metrics.json").is_file():
+        log.info("reusing %s", run_dir)
+    elif (run_dir / "last.safetensors").is_file():
+        log.info("resuming %s", run_dir)
+        api.train(resume=run_dir)
+    else:
+        log.info("training %s", run_dir)
+        api.train(cfg, out=run_dir)
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _configs(
+    spec: dict[str, Any],
+    dataset: str,
+    data_root: str | None,
+    teacher_dir: Path,
+    student: str,
+    method: str,
+    seed: int,
+    epochs: int | None,
+) -> dict[str, Any]:
+    st = spec["students"][student]
+    objective = copy.deepcopy(spec["supervised"]) + copy.deepcopy(spec["methods"][method])
+    cfg = {
+        "name": f"{method}-{student}_from_{spec['teacher']['model']['name']}-{dataset}",
+        "seed": seed,
+        "data": {"name": dataset, "root": data_root, **spec.get("data", {})},
+        "model": st["model"],
+        "stages": [
+            {"epochs": epochs if epochs is not None else st["epochs"], "objective": objective}
+        ],
+        "train": {**st["train"], "progress": False},
+        "eval": spec.get("eval", {}),
+    }
+    if spec["methods"][method]:
+        cfg["teachers"] = {"kge": {"name": "checkpoint", "path": str(teacher_dir)}}
+    return cfg
+
+
+def run_temporal_kd(
+    *,
+    spec: str | Path | None = None,
+    datasets: Sequence[str] | None = None,
+    students: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    epochs: int | None = None,
+    teacher_epochs: int | None = None,
+    work: str | Path = "benchmarks/work/temporal-kd",
+    out: str | Path = "benchmarks/results",
+    data_root: str | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark and write its tables; returns the JSON document written.
+
+    Args:
+        spec: a YAML benchmark spec (default: the packaged ``configs/bench/temporal-kd.yaml``).
+        datasets / students / methods / seeds: subsets of the spec's lists.
+        epochs / teacher_epochs: override the students' / teacher's epochs (quick runs).
+        work: folder of the run folders. out: folder of the result files.
+    """
+    sp = _spec(spec)
+    datasets = list(datasets or sp["datasets"])
+    students = list(students or sp["students"])
+    methods = list(methods or sp["methods"])
+    seeds = list(seeds if seeds is not None else sp["seeds"])
+    for name, chosen, known in (
+        ("student", students, sp["students"]),
+        ("method", methods, sp["methods"]),
+    ):
+        unknown = [x for x in chosen if x not in known]
+        if unknown:
+            raise ConfigError(f"unknown {name}(s) {unknown}; the spec has {list(known)}")
+    work, out = Path(work), Path(out)
+    rows: list[dict[str, Any]] = []
+    for ds in datasets:
+        t_cfg = {
+            "name": f"{sp['teacher']['model']['name']}-{ds}",
+            "seed": 0,
+            "data": {"name": ds, "root": data_root, **sp.get("data", {})},
+            **copy.deepcopy({k: sp["teacher"][k] for k in ("model", "stages", "train")}),
+            "eval": sp.get("eval", {}),
+        }
+        t_cfg["train"]["progress"] = False
+        if teacher_epochs is not None:
+            t_cfg["stages"][0]["epochs"] = teacher_epochs
+        teacher_dir = work / ds / "teacher"
+        rows.append(_row(ds, "teacher", "-", 0, _run(t_cfg, teacher_dir), teacher_dir))
+        for student in students:
+            for method in methods:
+                for seed in seeds:
+                    cfg = _configs(sp, ds, data_root, teacher_dir, student, method, seed, epochs)
+                    run_dir = work / ds / f"{student}-{method}-s{seed}"
+                    rows.append(_row(ds, student, method, seed, _run(cfg, run_dir), run_dir))
+    doc = _document(rows, sp, datasets)
+    write_temporal_kd(doc, out)
+    return doc
+
+
+def _row(
+    dataset: str, model: str, method: str, seed: int, metrics: dict[str, Any], run_dir: Path
+) -> dict[str, Any]:
+    ckpt = load_checkpoint(run_dir / "best.safetensors")
+    m = load_model(ckpt).cpu()
+    spec = ckpt.meta["model"]
+    query = torch.zeros((1, 4), dtype=torch.long)
+    both = metrics["sides"]["both"]
+    return {
+        "dataset": dataset,
+        "model": model,
+        "family": spec["name"],
+        "dim": spec["kwargs"].get("dim"),
+        "method": method,
+        "seed": seed,
+        **{k: both[k] for k in _METRICS},
+        "params": m.num_parameters(),
+        "bytes": m.num_bytes(),
+        "latency_ms": round(single_query_latency_ms(m, query), 4),
+        "train_s": metrics.get("train_seconds"),
+        "best_epoch": metrics.get("best_epoch"),
+        "run": str(run_dir),
+    }
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _document(
+    rows: list[dict[str, Any]], sp: dict[str, Any], datasets: list[str]
+) -> dict[str, Any]:
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["model"], r["method"]), []).append(r)
+    summary = []
+    for (ds, model, method), rs in groups.items():
+        entry = {
+            "dataset": ds,
+            "model": model,
+            "method": method,
+            "seeds": [r["seed"] for r in rs],
+            "params": rs[0]["params"],
+            "bytes": rs[0]["bytes"],
+            "latency_ms": rs[0]["latency_ms"],
+            "dim": rs[0]["dim"],
+            "family": rs[0]["family"],
+        }
+        for k in (*_METRICS, "train_s"):
+            vals = [r[k] for r in rs if r[k] is not None]
+            entry[k], entry[k + "_std"] = _mean_std(vals) if vals else (None, None)
+        summary.append(entry)
+    goals = {}
+    for ds in datasets:
+        teacher = next(s for s in summary if s["dataset"] == ds and s["model"] == "teacher")
+        per_student: dict[str, Any] = {}
+        for s in (s for s in summary if s["dataset"] == ds and s["model"] != "teacher"):
+            d = per_student.setdefault(s["model"], {"methods": {}})
+            d["methods"][s["method"]] = s["mrr"]
+        for d in per_student.values():
+            base = d["methods"].get("none")
+            d["kd_beats_no_kd"] = {
+                m: (v > base) for m, v in d["methods"].items() if m != "none" and base is not None
+            }
+        small = [
+            s
+            for s in summary
+            if s["dataset"] == ds
+            and s["model"] != "teacher"
+            and s["params"] * 8 <= teacher["params"]
+        ]
+        best = max(small, key=lambda s: s["mrr"], default=None)
+        goals[ds] = {
+            "teacher_mrr": teacher["mrr"],
+            "teacher_params": teacher["params"],
+            "students": per_student,
+            "best_small_student": None
+            if best is None
+            else {
+                "model": best["model"],
+                "method": best["method"],
+                "mrr": best["mrr"],
+                "params": best["params"],
+                "retained": best["mrr"] / teacher["mrr"],
+                "size_ratio": best["params"] / teacher["params"],
+            },
+        }
+    machine = {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    return {
+        "benchmark": "temporal-kd",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "kgdistill " + " ".join(sys.argv[1:])
+        if sys.argv and "kgdistill" in sys.argv[0]
+        else " ".join(sys.argv),
+        "machine": machine,
+        "protocol": {"data": sp.get("data"), "eval": sp.get("eval")},
+        "rows": rows,
+        "summary": summary,
+        "goals": goals,
+    }

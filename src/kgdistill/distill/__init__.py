@@ -1,0 +1,7 @@
+"""Distillation: teachers (checkpoints, caches), distillation loss terms, the temporal KD benchmark."""
+
+from kgdistill.distill import losses as _losses  # noqa: F401  (registers kd_kl, fitnet, rkd, huber, mse)
+from kgdistill.distill.cache import CachedTeacher, write_cache
+from kgdistill.distill.teachers import TEACHERS, KGETeacher, Teacher, teacher_from_spec
+
+__all__ = ["TEACHERS", "CachedTeacher", "KGETeacher", "Teacher", "teacher_from_spec", "write_cache"]
