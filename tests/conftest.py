@@ -32,7 +32,9 @@ def data_root() -> Path:
     """The folder of the full benchmark datasets; skips the test when there is none."""
     root = _data_root()
     if root is None or not root.is_dir():
-        pytest.skip("full datasets not found: set KGDISTILL_DATA to the folder holding YAGO11k/, ICEWS14/, ...")
+        pytest.skip(
+            "full datasets not found: set KGDISTILL_DATA to the folder holding YAGO11k/, ICEWS14/, ..."
+        )
     return root
 
 

@@ -18,27 +18,39 @@ def _vocab(kg) -> Vocab:
 
 
 def _meta(name: str, kwargs: dict, kg) -> dict:
-    return {"model": {"name": name, "kwargs": kwargs}, "id_maps": kg.id_maps(), "time": kg.time.to_dict()}
+    return {
+        "model": {"name": name, "kwargs": kwargs},
+        "id_maps": kg.id_maps(),
+        "time": kg.time.to_dict(),
+    }
 
 
 @pytest.mark.parametrize("opt", ["adam", "adagrad"])
 def test_round_trip_with_optimizer(tmp_path: Path, tiny_tkg, opt: str) -> None:
     model = build_model({"name": "tntcomplex", "dim": 8}, _vocab(tiny_tkg))
-    optim = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad}[opt](model.parameters(), lr=0.1)
+    optim = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad}[opt](
+        model.parameters(), lr=0.1
+    )
     q = tiny_tkg.splits["train"][:32]
     for _ in range(2):
         optim.zero_grad()
         torch.nn.functional.cross_entropy(model(q).scores, q[:, 2]).backward()
         optim.step()
     path = tmp_path / "ck.safetensors"
-    save_checkpoint(path, model=model, optimizer=optim, meta=_meta("tntcomplex", {"dim": 8}, tiny_tkg), rng=True)
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")], "temporary file left behind"
+    save_checkpoint(
+        path, model=model, optimizer=optim, meta=_meta("tntcomplex", {"dim": 8}, tiny_tkg), rng=True
+    )
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")], (
+        "temporary file left behind"
+    )
     ckpt = load_checkpoint(path)
     clone = load_model(ckpt)
     torch.testing.assert_close(clone.score_all(q), model.score_all(q), rtol=0, atol=0)
     optim2 = type(optim)(clone.parameters(), lr=0.1)
     optim2.load_state_dict(ckpt.optimizer_state())
-    for a, b in zip(optim.state_dict()["state"].values(), optim2.state_dict()["state"].values(), strict=True):
+    for a, b in zip(
+        optim.state_dict()["state"].values(), optim2.state_dict()["state"].values(), strict=True
+    ):
         for k in a:
             torch.testing.assert_close(torch.as_tensor(a[k]), torch.as_tensor(b[k]), rtol=0, atol=0)
     assert ckpt.vocab == _vocab(tiny_tkg)

@@ -32,12 +32,16 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A TA-DistMult trained for 2 epochs on the bundled YAGO11k through ``kgdistill train``."""
     tmp = tmp_path_factory.mktemp("cli")
     cfg = tmp / "ta.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "data": {"name": "yago11k"},
-        "model": {"name": "ta_distmult", "dim": 16},
-        "stages": [{"epochs": 2}],
-        "train": {"optimizer": "adam", "lr": 0.01, "batch_size": 2000, "progress": False},
-    }))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"name": "yago11k"},
+                "model": {"name": "ta_distmult", "dim": 16},
+                "stages": [{"epochs": 2}],
+                "train": {"optimizer": "adam", "lr": 0.01, "batch_size": 2000, "progress": False},
+            }
+        )
+    )
     code, out = _invoke("train", str(cfg), "--out", str(tmp / "run"), "--set", "train.eval_every=1")
     assert code == 0, out
     assert "| both |" in out
@@ -67,31 +71,88 @@ def test_evaluate_and_tie_modes(run_dir: Path) -> None:
 
 
 def test_predict_by_name(run_dir: Path) -> None:
-    code, out = _invoke("predict", str(run_dir), "--head", "<Christopher_Guest>", "--relation", "isMarriedTo",
-                        "--time", "1990", "-k", "5")
+    code, out = _invoke(
+        "predict",
+        str(run_dir),
+        "--head",
+        "<Christopher_Guest>",
+        "--relation",
+        "isMarriedTo",
+        "--time",
+        "1990",
+        "-k",
+        "5",
+    )
     assert code == 0, out
     lines = out.strip().splitlines()
     assert len(lines) == 5 and lines[0].split()[0] == "1"
-    code, out = _invoke("predict", str(run_dir), "--tail", "Jamie Lee Curtis", "--relation", "<isMarriedTo>",
-                        "--time", "since 1990", "-k", "3")
+    code, out = _invoke(
+        "predict",
+        str(run_dir),
+        "--tail",
+        "Jamie Lee Curtis",
+        "--relation",
+        "<isMarriedTo>",
+        "--time",
+        "since 1990",
+        "-k",
+        "3",
+    )
     assert code == 0, out
 
 
 def test_predict_bad_input(run_dir: Path) -> None:
-    _fails_cleanly(["predict", str(run_dir), "--head", "<Christopher_Guest>", "--relation", "isMarriedTo",
-                    "--time", "3000"], "outside the years this model saw")
-    _fails_cleanly(["predict", str(run_dir), "--head", "<Christopher_Guest>", "--relation", "isMarriedTo"],
-                   "this model is temporal: give --time")
-    _fails_cleanly(["predict", str(run_dir), "--head", "<Nobody_At_All>", "--relation", "isMarriedTo",
-                    "--time", "1990"], "unknown entity '<Nobody_At_All>'")
-    _fails_cleanly(["predict", str(run_dir), "--head", "<Christopher_Guest>", "--relation", "isMarriedToo",
-                    "--time", "1990"], "unknown relation 'isMarriedToo'")
+    _fails_cleanly(
+        [
+            "predict",
+            str(run_dir),
+            "--head",
+            "<Christopher_Guest>",
+            "--relation",
+            "isMarriedTo",
+            "--time",
+            "3000",
+        ],
+        "outside the years this model saw",
+    )
+    _fails_cleanly(
+        ["predict", str(run_dir), "--head", "<Christopher_Guest>", "--relation", "isMarriedTo"],
+        "this model is temporal: give --time",
+    )
+    _fails_cleanly(
+        [
+            "predict",
+            str(run_dir),
+            "--head",
+            "<Nobody_At_All>",
+            "--relation",
+            "isMarriedTo",
+            "--time",
+            "1990",
+        ],
+        "unknown entity '<Nobody_At_All>'",
+    )
+    _fails_cleanly(
+        [
+            "predict",
+            str(run_dir),
+            "--head",
+            "<Christopher_Guest>",
+            "--relation",
+            "isMarriedToo",
+            "--time",
+            "1990",
+        ],
+        "unknown relation 'isMarriedToo'",
+    )
 
 
 def test_bad_config_key(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"model": {"name": "distmult"}, "train": {"lrr": 0.1}}))
-    _fails_cleanly(["train", str(cfg)], "config key 'train.lrr' does not exist (did you mean 'lr'?)")
+    _fails_cleanly(
+        ["train", str(cfg)], "config key 'train.lrr' does not exist (did you mean 'lr'?)"
+    )
     _fails_cleanly(["train", str(cfg), "--set", "train.lrr"], "is not of the form key.path=value")
     _fails_cleanly(["train", str(tmp_path / "missing.yaml")], "config file not found")
 
@@ -114,11 +175,18 @@ def _dataset_copy(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda lines: lines.__setitem__(4, lines[4] + "\textra"), "train.txt, line 5: expected 5 columns, found 6"),
-        (lambda lines: lines.__setitem__(2, "0\t1\t99999\t1990-##-##\t####-##-##"),
-         "train.txt, line 3: entity id 99999 is outside the vocabulary"),
-        (lambda lines: lines.__setitem__(6, "0\t1\t2\tabcd-##-##\t####-##-##"),
-         "train.txt, line 7: cannot parse year in date 'abcd-##-##'"),
+        (
+            lambda lines: lines.__setitem__(4, lines[4] + "\textra"),
+            "train.txt, line 5: expected 5 columns, found 6",
+        ),
+        (
+            lambda lines: lines.__setitem__(2, "0\t1\t99999\t1990-##-##\t####-##-##"),
+            "train.txt, line 3: entity id 99999 is outside the vocabulary",
+        ),
+        (
+            lambda lines: lines.__setitem__(6, "0\t1\t2\tabcd-##-##\t####-##-##"),
+            "train.txt, line 7: cannot parse year in date 'abcd-##-##'",
+        ),
         (lambda lines: lines.clear(), "train.txt: split is empty"),
     ],
     ids=["columns", "unknown-id", "bad-date", "empty-split"],
@@ -129,14 +197,20 @@ def test_bad_data_file(tmp_path: Path, edit, message: str) -> None:
     edit(lines)
     (folder / "train.txt").write_text("".join(line + "\n" for line in lines))
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"data": {"name": str(folder)}, "model": {"name": "ttranse", "dim": 4}}))
+    cfg.write_text(
+        yaml.safe_dump({"data": {"name": str(folder)}, "model": {"name": "ttranse", "dim": 4}})
+    )
     _fails_cleanly(["train", str(cfg), "--out", str(tmp_path / "run")], message)
     assert not (tmp_path / "run" / "last.safetensors").exists()
 
 
 def test_missing_dataset(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"data": {"name": "icews14", "root": str(tmp_path)}, "model": {"name": "ttranse"}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {"data": {"name": "icews14", "root": str(tmp_path)}, "model": {"name": "ttranse"}}
+        )
+    )
     _fails_cleanly(["train", str(cfg)], "dataset 'icews14' not found")
     (tmp_path / "ICEWS14").mkdir()
     _fails_cleanly(["train", str(cfg)], "missing file 'entity2id.txt'")

@@ -12,17 +12,34 @@ from kgdistill.config import apply_overrides, load_config, parse_config
 from kgdistill.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted([*(REPO / "configs").rglob("*.yaml"), *(REPO / "src/kgdistill/configs").rglob("*.yaml")])
+CONFIGS = sorted(
+    [*(REPO / "configs").rglob("*.yaml"), *(REPO / "src/kgdistill/configs").rglob("*.yaml")]
+)
 
 
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"model": {"name": "distmult"}, "train": {"lrr": 1}}, r"config key 'train\.lrr' does not exist \(did you mean 'lr'\?\)"),
-        ({"model": {"name": "distmult"}, "train": {"lr": "fast"}}, r"config key 'train\.lr': Input should be a valid number"),
-        ({"model": {"name": "distmult"}, "train": {"lr": -1}}, r"config key 'train\.lr': Input should be greater than 0"),
-        ({"model": {"name": "distmult"}, "stages": [{"epoch": 3}]}, r"config key 'stages\.0\.epoch' does not exist"),
-        ({"model": {"name": "distmult"}, "data": {"time": {"interval_mode": "middle"}}}, r"data\.time\.interval_mode"),
+        (
+            {"model": {"name": "distmult"}, "train": {"lrr": 1}},
+            r"config key 'train\.lrr' does not exist \(did you mean 'lr'\?\)",
+        ),
+        (
+            {"model": {"name": "distmult"}, "train": {"lr": "fast"}},
+            r"config key 'train\.lr': Input should be a valid number",
+        ),
+        (
+            {"model": {"name": "distmult"}, "train": {"lr": -1}},
+            r"config key 'train\.lr': Input should be greater than 0",
+        ),
+        (
+            {"model": {"name": "distmult"}, "stages": [{"epoch": 3}]},
+            r"config key 'stages\.0\.epoch' does not exist",
+        ),
+        (
+            {"model": {"name": "distmult"}, "data": {"time": {"interval_mode": "middle"}}},
+            r"data\.time\.interval_mode",
+        ),
         ({"train": {}}, r"config key 'model': Field required"),
         ({"model": {"name": "distmult"}, "eval": {"ties": "random"}}, r"config key 'eval\.ties'"),
     ],
@@ -34,7 +51,10 @@ def test_bad_config_names_the_key(raw: dict, message: str) -> None:
 
 def test_overrides_coerce_and_index_lists() -> None:
     raw = {"model": {"name": "distmult"}, "stages": [{"epochs": 5}, {"epochs": 7}]}
-    apply_overrides(raw, ["train.lr=3e-4", "stages.1.epochs=10", "model.dim=32", "data.time.interval_mode=split"])
+    apply_overrides(
+        raw,
+        ["train.lr=3e-4", "stages.1.epochs=10", "model.dim=32", "data.time.interval_mode=split"],
+    )
     cfg = parse_config(raw)
     assert cfg.train.lr == pytest.approx(3e-4)
     assert [s.epochs for s in cfg.stages] == [5, 10]
@@ -69,8 +89,12 @@ def test_model_and_loss_keys_checked_against_registries() -> None:
     cfg = parse_config({"model": {"name": "distmul"}})
     with pytest.raises(ConfigError, match="unknown model 'distmul'. Did you mean 'distmult'"):
         api.check(cfg)
-    cfg = parse_config({"model": {"name": "distmult"},
-                        "stages": [{"objective": [{"loss": "supervised_ce", "smoothing": 0.1}]}]})
+    cfg = parse_config(
+        {
+            "model": {"name": "distmult"},
+            "stages": [{"objective": [{"loss": "supervised_ce", "smoothing": 0.1}]}],
+        }
+    )
     with pytest.raises(ConfigError, match=r"stages\.0\.objective\.0\.smoothing"):
         api.check(cfg)
 
@@ -84,5 +108,7 @@ def test_temporal_model_on_static_data_is_refused(tiny_kg) -> None:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path: Path) -> None:
     cfg, _ = load_config(path)
-    api.check(cfg, teacher_fields={name: frozenset({"scores", "h", "r", "t"}) for name in cfg.teachers})
+    api.check(
+        cfg, teacher_fields={name: frozenset({"scores", "h", "r", "t"}) for name in cfg.teachers}
+    )
     assert yaml.safe_load(path.read_text())  # not empty

@@ -29,10 +29,20 @@ def _tiny_cfg(**over) -> dict:
         "model": {"name": "tntcomplex", "dim": 8},
         "stages": [
             {"epochs": 3, "objective": [{"loss": "supervised_ce"}, {"loss": "n3", "weight": 0.01}]},
-            {"epochs": 3, "lr": 0.05, "objective": [{"loss": "supervised_ce", "label_smoothing": 0.1}]},
+            {
+                "epochs": 3,
+                "lr": 0.05,
+                "objective": [{"loss": "supervised_ce", "label_smoothing": 0.1}],
+            },
         ],
-        "train": {"batch_size": 16, "optimizer": "adagrad", "lr": 0.1, "eval_every": 2, "patience": 0,
-                  "progress": False},
+        "train": {
+            "batch_size": 16,
+            "optimizer": "adagrad",
+            "lr": 0.1,
+            "eval_every": 2,
+            "patience": 0,
+            "progress": False,
+        },
     }
     for k, v in over.items():
         cfg[k] = v
@@ -41,16 +51,30 @@ def _tiny_cfg(**over) -> dict:
 
 def test_train_evaluate_real_yago(tmp_path: Path) -> None:
     """A small TNTComplEx on the full bundled YAGO11k learns far above chance and writes a complete run folder."""
-    cfg = parse_config({
-        "data": {"name": "yago11k"},
-        "model": {"name": "tntcomplex", "dim": 16},
-        "stages": [{"epochs": 3, "objective": [{"loss": "supervised_ce"}, {"loss": "n3", "weight": 0.01}]}],
-        "train": {"batch_size": 1000, "eval_every": 1, "progress": False},
-    })
+    cfg = parse_config(
+        {
+            "data": {"name": "yago11k"},
+            "model": {"name": "tntcomplex", "dim": 16},
+            "stages": [
+                {
+                    "epochs": 3,
+                    "objective": [{"loss": "supervised_ce"}, {"loss": "n3", "weight": 0.01}],
+                }
+            ],
+            "train": {"batch_size": 1000, "eval_every": 1, "progress": False},
+        }
+    )
     result = api.train(cfg, out=tmp_path / "run")
     run = result.run_dir
-    for name in ("config.yaml", "log.jsonl", "metrics.json", "metrics.md", "best.safetensors", "last.safetensors",
-                 "curves.png"):
+    for name in (
+        "config.yaml",
+        "log.jsonl",
+        "metrics.json",
+        "metrics.md",
+        "best.safetensors",
+        "last.safetensors",
+        "curves.png",
+    ):
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     # chance level is about 1 / 10623; a working 1-N teacher gets well above 5% within 3 epochs
@@ -66,25 +90,38 @@ def test_train_evaluate_real_yago(tmp_path: Path) -> None:
 
 
 def test_early_stopping(tmp_path: Path) -> None:
-    cfg = parse_config(_tiny_cfg(stages=[{"epochs": 10}],
-                                 train={"lr": 1e-12, "eval_every": 1, "patience": 2, "progress": False}))
+    cfg = parse_config(
+        _tiny_cfg(
+            stages=[{"epochs": 10}],
+            train={"lr": 1e-12, "eval_every": 1, "patience": 2, "progress": False},
+        )
+    )
     api.train(cfg, out=tmp_path / "run")
-    events = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    events = [
+        json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    ]
     stops = [e for e in events if e["event"] == "early_stop"]
     assert len(stops) == 1 and stops[0]["epoch"] == 3  # no gain at epochs 2 and 3
     assert max(e["epoch"] for e in events) == 3
 
 
 def test_divergence_is_reported_and_keeps_last_checkpoint(tmp_path: Path) -> None:
-    cfg = parse_config(_tiny_cfg(stages=[{"epochs": 3}], train={"optimizer": "sgd", "lr": 1e38, "progress": False}))
+    cfg = parse_config(
+        _tiny_cfg(stages=[{"epochs": 3}], train={"optimizer": "sgd", "lr": 1e38, "progress": False})
+    )
     with pytest.raises(KGDistillError, match="diverged"):
         api.train(cfg, out=tmp_path / "run")
 
 
 def _run_cli(*args: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "kgdistill", "-q", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "kgdistill", "-q", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
 
 
 def _epochs_logged(run: Path) -> int:
@@ -94,17 +131,54 @@ def _epochs_logged(run: Path) -> int:
     return sum(1 for line in log.read_text().splitlines() if '"event": "epoch"' in line)
 
 
-@pytest.mark.parametrize("kill_after", [2, 4])  # inside stage 0, and inside stage 1
-def test_kill_9_and_resume_gives_identical_results(tmp_path: Path, kill_after: int) -> None:
+def _distill_cfg(teacher: Path) -> dict:
+    """Two stages: BKD + FitNet (whose projection is trained and must resume exactly), then RKD."""
+    cfg = _tiny_cfg(model={"name": "ta_distmult", "dim": 8})
+    cfg["teachers"] = {"kge": {"name": "checkpoint", "path": str(teacher)}}
+    cfg["stages"] = [
+        {
+            "epochs": 3,
+            "objective": [
+                {"loss": "supervised_ce"},
+                {"loss": "kd_kl", "teacher": "kge"},
+                {"loss": "fitnet", "teacher": "kge", "on": ["h", "r", "t"]},
+            ],
+        },
+        {
+            "epochs": 3,
+            "lr": 0.05,
+            "optimizer": "adam",
+            "objective": [
+                {"loss": "supervised_ce"},
+                {"loss": "rkd", "teacher": "kge", "max_samples": 8},
+            ],
+        },
+    ]
+    cfg["train"] = {**cfg["train"], "optimizer": "adam", "lr": 0.01}
+    return cfg
+
+
+@pytest.mark.parametrize(
+    ("verb", "kill_after"), [("train", 2), ("train", 4), ("distill", 4)]
+)  # inside stage 0, inside stage 1, and a distillation run with a trained FitNet projection
+def test_kill_9_and_resume_gives_identical_results(
+    tmp_path: Path, verb: str, kill_after: int
+) -> None:
     config = tmp_path / "tiny.yaml"
     import yaml
 
-    config.write_text(yaml.safe_dump(_tiny_cfg()))
-    ref = _run_cli("train", str(config), "--out", str(tmp_path / "ref"))
+    if verb == "distill":
+        teacher = api.train(
+            parse_config(_tiny_cfg(stages=[{"epochs": 2}])), out=tmp_path / "teacher"
+        ).run_dir
+        config.write_text(yaml.safe_dump(_distill_cfg(teacher)))
+    else:
+        config.write_text(yaml.safe_dump(_tiny_cfg()))
+    ref = _run_cli(verb, str(config), "--out", str(tmp_path / "ref"))
     assert ref.wait(timeout=300) == 0, ref.stderr.read().decode()
 
     run = tmp_path / "killed"
-    proc = _run_cli("train", str(config), "--out", str(run))
+    proc = _run_cli(verb, str(config), "--out", str(run))
     deadline = time.time() + 300
     while _epochs_logged(run) < kill_after and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
@@ -113,16 +187,19 @@ def test_kill_9_and_resume_gives_identical_results(tmp_path: Path, kill_after: i
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (run / "metrics.json").exists()
-    resumed = _run_cli("train", "--resume", str(run))
+    resumed = _run_cli(verb, "--resume", str(run))
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
 
     a = json.loads((tmp_path / "ref" / "metrics.json").read_text())
     b = json.loads((run / "metrics.json").read_text())
     assert a["sides"] == b["sides"]
     assert a["best_epoch"] == b["best_epoch"]
-    wa, wb = load_file(str(tmp_path / "ref" / "last.safetensors")), load_file(str(run / "last.safetensors"))
+    wa, wb = (
+        load_file(str(tmp_path / "ref" / "last.safetensors")),
+        load_file(str(run / "last.safetensors")),
+    )
     for k in wa:
-        if k.startswith(("model.", "optim.")):
+        if k.startswith(("model.", "optim.", "objective.")):
             assert torch.equal(wa[k], wb[k]), k
     log_a = [json.loads(x) for x in (tmp_path / "ref" / "log.jsonl").read_text().splitlines()]
     log_b = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]

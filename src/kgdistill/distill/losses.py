@@ -160,7 +160,8 @@ _FIELDS = ("h", "r", "t", "time_table")
 
 @LOSSES.register("fitnet")
 class FitNet(LossTerm):
-    """Hint regression ``||W e_S - e_T||^2`` through a learned linear projection per embedding kind.
+    """Hint regression ``mean((W e_S - e_T)^2)`` through a learned linear projection per embedding kind
+    (averaged over dimensions and rows; one term per kind, summed).
 
     Args:
         on: embeddings to match: ``h`` (query head), ``r`` (time-conditioned relation), ``t`` (the true tail's
@@ -203,7 +204,7 @@ class FitNet(LossTerm):
         for f in self.on:
             s = self.proj[f](self._pick(student, f, batch).float())
             t = self._pick(teacher, f, batch).float()
-            err = ((s - t) ** 2).sum(-1)
+            err = ((s - t) ** 2).mean(-1)
             if rows is not None and f != "time_table":
                 err = err[rows]
             total = total + err.mean()
