@@ -84,7 +84,7 @@ def test_checkpoint_from_another_model(tmp_path: Path, tiny_kg) -> None:
     model = build_model({"name": "distmult", "dim": 8}, _vocab(tiny_kg))
     save_checkpoint(path, model=model, meta=_meta("distmult", {"dim": 8}, tiny_kg))
     other = build_model({"name": "complex", "dim": 8}, _vocab(tiny_kg))
-    with pytest.raises(CheckpointError, match="holds a 'distmult' model .* does not fit"):
+    with pytest.raises(CheckpointError, match=r"holds a 'distmult' model .* does not fit"):
         load_model(load_checkpoint(path), other)
     wider = build_model({"name": "distmult", "dim": 16}, _vocab(tiny_kg))
     with pytest.raises(CheckpointError, match="does not fit"):

@@ -87,7 +87,7 @@ def test_model_and_loss_keys_checked_against_registries() -> None:
     with pytest.raises(ConfigError, match=r"config key 'model\.dimm' .*did you mean 'dim'"):
         api.check(cfg)
     cfg = parse_config({"model": {"name": "distmul"}})
-    with pytest.raises(ConfigError, match="unknown model 'distmul'. Did you mean 'distmult'"):
+    with pytest.raises(ConfigError, match=r"unknown model 'distmul'\. Did you mean 'distmult'"):
         api.check(cfg)
     cfg = parse_config(
         {

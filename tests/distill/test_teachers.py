@@ -102,7 +102,7 @@ def test_partial_coverage_masks_unknown_entities(tmp_path: Path, tiny_tkg, save_
 
 
 def test_teacher_of_another_graph_is_refused(teacher_path: Path, yago) -> None:
-    with pytest.raises(ConfigError, match="knows only 0.0% .* trained on another graph"):
+    with pytest.raises(ConfigError, match=r"knows only 0\.0% .* trained on another graph"):
         KGETeacher(path=str(teacher_path), kg=yago)
 
 

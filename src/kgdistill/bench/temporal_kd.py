@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import json
 import logging
 import platform
 import statistics
@@ -24,11 +23,10 @@ from typing import Any
 import torch
 import yaml
 
-from kgdistill import api
 from kgdistill.bench.latency import single_query_latency_ms
+from kgdistill.bench.runs import ensure_run
 from kgdistill.bench.tables import write_temporal_kd
 from kgdistill.checkpoint import load_checkpoint, load_model
-from kgdistill.config import parse_config
 from kgdistill.errors import ConfigError
 
 __all__ = ["run_temporal_kd"]
@@ -44,26 +42,6 @@ def _spec(path: str | Path | None) -> dict[str, Any]:
         else (files("kgdistill") / "configs/bench/temporal-kd.yaml").read_text()
     )
     return yaml.safe_load(text)
-
-
-def _run(cfg_raw: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """Train (fresh, resumed or reused) the run of ``cfg_raw`` in ``run_dir``; its ``metrics.json``."""
-    cfg = parse_config(cfg_raw)
-    wanted = cfg.model_dump(mode="json")
-    stored = run_dir / "config.yaml"
-    if stored.is_file() and yaml.safe_load(stored.read_text()) != wanted:
-        raise ConfigError(
-            f"{run_dir} holds a run of another config; remove it or use another --work folder"
-        )
-    if (run_dir / "metrics.json").is_file():
-        log.info("reusing %s", run_dir)
-    elif (run_dir / "last.safetensors").is_file():
-        log.info("resuming %s", run_dir)
-        api.train(resume=run_dir)
-    else:
-        log.info("training %s", run_dir)
-        api.train(cfg, out=run_dir)
-    return json.loads((run_dir / "metrics.json").read_text())
 
 
 def _configs(
@@ -141,13 +119,13 @@ def run_temporal_kd(
         if teacher_epochs is not None:
             t_cfg["stages"][0]["epochs"] = teacher_epochs
         teacher_dir = work / ds / "teacher"
-        rows.append(_row(ds, "teacher", "-", 0, _run(t_cfg, teacher_dir), teacher_dir))
+        rows.append(_row(ds, "teacher", "-", 0, ensure_run(t_cfg, teacher_dir), teacher_dir))
         for student in students:
             for method in methods:
                 for seed in seeds:
                     cfg = _configs(sp, ds, data_root, teacher_dir, student, method, seed, epochs)
                     run_dir = work / ds / f"{student}-{method}-s{seed}"
-                    rows.append(_row(ds, student, method, seed, _run(cfg, run_dir), run_dir))
+                    rows.append(_row(ds, student, method, seed, ensure_run(cfg, run_dir), run_dir))
     doc = _document(rows, sp, datasets)
     write_temporal_kd(doc, out)
     return doc

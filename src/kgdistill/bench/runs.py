@@ -1,0 +1,40 @@
+"""Benchmark runs that survive a kill: reuse a finished run, resume an interrupted one, else train."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kgdistill import api
+from kgdistill.config import parse_config
+from kgdistill.errors import ConfigError
+
+__all__ = ["ensure_run"]
+
+log = logging.getLogger(__name__)
+
+
+def ensure_run(cfg_raw: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Train (fresh, resumed or reused) the run of ``cfg_raw`` in ``run_dir``; returns its ``metrics.json``.
+
+    A folder holding a run of a different config is an error (never silently reused).
+    """
+    cfg = parse_config(cfg_raw)
+    stored = run_dir / "config.yaml"
+    if stored.is_file() and yaml.safe_load(stored.read_text()) != cfg.model_dump(mode="json"):
+        raise ConfigError(
+            f"{run_dir} holds a run of another config; remove it or use another --work folder"
+        )
+    if (run_dir / "metrics.json").is_file():
+        log.info("reusing %s", run_dir)
+    elif (run_dir / "last.safetensors").is_file():
+        log.info("resuming %s", run_dir)
+        api.train(resume=run_dir)
+    else:
+        log.info("training %s", run_dir)
+        api.train(cfg, out=run_dir)
+    return json.loads((run_dir / "metrics.json").read_text())  # type: ignore[no-any-return]
