@@ -105,6 +105,17 @@ def test_early_stopping(tmp_path: Path) -> None:
     assert max(e["epoch"] for e in events) == 3
 
 
+def test_min_delta_stops_on_small_gains(tmp_path: Path) -> None:
+    cfg = parse_config(_tiny_cfg(stages=[{"epochs": 10}],
+                                 train={"eval_every": 1, "patience": 2, "min_delta": 1.0, "progress": False}))
+    api.train(cfg, out=tmp_path / "run")
+    events = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    valid = [e for e in events if e["event"] == "valid"]
+    assert [e["event"] for e in events].count("early_stop") == 1
+    # the first validation sets the best; no later gain can exceed a whole MRR point: stop after two more
+    assert len(valid) == 3
+
+
 def test_divergence_is_reported_and_keeps_last_checkpoint(tmp_path: Path) -> None:
     cfg = parse_config(
         _tiny_cfg(stages=[{"epochs": 3}], train={"optimizer": "sgd", "lr": 1e38, "progress": False})

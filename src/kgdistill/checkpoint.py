@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from kgdistill.data.time import TimeSpec
@@ -32,6 +32,7 @@ __all__ = [
     "atomic_write_text",
     "load_checkpoint",
     "load_model",
+    "read_safetensors",
     "save_checkpoint",
 ]
 
@@ -128,6 +129,16 @@ def atomic_save_tensors(
         raise
 
 
+def read_safetensors(path: Path, what: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Header metadata and tensors of a safetensors file; a bad file is a :class:`CheckpointError`."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            header = fh.metadata() or {}
+        return header, load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: truncated or corrupt {what} ({e})") from None
+
+
 @dataclass
 class Checkpoint:
     """A loaded checkpoint: metadata and tensors grouped by prefix."""
@@ -166,14 +177,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         p = p / "best.safetensors"
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(p), framework="pt") as fh:
-            header = fh.metadata() or {}
-        tensors = load_file(str(p))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{p}: truncated or corrupt checkpoint ({e})") from None
+    header, tensors = read_safetensors(p, "checkpoint")
     if _META_KEY not in header:
         raise CheckpointError(f"{p}: not a kgdistill checkpoint (no '{_META_KEY}' metadata)")
     try:

@@ -112,6 +112,11 @@ class TrainConfig(_Strict):
     patience: int = Field(
         5, ge=0, description="stop a stage after this many validations without gain (0: never)"
     )
+    min_delta: float = Field(
+        0.0,
+        ge=0,
+        description="a validation counts as a gain for early stopping only above best + min_delta",
+    )
     eval_max_queries: int | None = Field(
         None, ge=1, description="validate on the first n valid facts only"
     )

@@ -269,6 +269,7 @@ def _validate(
         **eval_kwargs,
     )
     improved = metrics.mrr > state.best_value
+    gain = metrics.mrr > state.best_value + train.min_delta
     journal.write(
         event="valid",
         stage=stage_idx,
@@ -278,7 +279,7 @@ def _validate(
     )
     log.info("epoch %d valid MRR %.4f%s", state.epoch, metrics.mrr, " (best)" if improved else "")
     if improved:
-        state.best_value, state.best_epoch, state.bad_evals = metrics.mrr, state.epoch, 0
+        state.best_value, state.best_epoch = metrics.mrr, state.epoch
         save_checkpoint(
             run_dir / "best.safetensors",
             model=model,
@@ -289,10 +290,9 @@ def _validate(
                 "best": {"metric": "valid_mrr", "value": metrics.mrr, "epoch": state.epoch},
             },
         )
-    else:
-        state.bad_evals += 1
-        if train.patience and state.bad_evals >= train.patience:
-            state.stage_stopped = True
-            journal.write(
-                event="early_stop", stage=stage_idx, epoch=state.epoch, best_epoch=state.best_epoch
-            )
+    state.bad_evals = 0 if gain else state.bad_evals + 1
+    if train.patience and state.bad_evals >= train.patience:
+        state.stage_stopped = True
+        journal.write(
+            event="early_stop", stage=stage_idx, epoch=state.epoch, best_epoch=state.best_epoch
+        )

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -141,23 +141,37 @@ def read_static_names(
     )
 
 
+def _id_splits(
+    folder: Path,
+    ents: list[str],
+    rels: list[str],
+    ncols: tuple[int, ...],
+    times: Callable[[list[str], Path, int], tuple[int, int]],
+) -> dict[str, RawSplit]:
+    """Read ``{train,valid,test}.txt`` of id rows ``h r t <time columns>``; ``times`` parses one row's time."""
+    limits = (len(ents), len(rels), len(ents))
+    splits = {}
+    for split in SPLITS:
+        path = resolve_file(folder, f"{split}.txt")
+        rows, lines, starts, ends = [], [], [], []
+        for ln, f in read_rows(path, ncols=ncols):
+            rows.append(_ids(f[:3], limits, ("entity", "relation", "entity"), path, ln))
+            s, e = times(f, path, ln)
+            lines.append(ln)
+            starts.append(s)
+            ends.append(e)
+        splits[split] = _split(rows, lines, path, starts, ends)
+    return splits
+
+
 def read_hyte(folder: Path, *, name: str = "") -> RawKG:
     """Read a HyTE interval dataset (YAGO11k, Wikidata12k): ``h r t start end`` ids, tab-separated."""
     ents = _vocab_file(resolve_file(folder, "entity2id.txt"), ncols=(2, 4))
     rels = _vocab_file(resolve_file(folder, "relation2id.txt"))
     quirks = Quirks()
-    splits = {}
-    limits = (len(ents), len(rels), len(ents))
-    for split in SPLITS:
-        path = resolve_file(folder, f"{split}.txt")
-        rows, lines, starts, ends = [], [], [], []
-        for ln, f in read_rows(path, ncols=5):
-            rows.append(_ids(f[:3], limits, ("entity", "relation", "entity"), path, ln))
-            s, e = _interval(f[3], f[4], path, ln, quirks)
-            lines.append(ln)
-            starts.append(s)
-            ends.append(e)
-        splits[split] = _split(rows, lines, path, starts, ends)
+    splits = _id_splits(
+        folder, ents, rels, (5,), lambda f, path, ln: _interval(f[3], f[4], path, ln, quirks)
+    )
     return RawKG(
         name=name or folder.name,
         kind="interval",
@@ -180,26 +194,21 @@ def read_point_ids(
     """
     ents = _vocab_file(resolve_file(folder, "entity2id.txt"))
     rels = _vocab_file(resolve_file(folder, "relation2id.txt"))
-    limits = (len(ents), len(rels), len(ents))
-    splits = {}
-    for split in SPLITS:
-        path = resolve_file(folder, f"{split}.txt")
-        rows, lines, times = [], [], []
-        for ln, f in read_rows(path, ncols=(4, 5)):
-            rows.append(_ids(f[:3], limits, ("entity", "relation", "entity"), path, ln))
-            try:
-                t = int(f[3])
-            except ValueError:
-                raise DataError(f"time '{f[3]}' is not an integer", path=path, line=ln) from None
-            if t < 0 or t % divisor:
-                raise DataError(
-                    f"impossible time {t} (expected a non-negative multiple of {divisor})",
-                    path=path,
-                    line=ln,
-                )
-            times.append(t // divisor)
-            lines.append(ln)
-        splits[split] = _split(rows, lines, path, times, times)
+
+    def point(f: list[str], path: Path, ln: int) -> tuple[int, int]:
+        try:
+            t = int(f[3])
+        except ValueError:
+            raise DataError(f"time '{f[3]}' is not an integer", path=path, line=ln) from None
+        if t < 0 or t % divisor:
+            raise DataError(
+                f"impossible time {t} (expected a non-negative multiple of {divisor})",
+                path=path,
+                line=ln,
+            )
+        return t // divisor, t // divisor
+
+    splits = _id_splits(folder, ents, rels, (4, 5), point)
     return RawKG(
         name=name or folder.name,
         kind="point",

@@ -14,11 +14,9 @@ import logging
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from kgdistill.checkpoint import atomic_save_tensors
+from kgdistill.checkpoint import atomic_save_tensors, read_safetensors
 from kgdistill.data.batching import both_directions
 from kgdistill.data.kg import KG
 from kgdistill.distill.teachers import ALL_FIELDS, TEACHERS, Teacher
@@ -124,12 +122,7 @@ class CachedTeacher(torch.nn.Module):
         p = Path(path).expanduser()
         if not p.is_file():
             raise ConfigError(f"teacher cache not found: {p} (write it with 'kgdistill cache')")
-        try:
-            with safe_open(str(p), framework="pt") as fh:
-                header = fh.metadata() or {}
-            tensors = load_file(str(p))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{p}: truncated or corrupt teacher cache ({e})") from None
+        header, tensors = read_safetensors(p, "teacher cache")
         meta = json.loads(header.get("kgdistill", "{}"))
         if meta.get("kind") != _KIND:
             raise CheckpointError(f"{p}: not a kgdistill teacher cache")

@@ -91,10 +91,8 @@ def ttranse(*, vocab: Vocab, dim: int = 100, p: float = 2.0, init_scale: float =
     )
 
 
-@_register("ta_distmult", temporal=True)
-def ta_distmult(*, vocab: Vocab, dim: int = 100, init_scale: float = 0.1) -> KGEModel:
-    """TA-DistMult: DistMult with an LSTM over relation and time tokens. Paper: García-Durán et al. 2018,
-    https://arxiv.org/abs/1809.03202"""
+def _time_aware(vocab: Vocab, dim: int, init_scale: float, interaction: Interaction) -> KGEModel:
+    """A TA-* model: ``interaction`` on an LSTM over the relation and its time's tokens."""
     return KGEModel(
         entities=embedding(vocab.num_entities, dim, init_scale),
         relations=LSTMTime(
@@ -103,24 +101,22 @@ def ta_distmult(*, vocab: Vocab, dim: int = 100, init_scale: float = 0.1) -> KGE
             dim=dim,
             init_scale=init_scale,
         ),
-        interaction=DistMult(),
+        interaction=interaction,
     )
+
+
+@_register("ta_distmult", temporal=True)
+def ta_distmult(*, vocab: Vocab, dim: int = 100, init_scale: float = 0.1) -> KGEModel:
+    """TA-DistMult: DistMult with an LSTM over relation and time tokens. Paper: García-Durán et al. 2018,
+    https://arxiv.org/abs/1809.03202"""
+    return _time_aware(vocab, dim, init_scale, DistMult())
 
 
 @_register("ta_transe", temporal=True)
 def ta_transe(*, vocab: Vocab, dim: int = 100, p: float = 2.0, init_scale: float = 0.1) -> KGEModel:
     """TA-TransE: TransE with an LSTM over relation and time tokens. Paper: García-Durán et al. 2018,
     https://arxiv.org/abs/1809.03202"""
-    return KGEModel(
-        entities=embedding(vocab.num_entities, dim, init_scale),
-        relations=LSTMTime(
-            num_relations=2 * vocab.num_relations,
-            time_labels=vocab.time_labels,
-            dim=dim,
-            init_scale=init_scale,
-        ),
-        interaction=TransE(p=p),
-    )
+    return _time_aware(vocab, dim, init_scale, TransE(p=p))
 
 
 @_register("hyte", temporal=True)
