@@ -63,9 +63,24 @@ def _row(cfg: dict[str, Any], metrics: dict[str, Any], device: str) -> dict[str,
     }
 
 
+def _merge(rows: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, Any]]:
+    """``rows`` with ``row`` replacing the row of the same dataset, model, dim and device."""
+    key = ("dataset", "model", "dim", "device")
+    return [r for r in rows if [r[k] for k in key] != [row[k] for k in key]] + [row]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", nargs="+", type=Path, required=True)
+    ap.add_argument(
+        "--configs", nargs="*", type=Path, default=[], help="teacher configs to run (or reuse)"
+    )
+    ap.add_argument(
+        "--runs",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="finished run folders to report as they are (e.g. the temporal-kd teachers)",
+    )
     ap.add_argument(
         "--set", dest="overrides", nargs="*", default=[], help="key.path=value for every config"
     )
@@ -82,16 +97,17 @@ def main() -> None:
         device = str(resolve_device(raw["train"].get("device", "auto")))
         metrics = ensure_run(raw, args.work / path.stem)
         row = _row(raw, metrics, device)
-        rows = [
-            r
-            for r in rows
-            if (r["dataset"], r["model"], r["dim"], r["device"])
-            != (row["dataset"], row["model"], row["dim"], row["device"])
-        ] + [row]
+        rows = _merge(rows, row)
         print(
             f"{path.stem}: test MRR {row['mrr']:.4f} in {row['train_s']:.0f} s on {device}",
             flush=True,
         )
+    for run in args.runs:
+        metrics = json.loads((run / "metrics.json").read_text())
+        raw = yaml.safe_load((run / "config.yaml").read_text())
+        device = str(resolve_device(raw["train"].get("device", "auto")))
+        row = {**_row(raw, metrics, device), "run": str(run)}
+        rows = _merge(rows, row)
     machine = {
         "cpu": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),

@@ -25,7 +25,7 @@ from kgdistill.data.kg import KG
 from kgdistill.errors import KGDistillError
 from kgdistill.types import TAIL, FloatTensor, LongTensor, TieMode
 
-__all__ = ["Metrics", "evaluate", "rank_of_true", "summarize"]
+__all__ = ["Metrics", "default_chunk", "evaluate", "rank_of_true", "summarize"]
 
 
 @dataclass
@@ -99,6 +99,13 @@ def summarize(ranks: FloatTensor, ks: Sequence[int] = (1, 3, 10)) -> dict[str, f
     return out
 
 
+def default_chunk(num_entities: int, device: torch.device) -> int:
+    """Queries per evaluation chunk: about 4M scores on CPU (they stay in cache: measured fastest on WN18RR
+    and FB15k-237), about 64M on a GPU."""
+    budget = 1 << (26 if device.type == "cuda" else 22)
+    return max(16, min(4096, budget // max(num_entities, 1)))
+
+
 @torch.inference_mode()
 def evaluate(
     model: torch.nn.Module,
@@ -135,11 +142,8 @@ def evaluate(
         filter_index = FilterIndex.build(kg, time_aware=time_aware)
     if filtered and filter_index is not None:
         filter_index = filter_index.to(device)
-    if (
-        batch_size is None
-    ):  # ~4M scores per chunk on CPU (stays in cache: measured fastest), ~64M on GPU
-        budget = 1 << (26 if device.type == "cuda" else 22)
-        batch_size = max(16, min(4096, budget // max(kg.num_entities, 1)))
+    if batch_size is None:
+        batch_size = default_chunk(kg.num_entities, device)
     was_training = model.training
     model.eval()
     ranks = torch.empty(len(queries), dtype=torch.float64, device=device)
