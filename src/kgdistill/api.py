@@ -38,8 +38,10 @@ from kgdistill.train import fit
 __all__ = [
     "RunConfig",
     "RunResult",
+    "cache",
     "check",
     "demo",
+    "distill",
     "evaluate_run",
     "load_config",
     "load_data",
@@ -65,12 +67,14 @@ def load_data(cfg: RunConfig) -> KG:
 
 
 def check(
-    cfg: RunConfig, kg: KG | None = None, teacher_fields: dict[str, frozenset[str]] | None = None
+    cfg: RunConfig,
+    kg: KG | None = None,
+    teacher_fields: dict[str, frozenset[str] | None] | None = None,
 ) -> None:
     """Validate what pydantic cannot: registry names and their keys, model/data compatibility, objectives.
 
     Args:
-        teacher_fields: teacher name -> fields of its output, for the objective check.
+        teacher_fields: teacher name -> fields of its output (``None``: not known yet, only the name is checked).
     """
     check_kwargs(
         MODELS.get(cfg.model.name), cfg.model.kwargs(), where="model", context={"vocab": None}

@@ -73,7 +73,7 @@ def test_fitnet_projection_and_value() -> None:
     t_out = ModelOutput(
         scores=torch.zeros(6, 9), h=torch.randn(6, 10), r=torch.randn(6, 10), t=torch.randn(9, 10)
     )
-    term = FitNet(on=["h", "t"])
+    term = FitNet(on=["h", "t"], normalize=False)
     term.setup(s_out, t_out)
     assert term.proj["h"].weight.shape == (10, 4) and "r" not in term.proj
     batch = _batch()
@@ -83,6 +83,19 @@ def test_fitnet_projection_and_value() -> None:
         (s_out.t[tails] @ w_t.T - t_out.t[tails]) ** 2
     ).mean()
     torch.testing.assert_close(term(s_out, t_out, batch), manual)
+    normalized = FitNet(on=["h", "t"])
+    normalized.setup(s_out, t_out)
+    normalized.load_state_dict(term.state_dict())
+    expected = ((s_out.h @ w_h.T - t_out.h) ** 2).mean() / (t_out.h**2).mean() + (
+        (s_out.t[tails] @ w_t.T - t_out.t[tails]) ** 2
+    ).mean() / (t_out.t[tails] ** 2).mean()
+    torch.testing.assert_close(normalized(s_out, t_out, batch), expected)
+    # scale-free: a teacher 10x larger, matched by a 10x larger projection, gives the same normalised loss
+    scaled = ModelOutput(scores=t_out.scores, h=10 * t_out.h, t=10 * t_out.t)
+    big = FitNet(on=["h", "t"])
+    big.setup(s_out, t_out)
+    big.load_state_dict({k: 10 * v for k, v in term.state_dict().items()})
+    torch.testing.assert_close(big(s_out, scaled, batch), expected)
     loss = term(s_out, t_out, batch)
     loss.backward()
     assert w_h.grad is not None and w_h.grad.abs().sum() > 0

@@ -166,18 +166,22 @@ class FitNet(LossTerm):
     Args:
         on: embeddings to match: ``h`` (query head), ``r`` (time-conditioned relation), ``t`` (the true tail's
             entity embedding), ``time_table`` (all time embeddings). Student and teacher widths may differ.
+        normalize: divide each kind's error by the mean square of the teacher's embeddings in the batch, so the
+            term starts near 1 whatever the teacher's scale (a teacher's embedding norms depend on its
+            regulariser; without this the term's weight would have to be tuned per teacher).
 
     Paper: Romero et al. 2015, https://arxiv.org/abs/1412.6550
     """
 
     requires_teacher: ClassVar[bool] = True
 
-    def __init__(self, *, on: Sequence[str] = ("h", "r", "t")) -> None:
+    def __init__(self, *, on: Sequence[str] = ("h", "r", "t"), normalize: bool = True) -> None:
         super().__init__()
         bad = [f for f in on if f not in _FIELDS]
         if bad or not on:
             raise ConfigError(f"fitnet: 'on' must list some of {list(_FIELDS)}, got {list(on)}")
         self.on = tuple(on)
+        self.normalize = normalize
         self.reads = frozenset(self.on)
         self.proj = nn.ModuleDict()
 
@@ -206,7 +210,9 @@ class FitNet(LossTerm):
             t = self._pick(teacher, f, batch).float()
             err = ((s - t) ** 2).mean(-1)
             if rows is not None and f != "time_table":
-                err = err[rows]
+                err, t = err[rows], t[rows]
+            if self.normalize:
+                err = err / (t**2).mean().detach().clamp_min(1e-12)
             total = total + err.mean()
         return total
 
