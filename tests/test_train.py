@@ -106,10 +106,16 @@ def test_early_stopping(tmp_path: Path) -> None:
 
 
 def test_min_delta_stops_on_small_gains(tmp_path: Path) -> None:
-    cfg = parse_config(_tiny_cfg(stages=[{"epochs": 10}],
-                                 train={"eval_every": 1, "patience": 2, "min_delta": 1.0, "progress": False}))
+    cfg = parse_config(
+        _tiny_cfg(
+            stages=[{"epochs": 10}],
+            train={"eval_every": 1, "patience": 2, "min_delta": 1.0, "progress": False},
+        )
+    )
     api.train(cfg, out=tmp_path / "run")
-    events = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    events = [
+        json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    ]
     valid = [e for e in events if e["event"] == "valid"]
     assert [e["event"] for e in events].count("early_stop") == 1
     # the first validation sets the best; no later gain can exceed a whole MRR point: stop after two more
@@ -152,7 +158,7 @@ def _distill_cfg(teacher: Path) -> dict:
             "objective": [
                 {"loss": "supervised_ce"},
                 {"loss": "kd_kl", "teacher": "kge"},
-                {"loss": "fitnet", "teacher": "kge", "on": ["h", "r", "t"]},
+                {"loss": "fitnet", "teacher": "kge", "fields": ["h", "r", "t"]},
             ],
         },
         {

@@ -156,8 +156,15 @@ def _format(err: ValidationError) -> str:
             hint = difflib.get_close_matches(str(e["loc"][-1]), _known_keys(e["loc"][:-1]), n=1)
             extra = f" (did you mean '{hint[0]}'?)" if hint else ""
             lines.append(f"config key '{loc}' does not exist{extra}")
+        elif e["type"] == "missing":
+            lines.append(f"config key '{loc}' is missing")
         else:
-            lines.append(f"config key '{loc}': {e['msg']} (got {e.get('input')!r})")
+            got = repr(e.get("input"))
+            got = got if len(got) <= 80 else got[:77] + "..."
+            hint = ""
+            if e["type"] == "invalid_key" and isinstance(e.get("input"), bool):
+                hint = " (YAML reads a bare on/off/yes/no as a boolean: quote the key)"
+            lines.append(f"config key '{loc}': {e['msg']} (got {got}){hint}")
     return "; ".join(lines)
 
 

@@ -62,7 +62,7 @@ def test_two_stage_distillation_logs_every_term(teacher_run: Path, tmp_path: Pat
                     "objective": [
                         {"loss": "supervised_ce"},
                         {"loss": "kd_kl", "teacher": "kge", "weight": 0.5},
-                        {"loss": "fitnet", "teacher": "kge", "on": ["h", "t"]},
+                        {"loss": "fitnet", "teacher": "kge", "fields": ["h", "t"]},
                     ],
                 },
                 {

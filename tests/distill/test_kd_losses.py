@@ -49,20 +49,20 @@ def test_bkd_ignores_masked_entries_and_rows() -> None:
 
 
 @pytest.mark.parametrize("cls", [ScoreHuber, ScoreMSE])
-@pytest.mark.parametrize("on", ["scores", "probs"])
-def test_score_matching(cls, on: str) -> None:
+@pytest.mark.parametrize("compare", ["scores", "probs"])
+def test_score_matching(cls, compare: str) -> None:
     torch.manual_seed(2)
     s, t = torch.randn(6, 9), torch.randn(6, 9)
-    term = cls(on=on, temperature=2.0)
+    term = cls(compare=compare, temperature=2.0)
     assert term(ModelOutput(scores=t), ModelOutput(scores=t.clone()), _batch()).abs() < 1e-7
-    a, b = (s, t) if on == "scores" else (torch.softmax(s / 2, -1), torch.softmax(t / 2, -1))
+    a, b = (s, t) if compare == "scores" else (torch.softmax(s / 2, -1), torch.softmax(t / 2, -1))
     if cls is ScoreMSE:
         manual = ((a - b) ** 2).sum(-1).mean()
     else:
         manual = F.huber_loss(a, b, reduction="none", delta=1.0).sum(-1).mean()
     torch.testing.assert_close(term(ModelOutput(scores=s), ModelOutput(scores=t), _batch()), manual)
     with pytest.raises(ConfigError):
-        cls(on="logits")
+        cls(compare="logits")
 
 
 def test_fitnet_projection_and_value() -> None:
@@ -73,7 +73,7 @@ def test_fitnet_projection_and_value() -> None:
     t_out = ModelOutput(
         scores=torch.zeros(6, 9), h=torch.randn(6, 10), r=torch.randn(6, 10), t=torch.randn(9, 10)
     )
-    term = FitNet(on=["h", "t"], normalize=False)
+    term = FitNet(fields=["h", "t"], normalize=False)
     term.setup(s_out, t_out)
     assert term.proj["h"].weight.shape == (10, 4) and "r" not in term.proj
     batch = _batch()
@@ -83,7 +83,7 @@ def test_fitnet_projection_and_value() -> None:
         (s_out.t[tails] @ w_t.T - t_out.t[tails]) ** 2
     ).mean()
     torch.testing.assert_close(term(s_out, t_out, batch), manual)
-    normalized = FitNet(on=["h", "t"])
+    normalized = FitNet(fields=["h", "t"])
     normalized.setup(s_out, t_out)
     normalized.load_state_dict(term.state_dict())
     expected = ((s_out.h @ w_h.T - t_out.h) ** 2).mean() / (t_out.h**2).mean() + (
@@ -92,7 +92,7 @@ def test_fitnet_projection_and_value() -> None:
     torch.testing.assert_close(normalized(s_out, t_out, batch), expected)
     # scale-free: a teacher 10x larger, matched by a 10x larger projection, gives the same normalised loss
     scaled = ModelOutput(scores=t_out.scores, h=10 * t_out.h, t=10 * t_out.t)
-    big = FitNet(on=["h", "t"])
+    big = FitNet(fields=["h", "t"])
     big.setup(s_out, t_out)
     big.load_state_dict({k: 10 * v for k, v in term.state_dict().items()})
     torch.testing.assert_close(big(s_out, scaled, batch), expected)
@@ -100,19 +100,19 @@ def test_fitnet_projection_and_value() -> None:
     loss.backward()
     assert w_h.grad is not None and w_h.grad.abs().sum() > 0
     # a perfect projection gives zero
-    same = FitNet(on=["h"])
+    same = FitNet(fields=["h"])
     same.setup(s_out, s_out)
     with torch.no_grad():
         same.proj["h"].weight.copy_(torch.eye(4))
     assert same(s_out, s_out, batch) == 0
-    with pytest.raises(ConfigError, match="fitnet: 'on'"):
-        FitNet(on=["q"])
+    with pytest.raises(ConfigError, match="fitnet: 'fields'"):
+        FitNet(fields=["q"])
 
 
 def test_rkd_zero_under_scaling_and_positive_otherwise() -> None:
     torch.manual_seed(4)
     x = torch.randn(12, 5)
-    term = RKD(on="h", max_samples=10)
+    term = RKD(field="h", max_samples=10)
     batch = Batch(queries=torch.zeros(12, 3, dtype=torch.long))
     out = term(
         ModelOutput(scores=torch.zeros(12, 3), h=3 * x),
@@ -138,14 +138,14 @@ def test_rkd_zero_under_scaling_and_positive_otherwise() -> None:
 
 
 def test_objective_refuses_embedding_terms_on_score_only_teachers() -> None:
-    specs = [{"loss": "supervised_ce"}, {"loss": "fitnet", "teacher": "llm", "on": ["h", "r"]}]
+    specs = [{"loss": "supervised_ce"}, {"loss": "fitnet", "teacher": "llm", "fields": ["h", "r"]}]
     with pytest.raises(
         ConfigError, match=r"reads \['h', 'r'\] of teacher 'llm', which only provides \['scores'\]"
     ):
         Objective.build(specs, teachers={"llm": frozenset({"scores"})})
     with pytest.raises(ConfigError, match=r"reads \['time_table'\] of the student"):
         Objective.build(
-            [{"loss": "fitnet", "teacher": "kge", "on": ["time_table"]}],
+            [{"loss": "fitnet", "teacher": "kge", "fields": ["time_table"]}],
             teachers={"kge": frozenset({"scores", "h", "r", "t", "time_table"})},
             student=frozenset({"scores", "h", "r", "t"}),
         )

@@ -77,14 +77,14 @@ class _ScoreMatch(LossTerm):
     requires_teacher: ClassVar[bool] = True
 
     def __init__(
-        self, *, on: Literal["scores", "probs"] = "probs", temperature: float = 1.0
+        self, *, compare: Literal["scores", "probs"] = "probs", temperature: float = 1.0
     ) -> None:
         super().__init__()
-        if on not in ("scores", "probs"):
+        if compare not in ("scores", "probs"):
             raise ConfigError(
-                f"{type(self).__name__}: 'on' must be 'scores' or 'probs', not {on!r}"
+                f"{type(self).__name__}: 'compare' must be 'scores' or 'probs', not {compare!r}"
             )
-        self.on, self.temperature = on, temperature
+        self.compare, self.temperature = compare, temperature
         self.reads = frozenset({"scores"})
 
     def _pair(
@@ -95,7 +95,7 @@ class _ScoreMatch(LossTerm):
             if teacher.mask is not None
             else torch.ones_like(teacher.scores, dtype=torch.bool)
         )
-        if self.on == "probs":
+        if self.compare == "probs":
             s = masked_log_softmax(student.scores, teacher.mask, self.temperature).exp()
             t = masked_log_softmax(teacher.scores, teacher.mask, self.temperature).exp()
         else:
@@ -109,7 +109,7 @@ class ScoreHuber(_ScoreMatch):
     candidates and averaged over queries.
 
     Args:
-        on: ``probs`` (softmax with ``temperature``) or raw ``scores``.
+        compare: ``probs`` (softmax with ``temperature``) or raw ``scores``.
         delta: the Huber threshold.
 
     Paper: Huber 1964, https://doi.org/10.1214/aoms/1177703732
@@ -118,11 +118,11 @@ class ScoreHuber(_ScoreMatch):
     def __init__(
         self,
         *,
-        on: Literal["scores", "probs"] = "probs",
+        compare: Literal["scores", "probs"] = "probs",
         temperature: float = 1.0,
         delta: float = 1.0,
     ) -> None:
-        super().__init__(on=on, temperature=temperature)
+        super().__init__(compare=compare, temperature=temperature)
         self.delta = delta
 
     def forward(
@@ -142,7 +142,7 @@ class ScoreMSE(_ScoreMatch):
     candidates and averaged over queries.
 
     Args:
-        on: ``probs`` (softmax with ``temperature``) or raw ``scores``.
+        compare: ``probs`` (softmax with ``temperature``) or raw ``scores``.
 
     Paper: Ba and Caruana 2014 (regressing logits), https://arxiv.org/abs/1312.6184
     """
@@ -164,7 +164,7 @@ class FitNet(LossTerm):
     (averaged over dimensions and rows; one term per kind, summed).
 
     Args:
-        on: embeddings to match: ``h`` (query head), ``r`` (time-conditioned relation), ``t`` (the true tail's
+        fields: embeddings to match: ``h`` (query head), ``r`` (time-conditioned relation), ``t`` (the true tail's
             entity embedding), ``time_table`` (all time embeddings). Student and teacher widths may differ.
         normalize: divide each kind's error by the mean square of the teacher's embeddings in the batch, so the
             term starts near 1 whatever the teacher's scale (a teacher's embedding norms depend on its
@@ -175,19 +175,19 @@ class FitNet(LossTerm):
 
     requires_teacher: ClassVar[bool] = True
 
-    def __init__(self, *, on: Sequence[str] = ("h", "r", "t"), normalize: bool = True) -> None:
+    def __init__(self, *, fields: Sequence[str] = ("h", "r", "t"), normalize: bool = True) -> None:
         super().__init__()
-        bad = [f for f in on if f not in _FIELDS]
-        if bad or not on:
-            raise ConfigError(f"fitnet: 'on' must list some of {list(_FIELDS)}, got {list(on)}")
-        self.on = tuple(on)
+        bad = [f for f in fields if f not in _FIELDS]
+        if bad or not fields or isinstance(fields, str):
+            raise ConfigError(f"fitnet: 'fields' must list some of {list(_FIELDS)}, got {fields!r}")
+        self.fields = tuple(fields)
         self.normalize = normalize
-        self.reads = frozenset(self.on)
+        self.reads = frozenset(self.fields)
         self.proj = nn.ModuleDict()
 
     def setup(self, student: ModelOutput, teacher: ModelOutput | None) -> None:
         assert teacher is not None
-        for f in self.on:
+        for f in self.fields:
             s, t = getattr(student, f), getattr(teacher, f)
             self.proj[f] = nn.Linear(s.shape[-1], t.shape[-1], bias=False)
 
@@ -205,7 +205,7 @@ class FitNet(LossTerm):
         assert teacher is not None
         total = student.scores.new_zeros((), dtype=torch.float32)
         rows = None if teacher.mask is None else teacher.mask.any(dim=1)
-        for f in self.on:
+        for f in self.fields:
             s = self.proj[f](self._pick(student, f, batch).float())
             t = self._pick(teacher, f, batch).float()
             err = ((s - t) ** 2).mean(-1)
@@ -223,7 +223,7 @@ class RKD(LossTerm):
     the teacher's (Huber), so embeddings of different widths can be compared without a projection.
 
     Args:
-        on: which embedding (``h``, ``r`` or ``t``: the true tails) to relate.
+        field: which embedding (``h``, ``r`` or ``t``: the true tails) to relate.
         distance_weight / angle_weight: weights of the two parts (paper: 1 and 2).
         max_samples: rows used (the first ones of the batch; angles cost ``n^3``).
 
@@ -235,20 +235,20 @@ class RKD(LossTerm):
     def __init__(
         self,
         *,
-        on: Literal["h", "r", "t"] = "h",
+        field: Literal["h", "r", "t"] = "h",
         distance_weight: float = 1.0,
         angle_weight: float = 2.0,
         max_samples: int = 128,
     ) -> None:
         super().__init__()
-        if on not in ("h", "r", "t"):
-            raise ConfigError(f"rkd: 'on' must be 'h', 'r' or 't', not {on!r}")
-        self.on, self.wd, self.wa, self.n = on, distance_weight, angle_weight, max_samples
-        self.reads = frozenset({on})
+        if field not in ("h", "r", "t"):
+            raise ConfigError(f"rkd: 'field' must be 'h', 'r' or 't', not {field!r}")
+        self.field, self.wd, self.wa, self.n = field, distance_weight, angle_weight, max_samples
+        self.reads = frozenset({field})
 
     def _emb(self, out: ModelOutput, batch: Batch) -> FloatTensor:
-        x = getattr(out, self.on)
-        if self.on == "t":
+        x = getattr(out, self.field)
+        if self.field == "t":
             x = x[batch.queries[:, 2]] if batch.candidates is None else x[:, 0]
         return x[: self.n].float()
 
