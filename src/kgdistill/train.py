@@ -12,7 +12,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,6 @@ def fit(
     eval_kwargs: Mapping[str, Any],
     teachers: Mapping[str, Teacher] | None = None,
     resume: Checkpoint | None = None,
-    on_epoch_end: Callable[[FitState], None] | None = None,
 ) -> FitState:
     """Train ``model`` through ``stages``, validating on ``valid`` and checkpointing every epoch.
 
@@ -97,6 +96,9 @@ def fit(
         valid_filter: the filter for validation. eval_kwargs: ``ties`` / ``ks`` / ``time_aware``.
         teachers: frozen teachers by name (see :mod:`kgdistill.distill.teachers`).
         resume: a ``last`` checkpoint to continue from.
+
+    A stage that stops early hands its current weights to the next stage; ``best.safetensors`` is the best
+    validation MRR over all stages.
 
     Returns:
         The final :class:`FitState` (best validation MRR and epoch, time spent).
@@ -199,8 +201,6 @@ def fit(
                 meta={**meta, "state": asdict(state), "epoch": state.epoch, "stage": stage_idx},
                 rng=True,
             )
-            if on_epoch_end is not None:
-                on_epoch_end(state)
         state.stage += 1
         state.stage_epoch = 0
         state.bad_evals = 0
