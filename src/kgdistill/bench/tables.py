@@ -35,6 +35,10 @@ def seed_table(summary: list[dict[str, Any]], datasets: list[str]) -> str:
     for s in summary:
         if (s["model"], s["method"]) not in keys:
             keys.append((s["model"], s["method"]))
+    models = list(dict.fromkeys(m for m, _ in keys))
+    keys.sort(
+        key=lambda k: (k[0] != "teacher", models.index(k[0]), k[1] != "none")
+    )  # baseline first
     index = {(s["dataset"], s["model"], s["method"]): s for s in summary}
     head = ["student", "method"] + [
         f"{_SHORT.get(d, d)} {label}" for d in datasets for _, label, _ in _COLS

@@ -118,13 +118,13 @@ def run_temporal_kd(
         t_cfg["train"]["progress"] = False
         if teacher_epochs is not None:
             t_cfg["stages"][0]["epochs"] = teacher_epochs
-        teacher_dir = work / ds / "teacher"
+        teacher_dir = work / Path(ds).name / "teacher"
         rows.append(_row(ds, "teacher", "-", 0, ensure_run(t_cfg, teacher_dir), teacher_dir))
         for student in students:
             for method in methods:
                 for seed in seeds:
                     cfg = _configs(sp, ds, data_root, teacher_dir, student, method, seed, epochs)
-                    run_dir = work / ds / f"{student}-{method}-s{seed}"
+                    run_dir = work / Path(ds).name / f"{student}-{method}-s{seed}"
                     rows.append(_row(ds, student, method, seed, ensure_run(cfg, run_dir), run_dir))
     doc = _document(rows, sp, datasets)
     write_temporal_kd(doc, out)

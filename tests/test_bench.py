@@ -1,0 +1,91 @@
+"""The temporal KD benchmark end to end on a real subset: runs, reuse, resume-safety and result files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kgdistill.bench.temporal_kd import run_temporal_kd
+from kgdistill.errors import ConfigError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _spec(tmp_path: Path) -> Path:
+    spec = {
+        "datasets": [str(FIXTURES / "wikidata12k-mini")],
+        "seeds": [0, 1],
+        "data": {"time": {"granularity": "year"}},
+        "eval": {"split": "test", "ties": "realistic", "time_aware": True},
+        "teacher": {
+            "model": {"name": "tntcomplex", "dim": 8},
+            "stages": [{"epochs": 2, "objective": [{"loss": "supervised_ce"}]}],
+            "train": {"batch_size": 256},
+        },
+        "students": {
+            "ttranse": {
+                "model": {"name": "ttranse", "dim": 4},
+                "epochs": 1,
+                "train": {"batch_size": 256, "optimizer": "adam", "lr": 0.01},
+            }
+        },
+        "supervised": [{"loss": "supervised_ce"}],
+        "methods": {
+            "none": [],
+            "bkd": [{"loss": "kd_kl", "teacher": "kge", "temperature": 4.0}],
+            "fitnet": [{"loss": "fitnet", "teacher": "kge", "fields": ["h", "r", "t"]}],
+            "rkd": [{"loss": "rkd", "teacher": "kge", "field": "h"}],
+        },
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_benchmark_writes_every_result_file(tmp_path: Path) -> None:
+    spec, work, out = _spec(tmp_path), tmp_path / "work", tmp_path / "out"
+    doc = run_temporal_kd(spec=spec, work=work, out=out)
+    ds = str(FIXTURES / "wikidata12k-mini")
+    assert len(doc["rows"]) == 1 + 4 * 2  # the teacher, then 4 methods x 2 seeds
+    summary = {(s["model"], s["method"]): s for s in doc["summary"]}
+    assert set(summary) == {
+        ("teacher", "-"),
+        *(("ttranse", m) for m in ("none", "bkd", "fitnet", "rkd")),
+    }
+    for s in doc["summary"]:
+        if s["model"] != "teacher":
+            assert s["seeds"] == [0, 1] and s["mrr_std"] is not None
+            assert s["params"] < summary[("teacher", "-")]["params"] and s["latency_ms"] > 0
+    goals = doc["goals"][ds]
+    assert set(goals["students"]["ttranse"]["kd_beats_no_kd"]) == {"bkd", "fitnet", "rkd"}
+    md = (out / "temporal_kd.md").read_text()
+    assert "| teacher (tntcomplex, dim 8) | - |" in md and " ± " in md and "## Goals" in md
+    table = [line.split(" | ")[1] for line in md.splitlines() if line.startswith("| ttranse |")]
+    assert table[0] == "none"  # the baseline row comes first
+    rows = list(csv.DictReader((out / "temporal_kd.csv").open()))
+    assert len(rows) == 5 and {"mrr", "mrr_std", "params", "bytes", "latency_ms"} <= set(rows[0])
+    assert json.loads((out / "temporal_kd.json").read_text())["benchmark"] == "temporal-kd"
+    assert (out / "temporal_kd.png").stat().st_size > 0
+    # a second call reuses every finished run: same numbers, nothing retrained
+    metrics = work / "wikidata12k-mini" / "ttranse-none-s0" / "metrics.json"
+    stamp = metrics.stat().st_mtime_ns
+    again = run_temporal_kd(spec=spec, work=work, out=out, methods=["none"], seeds=[0])
+    first = next(r for r in doc["rows"] if (r["method"], r["seed"]) == ("none", 0))
+    assert again["rows"][1]["mrr"] == first["mrr"]
+    assert metrics.stat().st_mtime_ns == stamp
+    assert not (FIXTURES / "wikidata12k-mini" / "teacher").exists()  # runs stay under --work
+
+
+def test_a_folder_of_another_config_is_refused(tmp_path: Path) -> None:
+    spec, work = _spec(tmp_path), tmp_path / "work"
+    run_temporal_kd(spec=spec, work=work, out=tmp_path / "o", methods=["none"], seeds=[0])
+    with pytest.raises(ConfigError, match="holds a run of another config"):
+        run_temporal_kd(
+            spec=spec, work=work, out=tmp_path / "o", methods=["none"], seeds=[0], epochs=2
+        )
+    with pytest.raises(ConfigError, match=r"unknown method\(s\) \['kd'\]"):
+        run_temporal_kd(spec=spec, work=work, out=tmp_path / "o", methods=["kd"])
