@@ -1,7 +1,7 @@
 """Shared fixtures: small real graphs (committed fixtures and the bundled YAGO11k) and the full-data root.
 
-Full datasets are found through ``KGDISTILL_DATA`` (default: ``../shared/data`` next to the repository when it
-exists). Tests that need them use the ``data_root`` fixture, which skips with a message only when the data is
+Full datasets are found through ``KGDISTILL_DATA`` (default: the nearest ``shared/data`` beside the repository
+or one of its parent folders). Tests that need them use the ``data_root`` fixture, which skips with a message only when the data is
 absent (CI always has it).
 """
 
@@ -20,11 +20,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _data_root() -> Path | None:
+    """``$KGDISTILL_DATA``, else the nearest ``shared/data`` beside the repository or one of its parents."""
     env = os.environ.get("KGDISTILL_DATA")
     if env:
         return Path(env)
-    default = REPO.parent / "shared" / "data"
-    return default if default.is_dir() else None
+    for parent in REPO.parents:
+        candidate = parent / "shared" / "data"
+        if (candidate / "YAGO11k").is_dir():
+            return candidate
+    return None
 
 
 @pytest.fixture(scope="session")
