@@ -107,6 +107,7 @@ def run_temporal_kd(
             raise ConfigError(f"unknown {name}(s) {unknown}; the spec has {list(known)}")
     work, out = Path(work), Path(out)
     rows: list[dict[str, Any]] = []
+    done: list[str] = []
     for ds in datasets:
         t_cfg = {
             "name": f"{sp['teacher']['model']['name']}-{ds}",
@@ -120,15 +121,17 @@ def run_temporal_kd(
             t_cfg["stages"][0]["epochs"] = teacher_epochs
         teacher_dir = work / Path(ds).name / "teacher"
         rows.append(_row(ds, "teacher", "-", 0, ensure_run(t_cfg, teacher_dir), teacher_dir))
+        done.append(ds)
+        write_temporal_kd(_document(rows, sp, done), out)
         for student in students:
             for method in methods:
                 for seed in seeds:
                     cfg = _configs(sp, ds, data_root, teacher_dir, student, method, seed, epochs)
                     run_dir = work / Path(ds).name / f"{student}-{method}-s{seed}"
                     rows.append(_row(ds, student, method, seed, ensure_run(cfg, run_dir), run_dir))
-    doc = _document(rows, sp, datasets)
-    write_temporal_kd(doc, out)
-    return doc
+                    # results so far, after every run: a long benchmark stopped midway still leaves its table
+                    write_temporal_kd(_document(rows, sp, done), out)
+    return _document(rows, sp, datasets)
 
 
 def _row(
