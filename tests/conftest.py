@@ -1,8 +1,8 @@
 """Shared fixtures: small real graphs (committed fixtures and the bundled YAGO11k) and the full-data root.
 
 Full datasets are found through ``KGDISTILL_DATA`` (default: the nearest ``shared/data`` beside the repository
-or one of its parent folders). Tests that need them use the ``data_root`` fixture, which skips with a message only when the data is
-absent (CI always has it).
+or one of its parent folders). Tests that need them use the ``data_root`` fixture, which skips with a message
+only when the data is absent (CI always has it).
 """
 
 from __future__ import annotations

@@ -124,10 +124,20 @@ def test_temporal_kd_spec_composes_valid_configs(tmp_path: Path) -> None:
     from kgdistill.bench.temporal_kd import _configs, _spec
 
     spec = _spec(None)
+    teachers = {"kge": tmp_path / "teacher", "llm": tmp_path / "llm_scorer"}
     for student in spec["students"]:
         for method in spec["methods"]:
-            raw = _configs(spec, "yago11k", None, tmp_path / "teacher", student, method, 0, None)
+            raw = _configs(spec, "yago11k", None, teachers, student, method, 0, None)
             cfg = parse_config(raw)
             api.check(cfg, teacher_fields=dict.fromkeys(cfg.teachers))
-            terms = [t.loss for t in cfg.stages[0].objective]
-            assert terms[0] == "supervised_ce" and (len(terms) > 1) == (method != "none")
+            for stage in cfg.stages:
+                terms = [t.loss for t in stage.objective]
+                assert terms[0] == "supervised_ce" and (len(terms) > 1) == (method != "none")
+            assert sum(s.epochs for s in cfg.stages) == spec["students"][student]["epochs"]
+            used = {t.teacher for s in cfg.stages for t in s.objective if t.teacher}
+            assert set(cfg.teachers) == used
+    # the two-stage method: teacher alignment first, then the LLM terms (alpha L2 = Huber, beta L3 = MSE)
+    raw = _configs(spec, "yago11k", None, teachers, "ttranse", "ours", 0, None)
+    first, second = ({(t["loss"], t.get("teacher")) for t in s["objective"]} for s in raw["stages"])
+    assert ("huber", "llm") not in first and {("huber", "llm"), ("mse", "llm")} <= second
+    assert {("fitnet", "kge"), ("kd_kl", "kge")} <= first & second

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from kgdistill.errors import ConfigError
@@ -9,8 +11,9 @@ from kgdistill.losses import LOSSES
 from kgdistill.models import MODELS, Vocab, build_model, is_temporal
 from kgdistill.registry import Registry, check_kwargs
 
-#: Every registered model and whether it needs a time column. A model added to the registry needs a row here.
-EXPECTED: dict[str, dict[str, bool]] = {
+#: Every registered model and whether it needs a time column (``uses_time``: whether it reads one when the graph
+#: has it, if that differs). A model added to the registry needs a row here.
+EXPECTED: dict[str, dict[str, Any]] = {
     "transe": {"temporal": False},
     "distmult": {"temporal": False},
     "complex": {"temporal": False},
@@ -20,6 +23,7 @@ EXPECTED: dict[str, dict[str, bool]] = {
     "ta_transe": {"temporal": True},
     "hyte": {"temporal": True},
     "tntcomplex": {"temporal": True},
+    "llm_scorer": {"temporal": False, "uses_time": True, "kwargs": {"text_dim": 8}},
 }
 
 VOCAB = Vocab(num_entities=7, num_relations=3, time_labels=("1990", "1991..1995", "unknown"))
@@ -162,8 +166,8 @@ def test_every_registered_model_has_a_row_and_vice_versa() -> None:
 def test_model_temporal_flag(name: str) -> None:
     temporal = EXPECTED[name]["temporal"]
     assert is_temporal(name) is temporal
-    model = build_model({"name": name, "dim": 4}, VOCAB)
-    assert model.temporal is temporal
+    model = build_model({"name": name, "dim": 4, **EXPECTED[name].get("kwargs", {})}, VOCAB)
+    assert model.temporal is EXPECTED[name].get("uses_time", temporal)
 
 
 @pytest.mark.parametrize("name", MODELS.names())

@@ -77,7 +77,10 @@ def check(
         teacher_fields: teacher name -> fields of its output (``None``: not known yet, only the name is checked).
     """
     check_kwargs(
-        MODELS.get(cfg.model.name), cfg.model.kwargs(), where="model", context={"vocab": None}
+        MODELS.get(cfg.model.name),
+        cfg.model.kwargs(),
+        where="model",
+        context={"vocab": None, "kg": None},
     )
     if kg is not None and is_temporal(cfg.model.name) and not kg.temporal:
         raise ConfigError(
@@ -97,7 +100,10 @@ def _meta(cfg: RunConfig, kg: KG, model: KGEModel) -> dict[str, Any]:
     return {
         "kgdistill_version": __version__,
         "config": cfg.model_dump(mode="json"),
-        "model": {"name": cfg.model.name, "kwargs": cfg.model.kwargs()},
+        "model": {
+            "name": cfg.model.name,
+            "kwargs": {**cfg.model.kwargs(), **getattr(model, "build_kwargs", {})},
+        },
         "id_maps": kg.id_maps(),
         "time": kg.time.to_dict(),
         "data": {"name": kg.name, "protocol": cfg.data.protocol()},
@@ -140,7 +146,10 @@ def train(
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     vocab = Vocab(kg.num_entities, kg.num_relations, kg.time.labels)
-    model = build_model({"name": cfg.model.name, **cfg.model.kwargs()}, vocab)
+    if ckpt is not None:  # the stored spec also has what the builder derived (e.g. a text encoder's width)
+        model = build_model({"name": ckpt.meta["model"]["name"], **ckpt.meta["model"]["kwargs"]}, vocab)
+    else:
+        model = build_model({"name": cfg.model.name, **cfg.model.kwargs()}, vocab, kg=kg)
     if ckpt is not None:
         load_model(ckpt, model)
     else:

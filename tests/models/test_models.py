@@ -29,21 +29,39 @@ from kgdistill.types import TAIL, TIME
 
 DIM = 16
 TEMPORAL_KGS = ("tiny_tkg", "tiny_point_kg")
+#: Models that run on static and temporal graphs alike (time is used when the graph has it).
+EITHER = {"llm_scorer"}
 CASES = [
     pytest.param((name, kg), id=f"{name}-{kg}")
     for name in MODELS.names()
-    for kg in (TEMPORAL_KGS if is_temporal(name) else ("tiny_kg",))
+    for kg in (
+        TEMPORAL_KGS
+        if is_temporal(name)
+        else ("tiny_kg", *TEMPORAL_KGS)
+        if name in EITHER
+        else ("tiny_kg",)
+    )
 ]
 #: Width of one entity row, in reals, for ``dim=16`` (complex models store ``2 * dim``).
-ENTITY_WIDTH = {"complex": 2 * DIM, "rotate": 2 * DIM, "tntcomplex": 2 * DIM}
+ENTITY_WIDTH = {"complex": 2 * DIM, "rotate": 2 * DIM, "tntcomplex": 2 * DIM, "llm_scorer": DIM + 1}
 
 
 def _vocab(kg: KG) -> Vocab:
     return Vocab(kg.num_entities, kg.num_relations, tuple(kg.time.labels))
 
 
+#: Extra builder kwargs; the LLM scorer's frozen text encodings (width 12) get random stand-ins here
+#: (tests/llm and tests/distill encode real text).
+KWARGS: dict[str, dict[str, int]] = {"llm_scorer": {"text_dim": 12, "hidden": 20}}
+
+
 def _model(name: str, kg: KG) -> KGEModel:
-    return build_model({"name": name, "dim": DIM}, _vocab(kg))
+    model = build_model({"name": name, "dim": DIM, **KWARGS.get(name, {})}, _vocab(kg))
+    if name == "llm_scorer":
+        g = torch.Generator().manual_seed(0)
+        for buf in model.buffers():
+            buf.copy_(torch.randn(buf.shape, generator=g))
+    return model
 
 
 def _queries(kg: KG, n: int = 12) -> torch.Tensor:
@@ -171,7 +189,7 @@ def test_checkpoint_round_trip_gives_identical_scores(case: Case, tmp_path: Path
             p.add_(0.05 * torch.randn_like(p))
     path = tmp_path / "m.safetensors"
     meta = {
-        "model": {"name": name, "kwargs": {"dim": DIM}},
+        "model": {"name": name, "kwargs": {"dim": DIM, **KWARGS.get(name, {})}},
         "id_maps": kg.id_maps(),
         "time": kg.time.to_dict(),
     }
@@ -201,6 +219,16 @@ def _expected_parameters(name: str, kg: KG) -> int | None:
         "ta_transe": E * d + R2 * d + n_tokens * d + lstm,
         "hyte": E * d + R2 * d + T * d,
         "tntcomplex": E * 2 * d + 2 * R2 * 2 * d + T * 2 * d,
+        # text projection + entity bias, relation (+ time) projection, the query MLP
+        "llm_scorer": (D := 12) * d
+        + d
+        + E
+        + D * (H := 20)
+        + H
+        + (D * H if T else 0)
+        + d * H
+        + H * d
+        + d,
     }.get(name)
 
 
@@ -216,8 +244,9 @@ def test_num_parameters_and_bytes(case: Case) -> None:
     assert model.num_bytes() == 4 * n + buffers
     if name in ("ta_distmult", "ta_transe"):
         assert buffers == kg.num_times * model.relations.tokens.shape[1] * 8  # int64 token table
-    model.double()
-    assert model.num_bytes() == 8 * n + buffers
+    model.double()  # float buffers (frozen text encodings) double too; integer token tables do not
+    float_buffers = sum(b.numel() for b in model.buffers() if b.is_floating_point())
+    assert model.num_bytes() == 8 * n + buffers + 4 * float_buffers
 
 
 @with_case

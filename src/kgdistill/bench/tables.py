@@ -49,6 +49,8 @@ def seed_table(summary: list[dict[str, Any]], datasets: list[str]) -> str:
         if model == "teacher":
             ref = next(s for s in summary if s["model"] == "teacher")
             label = f"teacher ({ref['family']}, dim {ref['dim']})"
+        elif model == "llm_scorer":
+            label = "LLM scorer (text head)"
         cells = [
             _cell(index.get((d, model, method)), k, sc) for d in datasets for k, _, sc in _COLS
         ]
@@ -82,6 +84,12 @@ def _goals(goals: dict[str, Any]) -> str:
                 f"- {ds}, {student}: KD beats no-KD with {', '.join(ok) or 'no method'}"
                 + (f"; not with {', '.join(bad)}" if bad else "")
             )
+            if "ours_beats_best_baseline" in d:
+                o = d["ours_beats_best_baseline"]
+                out.append(
+                    f"- {ds}, {student}: ours vs the best of BKD / FitNet / RKD: MRR "
+                    f"{'better' if o['mrr'] else 'not better'}, Hits@1 {'better' if o['hits1'] else 'not better'}"
+                )
         b = g["best_small_student"]
         if b:
             verdict = "meets" if b["retained"] >= 0.9 else "misses"
@@ -100,7 +108,7 @@ def _plot(summary: list[dict[str, Any]], datasets: list[str], path: Path) -> Non
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
-    markers = {"-": "*", "none": "o", "bkd": "s", "fitnet": "^", "rkd": "D"}
+    markers = {"-": "*", "none": "o", "bkd": "s", "fitnet": "^", "rkd": "D", "ours": "P"}
     for ax, ds in zip(axes[0], datasets, strict=True):
         for s in (s for s in summary if s["dataset"] == ds):
             ax.errorbar(

@@ -33,6 +33,8 @@ __all__ = ["run_temporal_kd"]
 
 log = logging.getLogger(__name__)
 _METRICS = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
+#: Rows that are teachers, not students: the conventional teacher and the LLM scorer.
+_TEACHERS = ("teacher", "llm_scorer")
 
 
 def _spec(path: str | Path | None) -> dict[str, Any]:
@@ -44,31 +46,64 @@ def _spec(path: str | Path | None) -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
+def _stages(spec: dict[str, Any], method: str, epochs: int) -> list[dict[str, Any]]:
+    """The method's stages: a list of terms is one stage; ``{stages: [{share, objective}, ...]}`` splits the
+    student's epochs by ``share``. The spec's supervised terms open every stage's objective."""
+    m = spec["methods"][method]
+    parts = m["stages"] if isinstance(m, dict) else [{"share": 1.0, "objective": m}]
+    return [
+        {
+            "epochs": max(1, round(part.get("share", 1.0) * epochs)),
+            "objective": copy.deepcopy(spec["supervised"]) + copy.deepcopy(part["objective"]),
+        }
+        for part in parts
+    ]
+
+
 def _configs(
     spec: dict[str, Any],
     dataset: str,
     data_root: str | None,
-    teacher_dir: Path,
+    teacher_dirs: dict[str, Path],
     student: str,
     method: str,
     seed: int,
     epochs: int | None,
 ) -> dict[str, Any]:
     st = spec["students"][student]
-    objective = copy.deepcopy(spec["supervised"]) + copy.deepcopy(spec["methods"][method])
+    stages = _stages(spec, method, epochs if epochs is not None else st["epochs"])
     cfg = {
         "name": f"{method}-{student}_from_{spec['teacher']['model']['name']}-{dataset}",
         "seed": seed,
         "data": {"name": dataset, "root": data_root, **spec.get("data", {})},
         "model": st["model"],
-        "stages": [
-            {"epochs": epochs if epochs is not None else st["epochs"], "objective": objective}
-        ],
+        "stages": stages,
         "train": {**st["train"], "progress": False},
         "eval": spec.get("eval", {}),
     }
-    if spec["methods"][method]:
-        cfg["teachers"] = {"kge": {"name": "checkpoint", "path": str(teacher_dir)}}
+    used = {t["teacher"] for stage in stages for t in stage["objective"] if "teacher" in t}
+    if used:
+        cfg["teachers"] = {
+            name: {"name": "checkpoint", "path": str(teacher_dirs[name])} for name in sorted(used)
+        }
+    return cfg
+
+
+def _teacher_config(
+    sp: dict[str, Any], section: str, dataset: str, data_root: str | None, epochs: int | None
+) -> dict[str, Any]:
+    """The run config of a per-dataset teacher section (``teacher`` or ``llm_teacher``) of the spec."""
+    t = sp[section]
+    cfg = {
+        "name": f"{t['model']['name']}-{dataset}",
+        "seed": 0,
+        "data": {"name": dataset, "root": data_root, **sp.get("data", {})},
+        **copy.deepcopy({k: t[k] for k in ("model", "stages", "train")}),
+        "eval": sp.get("eval", {}),
+    }
+    cfg["train"]["progress"] = False
+    if epochs is not None:
+        cfg["stages"][0]["epochs"] = epochs
     return cfg
 
 
@@ -96,11 +131,11 @@ def run_temporal_kd(
     sp = _spec(spec)
     datasets = list(datasets or sp["datasets"])
     students = list(students or sp["students"])
-    methods = list(methods or sp["methods"])
+    methods = list(methods or [*sp["methods"], *(["llm-scorer"] if "llm_teacher" in sp else [])])
     seeds = list(seeds if seeds is not None else sp["seeds"])
     for name, chosen, known in (
         ("student", students, sp["students"]),
-        ("method", methods, sp["methods"]),
+        ("method", methods, [*sp["methods"], *(["llm-scorer"] if "llm_teacher" in sp else [])]),
     ):
         unknown = [x for x in chosen if x not in known]
         if unknown:
@@ -109,24 +144,28 @@ def run_temporal_kd(
     rows: list[dict[str, Any]] = []
     done: list[str] = []
     for ds in datasets:
-        t_cfg = {
-            "name": f"{sp['teacher']['model']['name']}-{ds}",
-            "seed": 0,
-            "data": {"name": ds, "root": data_root, **sp.get("data", {})},
-            **copy.deepcopy({k: sp["teacher"][k] for k in ("model", "stages", "train")}),
-            "eval": sp.get("eval", {}),
-        }
-        t_cfg["train"]["progress"] = False
-        if teacher_epochs is not None:
-            t_cfg["stages"][0]["epochs"] = teacher_epochs
-        teacher_dir = work / Path(ds).name / "teacher"
-        rows.append(_row(ds, "teacher", "-", 0, ensure_run(t_cfg, teacher_dir), teacher_dir))
+        teacher_dirs = {"kge": work / Path(ds).name / "teacher"}
+        t_cfg = _teacher_config(sp, "teacher", ds, data_root, teacher_epochs)
+        metrics = ensure_run(t_cfg, teacher_dirs["kge"])
+        rows.append(_row(ds, "teacher", "-", 0, metrics, teacher_dirs["kge"]))
         done.append(ds)
         write_temporal_kd(_document(rows, sp, done), out)
+        needs_llm = any(
+            t.get("teacher") == "llm"
+            for m in methods
+            for st in _stages(sp, m, 1)
+            for t in st["objective"]
+        )
+        if "llm_teacher" in sp and (needs_llm or "llm-scorer" in methods):
+            teacher_dirs["llm"] = work / Path(ds).name / "llm_scorer"
+            l_cfg = _teacher_config(sp, "llm_teacher", ds, data_root, teacher_epochs)
+            metrics = ensure_run(l_cfg, teacher_dirs["llm"])
+            rows.append(_row(ds, "llm_scorer", "llm-scorer", 0, metrics, teacher_dirs["llm"]))
+            write_temporal_kd(_document(rows, sp, done), out)
         for student in students:
-            for method in methods:
+            for method in (m for m in methods if m != "llm-scorer"):
                 for seed in seeds:
-                    cfg = _configs(sp, ds, data_root, teacher_dir, student, method, seed, epochs)
+                    cfg = _configs(sp, ds, data_root, teacher_dirs, student, method, seed, epochs)
                     run_dir = work / Path(ds).name / f"{student}-{method}-s{seed}"
                     rows.append(_row(ds, student, method, seed, ensure_run(cfg, run_dir), run_dir))
                     # results so far, after every run: a long benchmark stopped midway still leaves its table
@@ -190,19 +229,27 @@ def _document(
     for ds in datasets:
         teacher = next(s for s in summary if s["dataset"] == ds and s["model"] == "teacher")
         per_student: dict[str, Any] = {}
-        for s in (s for s in summary if s["dataset"] == ds and s["model"] != "teacher"):
+        for s in (s for s in summary if s["dataset"] == ds and s["model"] not in _TEACHERS):
             d = per_student.setdefault(s["model"], {"methods": {}})
             d["methods"][s["method"]] = s["mrr"]
+        for s in (s for s in summary if s["dataset"] == ds and s["model"] not in _TEACHERS):
+            per_student[s["model"]].setdefault("hits1", {})[s["method"]] = s["hits@1"]
         for d in per_student.values():
             base = d["methods"].get("none")
             d["kd_beats_no_kd"] = {
                 m: (v > base) for m, v in d["methods"].items() if m != "none" and base is not None
             }
+            baselines = [m for m in ("bkd", "fitnet", "rkd") if m in d["methods"]]
+            if "ours" in d["methods"] and baselines:
+                d["ours_beats_best_baseline"] = {
+                    "mrr": d["methods"]["ours"] > max(d["methods"][m] for m in baselines),
+                    "hits1": d["hits1"]["ours"] > max(d["hits1"][m] for m in baselines),
+                }
         small = [
             s
             for s in summary
             if s["dataset"] == ds
-            and s["model"] != "teacher"
+            and s["model"] not in _TEACHERS
             and s["params"] * 8 <= teacher["params"]
         ]
         best = max(small, key=lambda s: s["mrr"], default=None)

@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
+from kgdistill.errors import ConfigError
 from kgdistill.models.base import KGEModel, Vocab
 from kgdistill.models.hyte import HyTE
 from kgdistill.models.interactions import ComplEx, DistMult, Interaction, RotatE, TransE
 from kgdistill.models.representations import AddTime, LSTMTime, MulTime, StaticRelations, embedding
+from kgdistill.models.text import LLMScorer, encode_kg
 from kgdistill.registry import Registry
 
 __all__ = ["MODELS", "is_temporal"]
@@ -147,6 +151,70 @@ def tntcomplex(*, vocab: Vocab, dim: int = 156, init_scale: float = 1e-2) -> KGE
     )
 
 
-def build_model(spec: dict[str, Any], vocab: Vocab) -> KGEModel:
-    """Build ``spec = {"name": ..., **kwargs}``; wrong keys name ``model.<key>``."""
-    return MODELS.build(spec, where="model", vocab=vocab)  # type: ignore[no-any-return]
+@_register("llm_scorer", temporal=False)
+def llm_scorer(
+    *,
+    vocab: Vocab,
+    kg: Any = None,
+    encoder: dict[str, Any] | None = None,
+    text: dict[str, Any] | None = None,
+    cache_dir: str | None = None,
+    text_dim: int | None = None,
+    dim: int = 256,
+    hidden: int = 512,
+    entity_bias: bool = True,
+    dropout: float = 0.0,
+) -> KGEModel:
+    """The LLM scorer: a light head over frozen LLM text encodings (see :mod:`kgdistill.models.text`).
+
+    Given the dataset (training), the texts of its entities, relations and times are encoded with ``encoder``
+    (default: the packaged all-MiniLM-L6-v2), through the on-disk cache in ``cache_dir``. Without it (loading
+    a checkpoint), the frozen encodings come from the checkpoint and only ``text_dim`` is needed.
+    Paper: "Knowledge Distillation for Temporal Knowledge Graph Reasoning with Large Language Models" (the LLM
+    scorer that gives the soft targets of its two-stage distillation).
+    """
+    if kg is not None:
+        ent, rel, tim, report = encode_kg(kg, encoder=encoder, text=text, cache_dir=cache_dir)
+        if text_dim is not None and text_dim != ent.shape[1]:
+            raise ConfigError(
+                f"config key 'model.text_dim': {text_dim}, but the encoder gives {ent.shape[1]}-d vectors"
+            )
+        model = LLMScorer(
+            entity_text=ent,
+            relation_text=rel,
+            time_text=tim,
+            dim=dim,
+            hidden=hidden,
+            entity_bias=entity_bias,
+            dropout=dropout,
+        )
+        model.text_report = report  # type: ignore[attr-defined]
+        return model
+    if text_dim is None:
+        raise ConfigError(
+            "config key 'model.text_dim' is needed to build an llm_scorer without its dataset"
+        )
+    zeros = torch.zeros
+    return LLMScorer(
+        entity_text=zeros(vocab.num_entities, text_dim),
+        relation_text=zeros(2 * vocab.num_relations, text_dim),
+        time_text=zeros(vocab.num_times, text_dim) if vocab.num_times else None,
+        dim=dim,
+        hidden=hidden,
+        entity_bias=entity_bias,
+        dropout=dropout,
+    )
+
+
+llm_scorer.needs_kg = True  # type: ignore[attr-defined]
+
+
+def build_model(spec: dict[str, Any], vocab: Vocab, kg: Any = None) -> KGEModel:
+    """Build ``spec = {"name": ..., **kwargs}``; wrong keys name ``model.<key>``.
+
+    ``kg`` (the training data) is passed on to builders that need it (``needs_kg``: text-based models).
+    """
+    context: dict[str, Any] = {"vocab": vocab}
+    if getattr(MODELS.get(spec["name"]), "needs_kg", False):
+        context["kg"] = kg
+    return MODELS.build(spec, where="model", **context)  # type: ignore[no-any-return]
