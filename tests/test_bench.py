@@ -89,3 +89,56 @@ def test_a_folder_of_another_config_is_refused(tmp_path: Path) -> None:
         )
     with pytest.raises(ConfigError, match=r"unknown method\(s\) \['kd'\]"):
         run_temporal_kd(spec=spec, work=work, out=tmp_path / "o", methods=["kd"])
+
+
+def test_two_stage_method_and_llm_scorer_rows(tmp_path: Path) -> None:
+    """The LLM scorer is trained once per dataset and both teachers feed the two-stage 'ours' method."""
+    spec = yaml.safe_load(_spec(tmp_path).read_text())
+    spec["seeds"] = [0]
+    spec["llm_teacher"] = {
+        "model": {
+            "name": "llm_scorer",
+            "dim": 16,
+            "hidden": 32,
+            "cache_dir": str(tmp_path / "emb"),
+        },
+        "stages": [{"epochs": 2, "objective": [{"loss": "supervised_ce"}]}],
+        "train": {"batch_size": 256, "optimizer": "adam", "lr": 0.01},
+    }
+    spec["students"]["ttranse"]["epochs"] = 2
+    spec["methods"]["ours"] = {
+        "stages": [
+            {"share": 0.5, "objective": spec["methods"]["bkd"]},
+            {
+                "share": 0.5,
+                "objective": [
+                    *spec["methods"]["bkd"],
+                    {"loss": "huber", "teacher": "llm", "compare": "probs"},
+                    {"loss": "mse", "teacher": "llm", "compare": "probs"},
+                ],
+            },
+        ]
+    }
+    path = tmp_path / "spec2.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    doc = run_temporal_kd(
+        spec=path,
+        work=tmp_path / "work",
+        out=tmp_path / "out",
+        methods=["bkd", "ours", "llm-scorer"],
+    )
+    assert [(r["model"], r["method"]) for r in doc["rows"]] == [
+        ("teacher", "-"),
+        ("llm_scorer", "llm-scorer"),
+        ("ttranse", "bkd"),
+        ("ttranse", "ours"),
+    ]
+    ours = tmp_path / "work" / "wikidata12k-mini" / "ttranse-ours-s0"
+    cfg = yaml.safe_load((ours / "config.yaml").read_text())
+    assert [s["epochs"] for s in cfg["stages"]] == [1, 1] and set(cfg["teachers"]) == {"kge", "llm"}
+    student = doc["goals"][str(FIXTURES / "wikidata12k-mini")]["students"]["ttranse"]
+    assert set(student["ours_beats_best_baseline"]) == {"mrr", "hits1"}
+    assert (
+        "| LLM scorer (text head) | llm-scorer |"
+        in (tmp_path / "out" / "temporal_kd.md").read_text()
+    )

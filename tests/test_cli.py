@@ -221,3 +221,18 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert code == 0, out
     assert (tmp_path / "demo" / "metrics.json").is_file()
     assert "TNTComplEx on YAGO11k" in out
+
+
+def test_encode_dry_run_reports_text_sources(tmp_path: Path) -> None:
+    import json
+
+    code, out = _invoke("encode", "yago11k", "--dry-run")
+    assert code == 0
+    report = json.loads(out[out.index("{") :])
+    assert report["texts"]["entities"]["coverage"] == 1.0
+    assert report["examples"]["relation"][-1].startswith("inverse of: ")
+    assert "encoder" not in report  # nothing encoded
+    bad = tmp_path / "texts.tsv"
+    bad.write_text("<No_Such_Entity>\tsomething\n")
+    code, out = _invoke("encode", "yago11k", "--dry-run", "--entity-file", str(bad))
+    assert code == 2 and f"{bad}, line 1" in out and "<No_Such_Entity>" in out

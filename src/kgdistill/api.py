@@ -19,7 +19,7 @@ import yaml
 
 from kgdistill import __version__
 from kgdistill.checkpoint import Checkpoint, atomic_write_text, load_checkpoint, load_model
-from kgdistill.config import EvalConfig, RunConfig, load_config
+from kgdistill.config import DataConfig, EvalConfig, RunConfig, load_config
 from kgdistill.data.datasets import load_kg
 from kgdistill.data.filters import FilterIndex
 from kgdistill.data.kg import KG
@@ -146,8 +146,12 @@ def train(
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     vocab = Vocab(kg.num_entities, kg.num_relations, kg.time.labels)
-    if ckpt is not None:  # the stored spec also has what the builder derived (e.g. a text encoder's width)
-        model = build_model({"name": ckpt.meta["model"]["name"], **ckpt.meta["model"]["kwargs"]}, vocab)
+    if (
+        ckpt is not None
+    ):  # the stored spec also has what the builder derived (e.g. a text encoder's width)
+        model = build_model(
+            {"name": ckpt.meta["model"]["name"], **ckpt.meta["model"]["kwargs"]}, vocab
+        )
     else:
         model = build_model({"name": cfg.model.name, **cfg.model.kwargs()}, vocab, kg=kg)
     if ckpt is not None:
@@ -207,6 +211,8 @@ def train(
             "epochs": state.epoch,
             "train_seconds": round(state.train_seconds, 2),
             "teachers": {name: describe_teacher(t) for name, t in teachers.items()},
+            # text-based models: which texts were encoded, from which sources, how many fell back to ids
+            **({"text": model.text_report} if hasattr(model, "text_report") else {}),
         },
     )
     return RunResult(run_dir=run_dir, metrics=metrics, model=model)
@@ -255,6 +261,55 @@ def cache(
         source=str(ckpt.path),
         progress=progress,
     )
+
+
+def encode(
+    data: str,
+    *,
+    encoder: dict[str, Any] | None = None,
+    text: dict[str, Any] | None = None,
+    cache_dir: str | None = None,
+    data_root: str | None = None,
+    time: dict[str, Any] | None = None,
+    dry_run: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Verbalise a dataset's entities, relations and times and encode them into the text cache.
+
+    What an ``llm_scorer`` run would encode, done ahead of time (a run afterwards finds every vector cached).
+
+    Args:
+        data: a dataset name or folder. encoder: an encoder spec (default: the packaged MiniLM).
+        text: options of :func:`kgdistill.text.kg_texts` (user text files, descriptions).
+        time: the dataset's time protocol (``data.time`` of a run config), so time phrases match the run's.
+        dry_run: only build the texts and report their sources, encode nothing.
+
+    Returns:
+        ``{"texts": report, "examples": {...}}`` and, unless ``dry_run``, ``"encoder"`` and ``"dim"``.
+    """
+    from kgdistill.models.text import encode_kg
+    from kgdistill.text import kg_texts
+
+    dc = DataConfig.model_validate(
+        {"name": data, "root": data_root, **({"time": time} if time else {})}
+    )
+    kg = load_kg(dc.name, root=dc.root, **dc.protocol())
+    texts = kg_texts(kg, **(text or {}))
+    out: dict[str, Any] = {
+        "dataset": kg.name,
+        "texts": texts.report,
+        "examples": {
+            "entity": texts.entities[:3],
+            "relation": [*texts.relations[:2], texts.inverse_relation(0)],
+            "time": texts.times[:3],
+        },
+    }
+    if not dry_run:
+        _, _, _, report = encode_kg(
+            kg, encoder=encoder, text=text, cache_dir=cache_dir, progress=progress
+        )
+        out.update(encoder=report["encoder"], dim=report["dim"])
+    return out
 
 
 def _eval_kwargs(ev: EvalConfig) -> dict[str, Any]:

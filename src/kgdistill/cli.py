@@ -1,4 +1,5 @@
-"""Command line: ``kgdistill train | evaluate | predict | datasets | models | demo``.
+"""Command line: ``kgdistill train | distill | cache | encode | evaluate | predict | datasets | models | demo |
+benchmark``.
 
 Each verb parses its options and calls one function of :mod:`kgdistill.api`. Input errors print one message
 and exit with status 2, without a traceback.
@@ -189,6 +190,58 @@ def predict(
 
 
 @cli.command()
+@click.argument("data")
+@click.option(
+    "--encoder",
+    "encoder_name",
+    default="sentence_transformers",
+    show_default=True,
+    help="Encoder backend: sentence_transformers (packaged MiniLM), hf (local folder), openai (a server).",
+)
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Encoder option, e.g. --option path=/models/e5 or --option base_url=http://127.0.0.1:8000/v1.",
+)
+@click.option("--entity-file", multiple=True, help="TSV 'key<TAB>text' overriding entity texts.")
+@click.option(
+    "--relation-file", multiple=True, help="TSV 'key<TAB>text' overriding relation texts."
+)
+@click.option(
+    "--cache", "cache_dir", default=None, help="Cache folder (default: $KGDISTILL_CACHE)."
+)
+@click.option("--dry-run", is_flag=True, help="Only build the texts and report their sources.")
+@_root
+@_friendly
+def encode(
+    data: str,
+    encoder_name: str,
+    options: tuple[str, ...],
+    entity_file: tuple[str, ...],
+    relation_file: tuple[str, ...],
+    cache_dir: str | None,
+    dry_run: bool,
+    data_root: str | None,
+) -> None:
+    """Verbalise DATA's entities, relations and times and encode them into the text cache."""
+    import yaml
+
+    enc: dict[str, Any] = {"name": encoder_name}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise KGDistillError(f"--option '{item}' is not KEY=VALUE")
+        enc[key.strip()] = yaml.safe_load(value)
+    text = {"entity_files": list(entity_file), "relation_files": list(relation_file)}
+    out = api.encode(
+        data, encoder=enc, text=text, cache_dir=cache_dir, data_root=data_root, dry_run=dry_run
+    )
+    click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+
+
+@cli.command()
 @_root
 @_friendly
 def datasets(data_root: str | None) -> None:
@@ -239,7 +292,14 @@ def benchmark() -> None:
 )
 @click.option("--datasets", multiple=True, help="Subset of the spec's datasets (repeatable).")
 @click.option("--students", multiple=True, help="Subset of the spec's students (repeatable).")
-@click.option("--methods", multiple=True, help="Subset of none, bkd, fitnet, rkd (repeatable).")
+@click.option(
+    "--methods",
+    multiple=True,
+    help=(
+        "Subset of the spec's methods (none, bkd, fitnet, rkd, ours, ours-no-stage1, ours-no-l2, "
+        "ours-no-l3, llm-scorer; repeatable)."
+    ),
+)
 @click.option("--seeds", multiple=True, type=int, help="Seeds (repeatable; default: the spec's).")
 @click.option("--epochs", default=None, type=int, help="Override the students' epochs.")
 @click.option("--teacher-epochs", default=None, type=int, help="Override the teacher's epochs.")
@@ -261,7 +321,8 @@ def temporal_kd(
     out: str,
     data_root: str | None,
 ) -> None:
-    """Teacher -> TTransE / TA-DistMult students without KD and with BKD, FitNet, RKD (resumable)."""
+    """Teacher -> TTransE / TA-DistMult students without KD, with BKD, FitNet, RKD and the LLM-guided two-stage
+    method and its ablations (resumable)."""
     from kgdistill.bench.tables import seed_table
     from kgdistill.bench.temporal_kd import run_temporal_kd
 

@@ -153,6 +153,7 @@ def run_temporal_kd(
         needs_llm = any(
             t.get("teacher") == "llm"
             for m in methods
+            if m in sp["methods"]
             for st in _stages(sp, m, 1)
             for t in st["objective"]
         )

@@ -167,7 +167,7 @@ def read_text_file(
             i = int(key.strip())
         if i is None:
             raise DataError(
-                f"unknown {kind} '{key.strip()}': neither a {kind} label of the graph nor an id "
+                f"unknown {kind} '{key.strip()}': neither a label of the graph nor an id "
                 f"0..{len(labels) - 1}",
                 path=path,
                 line=ln,

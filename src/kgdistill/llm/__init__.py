@@ -1,0 +1,44 @@
+"""Text encoders with an on-disk embedding cache, and a helper to run a local llama.cpp server.
+
+* :mod:`kgdistill.llm.encoders` - ``ENCODERS`` registry: ``sentence_transformers`` (default: the packaged
+  all-MiniLM-L6-v2), ``hf`` (a local Hugging Face folder, mean pooling) and ``openai`` (any OpenAI-compatible
+  ``/v1/embeddings`` server). Each gives float32 ``(N, D)`` vectors, L2-normalised by default.
+* :mod:`kgdistill.llm.cache` - :func:`encode_cached`: every (encoder key, text) is encoded once, stored in
+  atomically written safetensors shards, so interrupted runs resume where they stopped.
+* :mod:`kgdistill.llm.server` - :class:`LlamaCppServer`: ``python -m llama_cpp.server`` as a context manager.
+
+Heavy libraries (sentence-transformers, transformers, openai, llama.cpp) are imported only when an encoder of
+that backend is built.
+"""
+
+from kgdistill.llm.cache import EmbeddingCache, encode_cached, text_id
+from kgdistill.llm.encoders import (
+    ENCODERS,
+    BaseEncoder,
+    Encoder,
+    HFEncoder,
+    LLMError,
+    OpenAIEncoder,
+    SentenceTransformerEncoder,
+    build_encoder,
+    check_texts,
+)
+from kgdistill.llm.server import LlamaCppServer, free_port, smollm2_gguf
+
+__all__ = [
+    "ENCODERS",
+    "BaseEncoder",
+    "EmbeddingCache",
+    "Encoder",
+    "HFEncoder",
+    "LLMError",
+    "LlamaCppServer",
+    "OpenAIEncoder",
+    "SentenceTransformerEncoder",
+    "build_encoder",
+    "check_texts",
+    "encode_cached",
+    "free_port",
+    "smollm2_gguf",
+    "text_id",
+]
