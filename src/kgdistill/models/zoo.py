@@ -173,37 +173,33 @@ def llm_scorer(
     Paper: "Knowledge Distillation for Temporal Knowledge Graph Reasoning with Large Language Models" (the LLM
     scorer that gives the soft targets of its two-stage distillation).
     """
+    report = None
     if kg is not None:
         ent, rel, tim, report = encode_kg(kg, encoder=encoder, text=text, cache_dir=cache_dir)
         if text_dim is not None and text_dim != ent.shape[1]:
             raise ConfigError(
                 f"config key 'model.text_dim': {text_dim}, but the encoder gives {ent.shape[1]}-d vectors"
             )
-        model = LLMScorer(
-            entity_text=ent,
-            relation_text=rel,
-            time_text=tim,
-            dim=dim,
-            hidden=hidden,
-            entity_bias=entity_bias,
-            dropout=dropout,
-        )
-        model.text_report = report  # type: ignore[attr-defined]
-        return model
-    if text_dim is None:
+    elif text_dim is None:
         raise ConfigError(
             "config key 'model.text_dim' is needed to build an llm_scorer without its dataset"
         )
-    zeros = torch.zeros
-    return LLMScorer(
-        entity_text=zeros(vocab.num_entities, text_dim),
-        relation_text=zeros(2 * vocab.num_relations, text_dim),
-        time_text=zeros(vocab.num_times, text_dim) if vocab.num_times else None,
+    else:  # loading a checkpoint: its state dict fills the frozen encodings
+        ent = torch.zeros(vocab.num_entities, text_dim)
+        rel = torch.zeros(2 * vocab.num_relations, text_dim)
+        tim = torch.zeros(vocab.num_times, text_dim) if vocab.num_times else None
+    model = LLMScorer(
+        entity_text=ent,
+        relation_text=rel,
+        time_text=tim,
         dim=dim,
         hidden=hidden,
         entity_bias=entity_bias,
         dropout=dropout,
     )
+    if report is not None:
+        model.text_report = report  # type: ignore[attr-defined]
+    return model
 
 
 llm_scorer.needs_kg = True  # type: ignore[attr-defined]
