@@ -61,9 +61,19 @@ class RunResult:
     model: KGEModel
 
 
-def load_data(cfg: RunConfig) -> KG:
-    """The config's dataset with its time protocol applied."""
-    return load_kg(cfg.data.name, root=cfg.data.root, **cfg.data.protocol())
+def load_data(cfg: RunConfig | DataConfig) -> KG:
+    """The config's dataset with its time protocol applied, or the configured view of a linked collection."""
+    data = cfg.data if isinstance(cfg, RunConfig) else cfg
+    if data.multi is not None:
+        from kgdistill.multi import build_target, build_union, load_linked
+
+        m = data.multi
+        linked = load_linked(data.name, root=data.root)
+        split = {"valid": m.valid, "test": m.test, "seed": m.split_seed}
+        if m.view == "union":
+            return build_union(linked, tie=m.tie, **split)
+        return build_target(linked, m.view, hops=m.hops, **split)
+    return load_kg(data.name, root=data.root, **data.protocol())
 
 
 def check(
@@ -106,7 +116,11 @@ def _meta(cfg: RunConfig, kg: KG, model: KGEModel) -> dict[str, Any]:
         },
         "id_maps": kg.id_maps(),
         "time": kg.time.to_dict(),
-        "data": {"name": kg.name, "protocol": cfg.data.protocol()},
+        "data": {
+            "name": kg.name,
+            "protocol": cfg.data.protocol(),
+            **({"multi": cfg.data.multi.model_dump()} if cfg.data.multi else {}),
+        },
         "num_parameters": model.num_parameters(),
     }
 
@@ -248,7 +262,7 @@ def cache(
     :mod:`kgdistill.distill.cache`); a student on the same dataset reads it with ``{name: cache, path: out}``."""
     ckpt, cfg = _open(teacher)
     data = cfg.data.model_copy(update={"root": data_root}) if data_root else cfg.data
-    kg = load_kg(data.name, root=data.root, **data.protocol())
+    kg = load_data(data)
     device = resolve_device(cfg.train.device)
     model = KGETeacher(path=str(ckpt.path), kg=kg).to(device)
     return write_cache(
@@ -293,7 +307,7 @@ def encode(
     dc = DataConfig.model_validate(
         {"name": data, "root": data_root, **({"time": time} if time else {})}
     )
-    kg = load_kg(dc.name, root=dc.root, **dc.protocol())
+    kg = load_data(dc)
     texts = kg_texts(kg, **(text or {}))
     out: dict[str, Any] = {
         "dataset": kg.name,
@@ -363,7 +377,7 @@ def evaluate_run(
     """
     ckpt, cfg = _open(path)
     data = cfg.data.model_copy(update={"root": data_root}) if data_root else cfg.data
-    kg = load_kg(data.name, root=data.root, **data.protocol())
+    kg = load_data(data)
     if kg.id_maps() != ckpt.meta["id_maps"]:
         raise CheckpointError(
             f"{ckpt.path}: the dataset '{kg.name}' read now does not match the vocabulary the "

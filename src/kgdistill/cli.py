@@ -344,6 +344,61 @@ def temporal_kd(
     click.echo(f"results written to {out}/temporal_kd.{{json,csv,md,png}}")
 
 
+@benchmark.command(name="multisource")
+@click.option(
+    "--spec",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Benchmark YAML (default: the packaged configs/bench/multisource.yaml).",
+)
+@click.option("--pairs", multiple=True, help="Subset of the spec's collections (repeatable).")
+@click.option(
+    "--targets", multiple=True, help="Target graphs, e.g. zh, en (repeatable; default: all)."
+)
+@click.option(
+    "--methods",
+    multiple=True,
+    help="Subset of scratch, subgraph, feature, network, prediction, all (repeatable; scratch always runs).",
+)
+@click.option("--epochs", default=None, type=int, help="Override the students' epochs.")
+@click.option("--teacher-epochs", default=None, type=int, help="Override the teacher's epochs.")
+@click.option(
+    "--work", default="benchmarks/work/multisource", show_default=True, help="Run folders."
+)
+@click.option("--out", default="benchmarks/results", show_default=True, help="Result files.")
+@_root
+@_friendly
+def multisource(
+    spec: str | None,
+    pairs: tuple[str, ...],
+    targets: tuple[str, ...],
+    methods: tuple[str, ...],
+    epochs: int | None,
+    teacher_epochs: int | None,
+    work: str,
+    out: str,
+    data_root: str | None,
+) -> None:
+    """Joint teacher on linked KGs (DBP15K pairs), then small students per target: from scratch vs feature,
+    network, prediction distillation and all three; quality and time to the from-scratch best (resumable)."""
+    from kgdistill.bench.multisource import run_multisource
+    from kgdistill.bench.multisource_tables import multisource_table
+
+    doc = run_multisource(
+        spec=spec,
+        pairs=pairs or None,
+        targets=targets or None,
+        methods=methods or None,
+        epochs=epochs,
+        teacher_epochs=teacher_epochs,
+        work=work,
+        out=out,
+        data_root=data_root,
+    )
+    click.echo(multisource_table(doc["rows"]))
+    click.echo(f"results written to {out}/multisource.{{json,md,png}}")
+
+
 def main() -> None:
     """Entry point of the ``kgdistill`` console script."""
     cli(prog_name="kgdistill")

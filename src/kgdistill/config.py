@@ -21,6 +21,7 @@ __all__ = [
     "DataConfig",
     "EvalConfig",
     "ModelSpec",
+    "MultiConfig",
     "RunConfig",
     "StageConfig",
     "TermSpec",
@@ -48,6 +49,34 @@ class TimeConfig(_Strict):
     )
 
 
+class MultiConfig(_Strict):
+    """A view of a linked multi-KG collection (``data.name`` is then a collection: ``dbp15k_zh_en`` or a folder).
+
+    See :mod:`kgdistill.multi`. Every graph is split by the same deterministic rule and seed, so a teacher
+    pre-trained on the union never sees a target's valid or test triple.
+    """
+
+    view: str = Field(
+        "union",
+        description="'union' (all graphs: joint pre-training) or one graph's name (a target)",
+    )
+    tie: Literal["shared", "separate"] = Field(
+        "shared",
+        description="union: aligned entities share one embedding, or stay apart (alignment loss)",
+    )
+    hops: int | None = Field(
+        None,
+        ge=0,
+        description="target: add the linked subgraph (source triples within this many hops of aligned "
+        "entities; 0 = between aligned entities); None = the target alone",
+    )
+    valid: float = Field(
+        0.05, ge=0, lt=0.5, description="fraction of each graph's triples for valid"
+    )
+    test: float = Field(0.05, ge=0, lt=0.5, description="fraction of each graph's triples for test")
+    split_seed: int = Field(0, description="seed of the split")
+
+
 class DataConfig(_Strict):
     name: str = Field("yago11k", description="registered dataset name or a folder path")
     root: str | None = Field(
@@ -57,6 +86,9 @@ class DataConfig(_Strict):
         "keep", description="valid/test facts with entities unseen in train"
     )
     time: TimeConfig = TimeConfig()
+    multi: MultiConfig | None = Field(
+        None, description="read 'name' as a linked multi-KG collection and build this view of it"
+    )
 
     def protocol(self) -> dict[str, Any]:
         """Keyword arguments of :func:`kgdistill.data.build_kg`."""

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from kgdistill.data.batching import Batch
+from kgdistill.data.kg import KG
 from kgdistill.errors import ConfigError
 from kgdistill.losses import LOSSES
 from kgdistill.models.base import ModelOutput
@@ -103,6 +104,11 @@ class Objective(nn.Module):
                 raise ConfigError(
                     f"loss '{name}' ({here}) needs sampled negatives: set train.negatives > 0"
                 )
+            if term_cls.needs_entity_table and candidates:
+                raise ConfigError(
+                    f"loss '{name}' ({here}) reads the whole entity table, which only 1-N training "
+                    "outputs: set train.negatives to 0"
+                )
             label = f"{name}[{teacher}]" if teacher else name
             seen[label] = seen.get(label, 0) + 1
             if seen[label] > 1:
@@ -114,6 +120,11 @@ class Objective(nn.Module):
         """Let every term create its width-dependent parameters from probe outputs (before the optimiser)."""
         for teacher, term in zip(self.teachers, self.terms, strict=True):
             term.setup(student, teachers[teacher] if teacher else None)
+
+    def bind(self, kg: KG) -> None:
+        """Hand the training graph to every term (see :meth:`LossTerm.bind`)."""
+        for term in self.terms:
+            term.bind(kg)
 
     def reads(self, teacher: str) -> frozenset[str]:
         """Fields of ``teacher``'s output that the terms using it read."""

@@ -115,7 +115,9 @@ def fit(
     elif journal.lines:
         journal.truncate(0)
     neg = train.negatives
-    objectives = build_objectives(model, stages, teachers, queries_all[:2], candidates=neg > 0)
+    objectives = build_objectives(
+        model, stages, teachers, queries_all[:2], candidates=neg > 0, kg=kg
+    )
     for stage_idx in range(state.stage, len(stages)):
         stage = stages[stage_idx]
         objective = objectives[stage_idx]
@@ -224,6 +226,7 @@ def build_objectives(
     probe: torch.Tensor,
     *,
     candidates: bool,
+    kg: KG | None = None,
 ) -> list[Objective]:
     """Build and check every stage's objective before the first step, from outputs on a 2-query probe.
 
@@ -243,6 +246,8 @@ def build_objectives(
             candidates=candidates,
             where=f"stages.{i}.objective",
         )
+        if kg is not None:
+            objective.bind(kg)
         objective.setup(s_out, t_outs)
         objectives.append(objective.to(probe.device))
     return objectives

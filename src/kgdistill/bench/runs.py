@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import platform
+import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from kgdistill import api
 from kgdistill.config import parse_config
 from kgdistill.errors import ConfigError
 
-__all__ = ["ensure_run"]
+__all__ = ["ensure_run", "machine_info", "run_command"]
 
 log = logging.getLogger(__name__)
 
@@ -38,3 +42,22 @@ def ensure_run(cfg_raw: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         log.info("training %s", run_dir)
         api.train(cfg, out=run_dir)
     return json.loads((run_dir / "metrics.json").read_text())  # type: ignore[no-any-return]
+
+
+def machine_info() -> dict[str, Any]:
+    """What a benchmark ran on (written next to its numbers), with the date."""
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def run_command() -> str:
+    """The command line that is running (``kgdistill benchmark ...`` when run through the CLI)."""
+    if sys.argv and "kgdistill" in sys.argv[0]:
+        return "kgdistill " + " ".join(sys.argv[1:])
+    return " ".join(sys.argv)

@@ -10,11 +10,8 @@ percent for each dataset; plus parameters, bytes and single-query latency of eve
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import logging
-import platform
 import statistics
-import sys
 from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
@@ -24,7 +21,7 @@ import torch
 import yaml
 
 from kgdistill.bench.latency import single_query_latency_ms
-from kgdistill.bench.runs import ensure_run
+from kgdistill.bench.runs import ensure_run, machine_info, run_command
 from kgdistill.bench.tables import write_temporal_kd
 from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.errors import ConfigError
@@ -269,19 +266,11 @@ def _document(
                 "size_ratio": best["params"] / teacher["params"],
             },
         }
-    machine = {
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
+    machine = machine_info()
     return {
         "benchmark": "temporal-kd",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": "kgdistill " + " ".join(sys.argv[1:])
-        if sys.argv and "kgdistill" in sys.argv[0]
-        else " ".join(sys.argv),
+        "date": machine.pop("date"),
+        "command": run_command(),
         "machine": machine,
         "protocol": {"data": sp.get("data"), "eval": sp.get("eval")},
         "rows": rows,

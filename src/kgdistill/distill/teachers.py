@@ -49,9 +49,14 @@ class Teacher(Protocol):
 TEACHERS: Registry[type] = Registry("teacher")
 
 
-def align(student: Sequence[str], teacher: Sequence[str]) -> LongTensor:
-    """Teacher id of every student label, ``-1`` where the teacher lacks it: ``(len(student),)``."""
-    index = {label: i for i, label in enumerate(teacher)}
+def align(
+    student: Sequence[str], teacher: Sequence[str], aliases: Mapping[str, int] | None = None
+) -> LongTensor:
+    """Teacher id of every student label, ``-1`` where the teacher lacks it: ``(len(student),)``.
+
+    ``aliases`` are further labels of teacher ids (the tied copies of an aligned entity in a union graph).
+    """
+    index = {**(aliases or {}), **{label: i for i, label in enumerate(teacher)}}
     return torch.tensor([index.get(label, -1) for label in student], dtype=torch.long)
 
 
@@ -73,7 +78,7 @@ class KGETeacher(torch.nn.Module):
         self.num_relations_teacher = len(ids["relation"])
         self.num_relations = kg.num_relations
         self.identity = ids == kg.id_maps()
-        ent = align(kg.entity_labels, ids["entity"])
+        ent = align(kg.entity_labels, ids["entity"], ids.get("entity_aliases"))
         rel = align(kg.relation_labels, ids["relation"])
         tim = (
             align(kg.time.labels, ids.get("time", []))
@@ -151,6 +156,7 @@ class KGETeacher(torch.nn.Module):
                     if ent is None
                     else model.entities.weight[ent.clamp_min(0)]
                 )
+                out.known = None if ent is None else ent >= 0
             else:
                 out.t = model.entities(candidates if ent is None else ent[candidates].clamp_min(0))
         if "scores" in fields:

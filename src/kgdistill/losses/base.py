@@ -12,6 +12,7 @@ from typing import ClassVar
 from torch import nn
 
 from kgdistill.data.batching import Batch
+from kgdistill.data.kg import KG
 from kgdistill.models.base import ModelOutput
 from kgdistill.registry import Registry
 from kgdistill.types import FloatTensor
@@ -25,12 +26,15 @@ class LossTerm(nn.Module):
     Attributes:
         requires_teacher: the term compares the student with a teacher (class attribute).
         needs_candidates: the term needs sampled candidates (negative sampling), not 1-N scores.
+        needs_entity_table: the term reads the entity table, which only 1-N steps output.
         reads: fields of the outputs the term needs (``scores``, ``h``, ``r``, ``t``, ``time_table``),
             set per instance when they depend on the term's options.
     """
 
     requires_teacher: ClassVar[bool] = False
     needs_candidates: ClassVar[bool] = False
+    #: the term reads the whole entity table (``t`` of a 1-N step), so it cannot run with sampled negatives
+    needs_entity_table: ClassVar[bool] = False
     #: output fields the term reads, of the teacher and of the student (may depend on the term's options)
     reads: frozenset[str] = frozenset()
 
@@ -42,6 +46,10 @@ class LossTerm(nn.Module):
 
         Called once before the optimiser is built, with outputs of the student and teacher on a tiny batch.
         """
+
+    def bind(self, kg: KG) -> None:
+        """Read what the term needs from the training graph (aligned pairs, neighbourhoods), once, before
+        training. Raise :class:`~kgdistill.errors.ConfigError` when the graph lacks it."""
 
     def forward(
         self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch

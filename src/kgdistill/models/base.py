@@ -43,6 +43,7 @@ class ModelOutput:
         t: ``(B, C, d)`` candidate embeddings, or ``(E, d)`` the entity table when scoring all.
         factors: tensors ``(B, k)`` the N3 / L2 regularisers act on (head, relation, true tail).
         time_table: ``(T, d_tau)`` the time embeddings, for temporal smoothness; ``None`` if none.
+        known: ``(E,)`` entities a teacher knows (rows of ``t`` that are real), or ``None`` = all.
     """
 
     scores: FloatTensor
@@ -52,6 +53,7 @@ class ModelOutput:
     t: FloatTensor | None = None
     factors: tuple[FloatTensor, ...] = field(default_factory=tuple)
     time_table: FloatTensor | None = None
+    known: BoolTensor | None = None
 
 
 class KGEModel(nn.Module):
