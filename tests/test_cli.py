@@ -51,7 +51,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_listing_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     code, out = _invoke("models")
     assert code == 0 and "tntcomplex" in out and "temporal" in out and "transe" in out
-    monkeypatch.delenv("KGDISTILL_DATA", raising=False)  # no data root: YAGO11k comes from the package
+    monkeypatch.delenv(
+        "KGDISTILL_DATA", raising=False
+    )  # no data root: YAGO11k comes from the package
     code, out = _invoke("datasets")
     assert code == 0 and "yago11k" in out and "bundled" in out
 

@@ -254,6 +254,12 @@ def datasets(data_root: str | None) -> None:
         here = root is not None and (root / entry.folder).is_dir()
         where = str(root / entry.folder) if here else ("bundled" if entry.bundled else "not found")
         click.echo(f"{name:20s} {entry.kind:9s} {where}\n{'':30s} {entry.description}")
+    from kgdistill.multi.linked import LINKED
+
+    for name, linked in LINKED.items():
+        here = root is not None and (root / linked.folder).is_dir()
+        where = str(root / linked.folder) if here else "not found"
+        click.echo(f"{name:20s} {'linked':9s} {where}\n{'':30s} {linked.description} (data.multi)")
 
 
 @cli.command()

@@ -124,7 +124,7 @@ class FeatureKD(LossTerm):
         if len(ids) == 0:
             return student.t.new_zeros((), dtype=torch.float32)
         s = self.proj(student.t[ids].float())
-        t = teacher.t[ids].float()
+        t = teacher.t[ids].float().detach()
         err = ((s - t) ** 2).mean()
         if self.normalize:
             err = err / (t**2).mean().detach().clamp_min(1e-12)

@@ -156,6 +156,45 @@ def _check_links(
     return np.asarray([(a, b) for _, a, b in pairs], dtype=np.int64).reshape(-1, 2)
 
 
+def _check_transitive(
+    per_pair: Mapping[tuple[str, str], list[tuple[int, int, int]]],
+    graphs: Mapping[str, Graph],
+    path: Path,
+) -> None:
+    """With three or more graphs, links chain (a-b, b-c, a-c): a chain that joins two different entities of one
+    graph is a conflict, reported at the link that closes it."""
+    parent: dict[tuple[str, int], tuple[str, int]] = {}
+    members: dict[tuple[str, int], dict[str, int]] = {}
+
+    def find(x: tuple[str, int]) -> tuple[str, int]:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    events = sorted(
+        (line, (ga, a), (gb, b)) for (ga, gb), pairs in per_pair.items() for line, a, b in pairs
+    )
+    for line, x, y in events:
+        rx, ry = find(x), find(y)
+        if rx == ry:
+            continue
+        mx, my = members.get(rx, {rx[0]: rx[1]}), members.get(ry, {ry[0]: ry[1]})
+        mx = {**mx, x[0]: x[1]} if x[0] not in mx else mx
+        my = {**my, y[0]: y[1]} if y[0] not in my else my
+        for g in mx.keys() & my.keys():
+            if mx[g] != my[g]:
+                labels = graphs[g].entity_labels
+                raise DataError(
+                    f"conflicting links: this link joins {labels[mx[g]]} and {labels[my[g]]}, two "
+                    f"entities of graph '{g}', through a chain of links",
+                    path=path,
+                    line=line,
+                )
+        parent[ry] = rx
+        members[rx] = {**my, **mx}
+        members.pop(ry, None)
+
+
 def read_dbp15k(folder: str | os.PathLike[str], *, name: str | None = None) -> LinkedKGs:
     """Read one DBP15K pair folder (``zh_en``, ``ja_en``, ``fr_en`` or a folder of the same layout)."""
     folder = Path(folder)
@@ -282,6 +321,7 @@ def read_linked(folder: str | os.PathLike[str], *, name: str | None = None) -> L
                 )
             ids.append(index[g][f"{g}:{e}"])
         per_pair.setdefault((ga, gb), []).append((line, ids[0], ids[1]))
+    _check_transitive(per_pair, graphs, link_path)
     links = {
         key: _check_links(p, link_path, key, (graphs[key[0]], graphs[key[1]]))
         for key, p in per_pair.items()
