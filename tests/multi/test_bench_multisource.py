@@ -1,0 +1,99 @@
+"""The multi-source benchmark driver on the DBP15K zh_en subset: rows, time-to-quality, reuse, result files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kgdistill.bench.multisource import curve, run_multisource, time_to
+from kgdistill.errors import ConfigError
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "dbp15k-mini" / "zh_en"
+SPEC = (
+    Path(__file__).resolve().parents[2]
+    / "src"
+    / "kgdistill"
+    / "configs"
+    / "bench"
+    / "multisource.yaml"
+)
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    sp = yaml.safe_load(SPEC.read_text())
+    sp["pairs"] = [str(FIXTURE)]
+    sp["teacher"]["model"]["dim"] = 16
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(sp))
+    return path
+
+
+def test_time_to_reads_the_first_crossing() -> None:
+    pts = [(1, 2.0, 0.1), (2, 4.5, 0.3), (3, 7.0, 0.25), (4, 9.0, 0.4)]
+    assert time_to(pts, 0.3) == (2, 4.5)
+    assert time_to(pts, 0.35) == (4, 9.0)
+    assert time_to(pts, 0.5) == (None, None)
+
+
+def test_curve_sums_epoch_seconds(tmp_path: Path) -> None:
+    log = [
+        {"event": "epoch", "epoch": 1, "seconds": 1.5},
+        {"event": "valid", "epoch": 1, "mrr": 0.1},
+        {"event": "epoch", "epoch": 2, "seconds": 2.0},
+        {"event": "valid", "epoch": 2, "mrr": 0.2},
+    ]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
+    assert curve(tmp_path) == [(1, 1.5, 0.1), (2, 3.5, 0.2)]
+
+
+def test_benchmark_rows_and_files(spec: Path, tmp_path: Path) -> None:
+    work, out = tmp_path / "work", tmp_path / "out"
+    doc = run_multisource(
+        spec=spec,
+        targets=["zh"],
+        methods=["all"],
+        epochs=2,
+        teacher_epochs=2,
+        work=work,
+        out=out,
+    )
+    methods = [r["method"] for r in doc["rows"]]
+    assert methods == [
+        "scratch",
+        "all",
+    ]  # scratch always runs: time-to-quality is measured against it
+    for r in doc["rows"]:
+        assert (r["pair"], r["target"]) == (str(FIXTURE), "zh")
+        for k in ("mrr", "hits1", "hits3", "hits10"):
+            assert 0 <= r[k] <= 100
+        assert len(r["curve"]) == 2  # validation after every epoch
+        assert "seconds_to_scratch_best" in r
+    scratch = doc["rows"][0]
+    assert scratch["epochs_to_scratch_best"] is not None and scratch["time_ratio"] == 1.0
+    assert set(doc["goals"]) == {f"{FIXTURE}:zh"}
+    (reuse,) = doc["teacher_reuse"]
+    assert reuse["targets_served"] == ["zh"]
+    assert reuse["teacher_train_s"] > 0
+    saved = json.loads((out / "multisource.json").read_text())
+    assert saved["rows"][1]["method"] == "all"
+    assert "| zh | all |" in (out / "multisource.md").read_text()
+    assert (out / "multisource.png").stat().st_size > 0
+    # a second call reuses every finished run: the teacher is trained once
+    teacher_ckpt = work / FIXTURE.name / "teacher" / "best.safetensors"
+    before = teacher_ckpt.stat().st_mtime_ns
+    again = run_multisource(
+        spec=spec, targets=["zh"], methods=["all"], epochs=2, teacher_epochs=2, work=work, out=out
+    )
+    assert teacher_ckpt.stat().st_mtime_ns == before
+    assert [r["mrr"] for r in again["rows"]] == [r["mrr"] for r in doc["rows"]]
+
+
+def test_unknown_method_and_target(spec: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown method"):
+        run_multisource(spec=spec, methods=["bogus"], work=tmp_path, out=tmp_path)
+    with pytest.raises(ConfigError, match="none of the targets"):
+        run_multisource(spec=spec, targets=["xx"], work=tmp_path, out=tmp_path)
