@@ -104,6 +104,7 @@ class KGETeacher(torch.nn.Module):
             raise ConfigError(
                 f"teacher {ckpt.path} is temporal but the student's dataset '{kg.name}' is static"
             )
+        self.covers_all = bool((ent >= 0).all())
         self.register_buffer("ent", ent, persistent=False)
         self.register_buffer(
             "rel",
@@ -156,19 +157,23 @@ class KGETeacher(torch.nn.Module):
                     if ent is None
                     else model.entities.weight[ent.clamp_min(0)]
                 )
-                out.known = None if ent is None else ent >= 0
+                out.known = None if ent is None or self.covers_all else ent >= 0
             else:
                 out.t = model.entities(candidates if ent is None else ent[candidates].clamp_min(0))
         if "scores" in fields:
             if candidates is None:
-                scores = model.score_all(q)
-                if ent is not None:
-                    scores = scores[:, ent.clamp_min(0)]
+                if ent is None:
+                    scores = model.score_all(q)
+                else:  # score only the student's entities, in the student's order: (B, E_student)
+                    table = model.entities.weight[ent.clamp_min(0)]
+                    scores = model.interaction.score_all(model.interaction.combine(h, r), table)
             else:
                 t_cand = candidates if ent is None else ent[candidates].clamp_min(0)
                 scores = model(q, t_cand).scores
             out.scores = scores
-            if ent is not None:
+            # no mask when the teacher knows every entity and can answer every query: a (B, E) mask costs
+            # several full passes per step in every term that reads it
+            if ent is not None and not (self.covers_all and bool(ok.all())):
                 valid = (ent >= 0)[None, :] if candidates is None else (ent[candidates] >= 0)
                 out.mask = valid.expand_as(scores) & ok[:, None]
         return out
