@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from kgdistill.data import KG
 from kgdistill.data.batching import Batch, both_directions, sample_candidates
 from kgdistill.losses import LOSSES, LossTerm
 from kgdistill.models import KGEModel, ModelOutput, Vocab, build_model
+from kgdistill.multi import MultiKG
 
 #: Terms that act on the time embeddings only (zero, without a gradient, for a static model).
 TIME_ONLY = {"lambda3"}
@@ -29,8 +31,20 @@ def _model(name: str, kg: KG, seed: int = 0) -> KGEModel:
     return build_model({"name": name, "dim": 8, "init_scale": 0.1}, vocab)
 
 
+def _linked(kg: KG) -> MultiKG:
+    """The graph with every other pair of entities marked aligned: what ``bind`` of the multi-source terms reads."""
+    n = kg.num_entities // 2 * 2
+    links = torch.stack([torch.arange(0, n, 2), torch.arange(1, n, 2)], dim=1)
+    anchors = torch.zeros(kg.num_entities, dtype=torch.bool)
+    anchors[links.reshape(-1)] = True
+    return MultiKG(
+        **{f.name: getattr(kg, f.name) for f in fields(KG)}, links=links, anchors=anchors
+    )
+
+
 def _run(loss_name: str, model_name: str, kg: KG) -> tuple[torch.Tensor, KGEModel]:
     term: LossTerm = LOSSES.get(loss_name)()
+    term.bind(_linked(kg))
     model = _model(model_name, kg)
     queries = both_directions(kg.splits["train"][:24], kg.num_relations)
     batch = Batch(queries)

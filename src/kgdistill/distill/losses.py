@@ -65,10 +65,14 @@ class BKD(LossTerm):
     ) -> FloatTensor:
         assert teacher is not None
         t = self.temperature
-        log_pt = masked_log_softmax(teacher.scores, teacher.mask, t)
+        with torch.no_grad():
+            log_pt = masked_log_softmax(teacher.scores, teacher.mask, t)
+            pt = log_pt.exp()
+            neg_entropy = (pt * log_pt).nan_to_num_(0.0).sum(-1)  # masked entries: 0 * -inf
         log_ps = masked_log_softmax(student.scores, teacher.mask, t)
-        pt = log_pt.exp()
-        kl = torch.where(pt > 0, pt * (log_pt - log_ps), torch.zeros_like(pt)).sum(-1)
+        if teacher.mask is not None:
+            log_ps = log_ps.masked_fill(~teacher.mask, 0.0)
+        kl = neg_entropy - (pt * log_ps).sum(-1)
         rows = _rows(teacher.mask, len(kl), kl.device)
         return kl[rows].mean() * t * t if rows.any() else kl.sum() * 0
 
