@@ -12,7 +12,7 @@
 Each reads the whole entity table ``t`` of a 1-N step (``train.negatives: 0``).
 
 Paper: Sun et al., "Joint Pre-training and Local Re-training: Transferable Representation Learning on
-Multi-source Knowledge Graphs", KDD 2023.
+Multi-source Knowledge Graphs", KDD 2023, https://arxiv.org/abs/2306.02679
 """
 
 from __future__ import annotations
@@ -80,6 +80,10 @@ class FeatureKD(LossTerm):
         entities: ``aligned`` (the graph's ``anchors``: entities linked to another graph) or ``all``.
         normalize: divide by the mean square of the teacher's rows (the term starts near 1 whatever the
             teacher's scale).
+
+    Paper: Sun et al. 2023, feature knowledge distillation of "Joint Pre-training and Local Re-training:
+    Transferable Representation Learning on Multi-source Knowledge Graphs" (KDD 2023),
+    https://arxiv.org/abs/2306.02679
     """
 
     requires_teacher: ClassVar[bool] = True
@@ -165,6 +169,10 @@ class NetworkKD(LossTerm):
         neighbours: neighbours sampled per entity (fixed for the run).
         temperature: ``tau`` of the teacher's softmax over cosine similarities.
         max_entities: entities per step.
+
+    Paper: Sun et al. 2023, network knowledge distillation of "Joint Pre-training and Local Re-training:
+    Transferable Representation Learning on Multi-source Knowledge Graphs" (KDD 2023),
+    https://arxiv.org/abs/2306.02679
     """
 
     requires_teacher: ClassVar[bool] = True
