@@ -72,8 +72,23 @@ def _batch_entities(batch: Batch) -> LongTensor:
     return torch.unique(batch.queries[:, [HEAD, TAIL]].reshape(-1))
 
 
+class _ProjectedTable(LossTerm):
+    """A teacher term on the whole entity table through a learned projection ``W: d_S -> d_T``."""
+
+    requires_teacher: ClassVar[bool] = True
+    needs_entity_table: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj: nn.Module = nn.Identity()
+
+    def setup(self, student: ModelOutput, teacher: ModelOutput | None) -> None:
+        assert teacher is not None and student.t is not None and teacher.t is not None
+        self.proj = nn.Linear(student.t.shape[-1], teacher.t.shape[-1], bias=False)
+
+
 @LOSSES.register("feature")
-class FeatureKD(LossTerm):
+class FeatureKD(_ProjectedTable):
     """``mean((W e_S - e_T)^2) / mean(e_T^2)`` over the batch's aligned entities (heads and true tails).
 
     Args:
@@ -86,9 +101,6 @@ class FeatureKD(LossTerm):
     https://arxiv.org/abs/2306.02679
     """
 
-    requires_teacher: ClassVar[bool] = True
-    needs_entity_table: ClassVar[bool] = True
-
     def __init__(
         self, *, entities: Literal["aligned", "all"] = "aligned", normalize: bool = True
     ) -> None:
@@ -97,7 +109,6 @@ class FeatureKD(LossTerm):
             raise ConfigError(f"feature: 'entities' must be 'aligned' or 'all', not {entities!r}")
         self.entities, self.normalize = entities, normalize
         self.reads = frozenset({"t"})
-        self.proj = nn.Identity()
         self.register_buffer("anchors", torch.zeros(0, dtype=torch.bool), persistent=False)
 
     def bind(self, kg: KG) -> None:
@@ -111,10 +122,6 @@ class FeatureKD(LossTerm):
             self.anchors = anchors.clone()
         else:
             self.anchors = torch.ones(kg.num_entities, dtype=torch.bool)
-
-    def setup(self, student: ModelOutput, teacher: ModelOutput | None) -> None:
-        assert teacher is not None and student.t is not None and teacher.t is not None
-        self.proj = nn.Linear(student.t.shape[-1], teacher.t.shape[-1], bias=False)
 
     def forward(
         self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch
@@ -155,7 +162,7 @@ def neighbour_table(facts: LongTensor, num_entities: int, k: int, seed: int = 0)
 
 
 @LOSSES.register("network")
-class NetworkKD(LossTerm):
+class NetworkKD(_ProjectedTable):
     """KL between the teacher's and the student's neighbour-similarity distributions (see the module docstring).
 
     For each distinct head ``e`` of the batch (at most ``max_entities``) with sampled neighbours ``n_1..n_k``:
@@ -175,9 +182,6 @@ class NetworkKD(LossTerm):
     https://arxiv.org/abs/2306.02679
     """
 
-    requires_teacher: ClassVar[bool] = True
-    needs_entity_table: ClassVar[bool] = True
-
     def __init__(
         self, *, neighbours: int = 16, temperature: float = 0.1, max_entities: int = 1024
     ) -> None:
@@ -188,17 +192,12 @@ class NetworkKD(LossTerm):
             raise ConfigError("network: 'temperature' must be > 0")
         self.k, self.temperature, self.max_entities = neighbours, temperature, max_entities
         self.reads = frozenset({"t"})
-        self.proj = nn.Identity()
         self.register_buffer(
             "table", torch.zeros((0, neighbours), dtype=torch.long), persistent=False
         )
 
     def bind(self, kg: KG) -> None:
         self.table = neighbour_table(kg.splits["train"][:, :3], kg.num_entities, self.k)
-
-    def setup(self, student: ModelOutput, teacher: ModelOutput | None) -> None:
-        assert teacher is not None and student.t is not None and teacher.t is not None
-        self.proj = nn.Linear(student.t.shape[-1], teacher.t.shape[-1], bias=False)
 
     def forward(
         self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch
