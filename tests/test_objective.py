@@ -248,3 +248,29 @@ def test_build_does_not_mutate_the_specs() -> None:
     specs = [{"loss": "supervised_ce", "weight": 2.0, "label_smoothing": 0.1}]
     Objective.build(specs)
     assert specs == [{"loss": "supervised_ce", "weight": 2.0, "label_smoothing": 0.1}]
+
+
+def test_top_k_teacher_outputs_are_expanded_only_for_terms_that_need_it(
+    step: tuple[ModelOutput, Batch],
+) -> None:
+    """kd_kl reads a (B, k) top-k output as it is; huber gets the same rows over all entities, masked."""
+    import kgdistill.distill  # noqa: F401  (registers the distillation terms)
+
+    out, batch = step
+    n, e = out.scores.shape
+    gen = torch.Generator().manual_seed(1)
+    ids = torch.stack([torch.randperm(e, generator=gen)[:4] for _ in range(n)])
+    sparse = ModelOutput(scores=torch.randn(n, 4, generator=gen), ids=ids)
+    dense = sparse.dense(e)
+    assert dense.scores.shape == (n, e) and dense.mask.sum(1).eq(4).all()
+    assert torch.equal(dense.scores.gather(1, ids), sparse.scores)
+    specs = [
+        {"loss": "kd_kl", "teacher": "c"},
+        {"loss": "huber", "teacher": "c", "compare": "scores"},
+    ]
+    obj = Objective.build(specs, teachers={"c": frozenset({"scores"})})
+    _, from_sparse = obj(out, {"c": sparse}, batch)
+    _, from_dense = obj(out, {"c": dense}, batch)
+    for name in from_sparse:
+        torch.testing.assert_close(from_sparse[name], from_dense[name])
+    assert float(from_sparse["huber[c]"]) > 0

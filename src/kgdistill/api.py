@@ -254,15 +254,26 @@ def cache(
     *,
     k: int | None = 128,
     split: str = "train",
+    data: DataConfig | RunConfig | str | Path | None = None,
     data_root: str | None = None,
     batch_size: int = 512,
     progress: bool = True,
 ) -> Path:
-    """Write a teacher's scores for every training query of its own dataset to ``out`` (see
-    :mod:`kgdistill.distill.cache`); a student on the same dataset reads it with ``{name: cache, path: out}``."""
+    """Write a teacher's scores for every training query of a graph to ``out`` (see
+    :mod:`kgdistill.distill.cache`); a student on that graph reads it with ``{name: cache, path: out}``.
+
+    Args:
+        data: the student's graph, when it is not the teacher's own: a data section, a run config, or the path of
+            a run config YAML (for example a target view of a linked collection under a teacher trained on the
+            union). The teacher answers in that graph's ids (aligned by labels, as a checkpoint teacher does).
+    """
     ckpt, cfg = _open(teacher)
-    data = cfg.data.model_copy(update={"root": data_root}) if data_root else cfg.data
-    kg = load_data(data)
+    if isinstance(data, (str, Path)):
+        data = load_config(data)[0]
+    chosen = cfg.data if data is None else data.data if isinstance(data, RunConfig) else data
+    if data_root:
+        chosen = chosen.model_copy(update={"root": data_root})
+    kg = load_data(chosen)
     device = resolve_device(cfg.train.device)
     model = KGETeacher(path=str(ckpt.path), kg=kg).to(device)
     return write_cache(

@@ -136,11 +136,29 @@ def distill(
 @click.option("-k", "k", default=128, show_default=True, help="Keep the top-k scores per query.")
 @click.option("--full", is_flag=True, help="Keep full score rows (float16) instead of the top-k.")
 @click.option("--split", default="train", show_default=True)
+@click.option(
+    "--for",
+    "student",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="A student's run config: cache for its graph (e.g. a target view under a union teacher), "
+    "in its ids. Default: the teacher's own graph.",
+)
 @_root
 @_friendly
-def cache(teacher: str, out: str, k: int, full: bool, split: str, data_root: str | None) -> None:
+def cache(
+    teacher: str,
+    out: str,
+    k: int,
+    full: bool,
+    split: str,
+    student: str | None,
+    data_root: str | None,
+) -> None:
     """Score every training query with a TEACHER run once and write its outputs to a cache file."""
-    path = api.cache(teacher, out, k=None if full else k, split=split, data_root=data_root)
+    path = api.cache(
+        teacher, out, k=None if full else k, split=split, data=student, data_root=data_root
+    )
     click.echo(f"wrote {path}")
 
 

@@ -140,10 +140,16 @@ class Objective(nn.Module):
         """Total loss and the detached value of every (unweighted) term."""
         total: FloatTensor = student.scores.new_zeros((), dtype=torch.float32)
         parts: dict[str, FloatTensor] = {}
+        dense: dict[str, ModelOutput] = {}
         for name, w, teacher, term in zip(
             self.names, self.weights, self.teachers, self.terms, strict=True
         ):
-            value = term(student, teachers[teacher] if teacher else None, batch)
+            t_out = teachers[teacher] if teacher else None
+            if t_out is not None and t_out.ids is not None and not term.sparse_scores:
+                if teacher not in dense:  # expanded once per step for all the terms that need it
+                    dense[teacher] = t_out.dense(student.scores.shape[-1])
+                t_out = dense[teacher]
+            value = term(student, t_out, batch)
             parts[name] = value.detach()
             total = total + w * value
         return total, parts

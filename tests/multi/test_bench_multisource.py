@@ -78,6 +78,16 @@ def test_benchmark_rows_and_files(spec: Path, tmp_path: Path) -> None:
     (reuse,) = doc["teacher_reuse"]
     assert reuse["targets_served"] == ["zh"]
     assert reuse["teacher_train_s"] > 0
+    # the prediction level reads the teacher's top-k, cached once for the target: its seconds start the clock
+    all_row = doc["rows"][1]
+    cache = work / FIXTURE.name / "zh-joint_top128.safetensors"
+    info = json.loads(cache.with_suffix(".json").read_text())
+    assert cache.is_file() and all_row["cache_s"] == info["seconds"] > 0
+    assert all_row["curve"][0][1] > info["seconds"] and scratch["cache_s"] is None
+    # the teacher ranked on the target's own test split, and the share of it each student keeps
+    (on_zh,) = doc["teacher_on_target"]
+    assert (on_zh["pair"], on_zh["target"]) == (str(FIXTURE), "zh") and 0 < on_zh["mrr"] <= 100
+    assert all_row["teacher_retention"] == pytest.approx(all_row["mrr"] / on_zh["mrr"])
     saved = json.loads((out / "multisource.json").read_text())
     assert saved["rows"][1]["method"] == "all"
     assert "| zh | all |" in (out / "multisource.md").read_text()
@@ -89,6 +99,7 @@ def test_benchmark_rows_and_files(spec: Path, tmp_path: Path) -> None:
         spec=spec, targets=["zh"], methods=["all"], epochs=2, teacher_epochs=2, work=work, out=out
     )
     assert teacher_ckpt.stat().st_mtime_ns == before
+    assert json.loads(cache.with_suffix(".json").read_text()) == info  # the cache is reused too
     assert [r["mrr"] for r in again["rows"]] == [r["mrr"] for r in doc["rows"]]
 
 
@@ -97,3 +108,19 @@ def test_unknown_method_and_target(spec: Path, tmp_path: Path) -> None:
         run_multisource(spec=spec, methods=["bogus"], work=tmp_path, out=tmp_path)
     with pytest.raises(ConfigError, match="none of the targets"):
         run_multisource(spec=spec, targets=["xx"], work=tmp_path, out=tmp_path)
+
+
+def test_a_method_reading_an_undeclared_teacher(spec: Path, tmp_path: Path) -> None:
+    sp = yaml.safe_load(spec.read_text())
+    sp["methods"]["prediction"]["objective"][0]["teacher"] = "nobody"
+    spec.write_text(yaml.safe_dump(sp))
+    with pytest.raises(ConfigError, match="uses teacher 'nobody'"):
+        run_multisource(
+            spec=spec,
+            targets=["zh"],
+            methods=["prediction"],
+            epochs=1,
+            teacher_epochs=1,
+            work=tmp_path,
+            out=tmp_path,
+        )

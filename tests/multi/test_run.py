@@ -207,3 +207,37 @@ def test_student_with_sampled_negatives_fails_before_training(tmp_path: Path) ->
     cfg = _student_cfg("zh", tmp_path / "no-teacher-needed", "train.negatives=16")
     with pytest.raises(ConfigError, match=r"train\.negatives"):
         api.distill(cfg, out=tmp_path / "run")
+
+
+def test_a_cache_of_the_joint_teacher_for_a_target_view(teacher: Path, tmp_path: Path) -> None:
+    """``kgdistill cache --for``: the union teacher's top-k in the target view's ids, refused by another view."""
+    from kgdistill.data.batching import both_directions
+    from kgdistill.distill.cache import CachedTeacher
+    from kgdistill.distill.teachers import KGETeacher
+
+    zh_cfg = _student_cfg("zh", teacher)
+    path = api.cache(teacher, tmp_path / "zh.safetensors", k=8, data=zh_cfg, progress=False)
+    zh = api.load_data(zh_cfg)
+    cached = CachedTeacher(path=str(path), kg=zh)
+    q = both_directions(zh.splits["train"][:64], zh.num_relations)
+    out, live = cached(q), KGETeacher(path=str(teacher), kg=zh)(q)
+    top = torch.topk(live.scores, 8, dim=1)
+    assert torch.equal(out.ids.sort(1).values, top.indices.sort(1).values)
+    torch.testing.assert_close(out.scores.sort(1).values, top.values.sort(1).values)
+    assert out.mask.all()
+    en = api.load_data(_student_cfg("en", teacher))
+    with pytest.raises(ConfigError, match=r"teacher cache .* was written for"):
+        CachedTeacher(path=str(path), kg=en)
+
+
+def test_a_cache_for_a_graph_with_other_labels_is_refused(teacher: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from kgdistill.distill.cache import CachedTeacher
+
+    zh_cfg = _student_cfg("zh", teacher)
+    path = api.cache(teacher, tmp_path / "zh.safetensors", k=4, data=zh_cfg, progress=False)
+    zh = api.load_data(zh_cfg)
+    shuffled = replace(zh, entity_labels=tuple(reversed(zh.entity_labels)))
+    with pytest.raises(ConfigError, match="other ids than those of the student's dataset"):
+        CachedTeacher(path=str(path), kg=shuffled)

@@ -15,8 +15,10 @@ validation MRR first reaches the from-scratch student's best validation MRR. Res
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
+import time
 from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import Any
 import yaml
 
 from kgdistill.bench.runs import ensure_run, machine_info, run_command
-from kgdistill.checkpoint import load_checkpoint
+from kgdistill.checkpoint import atomic_write_text, load_checkpoint, read_safetensors
 from kgdistill.errors import ConfigError
 from kgdistill.multi.linked import LINKED
 
@@ -105,6 +107,23 @@ def _teacher_config(
     return cfg
 
 
+def _teacher_kinds(sp: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The spec's ``teachers``: name -> ``{kind: checkpoint}`` or ``{kind: cache, k: int}``."""
+    kinds = sp.get("teachers", {"joint": {"kind": "checkpoint"}})
+    for name, t in kinds.items():
+        if t.get("kind") not in ("checkpoint", "cache"):
+            raise ConfigError(f"spec teachers.{name}.kind must be 'checkpoint' or 'cache'")
+    return dict(kinds)
+
+
+def _cache_path(work: Path, pair: str, target: str, name: str) -> Path:
+    return work / Path(pair).name / f"{target}-{name}.safetensors"
+
+
+def _used(sp: dict[str, Any], method: str) -> list[str]:
+    return sorted({t["teacher"] for t in sp["methods"][method]["objective"] if "teacher" in t})
+
+
 def _student_config(
     sp: dict[str, Any],
     pair: str,
@@ -127,12 +146,64 @@ def _student_config(
         "train": {**st["train"], "progress": False},
         "eval": sp.get("eval", {}),
     }
-    used = {t["teacher"] for t in objective if "teacher" in t}
-    if used:
-        cfg["teachers"] = {
-            n: {"name": "checkpoint", "path": str(teacher_dir)} for n in sorted(used)
-        }
+    kinds = _teacher_kinds(sp)
+    teachers: dict[str, Any] = {}
+    for n in _used(sp, method):
+        teachers[n] = (
+            {"name": "checkpoint", "path": str(teacher_dir)}
+            if kinds[n]["kind"] == "checkpoint"
+            else {
+                "name": "cache",
+                "path": str(_cache_path(teacher_dir.parent.parent, pair, target, n)),
+            }
+        )
+    if teachers:
+        cfg["teachers"] = teachers
     return cfg
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _ensure_cache(
+    teacher_dir: Path, path: Path, k: int, student_cfg: dict[str, Any]
+) -> dict[str, Any]:
+    """Write (once) the teacher's top-``k`` scores for every training query of the student's graph; returns
+    ``{seconds, k, queries}`` from the sidecar ``<cache>.json``. A cache of another teacher checkpoint is
+    rewritten."""
+    from kgdistill import api
+    from kgdistill.config import parse_config
+
+    info_path = path.with_suffix(".json")
+    teacher_sha = _digest(teacher_dir / "best.safetensors")
+    if path.is_file() and info_path.is_file():
+        info = json.loads(info_path.read_text())
+        if info.get("teacher_sha256") == teacher_sha and info.get("k") == k:
+            return dict(info)
+    log.info("caching the teacher's top-%d for %s", k, path)
+    t0 = time.perf_counter()
+    api.cache(teacher_dir, path, k=k, data=parse_config(student_cfg), progress=False)
+    seconds = time.perf_counter() - t0
+    header = json.loads(read_safetensors(path, "teacher cache")[0]["kgdistill"])
+    info = {"seconds": round(seconds, 3), "k": k, "queries": header["queries"]}
+    atomic_write_text(info_path, json.dumps({**info, "teacher_sha256": teacher_sha}, indent=2))
+    return info
+
+
+def _teacher_on_target(teacher_dir: Path, student_cfg: dict[str, Any]) -> dict[str, float]:
+    """The teacher ranked on the target's own test split (in the target's ids): what a student can keep."""
+    from kgdistill.api import load_data
+    from kgdistill.config import parse_config
+    from kgdistill.distill.teachers import KGETeacher
+    from kgdistill.evaluate import evaluate
+
+    cfg = parse_config(student_cfg)
+    kg = load_data(cfg)
+    teacher = KGETeacher(path=str(teacher_dir), kg=kg)
+    m = evaluate(teacher, kg, "test", ties=cfg.eval.ties, ks=cfg.eval.ks)
+    both = m.sides["both"]
+    return {k: (both[v] * 100 if k != "mr" else both[v]) for k, v in _METRICS.items()}
 
 
 def _row(
@@ -180,10 +251,18 @@ def run_multisource(
     unknown = [m for m in methods if m not in sp["methods"]]
     if unknown:
         raise ConfigError(f"unknown method(s) {unknown}; the spec has {list(sp['methods'])}")
+    kinds = _teacher_kinds(sp)
+    for m in methods:
+        missing = [n for n in _used(sp, m) if n not in kinds]
+        if missing:
+            raise ConfigError(
+                f"spec methods.{m} uses teacher '{missing[0]}', not in the spec's teachers ({list(kinds)})"
+            )
     if "scratch" not in methods:
         methods.insert(0, "scratch")  # time-to-quality is measured against it
     work, out = Path(work), Path(out)
     teachers: list[dict[str, Any]] = []
+    on_target: list[dict[str, Any]] = []  # the teacher ranked on each target's test split
     rows: list[dict[str, Any]] = []
     for pair in pairs:
         graphs = _graphs(pair, data_root)
@@ -196,22 +275,43 @@ def run_multisource(
         t_metrics = ensure_run(_teacher_config(sp, pair, data_root, teacher_epochs), t_dir)
         teachers.append({**_row(pair, "union", "teacher", t_metrics, t_dir), "curve": curve(t_dir)})
         for target in chosen:
+            ev_cfg = _student_config(sp, pair, target, "scratch", data_root, t_dir, epochs)
+            ev_cfg["data"] = _data(sp, pair, data_root, target, sp.get("hops", 0))
+            on_target.append({"pair": pair, "target": target, **_teacher_on_target(t_dir, ev_cfg)})
+            caches: dict[str, dict[str, Any]] = {}
             for method in methods:
                 cfg = _student_config(sp, pair, target, method, data_root, t_dir, epochs)
+                cache_s = 0.0
+                for n in _used(sp, method):
+                    if kinds[n]["kind"] == "cache":
+                        if n not in caches:
+                            caches[n] = _ensure_cache(
+                                t_dir, _cache_path(work, pair, target, n), int(kinds[n]["k"]), cfg
+                            )
+                        cache_s += caches[n]["seconds"]
                 run_dir = work / Path(pair).name / f"{target}-{method}"
                 row = _row(pair, target, method, ensure_run(cfg, run_dir), run_dir)
-                rows.append({**row, "curve": curve(run_dir)})
-                write_multisource(_document(sp, teachers, rows), out)
-    doc = _document(sp, teachers, rows)
+                # the cache is written for this target before the student's first step: its seconds count
+                pts = [(e, round(sec + cache_s, 3), m) for e, sec, m in curve(run_dir)]
+                rows.append({**row, "cache_s": cache_s or None, "curve": pts})
+                write_multisource(_document(sp, teachers, on_target, rows), out)
+    doc = _document(sp, teachers, on_target, rows)
     write_multisource(doc, out)
     return doc
 
 
 def _document(
-    sp: dict[str, Any], teachers: list[dict[str, Any]], rows: list[dict[str, Any]]
+    sp: dict[str, Any],
+    teachers: list[dict[str, Any]],
+    on_target: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
 ) -> dict[str, Any]:
     goals: dict[str, Any] = {}
     for row in rows:
+        t = next(
+            (t for t in on_target if (t["pair"], t["target"]) == (row["pair"], row["target"])), None
+        )
+        row["teacher_retention"] = row["mrr"] / t["mrr"] if t and t["mrr"] else None
         scratch = next(
             (
                 r
@@ -274,6 +374,7 @@ def _document(
             "student": sp["student"]["model"],
         },
         "teachers": teachers,
+        "teacher_on_target": on_target,
         "rows": rows,
         "goals": goals,
         "teacher_reuse": reuse,

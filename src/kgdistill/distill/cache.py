@@ -3,12 +3,15 @@
 File format (safetensors, one file): ``keys (N,)`` sorted query keys ``(h * 2R + r) * T + tau`` of every distinct
 training query (reciprocals included), and either ``scores (N, E)`` (full rows, float16) or ``topk_ids (N, k)`` +
 ``topk_scores (N, k)``. The JSON header records the dataset, vocabulary sizes, the teacher it came from and ``k``.
-Queries missing from the cache come back fully masked; with top-k, entries outside the top-k are masked, so a
-KD term compares distributions over the teacher's top-k candidates.
+Queries missing from the cache come back fully masked. A top-k cache answers 1-N steps with ``scores (B, k)``
+and ``ids (B, k)`` (:attr:`~kgdistill.models.ModelOutput.ids`): ``kd_kl`` compares the distributions over the
+teacher's k candidates at ``O(B k)``, and other terms see the rows expanded to all entities with the rest masked.
+With sampled candidates, entries outside the top-k are masked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -24,7 +27,7 @@ from kgdistill.errors import CheckpointError, ConfigError
 from kgdistill.models.base import ModelOutput
 from kgdistill.types import HEAD, REL, TIME, LongTensor
 
-__all__ = ["CachedTeacher", "query_keys", "write_cache"]
+__all__ = ["CachedTeacher", "query_keys", "vocab_digest", "write_cache"]
 
 log = logging.getLogger(__name__)
 _KIND = "kgdistill-teacher-cache"
@@ -89,6 +92,7 @@ def write_cache(
         "num_entities": kg.num_entities,
         "num_relations": kg.num_relations,
         "num_times": kg.num_times,
+        "vocab_sha256": vocab_digest(kg),
         "k": k,
         "source": source,
         "queries": len(keys),
@@ -97,6 +101,15 @@ def write_cache(
     atomic_save_tensors(path, tensors, {"kgdistill": json.dumps(meta)})
     log.info("wrote %d teacher rows (%s) to %s", len(keys), f"top-{k}" if k else "full", path)
     return path
+
+
+def vocab_digest(kg: KG) -> str:
+    """SHA-256 of the graph's entity, relation and time labels in id order (which ids a cache speaks)."""
+    h = hashlib.sha256()
+    for labels in (kg.entity_labels, kg.relation_labels, kg.time.labels if kg.temporal else ()):
+        h.update("\n".join(labels).encode())
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 def _unique_first(keys: LongTensor) -> tuple[LongTensor, LongTensor]:
@@ -136,6 +149,11 @@ class CachedTeacher(torch.nn.Module):
                     f"teacher cache {p} was written for {meta[key]} {key[4:]}, the student's dataset "
                     f"'{kg.name}' has {have}"
                 )
+        if meta.get("vocab_sha256") not in (None, vocab_digest(kg)):
+            raise ConfigError(
+                f"teacher cache {p} was written for other ids than those of the student's dataset "
+                f"'{kg.name}' (same sizes, other labels: another graph or view); write it for this one"
+            )
         self.meta = meta
         self.num_entities, self.num_relations, self.num_times = (
             kg.num_entities,
@@ -160,6 +178,14 @@ class CachedTeacher(torch.nn.Module):
         found = self.keys[pos] == key
         if self.full:
             rows = self.scores[pos].float()
+        elif candidates is None:  # top-k as it is: (B, k) scores and their entity ids
+            top = self.topk_scores[pos].float()
+            mask = torch.isfinite(top) & found[:, None]
+            return ModelOutput(
+                scores=torch.where(mask, top, torch.zeros_like(top)),
+                mask=mask,
+                ids=self.topk_ids[pos],
+            )
         else:
             rows = torch.full(
                 (len(queries), self.num_entities), float("-inf"), device=queries.device

@@ -45,6 +45,9 @@ def _rows(mask: torch.Tensor | None, n: int, device: torch.device) -> torch.Tens
 class BKD(LossTerm):
     """Hinton's distillation: ``KL(softmax(s_T / T) || softmax(s_S / T)) * T^2``, averaged over queries.
 
+    With a top-k teacher (a cache written with ``k``) both softmaxes run over the teacher's k candidates of each
+    query, the same as masking the other entities, at the cost of ``(B, k)`` instead of ``(B, E)``.
+
     Args:
         temperature: the softening temperature ``T``.
 
@@ -52,6 +55,7 @@ class BKD(LossTerm):
     """
 
     requires_teacher: ClassVar[bool] = True
+    sparse_scores: ClassVar[bool] = True
 
     def __init__(self, *, temperature: float = 2.0) -> None:
         super().__init__()
@@ -69,7 +73,9 @@ class BKD(LossTerm):
             log_pt = masked_log_softmax(teacher.scores, teacher.mask, t)
             pt = log_pt.exp()
             neg_entropy = (pt * log_pt).nan_to_num_(0.0).sum(-1)  # masked entries: 0 * -inf
-        log_ps = masked_log_softmax(student.scores, teacher.mask, t)
+        # a top-k teacher (a cache): both distributions over the teacher's k candidates, (B, k) not (B, E)
+        s = student.scores if teacher.ids is None else student.scores.gather(1, teacher.ids)
+        log_ps = masked_log_softmax(s, teacher.mask, t)
         if teacher.mask is not None:
             log_ps = log_ps.masked_fill(~teacher.mask, 0.0)
         kl = neg_entropy - (pt * log_ps).sum(-1)

@@ -26,7 +26,7 @@ from kgdistill.data.kg import KG
 from kgdistill.errors import ConfigError
 from kgdistill.models.base import ModelOutput
 from kgdistill.registry import Registry
-from kgdistill.types import HEAD, REL, TAIL, TIME, LongTensor
+from kgdistill.types import HEAD, REL, TAIL, TIME, FloatTensor, LongTensor
 
 __all__ = ["ALL_FIELDS", "TEACHERS", "KGETeacher", "Teacher", "align"]
 
@@ -177,6 +177,13 @@ class KGETeacher(torch.nn.Module):
                 valid = (ent >= 0)[None, :] if candidates is None else (ent[candidates] >= 0)
                 out.mask = valid.expand_as(scores) & ok[:, None]
         return out
+
+    @torch.no_grad()
+    def score_all(self, queries: LongTensor) -> FloatTensor:
+        """Scores of all the student's entities ``(B, E)``, ``-inf`` where the teacher cannot answer, so that
+        :func:`kgdistill.evaluate.evaluate` ranks a teacher on the student's graph."""
+        out = self.forward(queries, None, frozenset({"scores"}))
+        return out.scores if out.mask is None else out.scores.masked_fill(~out.mask, float("-inf"))
 
 
 def describe_teacher(teacher: torch.nn.Module) -> dict[str, object]:

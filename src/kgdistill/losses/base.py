@@ -27,6 +27,7 @@ class LossTerm(nn.Module):
         requires_teacher: the term compares the student with a teacher (class attribute).
         needs_candidates: the term needs sampled candidates (negative sampling), not 1-N scores.
         needs_entity_table: the term reads the entity table, which only 1-N steps output.
+        sparse_scores: the term reads a teacher's top-k scores (``ids`` set) without expanding them.
         reads: fields of the outputs the term needs (``scores``, ``h``, ``r``, ``t``, ``time_table``),
             set per instance when they depend on the term's options.
     """
@@ -35,6 +36,9 @@ class LossTerm(nn.Module):
     needs_candidates: ClassVar[bool] = False
     #: the term reads the whole entity table (``t`` of a 1-N step), so it cannot run with sampled negatives
     needs_entity_table: ClassVar[bool] = False
+    #: the term reads a top-k teacher output (``ModelOutput.ids``) as it is; other terms get it expanded to
+    #: all entities (:meth:`ModelOutput.dense`)
+    sparse_scores: ClassVar[bool] = False
     #: output fields the term reads, of the teacher and of the student (may depend on the term's options)
     reads: frozenset[str] = frozenset()
 

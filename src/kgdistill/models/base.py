@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -44,6 +44,9 @@ class ModelOutput:
         factors: tensors ``(B, k)`` the N3 / L2 regularisers act on (head, relation, true tail).
         time_table: ``(T, d_tau)`` the time embeddings, for temporal smoothness; ``None`` if none.
         known: ``(E,)`` entities a teacher knows (rows of ``t`` that are real), or ``None`` = all.
+        ids: ``(B, k)`` the entity of every column of ``scores`` when a teacher answers with its top-k
+            candidates only (``scores (B, k)``, a cached teacher); ``None``: the columns are the candidates
+            (or all entities). :meth:`dense` expands such an output to all entities.
     """
 
     scores: FloatTensor
@@ -54,6 +57,18 @@ class ModelOutput:
     factors: tuple[FloatTensor, ...] = field(default_factory=tuple)
     time_table: FloatTensor | None = None
     known: BoolTensor | None = None
+    ids: LongTensor | None = None
+
+    def dense(self, num_entities: int) -> ModelOutput:
+        """A top-k output (``ids`` set) as scores over all entities ``(B, E)``, the rest masked; else itself."""
+        if self.ids is None:
+            return self
+        valid = torch.ones_like(self.scores, dtype=torch.bool) if self.mask is None else self.mask
+        rows = self.scores.new_zeros((len(self.ids), num_entities))
+        mask = torch.zeros(rows.shape, dtype=torch.bool, device=rows.device)
+        rows.scatter_(1, self.ids, torch.where(valid, self.scores, 0))
+        mask.scatter_(1, self.ids, valid)
+        return replace(self, scores=rows, mask=mask, ids=None)
 
 
 class KGEModel(nn.Module):
