@@ -33,6 +33,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "read_safetensors",
+    "read_safetensors_header",
     "save_checkpoint",
 ]
 
@@ -127,6 +128,15 @@ def atomic_save_tensors(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_safetensors_header(path: Path, what: str) -> dict[str, str]:
+    """Only the header metadata of a safetensors file (no tensor is read); a bad file is a :class:`CheckpointError`."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: truncated or corrupt {what} ({e})") from None
 
 
 def read_safetensors(path: Path, what: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:

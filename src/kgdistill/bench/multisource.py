@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from kgdistill.bench.runs import ensure_run, machine_info, run_command
-from kgdistill.checkpoint import atomic_write_text, load_checkpoint, read_safetensors
+from kgdistill.checkpoint import atomic_write_text, load_checkpoint, read_safetensors_header
 from kgdistill.errors import ConfigError
 from kgdistill.multi.linked import LINKED
 
@@ -185,7 +185,7 @@ def _ensure_cache(
     t0 = time.perf_counter()
     api.cache(teacher_dir, path, k=k, data=parse_config(student_cfg), progress=False)
     seconds = time.perf_counter() - t0
-    header = json.loads(read_safetensors(path, "teacher cache")[0]["kgdistill"])
+    header = json.loads(read_safetensors_header(path, "teacher cache")["kgdistill"])
     info = {"seconds": round(seconds, 3), "k": k, "queries": header["queries"]}
     atomic_write_text(info_path, json.dumps({**info, "teacher_sha256": teacher_sha}, indent=2))
     return info
