@@ -142,3 +142,18 @@ def test_two_stage_method_and_llm_scorer_rows(tmp_path: Path) -> None:
         "| LLM scorer (text head) | llm-scorer |"
         in (tmp_path / "out" / "temporal_kd.md").read_text()
     )
+
+
+def test_a_folder_written_before_a_config_field_existed_is_reused(tmp_path: Path) -> None:
+    """A stored config.yaml lacking a field added to the schema since (at its default) is the same config."""
+    from kgdistill.bench.runs import ensure_run
+
+    spec, work = _spec(tmp_path), tmp_path / "work"
+    run_temporal_kd(spec=spec, work=work, out=tmp_path / "o", methods=["none"], seeds=[0])
+    run = work / "wikidata12k-mini" / "teacher"
+    stored = yaml.safe_load((run / "config.yaml").read_text())
+    assert stored["data"].pop("multi") is None  # as written before data.multi existed
+    (run / "config.yaml").write_text(yaml.safe_dump(stored))
+    stamp = (run / "metrics.json").stat().st_mtime_ns
+    assert ensure_run(stored, run)["sides"]
+    assert (run / "metrics.json").stat().st_mtime_ns == stamp

@@ -29,7 +29,8 @@ def ensure_run(cfg_raw: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """
     cfg = parse_config(cfg_raw)
     stored = run_dir / "config.yaml"
-    if stored.is_file() and yaml.safe_load(stored.read_text()) != cfg.model_dump(mode="json"):
+    # the stored config read through the current schema: a field added since (with its default) is no change
+    if stored.is_file() and parse_config(yaml.safe_load(stored.read_text())) != cfg:
         raise ConfigError(
             f"{run_dir} holds a run of another config; remove it or use another --work folder"
         )
