@@ -116,8 +116,14 @@ def _teacher_kinds(sp: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return dict(kinds)
 
 
-def _cache_path(work: Path, pair: str, target: str, name: str) -> Path:
-    return work / Path(pair).name / f"{target}-{name}.safetensors"
+def _cache_path(teacher_dir: Path, target: str, name: str) -> Path:
+    """A target's cache of teacher ``name``, next to the teacher's run folder."""
+    return teacher_dir.parent / f"{target}-{name}.safetensors"
+
+
+def _percent(both: dict[str, float]) -> dict[str, float]:
+    """Metrics of the ``both`` side as rows report them: MRR and Hits in percent, MR as it is."""
+    return {k: (both[v] * 100 if k != "mr" else both[v]) for k, v in _METRICS.items()}
 
 
 def _used(sp: dict[str, Any], method: str) -> list[str]:
@@ -154,7 +160,7 @@ def _student_config(
             if kinds[n]["kind"] == "checkpoint"
             else {
                 "name": "cache",
-                "path": str(_cache_path(teacher_dir.parent.parent, pair, target, n)),
+                "path": str(_cache_path(teacher_dir, target, n)),
             }
         )
     if teachers:
@@ -202,8 +208,7 @@ def _teacher_on_target(teacher_dir: Path, student_cfg: dict[str, Any]) -> dict[s
     kg = load_data(cfg)
     teacher = KGETeacher(path=str(teacher_dir), kg=kg)
     m = evaluate(teacher, kg, "test", ties=cfg.eval.ties, ks=cfg.eval.ks)
-    both = m.sides["both"]
-    return {k: (both[v] * 100 if k != "mr" else both[v]) for k, v in _METRICS.items()}
+    return _percent(m.sides["both"])
 
 
 def _row(
@@ -215,7 +220,7 @@ def _row(
         "pair": pair,
         "target": target,
         "method": method,
-        **{k: (both[v] * 100 if k != "mr" else both[v]) for k, v in _METRICS.items()},
+        **_percent(both),
         "params": ckpt.meta["num_parameters"],
         "train_s": metrics.get("train_seconds"),
         "best_epoch": metrics.get("best_epoch"),
@@ -286,7 +291,7 @@ def run_multisource(
                     if kinds[n]["kind"] == "cache":
                         if n not in caches:
                             caches[n] = _ensure_cache(
-                                t_dir, _cache_path(work, pair, target, n), int(kinds[n]["k"]), cfg
+                                t_dir, _cache_path(t_dir, target, n), int(kinds[n]["k"]), cfg
                             )
                         cache_s += caches[n]["seconds"]
                 run_dir = work / Path(pair).name / f"{target}-{method}"
