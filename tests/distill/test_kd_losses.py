@@ -65,6 +65,31 @@ def test_score_matching(cls, compare: str) -> None:
         cls(compare="logits")
 
 
+def test_softmaxes_are_shared_by_the_terms_of_one_step() -> None:
+    """CE, Huber and MSE on probabilities read one memoised student softmax: same values and gradients as
+    computing each term on its own, one log-softmax pass instead of one per term."""
+    from kgdistill.losses.supervised import SupervisedCE
+
+    torch.manual_seed(3)
+    s, t = torch.randn(6, 9, requires_grad=True), torch.randn(6, 9)
+    batch = _batch()
+    terms = [SupervisedCE(), ScoreHuber(), ScoreMSE(), BKD(temperature=2.0)]
+    shared_s, shared_t = ModelOutput(scores=s), ModelOutput(scores=t)
+    shared = sum(term(shared_s, shared_t, batch) for term in terms)
+    # one student log-softmax at T 1 (CE, Huber, MSE) and one at T 2 (BKD)
+    assert sorted(k[:2] for k in shared_s._memo) == [("log", 1.0), ("log", 2.0), ("prob", 1.0)]
+    assert shared_s.log_softmax() is shared_s.log_softmax()
+    (g_shared,) = torch.autograd.grad(shared, s)
+    alone = sum(term(ModelOutput(scores=s), ModelOutput(scores=t), batch) for term in terms)
+    (g_alone,) = torch.autograd.grad(alone, s)
+    torch.testing.assert_close(shared, alone)
+    torch.testing.assert_close(g_shared, g_alone)
+    # a derived output (dense top-k expansion) never inherits the memo of the output it came from
+    top = ModelOutput(scores=t[:, :3], ids=torch.arange(3).repeat(6, 1))
+    top.log_softmax()
+    assert top.dense(9)._memo == {}
+
+
 def test_fitnet_projection_and_value() -> None:
     torch.manual_seed(3)
     s_out = ModelOutput(

@@ -18,20 +18,10 @@ from torch import nn
 from kgdistill.data.batching import Batch
 from kgdistill.errors import ConfigError
 from kgdistill.losses.base import LOSSES, LossTerm
-from kgdistill.models.base import ModelOutput
+from kgdistill.models.base import ModelOutput, masked_log_softmax
 from kgdistill.types import FloatTensor
 
 __all__ = ["BKD", "RKD", "FitNet", "ScoreHuber", "ScoreMSE", "masked_log_softmax"]
-
-
-def masked_log_softmax(
-    scores: FloatTensor, mask: torch.Tensor | None, temperature: float
-) -> FloatTensor:
-    """``log softmax(scores / T)`` over the valid entries of each row: ``(B, C) -> (B, C)`` (-inf where masked)."""
-    z = scores.float() / temperature
-    if mask is not None:
-        z = z.masked_fill(~mask, float("-inf"))
-    return torch.log_softmax(z, dim=-1)
 
 
 def _rows(mask: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor:
@@ -70,12 +60,16 @@ class BKD(LossTerm):
         assert teacher is not None
         t = self.temperature
         with torch.no_grad():
-            log_pt = masked_log_softmax(teacher.scores, teacher.mask, t)
-            pt = log_pt.exp()
+            log_pt = teacher.log_softmax(t, teacher.mask)
+            pt = teacher.softmax(t, teacher.mask)
             neg_entropy = (pt * log_pt).nan_to_num_(0.0).sum(-1)  # masked entries: 0 * -inf
         # a top-k teacher (a cache): both distributions over the teacher's k candidates, (B, k) not (B, E)
         s = student.scores if teacher.ids is None else student.scores.gather(1, teacher.ids)
-        log_ps = masked_log_softmax(s, teacher.mask, t)
+        log_ps = (
+            student.log_softmax(t, teacher.mask)
+            if teacher.ids is None
+            else masked_log_softmax(s, teacher.mask, t)
+        )
         if teacher.mask is not None:
             log_ps = log_ps.masked_fill(~teacher.mask, 0.0)
         kl = neg_entropy - (pt * log_ps).sum(-1)
@@ -97,20 +91,19 @@ class _ScoreMatch(LossTerm):
         self.compare, self.temperature = compare, temperature
         self.reads = frozenset({"scores"})
 
-    def _pair(
-        self, student: ModelOutput, teacher: ModelOutput
-    ) -> tuple[FloatTensor, FloatTensor, torch.Tensor]:
-        mask = (
-            teacher.mask
-            if teacher.mask is not None
-            else torch.ones_like(teacher.scores, dtype=torch.bool)
-        )
+    def _pair(self, student: ModelOutput, teacher: ModelOutput) -> tuple[FloatTensor, FloatTensor]:
+        """Student and teacher values ``(B, C)`` to compare, 0 where the teacher's mask is off."""
+        mask = teacher.mask
+        # memoised softmaxes: the Huber and MSE terms of one step share them
         if self.compare == "probs":
-            s = masked_log_softmax(student.scores, teacher.mask, self.temperature).exp()
-            t = masked_log_softmax(teacher.scores, teacher.mask, self.temperature).exp()
-        else:
-            s, t = student.scores.float(), teacher.scores.float()
-        return s, t, mask
+            s = student.softmax(self.temperature, mask)
+            with torch.no_grad():
+                t = teacher.softmax(self.temperature, mask)
+            return s, t  # a masked entry is 0 on both sides already
+        s, t = student.scores.float(), teacher.scores.float()
+        if mask is not None:
+            s, t = torch.where(mask, s, 0), torch.where(mask, t, 0)
+        return s, t
 
 
 @LOSSES.register("huber")
@@ -139,11 +132,8 @@ class ScoreHuber(_ScoreMatch):
         self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch
     ) -> FloatTensor:
         assert teacher is not None
-        s, t, mask = self._pair(student, teacher)
-        loss = F.huber_loss(
-            torch.where(mask, s, 0), torch.where(mask, t, 0), delta=self.delta, reduction="none"
-        )
-        return loss.sum(-1).mean()
+        s, t = self._pair(student, teacher)
+        return F.huber_loss(s, t, delta=self.delta, reduction="none").sum(-1).mean()
 
 
 @LOSSES.register("mse")
@@ -161,8 +151,8 @@ class ScoreMSE(_ScoreMatch):
         self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch
     ) -> FloatTensor:
         assert teacher is not None
-        s, t, mask = self._pair(student, teacher)
-        return ((s - t) ** 2 * mask).sum(-1).mean()
+        s, t = self._pair(student, teacher)
+        return ((s - t) ** 2).sum(-1).mean()
 
 
 _FIELDS = ("h", "r", "t", "time_table")

@@ -32,9 +32,13 @@ class SupervisedCE(LossTerm):
     def forward(
         self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch
     ) -> FloatTensor:
-        return F.cross_entropy(
-            student.scores.float(), batch.targets, label_smoothing=self.label_smoothing
-        )
+        # the student's log-softmax is memoised on its output: score-matching terms at T = 1 reuse it
+        logp = student.log_softmax()
+        nll = F.nll_loss(logp, batch.targets)
+        if not self.label_smoothing:
+            return nll
+        eps = self.label_smoothing  # as F.cross_entropy: target (1 - eps) one-hot + eps / C uniform
+        return (1 - eps) * nll - eps * logp.mean(-1).mean()
 
 
 @LOSSES.register("negative_sampling")

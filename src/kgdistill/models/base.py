@@ -12,7 +12,19 @@ from kgdistill.models.interactions import Interaction
 from kgdistill.models.representations import RelationEncoder
 from kgdistill.types import HEAD, REL, TAIL, TIME, BoolTensor, FloatTensor, LongTensor
 
-__all__ = ["KGEModel", "ModelOutput", "Vocab"]
+__all__ = ["KGEModel", "ModelOutput", "Vocab", "masked_log_softmax"]
+
+
+def masked_log_softmax(
+    scores: FloatTensor, mask: BoolTensor | None, temperature: float
+) -> FloatTensor:
+    """``log softmax(scores / T)`` over the valid entries of each row: ``(B, C) -> (B, C)`` (-inf where masked)."""
+    z = scores.float()
+    if temperature != 1.0:
+        z = z / temperature
+    if mask is not None:
+        z = z.masked_fill(~mask, float("-inf"))
+    return torch.log_softmax(z, dim=-1)
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,40 @@ class ModelOutput:
     time_table: FloatTensor | None = None
     known: BoolTensor | None = None
     ids: LongTensor | None = None
+    # per-output memo of softmaxes: the terms of one step share one pass (and its backward); never copied
+    _memo: dict[tuple[object, ...], tuple[BoolTensor | None, FloatTensor]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def log_softmax(self, temperature: float = 1.0, mask: BoolTensor | None = None) -> FloatTensor:
+        """``log softmax(scores / T)`` over the ``mask``'s valid entries (-inf elsewhere): ``(B, C)``.
+
+        Computed once per output, temperature and mask: the supervised loss, BKD and the score-matching terms
+        of one step read the same tensor, so a step with several such terms pays one pass, not one per term.
+        """
+        return self._memoised("log", temperature, mask)
+
+    def softmax(self, temperature: float = 1.0, mask: BoolTensor | None = None) -> FloatTensor:
+        """``softmax(scores / T)`` over the ``mask``'s valid entries (0 elsewhere): ``(B, C)``, memoised."""
+        return self._memoised("prob", temperature, mask)
+
+    def _memoised(self, kind: str, temperature: float, mask: BoolTensor | None) -> FloatTensor:
+        # the mask is kept with the value, so its id cannot be reused while the memo lives
+        key = (
+            kind,
+            float(temperature),
+            None if mask is None else id(mask),
+            torch.is_grad_enabled(),
+        )
+        hit = self._memo.get(key)
+        if hit is None:
+            value = (
+                masked_log_softmax(self.scores, mask, temperature)
+                if kind == "log"
+                else self.log_softmax(temperature, mask).exp()
+            )
+            hit = self._memo[key] = (mask, value)
+        return hit[1]
 
     def dense(self, num_entities: int) -> ModelOutput:
         """A top-k output (``ids`` set) as scores over all entities ``(B, E)``, the rest masked; else itself."""
