@@ -50,20 +50,34 @@ def test_benchmark_writes_every_result_file(tmp_path: Path) -> None:
     spec, work, out = _spec(tmp_path), tmp_path / "work", tmp_path / "out"
     doc = run_temporal_kd(spec=spec, work=work, out=out)
     ds = str(FIXTURES / "wikidata12k-mini")
-    assert len(doc["rows"]) == 1 + 4 * 2  # the teacher, then 4 methods x 2 seeds
-    summary = {(s["model"], s["method"]): s for s in doc["summary"]}
-    assert set(summary) == {
-        ("teacher", "-"),
+    assert len(doc["runs"]) == 1 + 4 * 2  # the teacher, then 4 methods x 2 seeds
+    rows = {(r["student"], r["method"]): r for r in doc["rows"]}
+    assert set(rows) == {
+        ("tntcomplex", "teacher"),
         *(("ttranse", m) for m in ("none", "bkd", "fitnet", "rkd")),
     }
-    for s in doc["summary"]:
-        if s["model"] != "teacher":
-            assert s["seeds"] == [0, 1] and s["mrr_std"] is not None
-            assert s["params"] < summary[("teacher", "-")]["params"] and s["latency_ms"] > 0
+    schema = {"dataset", "student", "method", "mrr", "mr", "hits1", "hits3", "hits10"}
+    schema |= {"params", "bytes", "latency_ms", "seeds"}
+    teacher = rows[("tntcomplex", "teacher")]
+    for r in doc["rows"]:
+        assert schema <= set(r)
+        assert 0 <= r["hits1"] <= r["hits3"] <= r["hits10"] <= 100
+        runs = [
+            x for x in doc["runs"] if (x["student"], x["method"]) == (r["student"], r["method"])
+        ]
+        assert r["mrr"] == pytest.approx(sum(x["mrr"] for x in runs) / len(runs))
+        if r["method"] != "teacher":
+            assert r["seeds"] == [0, 1] and r["mrr_std"] is not None
+            assert r["params"] < teacher["params"] and r["latency_ms"] > 0
+    metrics = json.loads(
+        (work / "wikidata12k-mini" / "ttranse-bkd-s1" / "metrics.json").read_text()
+    )
+    run = next(x for x in doc["runs"] if (x["method"], x["seed"]) == ("bkd", 1))
+    assert run["hits10"] == pytest.approx(metrics["sides"]["both"]["hits@10"] * 100)
     goals = doc["goals"][ds]
     assert set(goals["students"]["ttranse"]["kd_beats_no_kd"]) == {"bkd", "fitnet", "rkd"}
     md = (out / "temporal_kd.md").read_text()
-    assert "| teacher (tntcomplex, dim 8) | - |" in md and " ± " in md and "## Goals" in md
+    assert "| teacher (tntcomplex, dim 8) | teacher |" in md and " ± " in md and "## Goals" in md
     table = [line.split(" | ")[1] for line in md.splitlines() if line.startswith("| ttranse |")]
     assert table[0] == "none"  # the baseline row comes first
     rows = list(csv.DictReader((out / "temporal_kd.csv").open()))
@@ -74,8 +88,8 @@ def test_benchmark_writes_every_result_file(tmp_path: Path) -> None:
     metrics = work / "wikidata12k-mini" / "ttranse-none-s0" / "metrics.json"
     stamp = metrics.stat().st_mtime_ns
     again = run_temporal_kd(spec=spec, work=work, out=out, methods=["none"], seeds=[0])
-    first = next(r for r in doc["rows"] if (r["method"], r["seed"]) == ("none", 0))
-    assert again["rows"][1]["mrr"] == first["mrr"]
+    first = next(r for r in doc["runs"] if (r["method"], r["seed"]) == ("none", 0))
+    assert again["runs"][1]["mrr"] == first["mrr"]
     assert metrics.stat().st_mtime_ns == stamp
     assert not (FIXTURES / "wikidata12k-mini" / "teacher").exists()  # runs stay under --work
 
@@ -127,8 +141,8 @@ def test_two_stage_method_and_llm_scorer_rows(tmp_path: Path) -> None:
         out=tmp_path / "out",
         methods=["bkd", "ours", "llm-scorer"],
     )
-    assert [(r["model"], r["method"]) for r in doc["rows"]] == [
-        ("teacher", "-"),
+    assert [(r["student"], r["method"]) for r in doc["rows"]] == [
+        ("tntcomplex", "teacher"),
         ("llm_scorer", "llm-scorer"),
         ("ttranse", "bkd"),
         ("ttranse", "ours"),

@@ -362,9 +362,7 @@ def temporal_kd(
         out=out,
         data_root=data_root,
     )
-    click.echo(
-        seed_table(doc["summary"], list(dict.fromkeys(s["dataset"] for s in doc["summary"])))
-    )
+    click.echo(seed_table(doc["rows"], list(dict.fromkeys(r["dataset"] for r in doc["rows"]))))
     click.echo(f"results written to {out}/temporal_kd.{{json,csv,md,png}}")
 
 

@@ -13,62 +13,58 @@ from kgdistill.checkpoint import atomic_write_text
 __all__ = ["seed_table", "write_temporal_kd"]
 
 _SHORT = {"yago11k": "YAGO", "wikidata12k": "WIKI"}
-_COLS = (
-    ("mrr", "MRR", 100),
-    ("mr", "MR", 1),
-    ("hits@1", "H@1", 100),
-    ("hits@3", "H@3", 100),
-    ("hits@10", "H@10", 100),
-)
+_COLS = (("mrr", "MRR"), ("mr", "MR"), ("hits1", "H@1"), ("hits3", "H@3"), ("hits10", "H@10"))
+#: table order of the methods that are not students
+_TEACHER_ORDER = {"teacher": 0, "llm-scorer": 1}
 
 
-def _cell(entry: dict[str, Any] | None, key: str, scale: float) -> str:
-    if entry is None or entry.get(key) is None:
+def _cell(row: dict[str, Any] | None, key: str) -> str:
+    if row is None or row.get(key) is None:
         return "-"
-    value, std = entry[key] * scale, (entry.get(key + "_std") or 0.0) * scale
-    return f"{value:.2f} ± {std:.2f}" if len(entry["seeds"]) > 1 else f"{value:.2f}"
+    value, std = row[key], row.get(key + "_std") or 0.0
+    return f"{value:.2f} ± {std:.2f}" if len(row["seeds"]) > 1 else f"{value:.2f}"
 
 
-def seed_table(summary: list[dict[str, Any]], datasets: list[str]) -> str:
-    """Markdown table: one row per (model, method), MRR / MR / Hits in percent for each dataset."""
+def _label(row: dict[str, Any]) -> str:
+    if row["method"] == "teacher":
+        return f"teacher ({row['family']}, dim {row['dim']})"
+    if row["method"] == "llm-scorer":
+        return "LLM scorer (text head)"
+    return str(row["student"])
+
+
+def seed_table(rows: list[dict[str, Any]], datasets: list[str]) -> str:
+    """Markdown table: one row per (model, method), MRR / MR / Hits in percent for each dataset (rows of
+    different datasets with the same label and method share a line: the teachers' dims may differ)."""
     keys: list[tuple[str, str]] = []
-    for s in summary:
-        if (s["model"], s["method"]) not in keys:
-            keys.append((s["model"], s["method"]))
-    models = list(dict.fromkeys(m for m, _ in keys))
-    keys.sort(
-        key=lambda k: (k[0] != "teacher", models.index(k[0]), k[1] != "none")
-    )  # baseline first
-    index = {(s["dataset"], s["model"], s["method"]): s for s in summary}
+    for r in rows:
+        if (_label(r), r["method"]) not in keys:
+            keys.append((_label(r), r["method"]))
+    labels = list(dict.fromkeys(k for k, _ in keys))
+    # teachers first, then each student with its no-KD baseline first
+    keys.sort(key=lambda k: (_TEACHER_ORDER.get(k[1], 2), labels.index(k[0]), k[1] != "none"))
+    index = {(r["dataset"], _label(r), r["method"]): r for r in rows}
     head = ["student", "method"] + [
-        f"{_SHORT.get(d, d)} {label}" for d in datasets for _, label, _ in _COLS
+        f"{_SHORT.get(d, d)} {label}" for d in datasets for _, label in _COLS
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for model, method in keys:
-        label = model
-        if model == "teacher":
-            ref = next(s for s in summary if s["model"] == "teacher")
-            label = f"teacher ({ref['family']}, dim {ref['dim']})"
-        elif model == "llm_scorer":
-            label = "LLM scorer (text head)"
-        cells = [
-            _cell(index.get((d, model, method)), k, sc) for d in datasets for k, _, sc in _COLS
-        ]
+    for label, method in keys:
+        cells = [_cell(index.get((d, label, method)), k) for d in datasets for k, _ in _COLS]
         lines.append("| " + " | ".join([label, method, *cells]) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _size_table(summary: list[dict[str, Any]]) -> str:
+def _size_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| dataset | model | method | dim | parameters | bytes | latency (ms) | size / teacher | MRR / teacher |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for s in summary:
-        t = next(x for x in summary if x["dataset"] == s["dataset"] and x["model"] == "teacher")
+    for r in rows:
+        t = next(x for x in rows if x["dataset"] == r["dataset"] and x["method"] == "teacher")
         lines.append(
-            f"| {s['dataset']} | {s['model']} | {s['method']} | {s['dim']} | {s['params']:,} | "
-            f"{s['bytes']:,} | {s['latency_ms']:.3f} | {s['params'] / t['params']:.3f} | "
-            f"{s['mrr'] / t['mrr']:.3f} |"
+            f"| {r['dataset']} | {r['student']} | {r['method']} | {r['dim']} | {r['params']:,} | "
+            f"{r['bytes']:,} | {r['latency_ms']:.3f} | {r['params'] / t['params']:.3f} | "
+            f"{r['mrr'] / t['mrr']:.3f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -94,30 +90,40 @@ def _goals(goals: dict[str, Any]) -> str:
         if b:
             verdict = "meets" if b["retained"] >= 0.9 else "misses"
             out.append(
-                f"- {ds}: best student at <= 1/8 of the teacher's parameters: {b['model']} + {b['method']}, "
-                f"MRR {b['mrr'] * 100:.2f} = {b['retained']:.1%} of the teacher's {g['teacher_mrr'] * 100:.2f} "
+                f"- {ds}: best student at <= 1/8 of the teacher's parameters: {b['student']} + {b['method']}, "
+                f"MRR {b['mrr']:.2f} = {b['retained']:.1%} of the teacher's {g['teacher_mrr']:.2f} "
                 f"at {b['size_ratio']:.3f} of its size ({verdict} the 90% goal)"
             )
     return "\n".join(out) + "\n"
 
 
-def _plot(summary: list[dict[str, Any]], datasets: list[str], path: Path) -> None:
+def _plot(rows: list[dict[str, Any]], datasets: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
-    markers = {"-": "*", "none": "o", "bkd": "s", "fitnet": "^", "rkd": "D", "ours": "P"}
+    markers = {
+        "teacher": "*",
+        "llm-scorer": "X",
+        "none": "o",
+        "bkd": "s",
+        "fitnet": "^",
+        "rkd": "D",
+        "ours": "P",
+    }
     for ax, ds in zip(axes[0], datasets, strict=True):
-        for s in (s for s in summary if s["dataset"] == ds):
+        for r in (r for r in rows if r["dataset"] == ds):
             ax.errorbar(
-                s["params"],
-                s["mrr"] * 100,
-                yerr=(s["mrr_std"] or 0) * 100,
-                marker=markers.get(s["method"], "x"),
-                markersize=12 if s["model"] == "teacher" else 7,
-                label=f"{s['model']} {s['method']}".replace(" -", ""),
+                r["params"],
+                r["mrr"],
+                yerr=r["mrr_std"] or 0,
+                marker=markers.get(r["method"], "x"),
+                markersize=12 if r["method"] == "teacher" else 7,
+                label=_label(r)
+                if r["method"] in _TEACHER_ORDER
+                else f"{r['student']} {r['method']}",
                 linestyle="none",
             )
         ax.set_xscale("log")
@@ -134,11 +140,11 @@ def _plot(summary: list[dict[str, Any]], datasets: list[str], path: Path) -> Non
 def write_temporal_kd(doc: dict[str, Any], out: Path) -> None:
     """``temporal_kd.json`` / ``.csv`` / ``.md`` / ``.png`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    datasets = list(dict.fromkeys(s["dataset"] for s in doc["summary"]))
+    datasets = list(dict.fromkeys(r["dataset"] for r in doc["rows"]))
     atomic_write_text(out / "temporal_kd.json", json.dumps(doc, indent=2) + "\n")
-    atomic_write_text(out / "temporal_kd.csv", pd.DataFrame(doc["summary"]).to_csv(index=False))
+    atomic_write_text(out / "temporal_kd.csv", pd.DataFrame(doc["rows"]).to_csv(index=False))
     md = [
-        "# Temporal KD benchmark: teacher -> small students, no KD vs BKD / FitNet / RKD",
+        "# Temporal KD benchmark: teacher -> small students, no KD vs BKD / FitNet / RKD / LLM-guided two-stage",
         "",
         f"Command: `{doc['command']}`  ",
         f"Machine: {doc['machine']}  ",
@@ -150,15 +156,15 @@ def write_temporal_kd(doc: dict[str, Any], out: Path) -> None:
         "protocol far from the literature's (published TA-DistMult on YAGO11k: 15.5-16.1): compare methods "
         "within this table, not with those numbers.",
         "",
-        seed_table(doc["summary"], datasets),
+        seed_table(doc["rows"], datasets),
         "## Size and speed",
         "",
         "Latency: one query scored against all entities plus top-10, CPU, 1 thread, median of 200.",
         "",
-        _size_table(doc["summary"]),
+        _size_table(doc["rows"]),
         "## Goals",
         "",
         _goals(doc["goals"]),
     ]
     atomic_write_text(out / "temporal_kd.md", "\n".join(md))
-    _plot(doc["summary"], datasets, out / "temporal_kd.png")
+    _plot(doc["rows"], datasets, out / "temporal_kd.png")

@@ -29,9 +29,10 @@ from kgdistill.errors import ConfigError
 __all__ = ["run_temporal_kd"]
 
 log = logging.getLogger(__name__)
-_METRICS = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
-#: Rows that are teachers, not students: the conventional teacher and the LLM scorer.
-_TEACHERS = ("teacher", "llm_scorer")
+#: row key -> key of the evaluator's metrics
+_METRICS = {"mrr": "mrr", "mr": "mr", "hits1": "hits@1", "hits3": "hits@3", "hits10": "hits@10"}
+#: Methods of rows that are teachers, not students: the conventional teacher and the LLM scorer.
+_TEACHERS = ("teacher", "llm-scorer")
 
 
 def _spec(path: str | Path | None) -> dict[str, Any]:
@@ -138,15 +139,15 @@ def run_temporal_kd(
         if unknown:
             raise ConfigError(f"unknown {name}(s) {unknown}; the spec has {list(known)}")
     work, out = Path(work), Path(out)
-    rows: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
     done: list[str] = []
     for ds in datasets:
         teacher_dirs = {"kge": work / Path(ds).name / "teacher"}
         t_cfg = _teacher_config(sp, "teacher", ds, data_root, teacher_epochs)
         metrics = ensure_run(t_cfg, teacher_dirs["kge"])
-        rows.append(_row(ds, "teacher", "-", 0, metrics, teacher_dirs["kge"]))
+        runs.append(_row(ds, "teacher", "teacher", 0, metrics, teacher_dirs["kge"]))
         done.append(ds)
-        write_temporal_kd(_document(rows, sp, done), out)
+        write_temporal_kd(_document(runs, sp, done), out)
         needs_llm = any(
             t.get("teacher") == "llm"
             for m in methods
@@ -158,22 +159,23 @@ def run_temporal_kd(
             teacher_dirs["llm"] = work / Path(ds).name / "llm_scorer"
             l_cfg = _teacher_config(sp, "llm_teacher", ds, data_root, teacher_epochs)
             metrics = ensure_run(l_cfg, teacher_dirs["llm"])
-            rows.append(_row(ds, "llm_scorer", "llm-scorer", 0, metrics, teacher_dirs["llm"]))
-            write_temporal_kd(_document(rows, sp, done), out)
+            runs.append(_row(ds, "llm_scorer", "llm-scorer", 0, metrics, teacher_dirs["llm"]))
+            write_temporal_kd(_document(runs, sp, done), out)
         for student in students:
             for method in (m for m in methods if m != "llm-scorer"):
                 for seed in seeds:
                     cfg = _configs(sp, ds, data_root, teacher_dirs, student, method, seed, epochs)
                     run_dir = work / Path(ds).name / f"{student}-{method}-s{seed}"
-                    rows.append(_row(ds, student, method, seed, ensure_run(cfg, run_dir), run_dir))
+                    runs.append(_row(ds, student, method, seed, ensure_run(cfg, run_dir), run_dir))
                     # results so far, after every run: a long benchmark stopped midway still leaves its table
-                    write_temporal_kd(_document(rows, sp, done), out)
-    return _document(rows, sp, datasets)
+                    write_temporal_kd(_document(runs, sp, done), out)
+    return _document(runs, sp, datasets)
 
 
 def _row(
     dataset: str, model: str, method: str, seed: int, metrics: dict[str, Any], run_dir: Path
 ) -> dict[str, Any]:
+    """One run: its test metrics (MRR and Hits in percent), size, latency and training time."""
     ckpt = load_checkpoint(run_dir / "best.safetensors")
     m = load_model(ckpt).cpu()
     spec = ckpt.meta["model"]
@@ -181,12 +183,13 @@ def _row(
     both = metrics["sides"]["both"]
     return {
         "dataset": dataset,
-        "model": model,
-        "family": spec["name"],
-        "dim": spec["kwargs"].get("dim"),
+        # the row's model: a student family key of the spec, or the teacher's family / the LLM scorer
+        "student": spec["name"] if method == "teacher" else model,
         "method": method,
         "seed": seed,
-        **{k: both[k] for k in _METRICS},
+        **{k: both[v] * (1 if k == "mr" else 100) for k, v in _METRICS.items()},
+        "family": spec["name"],
+        "dim": spec["kwargs"].get("dim"),
         "params": m.num_parameters(),
         "bytes": m.num_bytes(),
         "latency_ms": round(single_query_latency_ms(m, query), 4),
@@ -200,65 +203,63 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def _document(
-    rows: list[dict[str, Any]], sp: dict[str, Any], datasets: list[str]
-) -> dict[str, Any]:
+def _aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (dataset, model, method): the mean and std over its seeds."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((r["dataset"], r["model"], r["method"]), []).append(r)
-    summary = []
-    for (ds, model, method), rs in groups.items():
-        entry = {
-            "dataset": ds,
-            "model": model,
-            "method": method,
-            "seeds": [r["seed"] for r in rs],
-            "params": rs[0]["params"],
-            "bytes": rs[0]["bytes"],
-            "latency_ms": rs[0]["latency_ms"],
-            "dim": rs[0]["dim"],
-            "family": rs[0]["family"],
-        }
+    for r in runs:
+        groups.setdefault((r["dataset"], r["student"], r["method"]), []).append(r)
+    rows = []
+    for (ds, student, method), rs in groups.items():
+        row: dict[str, Any] = {"dataset": ds, "student": student, "method": method}
         for k in (*_METRICS, "train_s"):
             vals = [r[k] for r in rs if r[k] is not None]
-            entry[k], entry[k + "_std"] = _mean_std(vals) if vals else (None, None)
-        summary.append(entry)
+            row[k], row[k + "_std"] = _mean_std(vals) if vals else (None, None)
+        row["seeds"] = [r["seed"] for r in rs]
+        row.update({k: rs[0][k] for k in ("params", "bytes", "latency_ms", "family", "dim")})
+        rows.append(row)
+    return rows
+
+
+def _student_goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per student family: which KD methods beat no KD, and whether ``ours`` beats the best baseline."""
+    per: dict[str, Any] = {}
+    for r in (r for r in rows if r["method"] not in _TEACHERS):
+        d = per.setdefault(r["student"], {"methods": {}, "hits1": {}})
+        d["methods"][r["method"]], d["hits1"][r["method"]] = r["mrr"], r["hits1"]
+    for d in per.values():
+        base = d["methods"].get("none")
+        d["kd_beats_no_kd"] = {
+            m: (v > base) for m, v in d["methods"].items() if m != "none" and base is not None
+        }
+        baselines = [m for m in ("bkd", "fitnet", "rkd") if m in d["methods"]]
+        if "ours" in d["methods"] and baselines:
+            d["ours_beats_best_baseline"] = {
+                "mrr": d["methods"]["ours"] > max(d["methods"][m] for m in baselines),
+                "hits1": d["hits1"]["ours"] > max(d["hits1"][m] for m in baselines),
+            }
+    return per
+
+
+def _document(
+    runs: list[dict[str, Any]], sp: dict[str, Any], datasets: list[str]
+) -> dict[str, Any]:
+    rows = _aggregate(runs)
     goals = {}
     for ds in datasets:
-        teacher = next(s for s in summary if s["dataset"] == ds and s["model"] == "teacher")
-        per_student: dict[str, Any] = {}
-        for s in (s for s in summary if s["dataset"] == ds and s["model"] not in _TEACHERS):
-            d = per_student.setdefault(s["model"], {"methods": {}})
-            d["methods"][s["method"]] = s["mrr"]
-        for s in (s for s in summary if s["dataset"] == ds and s["model"] not in _TEACHERS):
-            per_student[s["model"]].setdefault("hits1", {})[s["method"]] = s["hits@1"]
-        for d in per_student.values():
-            base = d["methods"].get("none")
-            d["kd_beats_no_kd"] = {
-                m: (v > base) for m, v in d["methods"].items() if m != "none" and base is not None
-            }
-            baselines = [m for m in ("bkd", "fitnet", "rkd") if m in d["methods"]]
-            if "ours" in d["methods"] and baselines:
-                d["ours_beats_best_baseline"] = {
-                    "mrr": d["methods"]["ours"] > max(d["methods"][m] for m in baselines),
-                    "hits1": d["hits1"]["ours"] > max(d["hits1"][m] for m in baselines),
-                }
+        here = [r for r in rows if r["dataset"] == ds]
+        teacher = next(r for r in here if r["method"] == "teacher")
         small = [
-            s
-            for s in summary
-            if s["dataset"] == ds
-            and s["model"] not in _TEACHERS
-            and s["params"] * 8 <= teacher["params"]
+            r for r in here if r["method"] not in _TEACHERS and r["params"] * 8 <= teacher["params"]
         ]
-        best = max(small, key=lambda s: s["mrr"], default=None)
+        best = max(small, key=lambda r: r["mrr"], default=None)
         goals[ds] = {
             "teacher_mrr": teacher["mrr"],
             "teacher_params": teacher["params"],
-            "students": per_student,
+            "students": _student_goals(here),
             "best_small_student": None
             if best is None
             else {
-                "model": best["model"],
+                "student": best["student"],
                 "method": best["method"],
                 "mrr": best["mrr"],
                 "params": best["params"],
@@ -273,7 +274,8 @@ def _document(
         "command": run_command(),
         "machine": machine,
         "protocol": {"data": sp.get("data"), "eval": sp.get("eval")},
+        "units": "mrr and hits* in percent, mr as a rank; *_std over the seeds",
         "rows": rows,
-        "summary": summary,
+        "runs": runs,
         "goals": goals,
     }
