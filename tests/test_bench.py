@@ -171,3 +171,26 @@ def test_a_folder_written_before_a_config_field_existed_is_reused(tmp_path: Path
     stamp = (run / "metrics.json").stat().st_mtime_ns
     assert ensure_run(stored, run)["sides"]
     assert (run / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_a_call_for_one_dataset_keeps_the_others(tmp_path: Path) -> None:
+    """Datasets run by separate calls (or machines) end up in one table; a dataset run again is replaced."""
+    raw = yaml.safe_load(_spec(tmp_path).read_text())
+    wiki, yago = str(FIXTURES / "wikidata12k-mini"), str(FIXTURES / "yago11k-mini")
+    raw["datasets"] = [yago, wiki]
+    spec = tmp_path / "two.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    out, work = tmp_path / "out", tmp_path / "work"
+    kw = {"spec": spec, "work": work, "out": out, "methods": ["none"], "seeds": [0]}
+    run_temporal_kd(datasets=[wiki], **kw)
+    doc = run_temporal_kd(datasets=[yago], **kw)
+    assert [r["dataset"] for r in doc["rows"]] == [yago, yago, wiki, wiki]  # the spec's order
+    assert set(doc["sources"]) == {yago, wiki} and set(doc["goals"]) == {yago, wiki}
+    md = (out / "temporal_kd.md").read_text()
+    assert f"- {wiki}: `" in md and f"- {yago}: `" in md
+    again = run_temporal_kd(datasets=[wiki], **kw)  # reused runs replace, never duplicate, its rows
+    assert len(again["runs"]) == 4
+    key = ("dataset", "student", "method", "mrr", "hits1", "params")
+    assert [[r[k] for k in key] for r in again["rows"]] == [
+        [r[k] for k in key] for r in doc["rows"]
+    ]

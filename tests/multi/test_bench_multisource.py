@@ -101,6 +101,21 @@ def test_benchmark_rows_and_files(spec: Path, tmp_path: Path) -> None:
     assert teacher_ckpt.stat().st_mtime_ns == before
     assert json.loads(cache.with_suffix(".json").read_text()) == info  # the cache is reused too
     assert [r["mrr"] for r in again["rows"]] == [r["mrr"] for r in doc["rows"]]
+    # another pair's results already in the file (one written before 'sources' existed) are kept
+    other = json.loads((out / "multisource.json").read_text())
+    del other["sources"]
+    for name in ("teachers", "teacher_on_target", "rows"):
+        for entry in other[name]:
+            entry["pair"] = "dbp15k_ja_en"
+    (out / "multisource.json").write_text(json.dumps(other))
+    merged = run_multisource(
+        spec=spec, targets=["zh"], methods=["all"], epochs=2, teacher_epochs=2, work=work, out=out
+    )
+    assert [r["pair"] for r in merged["rows"]] == ["dbp15k_ja_en"] * 2 + [str(FIXTURE)] * 2
+    assert set(merged["goals"]) == {f"{FIXTURE}:zh", "dbp15k_ja_en:zh"}
+    assert [u["pair"] for u in merged["teacher_reuse"]] == ["dbp15k_ja_en", str(FIXTURE)]
+    assert merged["sources"]["dbp15k_ja_en"]["command"] == other["command"]
+    assert "- dbp15k_ja_en: `" in (out / "multisource.md").read_text()
 
 
 def test_unknown_method_and_target(spec: Path, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from kgdistill.bench.runs import ensure_run, machine_info, run_command
+from kgdistill.bench.runs import earlier_results, ensure_run, machine_info, run_command
 from kgdistill.checkpoint import atomic_write_text, load_checkpoint, read_safetensors_header
 from kgdistill.errors import ConfigError
 from kgdistill.multi.linked import LINKED
@@ -269,6 +269,22 @@ def run_multisource(
     teachers: list[dict[str, Any]] = []
     on_target: list[dict[str, Any]] = []  # the teacher ranked on each target's test split
     rows: list[dict[str, Any]] = []
+    sources: dict[str, dict[str, Any]] = {}
+    lists = ("teachers", "teacher_on_target", "rows")
+
+    def write() -> dict[str, Any]:
+        # the other pairs' results already in --out are kept: a call for one pair adds to the file
+        prev = earlier_results(out / "multisource.json", "pair", pairs, lists)
+        doc = _document(
+            sp,
+            prev["teachers"] + teachers,
+            prev["teacher_on_target"] + on_target,
+            prev["rows"] + rows,
+            {**prev["sources"], **sources},
+        )
+        write_multisource(doc, out)
+        return doc
+
     for pair in pairs:
         graphs = _graphs(pair, data_root)
         chosen = [g for g in graphs if not targets or g in targets]
@@ -278,6 +294,7 @@ def run_multisource(
             )
         t_dir = work / Path(pair).name / "teacher"
         t_metrics = ensure_run(_teacher_config(sp, pair, data_root, teacher_epochs), t_dir)
+        sources[pair] = {"command": run_command(), **machine_info()}
         teachers.append({**_row(pair, "union", "teacher", t_metrics, t_dir), "curve": curve(t_dir)})
         for target in chosen:
             ev_cfg = _student_config(sp, pair, target, "scratch", data_root, t_dir, epochs)
@@ -299,10 +316,9 @@ def run_multisource(
                 # the cache is written for this target before the student's first step: its seconds count
                 pts = [(e, round(sec + cache_s, 3), m) for e, sec, m in curve(run_dir)]
                 rows.append({**row, "cache_s": cache_s or None, "curve": pts})
-                write_multisource(_document(sp, teachers, on_target, rows), out)
-    doc = _document(sp, teachers, on_target, rows)
-    write_multisource(doc, out)
-    return doc
+                sources[pair] = {"command": run_command(), **machine_info()}
+                write()
+    return write()
 
 
 def _document(
@@ -310,7 +326,9 @@ def _document(
     teachers: list[dict[str, Any]],
     on_target: list[dict[str, Any]],
     rows: list[dict[str, Any]],
+    sources: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
+    """The result document; ``sources``: pair -> the command, machine and date of its runs."""
     goals: dict[str, Any] = {}
     for row in rows:
         t = next(
@@ -371,6 +389,7 @@ def _document(
         "benchmark": "multisource",
         "command": run_command(),
         "machine": machine_info(),
+        "sources": sources,
         "protocol": {
             "split": sp["split"],
             "hops": sp.get("hops"),

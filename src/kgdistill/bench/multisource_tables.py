@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from kgdistill.bench.tables import source_lines
 from kgdistill.checkpoint import atomic_write_text
 
 __all__ = ["multisource_table", "write_multisource"]
@@ -115,8 +116,7 @@ def write_multisource(doc: dict[str, Any], out: Path) -> None:
     md = [
         "# Multi-source benchmark: joint pre-training once, local re-training per target",
         "",
-        f"Command: `{doc['command']}`  ",
-        f"Machine: {doc['machine']}",
+        *source_lines(doc),
         "",
         f"Protocol: every graph split {p['split']} (kgdistill.multi.split: valid/test entities and relations occur "
         f"in train); filtered ranking on the target's own test split, realistic ties, head and tail queries; MRR "

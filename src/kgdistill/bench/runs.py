@@ -7,6 +7,7 @@ import json
 import logging
 import platform
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from kgdistill import api
 from kgdistill.config import parse_config
 from kgdistill.errors import ConfigError
 
-__all__ = ["ensure_run", "machine_info", "run_command"]
+__all__ = ["earlier_results", "ensure_run", "machine_info", "run_command"]
 
 log = logging.getLogger(__name__)
 
@@ -62,3 +63,34 @@ def run_command() -> str:
     if sys.argv and "kgdistill" in sys.argv[0]:
         return "kgdistill " + " ".join(sys.argv[1:])
     return " ".join(sys.argv)
+
+
+def earlier_results(
+    path: Path, key: str, current: Sequence[str], lists: Sequence[str]
+) -> dict[str, Any]:
+    """What an earlier result file holds for the ``key`` values (datasets, pairs) this call does not run.
+
+    A benchmark called for some datasets only keeps the other datasets' results already in ``path``: for each
+    name in ``lists``, the entries whose ``key`` is not in ``current``, and the ``sources`` (command, machine,
+    date) they came from (a file written before ``sources`` existed: its one command and machine).
+    """
+    kept: dict[str, Any] = {name: [] for name in lists} | {"sources": {}}
+    if not path.is_file():
+        return kept
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        log.warning("%s is not valid JSON; its results are not kept", path)
+        return kept
+    if not isinstance(old, dict):
+        return kept
+    for name in lists:
+        entries = old.get(name)
+        if isinstance(entries, list):
+            kept[name] = [e for e in entries if isinstance(e, dict) and e.get(key) not in current]
+    present = {e[key] for name in lists for e in kept[name]}
+    sources = old.get("sources")
+    if not isinstance(sources, dict):
+        sources = {k: {"command": old.get("command"), **old.get("machine", {})} for k in present}
+    kept["sources"] = {k: v for k, v in sources.items() if k in present}
+    return kept

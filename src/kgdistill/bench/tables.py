@@ -10,7 +10,7 @@ import pandas as pd
 
 from kgdistill.checkpoint import atomic_write_text
 
-__all__ = ["seed_table", "write_temporal_kd"]
+__all__ = ["seed_table", "source_lines", "write_temporal_kd"]
 
 _SHORT = {"yago11k": "YAGO", "wikidata12k": "WIKI"}
 _COLS = (("mrr", "MRR"), ("mr", "MR"), ("hits1", "H@1"), ("hits3", "H@3"), ("hits10", "H@10"))
@@ -137,6 +137,15 @@ def _plot(rows: list[dict[str, Any]], datasets: list[str], path: Path) -> None:
     plt.close(fig)
 
 
+def source_lines(doc: dict[str, Any]) -> list[str]:
+    """The command, machine and date behind each dataset's (pair's) rows: calls for one add to the file."""
+    out = []
+    for ds, src in doc.get("sources", {}).items():
+        machine = {k: v for k, v in src.items() if k not in ("command", "date")}
+        out.append(f"- {ds}: `{src['command']}` on {machine}, {src['date']}")
+    return out or [f"Command: `{doc['command']}`  ", f"Machine: {doc['machine']}"]
+
+
 def write_temporal_kd(doc: dict[str, Any], out: Path) -> None:
     """``temporal_kd.json`` / ``.csv`` / ``.md`` / ``.png`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -146,9 +155,7 @@ def write_temporal_kd(doc: dict[str, Any], out: Path) -> None:
     md = [
         "# Temporal KD benchmark: teacher -> small students, no KD vs BKD / FitNet / RKD / LLM-guided two-stage",
         "",
-        f"Command: `{doc['command']}`  ",
-        f"Machine: {doc['machine']}  ",
-        f"Date: {doc['date']}",
+        *source_lines(doc),
         "",
         "Protocol: test split, time-aware filtered ranking, realistic ties, head and tail queries; "
         f"intervals: {doc['protocol']['data']}. MRR and Hits in percent, mean ± std over the seeds listed in the "

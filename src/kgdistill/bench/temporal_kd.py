@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from kgdistill.bench.latency import single_query_latency_ms
-from kgdistill.bench.runs import ensure_run, machine_info, run_command
+from kgdistill.bench.runs import earlier_results, ensure_run, machine_info, run_command
 from kgdistill.bench.tables import write_temporal_kd
 from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.errors import ConfigError
@@ -140,14 +140,22 @@ def run_temporal_kd(
             raise ConfigError(f"unknown {name}(s) {unknown}; the spec has {list(known)}")
     work, out = Path(work), Path(out)
     runs: list[dict[str, Any]] = []
-    done: list[str] = []
+    sources: dict[str, dict[str, Any]] = {}
+
+    def write() -> dict[str, Any]:
+        # the other datasets' results already in --out are kept: a call for one dataset adds to the table
+        prev = earlier_results(out / "temporal_kd.json", "dataset", datasets, ["runs"])
+        doc = _document(prev["runs"] + runs, sp, {**prev["sources"], **sources})
+        write_temporal_kd(doc, out)
+        return doc
+
     for ds in datasets:
         teacher_dirs = {"kge": work / Path(ds).name / "teacher"}
         t_cfg = _teacher_config(sp, "teacher", ds, data_root, teacher_epochs)
         metrics = ensure_run(t_cfg, teacher_dirs["kge"])
         runs.append(_row(ds, "teacher", "teacher", 0, metrics, teacher_dirs["kge"]))
-        done.append(ds)
-        write_temporal_kd(_document(runs, sp, done), out)
+        sources[ds] = {"command": run_command(), **machine_info()}
+        write()
         needs_llm = any(
             t.get("teacher") == "llm"
             for m in methods
@@ -160,7 +168,7 @@ def run_temporal_kd(
             l_cfg = _teacher_config(sp, "llm_teacher", ds, data_root, teacher_epochs)
             metrics = ensure_run(l_cfg, teacher_dirs["llm"])
             runs.append(_row(ds, "llm_scorer", "llm-scorer", 0, metrics, teacher_dirs["llm"]))
-            write_temporal_kd(_document(runs, sp, done), out)
+            write()
         for student in students:
             for method in (m for m in methods if m != "llm-scorer"):
                 for seed in seeds:
@@ -168,8 +176,9 @@ def run_temporal_kd(
                     run_dir = work / Path(ds).name / f"{student}-{method}-s{seed}"
                     runs.append(_row(ds, student, method, seed, ensure_run(cfg, run_dir), run_dir))
                     # results so far, after every run: a long benchmark stopped midway still leaves its table
-                    write_temporal_kd(_document(runs, sp, done), out)
-    return _document(runs, sp, datasets)
+                    sources[ds] = {"command": run_command(), **machine_info()}
+                    write()
+    return write()
 
 
 def _row(
@@ -241,8 +250,12 @@ def _student_goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _document(
-    runs: list[dict[str, Any]], sp: dict[str, Any], datasets: list[str]
+    runs: list[dict[str, Any]], sp: dict[str, Any], sources: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
+    """The result document of ``runs``; ``sources``: dataset -> the command, machine and date of its runs."""
+    order = list(sp["datasets"])
+    datasets = sorted(sources, key=lambda d: order.index(d) if d in order else len(order))
+    runs = sorted(runs, key=lambda r: datasets.index(r["dataset"]))
     rows = _aggregate(runs)
     goals = {}
     for ds in datasets:
@@ -274,6 +287,7 @@ def _document(
         "command": run_command(),
         "machine": machine,
         "protocol": {"data": sp.get("data"), "eval": sp.get("eval")},
+        "sources": {d: sources[d] for d in datasets},
         "units": "mrr and hits* in percent, mr as a rank; *_std over the seeds",
         "rows": rows,
         "runs": runs,
