@@ -194,3 +194,21 @@ def test_a_call_for_one_dataset_keeps_the_others(tmp_path: Path) -> None:
     assert [[r[k] for k in key] for r in again["rows"]] == [
         [r[k] for k in key] for r in doc["rows"]
     ]
+
+
+def test_finished_only_tabulates_without_training(tmp_path: Path) -> None:
+    spec, work, out = _spec(tmp_path), tmp_path / "work", tmp_path / "out"
+    nothing = run_temporal_kd(spec=spec, work=work, out=out, train=False)
+    assert nothing["rows"] == [] and not out.exists() and not work.exists()
+    run_temporal_kd(spec=spec, work=work, out=tmp_path / "o1", methods=["none", "bkd"], seeds=[0])
+    doc = run_temporal_kd(spec=spec, work=work, out=out, train=False)  # all methods and seeds asked
+    assert sorted((r["method"], r["seeds"]) for r in doc["rows"]) == [
+        ("bkd", [0]),
+        ("none", [0]),
+        ("teacher", [0]),
+    ]
+    assert sorted(p.name for p in (work / "wikidata12k-mini").iterdir()) == [
+        "teacher",
+        "ttranse-bkd-s0",
+        "ttranse-none-s0",
+    ]

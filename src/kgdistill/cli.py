@@ -331,6 +331,11 @@ def benchmark() -> None:
     "--work", default="benchmarks/work/temporal-kd", show_default=True, help="Run folders."
 )
 @click.option("--out", default="benchmarks/results", show_default=True, help="Result files.")
+@click.option(
+    "--finished-only",
+    is_flag=True,
+    help="Train nothing: tabulate the runs under --work that have finished (e.g. while a run goes on).",
+)
 @_root
 @_friendly
 def temporal_kd(
@@ -343,6 +348,7 @@ def temporal_kd(
     teacher_epochs: int | None,
     work: str,
     out: str,
+    finished_only: bool,
     data_root: str | None,
 ) -> None:
     """Teacher -> TTransE / TA-DistMult students without KD, with BKD, FitNet, RKD and the LLM-guided two-stage
@@ -361,6 +367,7 @@ def temporal_kd(
         work=work,
         out=out,
         data_root=data_root,
+        train=not finished_only,
     )
     click.echo(seed_table(doc["rows"], list(dict.fromkeys(r["dataset"] for r in doc["rows"]))))
     click.echo(f"results written to {out}/temporal_kd.{{json,csv,md,png}}")
@@ -388,6 +395,11 @@ def temporal_kd(
     "--work", default="benchmarks/work/multisource", show_default=True, help="Run folders."
 )
 @click.option("--out", default="benchmarks/results", show_default=True, help="Result files.")
+@click.option(
+    "--finished-only",
+    is_flag=True,
+    help="Train nothing: tabulate the runs under --work that have finished (e.g. while a run goes on).",
+)
 @_root
 @_friendly
 def multisource(
@@ -399,6 +411,7 @@ def multisource(
     teacher_epochs: int | None,
     work: str,
     out: str,
+    finished_only: bool,
     data_root: str | None,
 ) -> None:
     """Joint teacher on linked KGs (DBP15K pairs), then small students per target: from scratch vs feature,
@@ -416,6 +429,7 @@ def multisource(
         work=work,
         out=out,
         data_root=data_root,
+        train=not finished_only,
     )
     click.echo(multisource_table(doc["rows"]))
     click.echo(f"results written to {out}/multisource.{{json,md,png}}")

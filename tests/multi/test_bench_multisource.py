@@ -116,6 +116,13 @@ def test_benchmark_rows_and_files(spec: Path, tmp_path: Path) -> None:
     assert [u["pair"] for u in merged["teacher_reuse"]] == ["dbp15k_ja_en", str(FIXTURE)]
     assert merged["sources"]["dbp15k_ja_en"]["command"] == other["command"]
     assert "- dbp15k_ja_en: `" in (out / "multisource.md").read_text()
+    # --finished-only: tabulates the finished runs, trains nothing (here: the network level never ran)
+    listed = sorted(p.name for p in (work / FIXTURE.name).iterdir())
+    only = run_multisource(
+        spec=spec, targets=["zh"], epochs=2, teacher_epochs=2, work=work, out=out, train=False
+    )
+    assert [r["method"] for r in only["rows"] if r["pair"] == str(FIXTURE)] == ["scratch", "all"]
+    assert sorted(p.name for p in (work / FIXTURE.name).iterdir()) == listed
 
 
 def test_unknown_method_and_target(spec: Path, tmp_path: Path) -> None:

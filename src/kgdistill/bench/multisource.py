@@ -26,7 +26,13 @@ from typing import Any
 
 import yaml
 
-from kgdistill.bench.runs import earlier_results, ensure_run, machine_info, run_command
+from kgdistill.bench.runs import (
+    earlier_results,
+    ensure_run,
+    finished,
+    machine_info,
+    run_command,
+)
 from kgdistill.checkpoint import atomic_write_text, load_checkpoint, read_safetensors_header
 from kgdistill.errors import ConfigError
 from kgdistill.multi.linked import LINKED
@@ -239,6 +245,7 @@ def run_multisource(
     work: str | Path = "benchmarks/work/multisource",
     out: str | Path = "benchmarks/results",
     data_root: str | None = None,
+    train: bool = True,
 ) -> dict[str, Any]:
     """Run the benchmark and write its result files; returns the JSON document written.
 
@@ -247,6 +254,7 @@ def run_multisource(
         pairs / targets / methods: subsets (targets are graph names such as ``zh`` and ``en``).
         epochs / teacher_epochs: override the students' / teacher's epochs (quick runs).
         work: folder of the run folders. out: folder of the result files.
+        train: ``False``: train nothing, tabulate the runs that have finished (e.g. while the benchmark runs).
     """
     from kgdistill.bench.multisource_tables import write_multisource
 
@@ -263,8 +271,8 @@ def run_multisource(
             raise ConfigError(
                 f"spec methods.{m} uses teacher '{missing[0]}', not in the spec's teachers ({list(kinds)})"
             )
-    if "scratch" not in methods:
-        methods.insert(0, "scratch")  # time-to-quality is measured against it
+    # scratch always runs, first: time-to-quality is measured against it
+    methods = ["scratch", *(m for m in methods if m != "scratch")]
     work, out = Path(work), Path(out)
     teachers: list[dict[str, Any]] = []
     on_target: list[dict[str, Any]] = []  # the teacher ranked on each target's test split
@@ -282,7 +290,8 @@ def run_multisource(
             prev["rows"] + rows,
             {**prev["sources"], **sources},
         )
-        write_multisource(doc, out)
+        if doc["teachers"]:  # (a --finished-only call may find nothing finished)
+            write_multisource(doc, out)
         return doc
 
     for pair in pairs:
@@ -293,6 +302,9 @@ def run_multisource(
                 f"none of the targets {list(targets or [])} is a graph of {pair} ({graphs})"
             )
         t_dir = work / Path(pair).name / "teacher"
+        if not train and not finished(t_dir):
+            log.info("%s: the teacher has not finished; nothing to tabulate", pair)
+            continue
         t_metrics = ensure_run(_teacher_config(sp, pair, data_root, teacher_epochs), t_dir)
         sources[pair] = {"command": run_command(), **machine_info()}
         teachers.append({**_row(pair, "union", "teacher", t_metrics, t_dir), "curve": curve(t_dir)})
@@ -303,6 +315,9 @@ def run_multisource(
             caches: dict[str, dict[str, Any]] = {}
             for method in methods:
                 cfg = _student_config(sp, pair, target, method, data_root, t_dir, epochs)
+                run_dir = work / Path(pair).name / f"{target}-{method}"
+                if not train and not finished(run_dir):
+                    continue
                 cache_s = 0.0
                 for n in _used(sp, method):
                     if kinds[n]["kind"] == "cache":
@@ -311,7 +326,6 @@ def run_multisource(
                                 t_dir, _cache_path(t_dir, target, n), int(kinds[n]["k"]), cfg
                             )
                         cache_s += caches[n]["seconds"]
-                run_dir = work / Path(pair).name / f"{target}-{method}"
                 row = _row(pair, target, method, ensure_run(cfg, run_dir), run_dir)
                 # the cache is written for this target before the student's first step: its seconds count
                 pts = [(e, round(sec + cache_s, 3), m) for e, sec, m in curve(run_dir)]

@@ -18,9 +18,14 @@ from kgdistill import api
 from kgdistill.config import parse_config
 from kgdistill.errors import ConfigError
 
-__all__ = ["earlier_results", "ensure_run", "machine_info", "run_command"]
+__all__ = ["earlier_results", "ensure_run", "finished", "machine_info", "run_command"]
 
 log = logging.getLogger(__name__)
+
+
+def finished(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a finished run (its test metrics are written)."""
+    return (run_dir / "metrics.json").is_file()
 
 
 def ensure_run(cfg_raw: dict[str, Any], run_dir: Path) -> dict[str, Any]:

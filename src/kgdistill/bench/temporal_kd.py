@@ -21,7 +21,13 @@ import torch
 import yaml
 
 from kgdistill.bench.latency import single_query_latency_ms
-from kgdistill.bench.runs import earlier_results, ensure_run, machine_info, run_command
+from kgdistill.bench.runs import (
+    earlier_results,
+    ensure_run,
+    finished,
+    machine_info,
+    run_command,
+)
 from kgdistill.bench.tables import write_temporal_kd
 from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.errors import ConfigError
@@ -117,6 +123,7 @@ def run_temporal_kd(
     work: str | Path = "benchmarks/work/temporal-kd",
     out: str | Path = "benchmarks/results",
     data_root: str | None = None,
+    train: bool = True,
 ) -> dict[str, Any]:
     """Run the benchmark and write its tables; returns the JSON document written.
 
@@ -125,6 +132,7 @@ def run_temporal_kd(
         datasets / students / methods / seeds: subsets of the spec's lists.
         epochs / teacher_epochs: override the students' / teacher's epochs (quick runs).
         work: folder of the run folders. out: folder of the result files.
+        train: ``False``: train nothing, tabulate the runs that have finished (e.g. while the benchmark runs).
     """
     sp = _spec(spec)
     datasets = list(datasets or sp["datasets"])
@@ -146,11 +154,15 @@ def run_temporal_kd(
         # the other datasets' results already in --out are kept: a call for one dataset adds to the table
         prev = earlier_results(out / "temporal_kd.json", "dataset", datasets, ["runs"])
         doc = _document(prev["runs"] + runs, sp, {**prev["sources"], **sources})
-        write_temporal_kd(doc, out)
+        if doc["rows"]:  # (a --finished-only call may find nothing finished)
+            write_temporal_kd(doc, out)
         return doc
 
     for ds in datasets:
         teacher_dirs = {"kge": work / Path(ds).name / "teacher"}
+        if not train and not finished(teacher_dirs["kge"]):
+            log.info("%s: the teacher has not finished; nothing to tabulate", ds)
+            continue
         t_cfg = _teacher_config(sp, "teacher", ds, data_root, teacher_epochs)
         metrics = ensure_run(t_cfg, teacher_dirs["kge"])
         runs.append(_row(ds, "teacher", "teacher", 0, metrics, teacher_dirs["kge"]))
@@ -166,14 +178,17 @@ def run_temporal_kd(
         if "llm_teacher" in sp and (needs_llm or "llm-scorer" in methods):
             teacher_dirs["llm"] = work / Path(ds).name / "llm_scorer"
             l_cfg = _teacher_config(sp, "llm_teacher", ds, data_root, teacher_epochs)
-            metrics = ensure_run(l_cfg, teacher_dirs["llm"])
-            runs.append(_row(ds, "llm_scorer", "llm-scorer", 0, metrics, teacher_dirs["llm"]))
-            write()
+            if train or finished(teacher_dirs["llm"]):
+                metrics = ensure_run(l_cfg, teacher_dirs["llm"])
+                runs.append(_row(ds, "llm_scorer", "llm-scorer", 0, metrics, teacher_dirs["llm"]))
+                write()
         for student in students:
             for method in (m for m in methods if m != "llm-scorer"):
                 for seed in seeds:
                     cfg = _configs(sp, ds, data_root, teacher_dirs, student, method, seed, epochs)
                     run_dir = work / Path(ds).name / f"{student}-{method}-s{seed}"
+                    if not train and not finished(run_dir):
+                        continue
                     runs.append(_row(ds, student, method, seed, ensure_run(cfg, run_dir), run_dir))
                     # results so far, after every run: a long benchmark stopped midway still leaves its table
                     sources[ds] = {"command": run_command(), **machine_info()}
