@@ -97,42 +97,55 @@ def _goals(goals: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+#: marker per method, colour per model: one look tells the student and the method of a point
+_MARKERS = {
+    "teacher": "*",
+    "llm-scorer": "X",
+    "none": "o",
+    "bkd": "s",
+    "fitnet": "^",
+    "rkd": "D",
+    "ours": "P",
+    "ours-no-stage1": "v",
+    "ours-no-l2": "<",
+    "ours-no-l3": ">",
+}
+
+
 def _plot(rows: list[dict[str, Any]], datasets: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
-    markers = {
-        "teacher": "*",
-        "llm-scorer": "X",
-        "none": "o",
-        "bkd": "s",
-        "fitnet": "^",
-        "rkd": "D",
-        "ours": "P",
-    }
+    models = list(dict.fromkeys(_label(r) for r in rows))
+    colours = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    fig, axes = plt.subplots(
+        1, len(datasets), figsize=(5.5 * len(datasets) + 2.5, 4.2), squeeze=False
+    )
+    handles: dict[str, Any] = {}
     for ax, ds in zip(axes[0], datasets, strict=True):
         for r in (r for r in rows if r["dataset"] == ds):
-            ax.errorbar(
+            label = _label(r) if r["method"] in _TEACHER_ORDER else f"{r['student']} {r['method']}"
+            handles[label] = ax.errorbar(
                 r["params"],
                 r["mrr"],
                 yerr=r["mrr_std"] or 0,
-                marker=markers.get(r["method"], "x"),
-                markersize=12 if r["method"] == "teacher" else 7,
-                label=_label(r)
-                if r["method"] in _TEACHER_ORDER
-                else f"{r['student']} {r['method']}",
+                marker=_MARKERS.get(r["method"], "x"),
+                color=colours[_label(r)],
+                markersize=13 if r["method"] == "teacher" else 7,
+                alpha=0.85,
                 linestyle="none",
             )
         ax.set_xscale("log")
-        ax.set_xlabel("parameters")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("parameters (log scale)")
         ax.set_ylabel("test MRR (%)")
         ax.set_title(ds)
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="center right", frameon=False)
+    fig.tight_layout(rect=(0, 0, 1 - 2.3 / fig.get_figwidth(), 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
