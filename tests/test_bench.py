@@ -74,12 +74,19 @@ def test_benchmark_writes_every_result_file(tmp_path: Path) -> None:
     )
     run = next(x for x in doc["runs"] if (x["method"], x["seed"]) == ("bkd", 1))
     assert run["hits10"] == pytest.approx(metrics["sides"]["both"]["hits@10"] * 100)
+    row = rows[("ttranse", "bkd")]
+    assert (
+        row["best_epoch"][1] == metrics["best_epoch"] and row["epochs_run"][1] == metrics["epochs"]
+    )
     goals = doc["goals"][ds]
     assert set(goals["students"]["ttranse"]["kd_beats_no_kd"]) == {"bkd", "fitnet", "rkd"}
     md = (out / "temporal_kd.md").read_text()
     assert "| teacher (tntcomplex, dim 8) | teacher |" in md and " ± " in md and "## Goals" in md
     table = [line.split(" | ")[1] for line in md.splitlines() if line.startswith("| ttranse |")]
     assert table[0] == "none"  # the baseline row comes first
+    best = f"{metrics['best_epoch']}/{metrics['epochs']}"
+    size_rows = [line for line in md.splitlines() if line.startswith(f"| {ds} | ttranse | bkd |")]
+    assert len(size_rows) == 1 and size_rows[0].endswith(f", {best} |")  # seed 0's, then seed 1's
     rows = list(csv.DictReader((out / "temporal_kd.csv").open()))
     assert len(rows) == 5 and {"mrr", "mrr_std", "params", "bytes", "latency_ms"} <= set(rows[0])
     assert json.loads((out / "temporal_kd.json").read_text())["benchmark"] == "temporal-kd"

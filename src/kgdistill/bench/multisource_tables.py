@@ -6,14 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from kgdistill.bench.tables import fmt_or_dash as _f
 from kgdistill.bench.tables import source_lines
 from kgdistill.checkpoint import atomic_write_text
 
 __all__ = ["multisource_table", "write_multisource"]
-
-
-def _f(value: float | None, fmt: str = "{:.2f}") -> str:
-    return "-" if value is None else fmt.format(value)
 
 
 def multisource_table(

@@ -56,17 +56,29 @@ def seed_table(rows: list[dict[str, Any]], datasets: list[str]) -> str:
 
 def _size_table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| dataset | model | method | dim | parameters | bytes | latency (ms) | size / teacher | MRR / teacher |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| dataset | model | method | dim | parameters | bytes | latency (ms) | size / teacher | MRR / teacher "
+        "| train s | best / trained epochs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         t = next(x for x in rows if x["dataset"] == r["dataset"] and x["method"] == "teacher")
         lines.append(
             f"| {r['dataset']} | {r['student']} | {r['method']} | {r['dim']} | {r['params']:,} | "
             f"{r['bytes']:,} | {r['latency_ms']:.3f} | {r['params'] / t['params']:.3f} | "
-            f"{r['mrr'] / t['mrr']:.3f} |"
+            f"{r['mrr'] / t['mrr']:.3f} | {fmt_or_dash(r.get('train_s'), '{:.0f}')} | {_epochs(r)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def fmt_or_dash(value: float | None, fmt: str = "{:.2f}") -> str:
+    """``value`` formatted with ``fmt``, or ``-`` where it is missing."""
+    return "-" if value is None else fmt.format(value)
+
+
+def _epochs(r: dict[str, Any]) -> str:
+    """``best/trained`` per seed, e.g. ``5/15``; ``-`` for rows written before these were recorded."""
+    pairs = zip(r.get("best_epoch") or [], r.get("epochs_run") or [], strict=False)
+    return ", ".join(f"{b}/{e}" for b, e in pairs if b is not None) or "-"
 
 
 def _goals(goals: dict[str, Any]) -> str:

@@ -219,6 +219,7 @@ def _row(
         "latency_ms": round(single_query_latency_ms(m, query), 4),
         "train_s": metrics.get("train_seconds"),
         "best_epoch": metrics.get("best_epoch"),
+        "epochs_run": metrics.get("epochs"),
         "run": str(run_dir),
     }
 
@@ -239,6 +240,9 @@ def _aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             vals = [r[k] for r in rs if r[k] is not None]
             row[k], row[k + "_std"] = _mean_std(vals) if vals else (None, None)
         row["seeds"] = [r["seed"] for r in rs]
+        # where early stopping left each seed: the epoch of the kept checkpoint, of the epochs trained
+        row["best_epoch"] = [r.get("best_epoch") for r in rs]
+        row["epochs_run"] = [r.get("epochs_run") for r in rs]
         row.update({k: rs[0][k] for k in ("params", "bytes", "latency_ms", "family", "dim")})
         rows.append(row)
     return rows
