@@ -320,7 +320,7 @@ def benchmark() -> None:
     "--methods",
     multiple=True,
     help=(
-        "Subset of the spec's methods (none, bkd, fitnet, rkd, ours, ours-no-stage1, ours-no-l2, "
+        "Subset of the spec's methods (none, bkd, bkd-t1, fitnet, rkd, ours, ours-no-stage1, ours-no-l2, "
         "ours-no-l3, llm-scorer; repeatable)."
     ),
 )

@@ -115,6 +115,7 @@ _MARKERS = {
     "llm-scorer": "X",
     "none": "o",
     "bkd": "s",
+    "bkd-t1": "p",
     "fitnet": "^",
     "rkd": "D",
     "ours": "P",
