@@ -197,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         rows += got
     doc = {
         "benchmark": "multisource-step-cost",
-        "command": shlex.join(["python", "benchmarks/multisource_step_cost.py", *(argv or sys.argv[1:])]),
+        "command": shlex.join(
+            ["python", "benchmarks/multisource_step_cost.py", *(argv or sys.argv[1:])]
+        ),
         "machine": machine_info(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "steps": args.steps,
