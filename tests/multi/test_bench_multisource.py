@@ -75,6 +75,9 @@ def test_benchmark_rows_and_files(spec: Path, tmp_path: Path) -> None:
     scratch = doc["rows"][0]
     assert scratch["epochs_to_scratch_best"] is not None and scratch["time_ratio"] == 1.0
     assert set(doc["goals"]) == {f"{FIXTURE}:zh"}
+    goal = doc["goals"][f"{FIXTURE}:zh"]
+    assert goal["scratch_epochs"] == scratch["epochs_to_scratch_best"]
+    assert goal["epochs"] == doc["rows"][1]["epochs_to_scratch_best"]
     (reuse,) = doc["teacher_reuse"]
     assert reuse["targets_served"] == ["zh"]
     assert reuse["teacher_train_s"] > 0
@@ -90,7 +93,10 @@ def test_benchmark_rows_and_files(spec: Path, tmp_path: Path) -> None:
     assert all_row["teacher_retention"] == pytest.approx(all_row["mrr"] / on_zh["mrr"])
     saved = json.loads((out / "multisource.json").read_text())
     assert saved["rows"][1]["method"] == "all"
-    assert "| zh | all |" in (out / "multisource.md").read_text()
+    md = (out / "multisource.md").read_text()
+    assert "| zh | all |" in md
+    assert goal["epochs"] is not None  # with the teacher, 2 epochs reach scratch's best on the fixture
+    assert f"(epoch {goal['epochs']} against scratch's {goal['scratch_epochs']}; " in md
     assert (out / "multisource.png").stat().st_size > 0
     # a second call reuses every finished run: the teacher is trained once
     teacher_ckpt = work / FIXTURE.name / "teacher" / "best.safetensors"

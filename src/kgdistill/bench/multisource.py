@@ -374,6 +374,8 @@ def _document(
                 "scratch_mrr": scratch["mrr"],
                 "all_beats_scratch": row["mrr"] > scratch["mrr"],
                 "time_ratio": row["time_ratio"],
+                "epochs": row["epochs_to_scratch_best"],
+                "scratch_epochs": time_to(scratch["curve"], best)[0],
                 "reaches_scratch_best_in_half_the_time": row["time_ratio"] is not None
                 and row["time_ratio"] < 0.5,
             }

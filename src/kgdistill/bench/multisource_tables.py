@@ -70,7 +70,12 @@ def _goals(goals: dict[str, Any]) -> str:
                 "never reach scratch's best validation MRR"
                 if ratio is None
                 else f"reach scratch's best validation MRR in {ratio:.2f} of scratch's time "
-                f"({'meets' if g['reaches_scratch_best_in_half_the_time'] else 'misses'} the < 0.5 goal)"
+                + (
+                    f"(epoch {g['epochs']} against scratch's {g['scratch_epochs']}; "
+                    if g.get("epochs") is not None
+                    else "("
+                )
+                + f"{'meets' if g['reaches_scratch_best_in_half_the_time'] else 'misses'} the < 0.5 goal)"
             )
         )
     return "\n".join(out) + "\n"
