@@ -14,7 +14,8 @@ state. It then reports per method
 - ``est_s_to_scratch_best``: ``epochs_to_scratch_best * s_epoch`` plus the teacher cache's recorded seconds, and
   ``est_time_ratio``: that over scratch's own ``epochs_to_scratch_best * s_epoch``.
 
-Writes ``multisource_step_cost.json`` and ``.md`` in ``--out``.
+Writes ``multisource_step_cost.json`` and ``.md`` in ``--out``, keeping the rows of other pairs already there
+(the header line shows the last command).
 
     python benchmarks/multisource_step_cost.py --pair dbp15k_ja_en --targets ja en
 """
@@ -195,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         if not got:
             sys.exit(f"{args.work / args.pair}: no finished '{target}-scratch' run")
         rows += got
+    earlier = args.out / "multisource_step_cost.json"
+    if earlier.is_file():  # the other pairs' rows already there are kept
+        kept = [r for r in json.loads(earlier.read_text())["rows"] if r["pair"] != args.pair]
+        rows = kept + rows
     doc = {
         "benchmark": "multisource-step-cost",
         "command": shlex.join(
