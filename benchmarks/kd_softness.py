@@ -22,10 +22,7 @@ benchmark's T is near-uniform, the term mostly asks the student to shrink the sp
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import math
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,8 +30,8 @@ from typing import Any
 import torch
 
 from kgdistill.api import load_data
-from kgdistill.bench.runs import finished, machine_info
-from kgdistill.checkpoint import atomic_write_text, load_checkpoint, load_model
+from kgdistill.bench.runs import finished, write_script_result
+from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.config import load_config
 
 TAIL = 2
@@ -129,17 +126,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.work / ds}: no such run folder (run `kgdistill benchmark temporal-kd` first)"
             )
         rows += measure_dataset(args.work / ds, args.methods, args.queries, args.temperatures)
-    doc = {
-        "benchmark": "kd-softness",
-        "command": shlex.join(["python", "benchmarks/kd_softness.py", *(argv or sys.argv[1:])]),
-        "machine": machine_info(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "rows": rows,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "kd_softness.json", json.dumps(doc, indent=2) + "\n")
-    atomic_write_text(args.out / "kd_softness.md", markdown(doc))
-    print(markdown(doc))
+    text = write_script_result(
+        args.out,
+        "kd_softness",
+        "benchmarks/kd_softness.py",
+        argv or sys.argv[1:],
+        {"benchmark": "kd-softness", "rows": rows},
+        markdown,
+    )
+    print(text)
     return 0
 
 

@@ -23,10 +23,8 @@ Writes ``multisource_step_cost.json`` and ``.md`` in ``--out``, keeping the rows
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
-import shlex
 import statistics
 import sys
 import time
@@ -37,8 +35,7 @@ import torch
 import yaml
 
 from kgdistill.api import load_data
-from kgdistill.bench.runs import finished, machine_info
-from kgdistill.checkpoint import atomic_write_text
+from kgdistill.bench.runs import finished, write_script_result
 from kgdistill.config import RunConfig
 from kgdistill.data.batching import Batch, both_directions
 from kgdistill.distill import teacher_from_spec
@@ -200,21 +197,20 @@ def main(argv: list[str] | None = None) -> int:
     if earlier.is_file():  # the other pairs' rows already there are kept
         kept = [r for r in json.loads(earlier.read_text())["rows"] if r["pair"] != args.pair]
         rows = kept + rows
-    doc = {
-        "benchmark": "multisource-step-cost",
-        "command": shlex.join(
-            ["python", "benchmarks/multisource_step_cost.py", *(argv or sys.argv[1:])]
-        ),
-        "machine": machine_info(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "steps": args.steps,
-        "rounds": args.rounds,
-        "rows": rows,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "multisource_step_cost.json", json.dumps(doc, indent=2) + "\n")
-    atomic_write_text(args.out / "multisource_step_cost.md", markdown(doc))
-    print(markdown(doc))
+    text = write_script_result(
+        args.out,
+        "multisource_step_cost",
+        "benchmarks/multisource_step_cost.py",
+        argv or sys.argv[1:],
+        {
+            "benchmark": "multisource-step-cost",
+            "steps": args.steps,
+            "rounds": args.rounds,
+            "rows": rows,
+        },
+        markdown,
+    )
+    print(text)
     return 0
 
 

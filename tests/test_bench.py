@@ -219,3 +219,20 @@ def test_finished_only_tabulates_without_training(tmp_path: Path) -> None:
         "ttranse-bkd-s0",
         "ttranse-none-s0",
     ]
+
+
+def test_write_script_result(tmp_path: Path) -> None:
+    from kgdistill.bench.runs import write_script_result
+
+    text = write_script_result(
+        tmp_path / "out",
+        "demo",
+        "benchmarks/demo.py",
+        ["--steps", "2"],
+        {"benchmark": "demo", "rows": [{"a": 1}]},
+        lambda d: f"# {d['benchmark']}: {d['command']}\n",
+    )
+    doc = json.loads((tmp_path / "out" / "demo.json").read_text())
+    assert doc["command"] == "python benchmarks/demo.py --steps 2" and doc["rows"] == [{"a": 1}]
+    assert set(doc["machine"]) >= {"cpu", "threads", "torch"} and doc["date"]
+    assert (tmp_path / "out" / "demo.md").read_text() == text == f"# demo: {doc['command']}\n"

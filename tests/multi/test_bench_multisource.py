@@ -95,9 +95,8 @@ def test_benchmark_rows_and_files(spec: Path, tmp_path: Path) -> None:
     assert saved["rows"][1]["method"] == "all"
     md = (out / "multisource.md").read_text()
     assert "| zh | all |" in md
-    assert (
-        goal["epochs"] is not None
-    )  # with the teacher, 2 epochs reach scratch's best on the fixture
+    # with the teacher, 2 epochs reach scratch's best on the fixture
+    assert goal["epochs"] is not None
     assert f"(epoch {goal['epochs']} against scratch's {goal['scratch_epochs']}; " in md
     assert (out / "multisource.png").stat().st_size > 0
     # a second call reuses every finished run: the teacher is trained once

@@ -360,7 +360,7 @@ def _document(
         if scratch is None or not scratch["curve"]:
             continue
         best = max(m for _, _, m in scratch["curve"])
-        _, s_seconds = time_to(scratch["curve"], best)
+        s_epochs, s_seconds = time_to(scratch["curve"], best)
         row["scratch_best_valid_mrr"] = best
         row["epochs_to_scratch_best"], row["seconds_to_scratch_best"] = time_to(row["curve"], best)
         row["time_ratio"] = (
@@ -375,7 +375,7 @@ def _document(
                 "all_beats_scratch": row["mrr"] > scratch["mrr"],
                 "time_ratio": row["time_ratio"],
                 "epochs": row["epochs_to_scratch_best"],
-                "scratch_epochs": time_to(scratch["curve"], best)[0],
+                "scratch_epochs": s_epochs,
                 "reaches_scratch_best_in_half_the_time": row["time_ratio"] is not None
                 and row["time_ratio"] < 0.5,
             }

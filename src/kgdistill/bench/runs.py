@@ -6,8 +6,9 @@ import datetime as dt
 import json
 import logging
 import platform
+import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch
 import yaml
 
 from kgdistill import api
+from kgdistill.checkpoint import atomic_write_text
 from kgdistill.config import parse_config
 from kgdistill.errors import ConfigError
 
@@ -61,6 +63,29 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def write_script_result(
+    out: Path,
+    stem: str,
+    script: str,
+    argv: Sequence[str],
+    fields: dict[str, Any],
+    markdown: Callable[[dict[str, Any]], str],
+) -> str:
+    """Write a benchmark script's ``<stem>.json`` and ``<stem>.md`` in ``out`` (the document with its command,
+    machine and date ahead of ``fields``); returns the Markdown."""
+    doc = {
+        "command": shlex.join(["python", script, *argv]),
+        "machine": machine_info(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **fields,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{stem}.json", json.dumps(doc, indent=2) + "\n")
+    text = markdown(doc)
+    atomic_write_text(out / f"{stem}.md", text)
+    return text
 
 
 def run_command() -> str:
