@@ -1,6 +1,6 @@
 """How soft are the score distributions the temporal-kd students are asked to match?
 
-For every finished run of ``kgdistill benchmark temporal-kd`` under ``--work`` (the teacher, the LLM scorer and
+For every finished run of ``benchmarks/temporal_kd.py`` under ``--work`` (the teacher, the LLM scorer and
 the seed-0 students of ``--methods``), this script scores a fixed sample of training queries (``--queries``
 tail queries, drawn with seed 0; the same sample for every model of a dataset) against all entities and reports,
 at each temperature T of ``--temperatures``, the mean over queries of
@@ -29,10 +29,11 @@ from typing import Any
 
 import torch
 
+from _common import write_script_result
 from kgdistill.api import load_data
-from kgdistill.bench.runs import finished, write_script_result
 from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.config import load_config
+from kgdistill.runs import finished
 
 TAIL = 2
 
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     for ds in args.datasets:
         if not (args.work / ds).is_dir():
             sys.exit(
-                f"{args.work / ds}: no such run folder (run `kgdistill benchmark temporal-kd` first)"
+                f"{args.work / ds}: no such run folder (run `python benchmarks/temporal_kd.py` first)"
             )
         rows += measure_dataset(args.work / ds, args.methods, args.queries, args.temperatures)
     text = write_script_result(

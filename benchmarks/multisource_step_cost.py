@@ -1,6 +1,6 @@
 """Per-step training cost of the multi-source students, timed side by side in one process.
 
-``kgdistill benchmark multisource`` reports wall seconds to reach the from-scratch student's best validation MRR.
+``benchmarks/multisource.py`` reports wall seconds to reach the from-scratch student's best validation MRR.
 Those seconds depend on what else the machine ran at the time (two 1-thread runs on two cores share memory
 bandwidth: the same epoch can take 1.5x longer). This script removes that noise: for every finished run of a
 pair's target under ``--work`` it rebuilds the run's student, teachers and objective from its ``config.yaml`` and
@@ -34,13 +34,14 @@ from typing import Any
 import torch
 import yaml
 
+from _common import write_script_result
 from kgdistill.api import load_data
-from kgdistill.bench.runs import finished, write_script_result
 from kgdistill.config import RunConfig
 from kgdistill.data.batching import Batch, both_directions
 from kgdistill.distill import teacher_from_spec
 from kgdistill.models.base import Vocab
 from kgdistill.models.zoo import build_model
+from kgdistill.runs import finished
 from kgdistill.train import build_objectives, make_optimizer
 
 METHODS = ["scratch", "subgraph", "feature", "network", "prediction", "all"]
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if not args.results.is_file():
-        sys.exit(f"{args.results}: not found (run `kgdistill benchmark multisource` first)")
+        sys.exit(f"{args.results}: not found (run `python benchmarks/multisource.py` first)")
     bench = json.loads(args.results.read_text())
     rows = []
     for target in args.targets:

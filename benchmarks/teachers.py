@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import yaml
 
-from kgdistill.bench.runs import ensure_run
+from kgdistill.api import ensure_run
 from kgdistill.runs import resolve_device
 
 #: Published test MRR (fraction) each teacher is compared with, and the issue's target.

@@ -69,3 +69,11 @@ def tiny_point_kg() -> KG:
 def tiny_kg() -> KG:
     """Static KG: a real FB15k-237 subset (``tests/fixtures/fb15k237-mini``)."""
     return build_kg(read_static_names(FIXTURES / "fb15k237-mini"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``benchmarks/`` on the import path: the tests import the benchmark scripts (and they their helpers) as
+    ``python benchmarks/NAME.py`` runs them."""
+    import sys
+
+    sys.path.append(str(REPO / "benchmarks"))

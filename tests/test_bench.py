@@ -1,4 +1,5 @@
-"""The temporal KD benchmark end to end on a real subset: runs, reuse, resume-safety and result files."""
+"""The temporal KD benchmark (benchmarks/temporal_kd.py) end to end on a real subset: runs, reuse, resume-safety
+and result files."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kgdistill.bench.temporal_kd import run_temporal_kd
 from kgdistill.errors import ConfigError
+from temporal_kd import run_temporal_kd
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -46,6 +47,7 @@ def _spec(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # trains real runs end to end
 def test_benchmark_writes_every_result_file(tmp_path: Path) -> None:
     spec, work, out = _spec(tmp_path), tmp_path / "work", tmp_path / "out"
     doc = run_temporal_kd(spec=spec, work=work, out=out)
@@ -101,6 +103,7 @@ def test_benchmark_writes_every_result_file(tmp_path: Path) -> None:
     assert not (FIXTURES / "wikidata12k-mini" / "teacher").exists()  # runs stay under --work
 
 
+@pytest.mark.slow  # trains real runs end to end
 def test_a_folder_of_another_config_is_refused(tmp_path: Path) -> None:
     spec, work = _spec(tmp_path), tmp_path / "work"
     run_temporal_kd(spec=spec, work=work, out=tmp_path / "o", methods=["none"], seeds=[0])
@@ -112,6 +115,7 @@ def test_a_folder_of_another_config_is_refused(tmp_path: Path) -> None:
         run_temporal_kd(spec=spec, work=work, out=tmp_path / "o", methods=["kd"])
 
 
+@pytest.mark.slow  # trains real runs end to end
 def test_two_stage_method_and_llm_scorer_rows(tmp_path: Path) -> None:
     """The LLM scorer is trained once per dataset and both teachers feed the two-stage 'ours' method."""
     spec = yaml.safe_load(_spec(tmp_path).read_text())
@@ -165,9 +169,10 @@ def test_two_stage_method_and_llm_scorer_rows(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow  # trains real runs end to end
 def test_a_folder_written_before_a_config_field_existed_is_reused(tmp_path: Path) -> None:
     """A stored config.yaml lacking a field added to the schema since (at its default) is the same config."""
-    from kgdistill.bench.runs import ensure_run
+    from kgdistill.api import ensure_run
 
     spec, work = _spec(tmp_path), tmp_path / "work"
     run_temporal_kd(spec=spec, work=work, out=tmp_path / "o", methods=["none"], seeds=[0])
@@ -180,6 +185,7 @@ def test_a_folder_written_before_a_config_field_existed_is_reused(tmp_path: Path
     assert (run / "metrics.json").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow  # trains real runs end to end
 def test_a_call_for_one_dataset_keeps_the_others(tmp_path: Path) -> None:
     """Datasets run by separate calls (or machines) end up in one table; a dataset run again is replaced."""
     raw = yaml.safe_load(_spec(tmp_path).read_text())
@@ -203,6 +209,7 @@ def test_a_call_for_one_dataset_keeps_the_others(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow  # trains real runs end to end
 def test_finished_only_tabulates_without_training(tmp_path: Path) -> None:
     spec, work, out = _spec(tmp_path), tmp_path / "work", tmp_path / "out"
     nothing = run_temporal_kd(spec=spec, work=work, out=out, train=False)
@@ -222,7 +229,7 @@ def test_finished_only_tabulates_without_training(tmp_path: Path) -> None:
 
 
 def test_write_script_result(tmp_path: Path) -> None:
-    from kgdistill.bench.runs import write_script_result
+    from _common import write_script_result
 
     text = write_script_result(
         tmp_path / "out",

@@ -197,7 +197,7 @@ CAND_BATCH = Batch(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3, dtype=
 
 
 def test_negative_sampling_softplus() -> None:
-    value = LOSSES.get("negative_sampling")(loss="softplus")(_out(CAND), None, CAND_BATCH)
+    value = LOSSES.get("negative_sampling")(form="softplus")(_out(CAND), None, CAND_BATCH)
     # column 0 positive: softplus(-s); the others negative: softplus(s); mean over all entries
     expected = (_sp(-2.0) + _sp(-1.0) + _sp(0.5) + _sp(-0.0) + _sp(1.0) + _sp(-3.0)) / 6
     assert value.item() == pytest.approx(expected, rel=1e-6)
@@ -207,7 +207,7 @@ def test_negative_sampling_softplus() -> None:
 def test_negative_sampling_self_adversarial(margin: float, alpha: float) -> None:
     scores = CAND.clone().requires_grad_(True)
     term = LOSSES.get("negative_sampling")(
-        loss="self_adversarial", margin=margin, adversarial_temperature=alpha
+        form="self_adversarial", margin=margin, adversarial_temperature=alpha
     )
     value = term(_out(scores), None, CAND_BATCH)
     expected, grads = 0.0, []
@@ -232,7 +232,7 @@ def test_negative_sampling_self_adversarial(margin: float, alpha: float) -> None
 def test_default_negative_sampling_is_self_adversarial() -> None:
     default = LOSSES.get("negative_sampling")()(_out(CAND), None, CAND_BATCH)
     explicit = LOSSES.get("negative_sampling")(
-        loss="self_adversarial", margin=6.0, adversarial_temperature=1.0
+        form="self_adversarial", margin=6.0, adversarial_temperature=1.0
     )(_out(CAND), None, CAND_BATCH)
     assert default.item() == explicit.item()
 

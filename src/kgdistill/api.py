@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -18,21 +19,36 @@ import torch
 import yaml
 
 from kgdistill import __version__
-from kgdistill.checkpoint import Checkpoint, atomic_write_text, load_checkpoint, load_model
-from kgdistill.config import DataConfig, EvalConfig, RunConfig, load_config
+from kgdistill.checkpoint import Checkpoint, load_checkpoint, load_model
+from kgdistill.config import (
+    DataConfig,
+    EvalConfig,
+    RunConfig,
+    load_config,
+    parse_config,
+    validate_section,
+)
 from kgdistill.data.datasets import load_kg
 from kgdistill.data.filters import FilterIndex
 from kgdistill.data.kg import KG
-from kgdistill.distill import KGETeacher, teacher_from_spec, write_cache
+from kgdistill.distill import TEACHERS, KGETeacher, teacher_from_spec, write_cache
 from kgdistill.distill.teachers import describe_teacher
 from kgdistill.errors import CheckpointError, ConfigError, KGDistillError
 from kgdistill.evaluate import Metrics, evaluate
+from kgdistill.io import atomic_write_text
 from kgdistill.models.base import KGEModel, Vocab
 from kgdistill.models.zoo import MODELS, build_model, is_temporal
 from kgdistill.objective import Objective
 from kgdistill.registry import check_kwargs
 from kgdistill.report import metrics_table, plot_curves
-from kgdistill.runs import JsonlLog, new_run_dir, resolve_device, seed_everything, write_json
+from kgdistill.runs import (
+    JsonlLog,
+    finished,
+    new_run_dir,
+    resolve_device,
+    seed_everything,
+    write_json,
+)
 from kgdistill.train import fit
 
 __all__ = [
@@ -42,6 +58,7 @@ __all__ = [
     "check",
     "demo",
     "distill",
+    "ensure_run",
     "evaluate_run",
     "load_config",
     "load_data",
@@ -92,6 +109,15 @@ def check(
         where="model",
         context={"vocab": None, "kg": None},
     )
+    for name, spec in cfg.teachers.items():
+        if "name" not in spec:
+            raise ConfigError(
+                f"config key 'teachers.{name}.name' is missing (one of {', '.join(TEACHERS.names())})"
+            )
+        kwargs = {k: v for k, v in spec.items() if k != "name"}
+        check_kwargs(
+            TEACHERS.get(spec["name"]), kwargs, where=f"teachers.{name}", context={"kg": None}
+        )
     if kg is not None and is_temporal(cfg.model.name) and not kg.temporal:
         raise ConfigError(
             f"config key 'model.name': '{cfg.model.name}' is temporal but dataset '{kg.name}' "
@@ -153,6 +179,7 @@ def train(
     elif cfg is None:
         raise ConfigError("train() needs a config, or resume= a run folder")
     seed_everything(cfg.seed)
+    check(cfg, teacher_fields=dict.fromkeys(cfg.teachers))  # before the data is read: fail fast
     kg = load_data(cfg)
     check(cfg, kg, teacher_fields=dict.fromkeys(cfg.teachers))
     device = resolve_device(cfg.train.device)
@@ -246,6 +273,32 @@ def distill(
             "(e.g. teachers: {kge: {name: checkpoint, path: runs/<teacher run>}})"
         )
     return train(cfg, out=out, resume=resume, runs_root=runs_root)
+
+
+def ensure_run(cfg_raw: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    """Train, resume or reuse the run of ``cfg_raw`` in ``run_dir``; returns its ``metrics.json``.
+
+    A finished run is reused, an interrupted one (a ``last.safetensors``, no metrics yet) resumed, else the run is
+    trained from the start: a driver of many runs survives a kill and only does what is missing. A folder holding
+    a run of a different config is an error (never silently reused).
+    """
+    run_dir = Path(run_dir)
+    cfg = parse_config(cfg_raw)
+    stored = run_dir / "config.yaml"
+    # the stored config read through the current schema: a field added since (with its default) is no change
+    if stored.is_file() and parse_config(yaml.safe_load(stored.read_text())) != cfg:
+        raise ConfigError(
+            f"{run_dir} holds a run of another config; remove it or use another --work folder"
+        )
+    if finished(run_dir):
+        log.info("reusing %s", run_dir)
+    elif (run_dir / "last.safetensors").is_file():
+        log.info("resuming %s", run_dir)
+        train(resume=run_dir)
+    else:
+        log.info("training %s", run_dir)
+        train(cfg, out=run_dir)
+    return json.loads((run_dir / "metrics.json").read_text())  # type: ignore[no-any-return]
 
 
 def cache(
@@ -395,11 +448,9 @@ def evaluate_run(
             "model was trained on"
         )
     model = load_model(ckpt).to(resolve_device(cfg.train.device))
-    try:
-        ev = cfg.eval.model_copy(update={"split": split, **(overrides or {})})
-        ev = EvalConfig.model_validate(ev.model_dump())
-    except Exception as e:
-        raise ConfigError(f"eval override: {e}") from None
+    ev = validate_section(
+        EvalConfig, {**cfg.eval.model_dump(), "split": split, **(overrides or {})}, "eval"
+    )
     return evaluate(
         model, kg, ev.split, progress=progress, batch_size=ev.batch_size, **_eval_kwargs(ev)
     )

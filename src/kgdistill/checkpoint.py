@@ -3,58 +3,29 @@
 A checkpoint holds ``model.*`` tensors (and, for ``last``, ``optim.*`` / ``objective.*`` tensors and the RNG
 state) plus a JSON header ``{"format", "kgdistill_version", "config", "model": {"name", "kwargs"},
 "id_maps", "time", "epoch", "stage", "best", ...}``. ``model`` plus ``id_maps`` rebuild the model without the
-data (nanoGPT's ``model_args``), and nothing is ever unpickled. Files are written to a temporary name in the
-same folder, flushed and then renamed, so a kill at any moment leaves either the old or the new file.
+data (nanoGPT's ``model_args``), and nothing is ever unpickled. Files are written atomically
+(:mod:`kgdistill.io`), so a kill at any moment leaves either the old or the new file.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 
 from kgdistill.data.time import TimeSpec
 from kgdistill.errors import CheckpointError
+from kgdistill.io import atomic_save_tensors, read_safetensors
 from kgdistill.models.base import KGEModel, Vocab
 from kgdistill.models.zoo import build_model
 
-__all__ = [
-    "FORMAT",
-    "Checkpoint",
-    "atomic_save_tensors",
-    "atomic_write_text",
-    "load_checkpoint",
-    "load_model",
-    "read_safetensors",
-    "read_safetensors_header",
-    "save_checkpoint",
-]
+__all__ = ["FORMAT", "Checkpoint", "load_checkpoint", "load_model", "save_checkpoint"]
 
 FORMAT = 1
 _META_KEY = "kgdistill"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -110,43 +81,6 @@ def save_checkpoint(
             for i, s in enumerate(torch.cuda.get_rng_state_all()):
                 tensors[f"rng.cuda.{i}"] = s
     atomic_save_tensors(path, tensors, {_META_KEY: json.dumps(meta)})
-
-
-def atomic_save_tensors(
-    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
-) -> None:
-    """Write a safetensors file through a temporary file, ``fsync`` and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_safetensors_header(path: Path, what: str) -> dict[str, str]:
-    """Only the header metadata of a safetensors file (no tensor is read); a bad file is a :class:`CheckpointError`."""
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            return dict(fh.metadata() or {})
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: truncated or corrupt {what} ({e})") from None
-
-
-def read_safetensors(path: Path, what: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """Header metadata and tensors of a safetensors file; a bad file is a :class:`CheckpointError`."""
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            header = fh.metadata() or {}
-        return header, load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: truncated or corrupt {what} ({e})") from None
 
 
 @dataclass

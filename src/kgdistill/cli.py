@@ -1,5 +1,4 @@
-"""Command line: ``kgdistill train | distill | cache | encode | evaluate | predict | datasets | models | demo |
-benchmark``.
+"""Command line: ``kgdistill train | distill | cache | encode | evaluate | predict | datasets | models | demo``.
 
 Each verb parses its options and calls one function of :mod:`kgdistill.api`. Input errors print one message
 and exit with status 2, without a traceback.
@@ -17,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from kgdistill import api
+from kgdistill.config import apply_overrides
 from kgdistill.errors import KGDistillError
 from kgdistill.report import metrics_table
 
@@ -133,7 +133,14 @@ def distill(
 @cli.command()
 @click.argument("teacher", type=click.Path(exists=True))
 @click.option("--out", required=True, help="The cache file to write (.safetensors).")
-@click.option("-k", "k", default=128, show_default=True, help="Keep the top-k scores per query.")
+@click.option(
+    "-k",
+    "k",
+    default=128,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Keep the top-k scores per query.",
+)
 @click.option("--full", is_flag=True, help="Keep full score rows (float16) instead of the top-k.")
 @click.option("--split", default="train", show_default=True)
 @click.option(
@@ -173,14 +180,14 @@ def evaluate_cmd(
     run: str, split: str, overrides: tuple[str, ...], data_root: str | None, as_json: bool
 ) -> None:
     """Evaluate a run folder or checkpoint; --set eval.ties=pessimistic changes the protocol."""
-    upd: dict[str, Any] = {}
-    for o in overrides:
-        key, _, value = o.partition("=")
-        if not key.startswith("eval."):
-            raise KGDistillError(f"evaluate only takes eval.* overrides, got '{key}'")
-        import yaml
-
-        upd[key[len("eval.") :]] = yaml.safe_load(value)
+    raw: dict[str, Any] = apply_overrides({}, overrides)
+    if set(raw) - {"eval"}:
+        raise KGDistillError(
+            f"evaluate only takes eval.* overrides, got '{sorted(set(raw) - {'eval'})[0]}'"
+        )
+    upd = raw.get("eval", {})
+    if not isinstance(upd, dict):
+        raise KGDistillError("evaluate takes eval.<key>=VALUE overrides, not a whole eval section")
     metrics = api.evaluate_run(run, split=split, overrides=upd, data_root=data_root)
     if as_json:
         click.echo(json.dumps(metrics.to_dict(), indent=2))
@@ -195,7 +202,7 @@ def evaluate_cmd(
 @click.option("--head", default=None, help="Ask (head, relation, ?).")
 @click.option("--tail", default=None, help="Ask (?, relation, tail).")
 @click.option("--time", "time_", default=None, help="A year, 'since 1990', a date or a time label.")
-@click.option("-k", default=10, show_default=True)
+@click.option("-k", default=10, show_default=True, type=click.IntRange(min=1))
 @_friendly
 def predict(
     run: str, relation: str, head: str | None, tail: str | None, time_: str | None, k: int
@@ -244,14 +251,7 @@ def encode(
     data_root: str | None,
 ) -> None:
     """Verbalise DATA's entities, relations and times and encode them into the text cache."""
-    import yaml
-
-    enc: dict[str, Any] = {"name": encoder_name}
-    for item in options:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise KGDistillError(f"--option '{item}' is not KEY=VALUE")
-        enc[key.strip()] = yaml.safe_load(value)
+    enc: dict[str, Any] = apply_overrides({"name": encoder_name}, options)
     text = {"entity_files": list(entity_file), "relation_files": list(relation_file)}
     out = api.encode(
         data, encoder=enc, text=text, cache_dir=cache_dir, data_root=data_root, dry_run=dry_run
@@ -294,145 +294,12 @@ def models() -> None:
 
 @cli.command()
 @click.option("--out", default=None, help="Run folder (default: runs/<timestamp>-demo-...).")
-@click.option("--epochs", default=30, show_default=True)
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
 @_friendly
 def demo(out: str | None, epochs: int) -> None:
     """Train and evaluate a small temporal teacher on the bundled YAGO11k."""
     result = api.demo(out, epochs=epochs)
     _print_metrics(result.metrics, f"demo: TNTComplEx on YAGO11k, test ({result.run_dir})")
-
-
-@cli.group()
-def benchmark() -> None:
-    """Benchmarks that ship with kgdistill (results as JSON, CSV, markdown and a plot)."""
-
-
-@benchmark.command(name="temporal-kd")
-@click.option(
-    "--spec",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Benchmark YAML (default: the packaged configs/bench/temporal-kd.yaml).",
-)
-@click.option("--datasets", multiple=True, help="Subset of the spec's datasets (repeatable).")
-@click.option("--students", multiple=True, help="Subset of the spec's students (repeatable).")
-@click.option(
-    "--methods",
-    multiple=True,
-    help=(
-        "Subset of the spec's methods (none, bkd, bkd-t1, fitnet, rkd, ours, ours-no-stage1, ours-no-l2, "
-        "ours-no-l3, llm-scorer; repeatable)."
-    ),
-)
-@click.option("--seeds", multiple=True, type=int, help="Seeds (repeatable; default: the spec's).")
-@click.option("--epochs", default=None, type=int, help="Override the students' epochs.")
-@click.option("--teacher-epochs", default=None, type=int, help="Override the teacher's epochs.")
-@click.option(
-    "--work", default="benchmarks/work/temporal-kd", show_default=True, help="Run folders."
-)
-@click.option("--out", default="benchmarks/results", show_default=True, help="Result files.")
-@click.option(
-    "--finished-only",
-    is_flag=True,
-    help="Train nothing: tabulate the runs under --work that have finished (e.g. while a run goes on).",
-)
-@_root
-@_friendly
-def temporal_kd(
-    spec: str | None,
-    datasets: tuple[str, ...],
-    students: tuple[str, ...],
-    methods: tuple[str, ...],
-    seeds: tuple[int, ...],
-    epochs: int | None,
-    teacher_epochs: int | None,
-    work: str,
-    out: str,
-    finished_only: bool,
-    data_root: str | None,
-) -> None:
-    """Teacher -> TTransE / TA-DistMult students without KD, with BKD, FitNet, RKD and the LLM-guided two-stage
-    method and its ablations (resumable)."""
-    from kgdistill.bench.tables import seed_table
-    from kgdistill.bench.temporal_kd import run_temporal_kd
-
-    doc = run_temporal_kd(
-        spec=spec,
-        datasets=datasets or None,
-        students=students or None,
-        methods=methods or None,
-        seeds=seeds or None,
-        epochs=epochs,
-        teacher_epochs=teacher_epochs,
-        work=work,
-        out=out,
-        data_root=data_root,
-        train=not finished_only,
-    )
-    click.echo(seed_table(doc["rows"], list(dict.fromkeys(r["dataset"] for r in doc["rows"]))))
-    click.echo(f"results written to {out}/temporal_kd.{{json,csv,md,png}}")
-
-
-@benchmark.command(name="multisource")
-@click.option(
-    "--spec",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Benchmark YAML (default: the packaged configs/bench/multisource.yaml).",
-)
-@click.option("--pairs", multiple=True, help="Subset of the spec's collections (repeatable).")
-@click.option(
-    "--targets", multiple=True, help="Target graphs, e.g. zh, en (repeatable; default: all)."
-)
-@click.option(
-    "--methods",
-    multiple=True,
-    help="Subset of scratch, subgraph, feature, network, prediction, all (repeatable; scratch always runs).",
-)
-@click.option("--epochs", default=None, type=int, help="Override the students' epochs.")
-@click.option("--teacher-epochs", default=None, type=int, help="Override the teacher's epochs.")
-@click.option(
-    "--work", default="benchmarks/work/multisource", show_default=True, help="Run folders."
-)
-@click.option("--out", default="benchmarks/results", show_default=True, help="Result files.")
-@click.option(
-    "--finished-only",
-    is_flag=True,
-    help="Train nothing: tabulate the runs under --work that have finished (e.g. while a run goes on).",
-)
-@_root
-@_friendly
-def multisource(
-    spec: str | None,
-    pairs: tuple[str, ...],
-    targets: tuple[str, ...],
-    methods: tuple[str, ...],
-    epochs: int | None,
-    teacher_epochs: int | None,
-    work: str,
-    out: str,
-    finished_only: bool,
-    data_root: str | None,
-) -> None:
-    """Joint teacher on linked KGs (DBP15K pairs), then small students per target: from scratch vs feature,
-    network, prediction distillation and all three; quality and time to the from-scratch best (resumable)."""
-    from kgdistill.bench.multisource import run_multisource
-    from kgdistill.bench.multisource_tables import multisource_table
-
-    doc = run_multisource(
-        spec=spec,
-        pairs=pairs or None,
-        targets=targets or None,
-        methods=methods or None,
-        epochs=epochs,
-        teacher_epochs=teacher_epochs,
-        work=work,
-        out=out,
-        data_root=data_root,
-        train=not finished_only,
-    )
-    click.echo(multisource_table(doc["rows"]))
-    click.echo(f"results written to {out}/multisource.{{json,md,png}}")
 
 
 def main() -> None:

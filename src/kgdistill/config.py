@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -30,6 +30,7 @@ __all__ = [
     "apply_overrides",
     "load_config",
     "parse_config",
+    "validate_section",
 ]
 
 
@@ -180,12 +181,13 @@ class RunConfig(_Strict):
     eval: EvalConfig = EvalConfig()
 
 
-def _format(err: ValidationError) -> str:
+def _format(err: ValidationError, prefix: tuple[str, ...] = ()) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
+        loc = ".".join(str(p) for p in (*prefix, *e["loc"]))
         if e["type"] == "extra_forbidden":
-            hint = difflib.get_close_matches(str(e["loc"][-1]), _known_keys(e["loc"][:-1]), n=1)
+            known = _known_keys((*prefix, *e["loc"][:-1]))
+            hint = difflib.get_close_matches(str(e["loc"][-1]), known, n=1)
             extra = f" (did you mean '{hint[0]}'?)" if hint else ""
             lines.append(f"config key '{loc}' does not exist{extra}")
         elif e["type"] == "missing":
@@ -198,6 +200,9 @@ def _format(err: ValidationError) -> str:
                 hint = " (YAML reads a bare on/off/yes/no as a boolean: quote the key)"
             lines.append(f"config key '{loc}': {e['msg']} (got {got}){hint}")
     return "; ".join(lines)
+
+
+_Section = TypeVar("_Section", bound=BaseModel)
 
 
 def _known_keys(loc: tuple[Any, ...]) -> list[str]:
@@ -218,6 +223,14 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(model, "model_fields", {}))
 
 
+def validate_section(cls: type[_Section], data: Mapping[str, Any], where: str) -> _Section:
+    """Validate ``data`` as the config section ``where`` (e.g. ``eval``); errors name ``where.<key>``."""
+    try:
+        return cls.model_validate(dict(data))
+    except ValidationError as e:
+        raise ConfigError(_format(e, tuple(where.split(".")))) from None
+
+
 def parse_config(raw: Mapping[str, Any]) -> RunConfig:
     """Validate a raw mapping into a :class:`RunConfig` (errors name the key)."""
     if not isinstance(raw, Mapping):
@@ -229,7 +242,10 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides (``stages.0.epochs=10`` indexes lists); values are parsed as YAML."""
+    """Apply ``a.b.c=value`` overrides (``stages.0.epochs=10`` indexes lists); values are parsed as YAML.
+
+    The one parser of ``KEY=VALUE`` assignments: ``--set`` of every verb and ``encode --option`` use it.
+    """
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key.path=value")

@@ -71,7 +71,7 @@ class Objective(nn.Module):
                 spec.pop("teacher", None),
             )
             term_cls = LOSSES.get(name)
-            check_kwargs(term_cls, spec, where=here)
+            spec = check_kwargs(term_cls, spec, where=here)
             term = term_cls(**spec)
             if student is not None and term.reads - student:
                 raise ConfigError(

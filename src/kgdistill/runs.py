@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from kgdistill.checkpoint import atomic_write_text
 from kgdistill.errors import ConfigError
+from kgdistill.io import atomic_write_text, write_json
 
-__all__ = ["JsonlLog", "new_run_dir", "resolve_device", "seed_everything", "write_json"]
+__all__ = ["JsonlLog", "finished", "new_run_dir", "resolve_device", "seed_everything", "write_json"]
 
 
 def seed_everything(seed: int) -> None:
@@ -52,11 +52,6 @@ def new_run_dir(base: str | Path, name: str) -> Path:
     return path
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
 class JsonlLog:
     """Append-only ``log.jsonl``: one JSON object per epoch or validation, flushed and synced per record."""
 
@@ -86,3 +81,8 @@ class JsonlLog:
         return [
             json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line
         ]
+
+
+def finished(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a finished run (its test metrics are written)."""
+    return (run_dir / "metrics.json").is_file()

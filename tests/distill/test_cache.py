@@ -82,7 +82,7 @@ def test_topk_kd_equals_the_masked_full_row_kd(
 ) -> None:
     """kd_kl on a (B, k) top-k output gives the loss and gradient of the same rows expanded and masked."""
     from kgdistill.data.batching import Batch
-    from kgdistill.distill.losses import BKD
+    from kgdistill.losses.kd import BKD
     from kgdistill.models.base import ModelOutput
 
     path = write_cache(tmp_path / "top.safetensors", teacher, tiny_tkg, k=7, progress=False)

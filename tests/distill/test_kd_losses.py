@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from kgdistill.data.batching import Batch
-from kgdistill.distill.losses import BKD, RKD, FitNet, ScoreHuber, ScoreMSE
 from kgdistill.errors import ConfigError
+from kgdistill.losses.kd import BKD, RKD, FitNet, ScoreHuber, ScoreMSE
 from kgdistill.models import ModelOutput
 from kgdistill.objective import Objective
 

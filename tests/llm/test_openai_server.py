@@ -29,7 +29,7 @@ TEXTS = [f"fact {i}: the river number {i} flows into the sea" for i in range(16)
 
 def fast(base_url: str, model: str = "fake", **kwargs: object) -> OpenAIEncoder:
     """An encoder with quick retries, for tests."""
-    options: dict[str, object] = {"max_retries": 2, "backoff": 0.01, "timeout": 10.0}
+    options: dict[str, object] = {"max_retries": 2, "timeout": 10.0}
     options.update(kwargs)
     return OpenAIEncoder(base_url=base_url, model=model, **options)  # type: ignore[arg-type]
 
@@ -75,7 +75,7 @@ def test_llama_wrong_path_is_one_clear_error(llama_server: LlamaCppServer) -> No
     """A 404 (here: a wrong API root) is not retried and names the URL and the model."""
     base = llama_server.base_url.replace("/v1", "/wrong/v1")
     with pytest.raises(LLMError) as info:
-        fast(base, "smollm2", max_retries=5, backoff=1.0).encode(TEXTS[:2])
+        fast(base, "smollm2", max_retries=5).encode(TEXTS[:2])
     msg = str(info.value)
     assert f"{base}/embeddings" in msg and "'smollm2'" in msg and "HTTP 404" in msg
     assert "after" not in msg  # failed at once, no retries
@@ -88,7 +88,7 @@ def test_llama_killed_mid_run_then_resume(
     on the same address gets only the missing texts."""
     server = start_llama()
     try:
-        enc = fast(server.base_url, "smollm2", batch_size=4, concurrency=1, backoff=0.05)
+        enc = fast(server.base_url, "smollm2", batch_size=4, concurrency=1)
 
         def kill_before_third(n: int) -> None:
             if n == 3:
@@ -173,7 +173,7 @@ def test_timeout_is_retried(scripted) -> None:  # type: ignore[no-untyped-def]
 def test_client_errors_are_not_retried(scripted, status: int) -> None:  # type: ignore[no-untyped-def]
     scripted.push(status, {"error": {"message": "The model `nope` does not exist."}})
     with pytest.raises(LLMError) as info:
-        fast(scripted.base_url, "nope", max_retries=5, backoff=1.0).encode(["a"])
+        fast(scripted.base_url, "nope", max_retries=5).encode(["a"])
     msg = str(info.value)
     assert f"{scripted.base_url}/embeddings" in msg and "'nope'" in msg
     assert f"HTTP {status}: The model `nope` does not exist." in msg

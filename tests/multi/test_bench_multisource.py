@@ -1,4 +1,5 @@
-"""The multi-source benchmark driver on the DBP15K zh_en subset: rows, time-to-quality, reuse, result files."""
+"""The multi-source benchmark driver (benchmarks/multisource.py) on the DBP15K zh_en subset: rows,
+time-to-quality, reuse, result files."""
 
 from __future__ import annotations
 
@@ -8,18 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kgdistill.bench.multisource import curve, run_multisource, time_to
 from kgdistill.errors import ConfigError
+from multisource import SPEC, curve, run_multisource, time_to
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "dbp15k-mini" / "zh_en"
-SPEC = (
-    Path(__file__).resolve().parents[2]
-    / "src"
-    / "kgdistill"
-    / "configs"
-    / "bench"
-    / "multisource.yaml"
-)
 
 
 @pytest.fixture
@@ -50,6 +43,7 @@ def test_curve_sums_epoch_seconds(tmp_path: Path) -> None:
     assert curve(tmp_path) == [(1, 1.5, 0.1), (2, 3.5, 0.2)]
 
 
+@pytest.mark.slow  # trains real runs end to end
 def test_benchmark_rows_and_files(spec: Path, tmp_path: Path) -> None:
     work, out = tmp_path / "work", tmp_path / "out"
     doc = run_multisource(

@@ -14,9 +14,9 @@ from kgdistill.checkpoint import load_checkpoint, load_model, save_checkpoint
 from kgdistill.data import KG
 from kgdistill.data.batching import Batch, both_directions
 from kgdistill.data.time import TimeSpec
-from kgdistill.distill.multisource import Alignment, FeatureKD, NetworkKD, neighbour_table
 from kgdistill.distill.teachers import KGETeacher
 from kgdistill.errors import ConfigError
+from kgdistill.losses.multisource import Alignment, FeatureKD, NetworkKD, neighbour_table
 from kgdistill.models import ModelOutput, Vocab, build_model
 from kgdistill.multi import LinkedKGs, MultiKG, build_target, build_union, read_dbp15k
 from kgdistill.objective import Objective

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from kgdistill.checkpoint import atomic_save_tensors, read_safetensors
 from kgdistill.data.batching import both_directions
 from kgdistill.data.kg import KG
 from kgdistill.distill.teachers import ALL_FIELDS, TEACHERS, Teacher
 from kgdistill.errors import CheckpointError, ConfigError
+from kgdistill.io import atomic_save_tensors, read_safetensors
 from kgdistill.models.base import ModelOutput
 from kgdistill.types import HEAD, REL, TIME, LongTensor
 

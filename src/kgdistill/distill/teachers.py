@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Annotated, Protocol
 
 import torch
+from pydantic import Field
 
 from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.data.kg import KG
@@ -70,7 +71,9 @@ class KGETeacher(torch.nn.Module):
         min_coverage: least fraction of the student's entities the teacher must know.
     """
 
-    def __init__(self, *, path: str, kg: KG, min_coverage: float = 0.9) -> None:
+    def __init__(
+        self, *, path: str, kg: KG, min_coverage: Annotated[float, Field(ge=0, le=1)] = 0.9
+    ) -> None:
         super().__init__()
         ckpt = load_checkpoint(path)
         self.model = load_model(ckpt).eval().requires_grad_(False)

@@ -35,7 +35,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from tqdm.auto import tqdm
 
-from kgdistill.checkpoint import atomic_save_tensors, atomic_write_text
+from kgdistill.io import atomic_save_tensors, atomic_write_text
 from kgdistill.llm.encoders import Encoder, LLMError, check_texts
 
 __all__ = ["FORMAT", "EmbeddingCache", "encode_cached", "text_id"]

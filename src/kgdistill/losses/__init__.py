@@ -1,6 +1,11 @@
-"""Loss terms (supervised, regularisers, distillation) and their registry."""
+"""Loss terms and their registry: supervised terms and regularisers, distillation terms (BKD, FitNet, RKD,
+score matching) and the multi-source terms (alignment, feature, network).
 
-from kgdistill.losses import supervised  # noqa: F401  (registers the built-in terms)
+Every built-in term is registered here, so ``LOSSES`` is complete as soon as :mod:`kgdistill.losses` (or
+anything of kgdistill) is imported.
+"""
+
+from kgdistill.losses import kd, multisource, supervised
 from kgdistill.losses.base import LOSSES, LossTerm
 
-__all__ = ["LOSSES", "LossTerm"]
+__all__ = ["LOSSES", "LossTerm", "kd", "multisource", "supervised"]

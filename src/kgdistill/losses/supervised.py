@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, NonNegativeFloat
 
 from kgdistill.data.batching import Batch
 from kgdistill.losses.base import LOSSES, LossTerm
@@ -25,7 +26,7 @@ class SupervisedCE(LossTerm):
     Paper: Lacroix et al. 2018 (1-N with reciprocals), https://arxiv.org/abs/1806.07297
     """
 
-    def __init__(self, *, label_smoothing: float = 0.0) -> None:
+    def __init__(self, *, label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0) -> None:
         super().__init__()
         self.label_smoothing = label_smoothing
 
@@ -49,7 +50,8 @@ class NegativeSampling(LossTerm):
     ``p = softmax(adversarial_temperature * s_neg)`` held constant (scores of distance models are ``-d``).
 
     Args:
-        loss: ``softplus`` (logistic loss) or ``self_adversarial``.
+        form: ``softplus`` (logistic loss) or ``self_adversarial`` (named ``form``, not ``loss``: ``loss`` is the
+            config key of the term's name).
         margin: ``gamma`` of the self-adversarial loss.
         adversarial_temperature: ``alpha``.
 
@@ -61,19 +63,19 @@ class NegativeSampling(LossTerm):
     def __init__(
         self,
         *,
-        loss: Literal["softplus", "self_adversarial"] = "self_adversarial",
+        form: Literal["softplus", "self_adversarial"] = "self_adversarial",
         margin: float = 6.0,
-        adversarial_temperature: float = 1.0,
+        adversarial_temperature: NonNegativeFloat = 1.0,
     ) -> None:
         super().__init__()
-        self.loss, self.margin, self.alpha = loss, margin, adversarial_temperature
+        self.form, self.margin, self.alpha = form, margin, adversarial_temperature
 
     def forward(
         self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch
     ) -> FloatTensor:
         s = student.scores.float()
         pos, neg = s[:, 0], s[:, 1:]
-        if self.loss == "softplus":
+        if self.form == "softplus":
             return (F.softplus(-pos).sum() + F.softplus(neg).sum()) / s.numel()
         weights = torch.softmax(self.alpha * neg, dim=1).detach()
         pos_loss = -F.logsigmoid(self.margin + pos)

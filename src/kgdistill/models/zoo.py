@@ -8,9 +8,10 @@ real-valued models and the complex rank for ComplEx, RotatE and TNTComplEx (whic
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from kgdistill.errors import ConfigError
 from kgdistill.models.base import KGEModel, Vocab
@@ -57,31 +58,35 @@ def _static(
 
 
 @_register("transe", temporal=False)
-def transe(*, vocab: Vocab, dim: int = 200, p: float = 2.0, init_scale: float = 0.1) -> KGEModel:
+def transe(
+    *, vocab: Vocab, dim: PositiveInt = 200, p: PositiveFloat = 2.0, init_scale: PositiveFloat = 0.1
+) -> KGEModel:
     """TransE, ``-||h + r - t||_p``. Paper: Bordes et al. 2013, https://papers.nips.cc/paper/5071"""
     return _static(vocab, dim, init_scale, TransE(p=p))
 
 
 @_register("distmult", temporal=False)
-def distmult(*, vocab: Vocab, dim: int = 200, init_scale: float = 1e-3) -> KGEModel:
+def distmult(*, vocab: Vocab, dim: PositiveInt = 200, init_scale: PositiveFloat = 1e-3) -> KGEModel:
     """DistMult, ``<h, r, t>``. Paper: Yang et al. 2015, https://arxiv.org/abs/1412.6575"""
     return _static(vocab, dim, init_scale, DistMult())
 
 
 @_register("complex", temporal=False)
-def complex_(*, vocab: Vocab, dim: int = 200, init_scale: float = 1e-3) -> KGEModel:
+def complex_(*, vocab: Vocab, dim: PositiveInt = 200, init_scale: PositiveFloat = 1e-3) -> KGEModel:
     """ComplEx, ``Re(<h, r, conj t>)``, rank ``dim``. Paper: Trouillon et al. 2016, https://arxiv.org/abs/1606.06357"""
     return _static(vocab, 2 * dim, init_scale, ComplEx())
 
 
 @_register("rotate", temporal=False)
-def rotate(*, vocab: Vocab, dim: int = 200, init_scale: float = 0.1) -> KGEModel:
+def rotate(*, vocab: Vocab, dim: PositiveInt = 200, init_scale: PositiveFloat = 0.1) -> KGEModel:
     """RotatE, ``-||h * e^{i theta_r} - t||``, rank ``dim``. Paper: Sun et al. 2019, https://arxiv.org/abs/1902.10197"""
     return _static(vocab, 2 * dim, init_scale, RotatE(p=2.0), rel_width=dim)
 
 
 @_register("ttranse", temporal=True)
-def ttranse(*, vocab: Vocab, dim: int = 100, p: float = 2.0, init_scale: float = 0.1) -> KGEModel:
+def ttranse(
+    *, vocab: Vocab, dim: PositiveInt = 100, p: PositiveFloat = 2.0, init_scale: PositiveFloat = 0.1
+) -> KGEModel:
     """TTransE, ``-||h + r + tau - t||_p``. Paper: Leblay and Chekol 2018, https://doi.org/10.1145/3184558.3191639"""
     return KGEModel(
         entities=embedding(vocab.num_entities, dim, init_scale),
@@ -110,21 +115,25 @@ def _time_aware(vocab: Vocab, dim: int, init_scale: float, interaction: Interact
 
 
 @_register("ta_distmult", temporal=True)
-def ta_distmult(*, vocab: Vocab, dim: int = 100, init_scale: float = 0.1) -> KGEModel:
+def ta_distmult(
+    *, vocab: Vocab, dim: PositiveInt = 100, init_scale: PositiveFloat = 0.1
+) -> KGEModel:
     """TA-DistMult: DistMult with an LSTM over relation and time tokens. Paper: García-Durán et al. 2018,
     https://arxiv.org/abs/1809.03202"""
     return _time_aware(vocab, dim, init_scale, DistMult())
 
 
 @_register("ta_transe", temporal=True)
-def ta_transe(*, vocab: Vocab, dim: int = 100, p: float = 2.0, init_scale: float = 0.1) -> KGEModel:
+def ta_transe(
+    *, vocab: Vocab, dim: PositiveInt = 100, p: PositiveFloat = 2.0, init_scale: PositiveFloat = 0.1
+) -> KGEModel:
     """TA-TransE: TransE with an LSTM over relation and time tokens. Paper: García-Durán et al. 2018,
     https://arxiv.org/abs/1809.03202"""
     return _time_aware(vocab, dim, init_scale, TransE(p=p))
 
 
 @_register("hyte", temporal=True)
-def hyte(*, vocab: Vocab, dim: int = 100, init_scale: float = 0.1) -> KGEModel:
+def hyte(*, vocab: Vocab, dim: PositiveInt = 100, init_scale: PositiveFloat = 0.1) -> KGEModel:
     """HyTE: TransE on time hyperplanes. Paper: Dasgupta et al. 2018, https://aclanthology.org/D18-1225"""
     return HyTE.build(
         num_entities=vocab.num_entities,
@@ -136,7 +145,9 @@ def hyte(*, vocab: Vocab, dim: int = 100, init_scale: float = 0.1) -> KGEModel:
 
 
 @_register("tntcomplex", temporal=True)
-def tntcomplex(*, vocab: Vocab, dim: int = 156, init_scale: float = 1e-2) -> KGEModel:
+def tntcomplex(
+    *, vocab: Vocab, dim: PositiveInt = 156, init_scale: PositiveFloat = 1e-2
+) -> KGEModel:
     """TNTComplEx, ``Re(<h, r * tau + r_nt, conj t>)``, rank ``dim``. Paper: Lacroix et al. 2020,
     https://arxiv.org/abs/2004.04926"""
     return KGEModel(
@@ -159,11 +170,11 @@ def llm_scorer(
     encoder: dict[str, Any] | None = None,
     text: dict[str, Any] | None = None,
     cache_dir: str | None = None,
-    text_dim: int | None = None,
-    dim: int = 256,
-    hidden: int = 512,
+    text_dim: PositiveInt | None = None,
+    dim: PositiveInt = 256,
+    hidden: PositiveInt = 512,
     entity_bias: bool = True,
-    dropout: float = 0.0,
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0,
 ) -> KGEModel:
     """The LLM scorer: a light head over frozen LLM text encodings (see :mod:`kgdistill.models.text`).
 

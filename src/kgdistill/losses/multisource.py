@@ -7,7 +7,7 @@
 * ``network`` (teacher): the student organises every entity's neighbourhood like the teacher: over a fixed sample
   of each entity's neighbours in the training graph (the target plus its linked subgraph), the softmax of the
   similarities between the entity and its neighbours, KL from the teacher's to the student's.
-* prediction-level distillation is ``kd_kl`` (:mod:`kgdistill.distill.losses`) on the target's queries.
+* prediction-level distillation is ``kd_kl`` (:mod:`kgdistill.losses.kd`) on the target's queries.
 
 Each reads the whole entity table ``t`` of a 1-N step (``train.negatives: 0``).
 
@@ -17,11 +17,12 @@ Multi-source Knowledge Graphs", KDD 2023, https://arxiv.org/abs/2306.02679
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, PositiveFloat, PositiveInt
 from torch import nn
 
 from kgdistill.data.batching import Batch
@@ -183,7 +184,11 @@ class NetworkKD(_ProjectedTable):
     """
 
     def __init__(
-        self, *, neighbours: int = 16, temperature: float = 0.1, max_entities: int = 1024
+        self,
+        *,
+        neighbours: Annotated[int, Field(ge=2)] = 16,
+        temperature: PositiveFloat = 0.1,
+        max_entities: PositiveInt = 1024,
     ) -> None:
         super().__init__()
         if neighbours < 2:

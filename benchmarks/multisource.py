@@ -1,4 +1,4 @@
-"""``kgdistill benchmark multisource``: joint pre-training once, local re-training for every target.
+"""The multi-source benchmark: joint pre-training once, local re-training for every target.
 
 For every linked collection (DBP15K pair): one teacher is pre-trained on the union of its graphs (run folder
 ``<work>/<pair>/teacher``), then for each graph as the target a small student is trained from scratch on the
@@ -10,6 +10,9 @@ Time-to-quality is read from each student's ``log.jsonl`` (validation after ever
 seconds (the sum of the epochs' wall times, validation excluded, teacher forward passes included) until the
 validation MRR first reaches the from-scratch student's best validation MRR. Results:
 ``multisource.{json,md,png}`` in ``--out``.
+
+    python benchmarks/multisource.py                                    # all pairs, both targets, all methods
+    python benchmarks/multisource.py --pairs dbp15k_zh_en --targets zh --epochs 10 --teacher-epochs 10
 """
 
 from __future__ import annotations
@@ -20,36 +23,40 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import click
 import yaml
 
-from kgdistill.bench.runs import (
+from _common import (
+    REPO,
     earlier_results,
-    ensure_run,
-    finished,
+    friendly_errors,
     machine_info,
     run_command,
+    setup_logging,
 )
-from kgdistill.checkpoint import atomic_write_text, load_checkpoint, read_safetensors_header
+from _multisource_tables import multisource_table, write_multisource
+from kgdistill.api import ensure_run
+from kgdistill.checkpoint import load_checkpoint
 from kgdistill.errors import ConfigError
+from kgdistill.io import atomic_write_text, read_safetensors_header
 from kgdistill.multi.linked import LINKED
+from kgdistill.runs import finished
 
 __all__ = ["curve", "run_multisource", "time_to"]
 
 log = logging.getLogger(__name__)
+#: the default spec, run folders and result folder
+SPEC = REPO / "benchmarks" / "specs" / "multisource.yaml"
+WORK = REPO / "benchmarks" / "work" / "multisource"
+OUT = REPO / "benchmarks" / "results"
 _METRICS = {"mrr": "mrr", "mr": "mr", "hits1": "hits@1", "hits3": "hits@3", "hits10": "hits@10"}
 
 
 def _spec(path: str | Path | None) -> dict[str, Any]:
-    text = (
-        Path(path).read_text()
-        if path
-        else (files("kgdistill") / "configs/bench/multisource.yaml").read_text()
-    )
-    return yaml.safe_load(text)
+    return yaml.safe_load(Path(path or SPEC).read_text())  # type: ignore[no-any-return]
 
 
 def curve(run_dir: Path) -> list[tuple[int, float, float]]:
@@ -242,22 +249,20 @@ def run_multisource(
     methods: Sequence[str] | None = None,
     epochs: int | None = None,
     teacher_epochs: int | None = None,
-    work: str | Path = "benchmarks/work/multisource",
-    out: str | Path = "benchmarks/results",
+    work: str | Path = WORK,
+    out: str | Path = OUT,
     data_root: str | None = None,
     train: bool = True,
 ) -> dict[str, Any]:
     """Run the benchmark and write its result files; returns the JSON document written.
 
     Args:
-        spec: a YAML benchmark spec (default: the packaged ``configs/bench/multisource.yaml``).
+        spec: a YAML benchmark spec (default: ``benchmarks/specs/multisource.yaml``).
         pairs / targets / methods: subsets (targets are graph names such as ``zh`` and ``en``).
         epochs / teacher_epochs: override the students' / teacher's epochs (quick runs).
-        work: folder of the run folders. out: folder of the result files.
+        work: folder of the run folders. out: folder of the result files (defaults: under ``benchmarks/``).
         train: ``False``: train nothing, tabulate the runs that have finished (e.g. while the benchmark runs).
     """
-    from kgdistill.bench.multisource_tables import write_multisource
-
     sp = _spec(spec)
     pairs = list(pairs or sp["pairs"])
     methods = list(methods or sp["methods"])
@@ -419,3 +424,77 @@ def _document(
         "goals": goals,
         "teacher_reuse": reuse,
     }
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--spec",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Benchmark YAML (default: benchmarks/specs/multisource.yaml).",
+)
+@click.option("--pairs", multiple=True, help="Subset of the spec's collections (repeatable).")
+@click.option(
+    "--targets", multiple=True, help="Target graphs, e.g. zh, en (repeatable; default: all)."
+)
+@click.option(
+    "--methods",
+    multiple=True,
+    help="Subset of scratch, subgraph, feature, network, prediction, all (repeatable; scratch always runs).",
+)
+@click.option("--epochs", default=None, type=int, help="Override the students' epochs.")
+@click.option("--teacher-epochs", default=None, type=int, help="Override the teacher's epochs.")
+@click.option(
+    "--work",
+    default=str(WORK),
+    help="Run folders (default: benchmarks/work/multisource in the repository).",
+)
+@click.option(
+    "--out", default=str(OUT), help="Result files (default: benchmarks/results in the repository)."
+)
+@click.option(
+    "--finished-only",
+    is_flag=True,
+    help="Train nothing: tabulate the runs under --work that have finished (e.g. while a run goes on).",
+)
+@click.option(
+    "--data-root", default=None, help="Folder holding the datasets (default: $KGDISTILL_DATA)."
+)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings only.")
+def main(
+    spec: str | None,
+    pairs: tuple[str, ...],
+    targets: tuple[str, ...],
+    methods: tuple[str, ...],
+    epochs: int | None,
+    teacher_epochs: int | None,
+    work: str,
+    out: str,
+    finished_only: bool,
+    data_root: str | None,
+    verbose: bool,
+    quiet: bool,
+) -> None:
+    """Joint teacher on linked KGs (DBP15K pairs), then small students per target: from scratch vs feature,
+    network, prediction distillation and all three; quality and time to the from-scratch best (resumable)."""
+    setup_logging(verbose, quiet)
+    with friendly_errors():
+        doc = run_multisource(
+            spec=spec,
+            pairs=pairs or None,
+            targets=targets or None,
+            methods=methods or None,
+            epochs=epochs,
+            teacher_epochs=teacher_epochs,
+            work=work,
+            out=out,
+            data_root=data_root,
+            train=not finished_only,
+        )
+    click.echo(multisource_table(doc["rows"]))
+    click.echo(f"results written to {out}/multisource.{{json,md,png}}")
+
+
+if __name__ == "__main__":
+    main()

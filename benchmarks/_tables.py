@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from kgdistill.checkpoint import atomic_write_text
+from kgdistill.io import atomic_write_text
 
 __all__ = ["seed_table", "source_lines", "write_temporal_kd"]
 

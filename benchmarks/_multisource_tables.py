@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kgdistill.bench.tables import fmt_or_dash as _f
-from kgdistill.bench.tables import source_lines
-from kgdistill.checkpoint import atomic_write_text
+from _tables import fmt_or_dash as _f
+from _tables import source_lines
+from kgdistill.io import atomic_write_text
 
 __all__ = ["multisource_table", "write_multisource"]
 

@@ -1,4 +1,9 @@
-"""Benchmark runs that survive a kill: reuse a finished run, resume an interrupted one, else train."""
+"""Plumbing shared by the benchmark scripts: the machine, command and date behind their numbers, and results
+already written by earlier calls.
+
+The scripts run as ``python benchmarks/NAME.py`` from the repository root, so this folder is on the import path
+(``from _common import ...``); the tests put it there too.
+"""
 
 from __future__ import annotations
 
@@ -8,49 +13,31 @@ import logging
 import platform
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import click
 import torch
-import yaml
 
-from kgdistill import api
-from kgdistill.checkpoint import atomic_write_text
-from kgdistill.config import parse_config
-from kgdistill.errors import ConfigError
+from kgdistill.errors import KGDistillError
+from kgdistill.io import atomic_write_text
 
-__all__ = ["earlier_results", "ensure_run", "finished", "machine_info", "run_command"]
+__all__ = [
+    "REPO",
+    "earlier_results",
+    "friendly_errors",
+    "machine_info",
+    "run_command",
+    "setup_logging",
+    "write_script_result",
+]
 
 log = logging.getLogger(__name__)
 
-
-def finished(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds a finished run (its test metrics are written)."""
-    return (run_dir / "metrics.json").is_file()
-
-
-def ensure_run(cfg_raw: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """Train (fresh, resumed or reused) the run of ``cfg_raw`` in ``run_dir``; returns its ``metrics.json``.
-
-    A folder holding a run of a different config is an error (never silently reused).
-    """
-    cfg = parse_config(cfg_raw)
-    stored = run_dir / "config.yaml"
-    # the stored config read through the current schema: a field added since (with its default) is no change
-    if stored.is_file() and parse_config(yaml.safe_load(stored.read_text())) != cfg:
-        raise ConfigError(
-            f"{run_dir} holds a run of another config; remove it or use another --work folder"
-        )
-    if (run_dir / "metrics.json").is_file():
-        log.info("reusing %s", run_dir)
-    elif (run_dir / "last.safetensors").is_file():
-        log.info("resuming %s", run_dir)
-        api.train(resume=run_dir)
-    else:
-        log.info("training %s", run_dir)
-        api.train(cfg, out=run_dir)
-    return json.loads((run_dir / "metrics.json").read_text())  # type: ignore[no-any-return]
+#: The repository root: the scripts' default ``--work`` and ``--out`` folders are relative to it.
+REPO = Path(__file__).resolve().parents[1]
 
 
 def machine_info() -> dict[str, Any]:
@@ -89,10 +76,11 @@ def write_script_result(
 
 
 def run_command() -> str:
-    """The command line that is running (``kgdistill benchmark ...`` when run through the CLI)."""
-    if sys.argv and "kgdistill" in sys.argv[0]:
-        return "kgdistill " + " ".join(sys.argv[1:])
-    return " ".join(sys.argv)
+    """The command line that is running (``python benchmarks/NAME.py ...`` for a benchmark script)."""
+    argv = list(sys.argv) or [""]
+    if argv[0].endswith(".py"):
+        return shlex.join(["python", *argv])
+    return shlex.join(argv)
 
 
 def earlier_results(
@@ -124,3 +112,25 @@ def earlier_results(
         sources = {k: {"command": old.get("command"), **old.get("machine", {})} for k in present}
     kept["sources"] = {k: v for k, v in sources.items() if k in present}
     return kept
+
+
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Log to stderr: INFO (every run reused, resumed or trained), DEBUG with ``verbose``, WARNING with ``quiet``."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """An input error prints one line and exits with status 2; an interrupt says how to go on (status 130)."""
+    try:
+        yield
+    except KGDistillError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo(
+            "interrupted: finished runs are kept and an interrupted one resumes; run the same command again",
+            err=True,
+        )
+        sys.exit(130)

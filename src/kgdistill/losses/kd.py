@@ -9,10 +9,11 @@ probe outputs, before the optimiser is built.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, NonNegativeFloat, PositiveFloat
 from torch import nn
 
 from kgdistill.data.batching import Batch
@@ -47,7 +48,7 @@ class BKD(LossTerm):
     requires_teacher: ClassVar[bool] = True
     sparse_scores: ClassVar[bool] = True
 
-    def __init__(self, *, temperature: float = 2.0) -> None:
+    def __init__(self, *, temperature: PositiveFloat = 2.0) -> None:
         super().__init__()
         if temperature <= 0:
             raise ConfigError("kd_kl: temperature must be > 0")
@@ -81,7 +82,7 @@ class _ScoreMatch(LossTerm):
     requires_teacher: ClassVar[bool] = True
 
     def __init__(
-        self, *, compare: Literal["scores", "probs"] = "probs", temperature: float = 1.0
+        self, *, compare: Literal["scores", "probs"] = "probs", temperature: PositiveFloat = 1.0
     ) -> None:
         super().__init__()
         if compare not in ("scores", "probs"):
@@ -122,8 +123,8 @@ class ScoreHuber(_ScoreMatch):
         self,
         *,
         compare: Literal["scores", "probs"] = "probs",
-        temperature: float = 1.0,
-        delta: float = 1.0,
+        temperature: PositiveFloat = 1.0,
+        delta: PositiveFloat = 1.0,
     ) -> None:
         super().__init__(compare=compare, temperature=temperature)
         self.delta = delta
@@ -236,9 +237,9 @@ class RKD(LossTerm):
         self,
         *,
         field: Literal["h", "r", "t"] = "h",
-        distance_weight: float = 1.0,
-        angle_weight: float = 2.0,
-        max_samples: int = 128,
+        distance_weight: NonNegativeFloat = 1.0,
+        angle_weight: NonNegativeFloat = 2.0,
+        max_samples: Annotated[int, Field(ge=3)] = 128,
     ) -> None:
         super().__init__()
         if field not in ("h", "r", "t"):

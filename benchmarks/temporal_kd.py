@@ -1,10 +1,14 @@
-"""``kgdistill benchmark temporal-kd``: teacher -> small temporal students, without KD and with BKD / FitNet / RKD.
+"""The temporal KD benchmark: teacher -> small temporal students, without KD and with BKD / FitNet / RKD.
 
 For every dataset: train (or reuse) one high-capacity teacher, then every student family x method x seed, each
 with the dataset's one data protocol. Every run is a normal run folder under ``--work``; a finished run is reused
 when its stored config equals the one asked for, an interrupted one is resumed, so the benchmark itself survives
 a kill. Results: ``temporal_kd.{json,csv,md,png}`` in ``--out`` (the seed's table layout: MRR, MR, Hits@1/3/10 in
 percent for each dataset; plus parameters, bytes and single-query latency of every model).
+
+    python benchmarks/temporal_kd.py --seeds 0                      # one seed, both datasets
+    python benchmarks/temporal_kd.py --seeds 0 --seeds 1 --seeds 2  # reuses seed 0, adds 1 and 2
+    python benchmarks/temporal_kd.py --datasets yago11k --epochs 5 --teacher-epochs 5 --work /tmp/q --out /tmp/q
 """
 
 from __future__ import annotations
@@ -13,28 +17,35 @@ import copy
 import logging
 import statistics
 from collections.abc import Sequence
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import click
 import torch
 import yaml
 
-from kgdistill.bench.latency import single_query_latency_ms
-from kgdistill.bench.runs import (
+from _common import (
+    REPO,
     earlier_results,
-    ensure_run,
-    finished,
+    friendly_errors,
     machine_info,
     run_command,
+    setup_logging,
 )
-from kgdistill.bench.tables import write_temporal_kd
+from _latency import single_query_latency_ms
+from _tables import seed_table, write_temporal_kd
+from kgdistill.api import ensure_run
 from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.errors import ConfigError
+from kgdistill.runs import finished
 
 __all__ = ["run_temporal_kd"]
 
 log = logging.getLogger(__name__)
+#: the default spec, run folders and result folder
+SPEC = REPO / "benchmarks" / "specs" / "temporal-kd.yaml"
+WORK = REPO / "benchmarks" / "work" / "temporal-kd"
+OUT = REPO / "benchmarks" / "results"
 #: row key -> key of the evaluator's metrics
 _METRICS = {"mrr": "mrr", "mr": "mr", "hits1": "hits@1", "hits3": "hits@3", "hits10": "hits@10"}
 #: Methods of rows that are teachers, not students: the conventional teacher and the LLM scorer.
@@ -42,12 +53,7 @@ _TEACHERS = ("teacher", "llm-scorer")
 
 
 def _spec(path: str | Path | None) -> dict[str, Any]:
-    text = (
-        Path(path).read_text()
-        if path
-        else (files("kgdistill") / "configs/bench/temporal-kd.yaml").read_text()
-    )
-    return yaml.safe_load(text)
+    return yaml.safe_load(Path(path or SPEC).read_text())  # type: ignore[no-any-return]
 
 
 def _stages(spec: dict[str, Any], method: str, epochs: int) -> list[dict[str, Any]]:
@@ -120,18 +126,18 @@ def run_temporal_kd(
     seeds: Sequence[int] | None = None,
     epochs: int | None = None,
     teacher_epochs: int | None = None,
-    work: str | Path = "benchmarks/work/temporal-kd",
-    out: str | Path = "benchmarks/results",
+    work: str | Path = WORK,
+    out: str | Path = OUT,
     data_root: str | None = None,
     train: bool = True,
 ) -> dict[str, Any]:
     """Run the benchmark and write its tables; returns the JSON document written.
 
     Args:
-        spec: a YAML benchmark spec (default: the packaged ``configs/bench/temporal-kd.yaml``).
+        spec: a YAML benchmark spec (default: ``benchmarks/specs/temporal-kd.yaml``).
         datasets / students / methods / seeds: subsets of the spec's lists.
         epochs / teacher_epochs: override the students' / teacher's epochs (quick runs).
-        work: folder of the run folders. out: folder of the result files.
+        work: folder of the run folders. out: folder of the result files (defaults: under ``benchmarks/``).
         train: ``False``: train nothing, tabulate the runs that have finished (e.g. while the benchmark runs).
     """
     sp = _spec(spec)
@@ -312,3 +318,81 @@ def _document(
         "runs": runs,
         "goals": goals,
     }
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--spec",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Benchmark YAML (default: benchmarks/specs/temporal-kd.yaml).",
+)
+@click.option("--datasets", multiple=True, help="Subset of the spec's datasets (repeatable).")
+@click.option("--students", multiple=True, help="Subset of the spec's students (repeatable).")
+@click.option(
+    "--methods",
+    multiple=True,
+    help=(
+        "Subset of the spec's methods (none, bkd, bkd-t1, fitnet, rkd, ours, ours-no-stage1, ours-no-l2, "
+        "ours-no-l3, llm-scorer; repeatable)."
+    ),
+)
+@click.option("--seeds", multiple=True, type=int, help="Seeds (repeatable; default: the spec's).")
+@click.option("--epochs", default=None, type=int, help="Override the students' epochs.")
+@click.option("--teacher-epochs", default=None, type=int, help="Override the teacher's epochs.")
+@click.option(
+    "--work",
+    default=str(WORK),
+    help="Run folders (default: benchmarks/work/temporal-kd in the repository).",
+)
+@click.option(
+    "--out", default=str(OUT), help="Result files (default: benchmarks/results in the repository)."
+)
+@click.option(
+    "--finished-only",
+    is_flag=True,
+    help="Train nothing: tabulate the runs under --work that have finished (e.g. while a run goes on).",
+)
+@click.option(
+    "--data-root", default=None, help="Folder holding the datasets (default: $KGDISTILL_DATA)."
+)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings only.")
+def main(
+    spec: str | None,
+    datasets: tuple[str, ...],
+    students: tuple[str, ...],
+    methods: tuple[str, ...],
+    seeds: tuple[int, ...],
+    epochs: int | None,
+    teacher_epochs: int | None,
+    work: str,
+    out: str,
+    finished_only: bool,
+    data_root: str | None,
+    verbose: bool,
+    quiet: bool,
+) -> None:
+    """Teacher -> TTransE / TA-DistMult students without KD, with BKD, FitNet, RKD and the LLM-guided two-stage
+    method and its ablations (resumable)."""
+    setup_logging(verbose, quiet)
+    with friendly_errors():
+        doc = run_temporal_kd(
+            spec=spec,
+            datasets=datasets or None,
+            students=students or None,
+            methods=methods or None,
+            seeds=seeds or None,
+            epochs=epochs,
+            teacher_epochs=teacher_epochs,
+            work=work,
+            out=out,
+            data_root=data_root,
+            train=not finished_only,
+        )
+    click.echo(seed_table(doc["rows"], list(dict.fromkeys(r["dataset"] for r in doc["rows"]))))
+    click.echo(f"results written to {out}/temporal_kd.{{json,csv,md,png}}")
+
+
+if __name__ == "__main__":
+    main()
