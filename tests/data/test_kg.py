@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -363,3 +364,75 @@ def test_protocol_values_are_checked(raw_tkg: RawKG, key: str, value: str) -> No
             f"{len(kg.splits['train'])} train quadruples, {len(kg.time.boundaries)} bins, "
             f"unseen policy {kg.report['unseen_policy']!r}); it should raise a KGDistillError naming {key}"
         )
+
+
+# -- quirks in the report, and how they are logged ------------------------------------------------------------
+
+
+def _relations_only_outside_train(folder: Path) -> dict[str, list[int]]:
+    """split -> line numbers whose relation (2nd column) never occurs in train.txt, the plain way."""
+
+    def rows(split: str) -> list[list[str]]:
+        return [ln.split("\t") for ln in (folder / f"{split}.txt").read_text().splitlines()]
+
+    train = {r[1] for r in rows("train")}
+    return {
+        s: [i for i, r in enumerate(rows(s), 1) if r[1] not in train] for s in ("valid", "test")
+    }
+
+
+def test_relation_not_in_train_is_reported() -> None:
+    """icews14-mini (real ICEWS14 rows) has valid/test facts whose relation train never shows."""
+    folder = FIXTURES / "icews14-mini"
+    raw = read_point_ids(folder, origin="2014-01-01")
+    ref = _relations_only_outside_train(folder)
+    assert sum(map(len, ref.values())) > 0
+    kg = build_kg(raw)
+    q = kg.report["quirks"]["relation_not_in_train"]
+    assert q["count"] == sum(map(len, ref.values()))
+    line = ref["valid"][0]
+    rel = raw.relation_labels[int(raw.splits["valid"].triples[line - 1, 1])]
+    assert q["examples"][0] == f"valid.txt:{line} ({rel})"
+    # the facts are kept (and ranked), and the raw dataset is not changed: building twice counts once
+    assert len(kg.splits["valid"]) == len(raw.splits["valid"])
+    assert "relation_not_in_train" not in raw.quirks.counts
+    assert build_kg(raw).report["quirks"] == kg.report["quirks"]
+
+
+def test_relation_not_in_train_absent_when_train_has_all(tiny_kg: KG) -> None:
+    assert "relation_not_in_train" not in tiny_kg.report["quirks"]
+
+
+@pytest.mark.slow
+def test_relation_not_in_train_full_icews14_forecasting(data_root: Path) -> None:
+    """The chronological split has relations that first occur after the training period."""
+    folder = data_root / "ICEWS14_forecasting"
+    ref = _relations_only_outside_train(folder)
+    kg = build_kg(read_raw("icews14_forecasting", root=data_root))
+    assert kg.report["quirks"]["relation_not_in_train"]["count"] == sum(map(len, ref.values())) > 0
+
+
+def test_quirks_log_is_one_short_info_line(
+    raw_yago: RawKG, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Known quirks of the bundled data are handled: one INFO line with counts, not a multi-part WARNING."""
+    with caplog.at_level(logging.DEBUG, logger="kgdistill.data"):
+        kg = build_kg(raw_yago)
+    records = [r for r in caplog.records if "irregular rows" in r.getMessage()]
+    assert len(records) == 1 and records[0].levelno == logging.INFO
+    counts = Counter({k: v["count"] for k, v in kg.report["quirks"].items()})
+    assert counts == raw_yago.quirks.counts and counts["start_after_end_swapped"] == 70
+    parts = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
+    assert records[0].getMessage() == (
+        f"yago11k: handled irregular rows: {parts} (details in the run's metrics.json data_report)"
+    )
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # the report keeps the examples
+    assert kg.report["quirks"]["masked_year"]["examples"]
+    assert all(len(v["examples"]) <= 3 for v in kg.report["quirks"].values())
+
+
+def test_no_quirks_no_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="kgdistill.data"):
+        build_kg(read_static_names(FIXTURES / "fb15k237-mini"))
+    assert not [r for r in caplog.records if "irregular rows" in r.getMessage()]

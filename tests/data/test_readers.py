@@ -471,7 +471,7 @@ def test_bad_vocabulary_files(tmp_path: Path) -> None:
     _edit_line(folder / "entity2id.txt", 3, "Someone\t2")
     assert read_point_ids(folder).entity_labels[2] == "Someone"
     (folder / "relation2id.txt").write_bytes(b"\xff\xfe\x00bad\t0\n")
-    with pytest.raises(DataError, match=r"relation2id\.txt: not UTF-8"):
+    with pytest.raises(DataError, match=r"relation2id\.txt, line 1: not UTF-8 text: byte 0xff"):
         read_point_ids(folder)
 
 
@@ -723,3 +723,296 @@ def test_full_fb15k237n(data_root: Path) -> None:
     for s, f in (("valid", "dev.tsv"), ("test", "test.tsv")):
         assert _labels(raw, s) == [tuple(ln.split("\t")) for ln in _lines(kg_bert / f)]
     assert data_root / DATASETS.get("fb15k237n").folder == folder
+
+
+# -- input defects: quoted CSV fields, empty fields, implausible times, blank / repeated rows, bad bytes ------
+
+# Real Wikidata12k train rows (train.txt lines 357, 8379, 778, 825), their entities named by the labels of
+# text/LiterallyWikidata/entity_labels_en.txt (Q-id where it has none), relations by their P-ids.
+WIKIDATA_CSV = (
+    "head,relation,tail,start,end\n"
+    '"Cona, Veneto",P131,Metropolitan City of Venice,2015-##-##,####-##-##\n'
+    '"Nate ""Tiny"" Archibald",P166,Q31391,1981-##-##,1981-##-##\n'
+    '"20,000 Leagues Under the Sea",P1411,Q22917729,1955-##-##,1955-##-##\n'
+    '"Londa, Tuscany",P131,Metropolitan City of Florence,2015-##-##,####-##-##\n'
+)
+WIKIDATA_COLUMNS = {"head": 0, "relation": 1, "tail": 2, "start": 3, "end": 4}
+# FB15k-237 train.txt: "/m/0rh6k /location/location/contains /m/0pspl", named by kg-bert/entity2text.txt
+WASHINGTON = '"Washington, D.C.",/location/location/contains,Georgetown University'
+
+
+def test_read_table_csv_quoted_fields(tmp_path: Path) -> None:
+    """A quoted field keeps its separator and its doubled quotes; it is one entity, not two fields."""
+    path = tmp_path / "train.csv"
+    path.write_text(WIKIDATA_CSV, encoding="utf-8")
+    raw = read_table({"train": path}, columns=WIKIDATA_COLUMNS, sep=",", header=True)
+    assert _labels(raw, "train") == [
+        ("Cona, Veneto", "P131", "Metropolitan City of Venice"),
+        ('Nate "Tiny" Archibald', "P166", "Q31391"),
+        ("20,000 Leagues Under the Sea", "P1411", "Q22917729"),
+        ("Londa, Tuscany", "P131", "Metropolitan City of Florence"),
+    ]
+    sp = raw.splits["train"]
+    assert sp.lines.tolist() == [2, 3, 4, 5]
+    assert sp.start.tolist() == [2015, 1981, 1955, 2015]  # type: ignore[union-attr]
+    assert sp.end.tolist() == [UNKNOWN, 1981, 1955, UNKNOWN]  # type: ignore[union-attr]
+    assert not raw.quirks.counts
+    # the same rows tab-separated: quotes in the middle of a field are kept, quoted fields are unquoted
+    tsv = tmp_path / "train.tsv"
+    tsv.write_text(
+        'Nate "Tiny" Archibald\tP166\tQ31391\n"Cona, Veneto"\tP131\t"Metropolitan City of Venice"\n',
+        encoding="utf-8",
+    )
+    raw = read_table({"train": tsv}, columns={"head": 0, "relation": 1, "tail": 2})
+    assert raw.entity_labels == [
+        "Cona, Veneto",
+        "Metropolitan City of Venice",
+        'Nate "Tiny" Archibald',
+        "Q31391",
+    ]
+
+
+def test_read_table_csv_line_numbers_are_physical_lines(tmp_path: Path) -> None:
+    """A quoted line break makes one record of two lines; later lines keep their numbers in errors."""
+    path = tmp_path / "train.csv"
+    broken = WASHINGTON.replace(", D.C.", ",\nD.C.")  # line 2-3: one record
+    path.write_text(f"{WASHINGTON}\n{broken}\n\n{WASHINGTON}\n", encoding="utf-8")
+    raw = read_table({"train": path}, columns={"head": 0, "relation": 1, "tail": 2}, sep=",")
+    assert raw.splits["train"].lines.tolist() == [1, 2, 5]
+    assert raw.entity_labels == ["Georgetown University", "Washington,\nD.C.", "Washington, D.C."]
+    path.write_text(f"{broken}\n{WASHINGTON}\n{WASHINGTON.rsplit(',', 1)[0]}\n", encoding="utf-8")
+    with pytest.raises(
+        DataError, match=r"train\.csv, line 4: expected at least 3 columns, found 2"
+    ):
+        read_table({"train": path}, columns={"head": 0, "relation": 1, "tail": 2}, sep=",")
+
+
+def test_read_table_csv_malformed_quoting(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    stray = WASHINGTON.replace('C."', 'C." x')  # a stray character after a closing quote
+    path.write_text(f"{WASHINGTON}\n{stray}\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.csv, line 2: malformed CSV record"):
+        read_table({"train": path}, columns={"head": 0, "relation": 1, "tail": 2}, sep=",")
+    # a quote that is never closed: the error names the line where the record starts
+    unclosed = WASHINGTON.replace('C."', "C.")
+    path.write_text(f"{WASHINGTON}\n{unclosed}\n{WASHINGTON}\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.csv, line 2: malformed CSV record"):
+        read_table({"train": path}, columns={"head": 0, "relation": 1, "tail": 2}, sep=",")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("\t/location/location/contains\t/m/04jpl", "empty head name in column 1"),
+        ("/m/07ssc\t\t/m/04jpl", "empty relation name in column 2"),
+        ("/m/07ssc\t/location/location/contains\t", "empty tail name in column 3"),
+        ("/m/07ssc\t \t/m/04jpl", "empty relation name in column 2"),
+    ],
+)
+def test_empty_name_in_static_file(tmp_path: Path, line: str, message: str) -> None:
+    """Line 5 of fb15k237-mini's train is "/m/07ssc /location/location/contains /m/04jpl"."""
+    folder = _copy("fb15k237-mini", tmp_path)
+    _edit_line(folder / "train.txt", 5, line)
+    with pytest.raises(DataError, match=r"train\.txt, line 5: " + re.escape(message)):
+        read_static_names(folder)
+
+
+def test_empty_name_in_table(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    lines = WIKIDATA_CSV.splitlines()
+    lines[3] = ",P1411,Q22917729,1955-##-##,1955-##-##"  # the head of line 4 is gone
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.csv, line 4: empty head name in column 1"):
+        read_table({"train": path}, columns=WIKIDATA_COLUMNS, sep=",", header=True)
+    lines[3] = '"20,000 Leagues Under the Sea",  ,Q22917729,1955-##-##,1955-##-##'
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.csv, line 4: empty relation name in column 2"):
+        read_table({"train": path}, columns=WIKIDATA_COLUMNS, sep=",", header=True)
+    # the message names the file's column, wherever the mapping puts it
+    lines[3] = '1955-##-##,1955-##-##,"20,000 Leagues Under the Sea",P1411,""'
+    path.write_text("\n".join(lines[3:]) + "\n", encoding="utf-8")
+    cols = {"head": 2, "relation": 3, "tail": 4, "start": 0, "end": 1}
+    with pytest.raises(DataError, match=r"train\.csv, line 1: empty tail name in column 5"):
+        read_table({"train": path}, columns=cols, sep=",")
+
+
+def test_empty_ids_and_times(tmp_path: Path) -> None:
+    """Empty fields of id files: a clear message naming the column, not "'' is not an integer"."""
+    folder = _copy("wikidata12k-mini", tmp_path)
+    _edit_line(folder / "train.txt", 3, "\t12\t10\t####-##-##\t1800-##-##")
+    with pytest.raises(DataError, match=r"train\.txt, line 3: empty entity id in column 1"):
+        read_hyte(folder)
+    _edit_line(folder / "train.txt", 3, "108\t\t10\t####-##-##\t1800-##-##")
+    with pytest.raises(DataError, match=r"train\.txt, line 3: empty relation id in column 2"):
+        read_hyte(folder)
+    _edit_line(folder / "train.txt", 3, "108\t12\t10\t\t1800-##-##")
+    with pytest.raises(DataError, match=r"train\.txt, line 3: cannot parse an empty date"):
+        read_hyte(folder)
+    _edit_line(folder / "train.txt", 3, "108\t12\t10\t####-##-##\t1800-##-##")
+    _edit_line(folder / "entity2id.txt", 2, "Q159\t")
+    with pytest.raises(DataError, match=r"entity2id\.txt, line 2: empty id in column 2"):
+        read_hyte(folder)
+    _edit_line(folder / "entity2id.txt", 2, "\t1")
+    with pytest.raises(DataError, match=r"entity2id\.txt, line 2: empty name in column 1"):
+        read_hyte(folder)
+    folder = _copy("icews14-mini", tmp_path)
+    _edit_line(folder / "train.txt", 2, "55\t35\t63\t")
+    with pytest.raises(DataError, match=r"train\.txt, line 2: time is empty"):
+        read_point_ids(folder)
+
+
+@pytest.mark.parametrize(
+    "year", ["19990-01-01", "123456789012345678901-##-##", "1" * 5000 + "-##-##", "-20000-##-##"]
+)
+def test_implausible_year_in_hyte_file(tmp_path: Path, year: str) -> None:
+    """Line 3 of wikidata12k-mini's train is "108 12 10 ####-##-## 1800-##-##"."""
+    folder = _copy("wikidata12k-mini", tmp_path)
+    _edit_line(folder / "train.txt", 3, f"108\t12\t10\t####-##-##\t{year}")
+    with pytest.raises(DataError, match=r"train\.txt, line 3: implausible year") as info:
+        read_hyte(folder)
+    assert year[:30].lstrip("-").split("-")[0][:30] in str(info.value)
+    assert len(str(info.value)) < 300  # a runaway field is cut short in the message
+
+
+def test_implausible_year_in_table_interval(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    path.write_text(WIKIDATA_CSV.replace("1981-##-##,1981", "1981-##-##,19810"), encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.csv, line 3: implausible year 19810"):
+        read_table({"train": path}, columns=WIKIDATA_COLUMNS, sep=",", header=True)
+
+
+@pytest.mark.parametrize(
+    ("time", "message"),
+    [
+        ("20140-01-05", "implausible year 20140"),
+        ("99999999999999999999", "time '99999999999999999999' is out of range"),
+        ("-99999999999999999999", "time '-99999999999999999999' is out of range"),
+        ("2014-01-059", "cannot parse time '2014-01-059'"),
+    ],
+)
+def test_implausible_point_time_in_table(tmp_path: Path, time: str, message: str) -> None:
+    """ICEWS14 test rows in name form (entity2id / relation2id of ICEWS14), the second one damaged."""
+    path = tmp_path / "test.tsv"
+    path.write_text(
+        "Chuck Hagel\tMake statement\tPoland\t2014-01-05\n"
+        f"Haider Al-Abadi\tMake statement\tPoland\t{time}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(DataError, match=r"test\.tsv, line 2: " + re.escape(message)):
+        read_table({"train": path}, columns={"head": 0, "relation": 1, "tail": 2, "time": 3})
+
+
+def test_point_time_beyond_int64_in_id_file(tmp_path: Path) -> None:
+    """It used to pass the reader and crash with an OverflowError when stored as int64."""
+    folder = _copy("icews14-mini", tmp_path)
+    _edit_line(folder / "valid.txt", 4, "52\t1\t64\t" + "9" * 25)
+    with pytest.raises(DataError, match=r"valid\.txt, line 4: time '9+' is out of range"):
+        read_point_ids(folder)
+    _edit_line(folder / "valid.txt", 4, "52\t1\t64\t" + "1" * 5000)
+    with pytest.raises(DataError, match=r"valid\.txt, line 4: time '1+\.\.\. \(5000 characters\)'"):
+        read_point_ids(folder)
+
+
+def _insert_lines(path: Path, at: int, texts: list[str]) -> None:
+    """Insert ``texts`` as new lines before line ``at`` (1-based)."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[at - 1 : at - 1] = [t + "\n" for t in texts]
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+def test_blank_lines_are_counted(tmp_path: Path) -> None:
+    folder = _copy("wikidata12k-mini", tmp_path)
+    _insert_lines(folder / "train.txt", 3, ["", "  \t "])
+    (folder / "valid.txt").write_text(
+        (folder / "valid.txt").read_text(encoding="utf-8") + "\n\n", encoding="utf-8"
+    )
+    raw = read_hyte(folder)
+    n_valid = len(_lines(folder / "valid.txt"))
+    assert raw.quirks.counts["blank_line"] == 4
+    assert raw.quirks.examples["blank_line"] == [
+        "train.txt:3",
+        "train.txt:4",
+        f"valid.txt:{n_valid + 1}",
+    ]
+    tr = raw.splits["train"]
+    assert len(tr) == 964 and tr.lines[:4].tolist() == [1, 2, 5, 6]
+    kg = build_kg(raw)
+    assert kg.report["quirks"]["blank_line"]["count"] == 4
+    assert kg.report["lines"]["train"] == 964
+
+
+def test_duplicate_rows_are_counted_and_kept(tmp_path: Path) -> None:
+    folder = _copy("fb15k237-mini", tmp_path)
+    train = _lines(folder / "train.txt")
+    _insert_lines(folder / "train.txt", len(train) + 1, [train[4], train[0], train[4]])
+    _insert_lines(folder / "valid.txt", 1, [train[1]])  # in train too, but another split: no quirk
+    raw = read_static_names(folder)
+    n = len(train)
+    assert raw.quirks.counts == Counter({"duplicate_row": 3})
+    assert raw.quirks.examples["duplicate_row"] == [
+        f"train.txt:{n + 1} (= line 5)",
+        f"train.txt:{n + 2} (= line 1)",
+        f"train.txt:{n + 3} (= line 5)",
+    ]
+    tr = raw.splits["train"]
+    assert len(tr) == n + 3  # kept, as before
+    assert tr.triples[n].tolist() == tr.triples[4].tolist()
+    assert build_kg(raw).report["quirks"]["duplicate_row"]["count"] == 3
+    # a row that differs in a time column is no duplicate (Wikidata12k repeats facts with other intervals)
+    folder = _copy("wikidata12k-mini", tmp_path)
+    _insert_lines(folder / "train.txt", 4, ["108\t12\t10\t####-##-##\t1801-##-##"])
+    assert "duplicate_row" not in read_hyte(folder).quirks.counts
+    _insert_lines(folder / "train.txt", 4, ["108\t12\t10\t####-##-##\t1800-##-##"])
+    assert read_hyte(folder).quirks.examples["duplicate_row"] == ["train.txt:4 (= line 3)"]
+
+
+def test_duplicate_and_blank_rows_in_table_and_openke(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    lines = WIKIDATA_CSV.splitlines()
+    path.write_text("\n".join([*lines, "", lines[2]]) + "\n", encoding="utf-8")
+    raw = read_table({"train": path}, columns=WIKIDATA_COLUMNS, sep=",", header=True)
+    assert raw.quirks.to_dict() == {
+        "blank_line": {"count": 1, "examples": ["train.csv:6"]},
+        "duplicate_row": {"count": 1, "examples": ["train.csv:7 (= line 3)"]},
+    }
+    folder = _copy("fb15k237n-mini", tmp_path)
+    rows = _lines(folder / "test2id.txt")
+    (folder / "test2id.txt").write_text(
+        f"{int(rows[0]) + 1}\n" + "\n".join([*rows[1:], rows[3]]) + "\n\n", encoding="utf-8"
+    )
+    q = read_openke(folder).quirks
+    assert q.examples["duplicate_row"] == [f"test2id.txt:{len(rows) + 1} (= line 4)"]
+    assert q.examples["blank_line"] == [f"test2id.txt:{len(rows) + 2}"]
+
+
+def _latin1_line(path: Path, at: int) -> tuple[str, bytes]:
+    """Re-encode line ``at`` of ``path`` as Latin-1 (a common export mistake); return the line and the file."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[at - 1] = lines[at - 1].replace("\n", "\r\n")
+    data = b"".join(
+        ln.encode("latin-1" if i == at else "utf-8") for i, ln in enumerate(lines, start=1)
+    )
+    return lines[at - 1], data
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_non_utf8_bytes_name_the_line(tmp_path: Path, gz: bool) -> None:
+    """Line 5 of the bundled YAGO11k entity2id is "<Fortuna_Düsseldorf> 5131 ..."; 'ü' in Latin-1 is 0xfc."""
+    src = BUNDLED / "yago11k" / "entity2id.txt.gz"
+    plain = tmp_path / "entity2id.txt"
+    plain.write_bytes(gzip.decompress(src.read_bytes()))
+    line, data = _latin1_line(plain, 5)
+    assert line.startswith("<Fortuna_Düsseldorf>")
+    target = tmp_path / ("entity2id.txt.gz" if gz else "entity2id.txt")
+    plain.unlink()
+    target.write_bytes(
+        gzip.compress(data) if gz else b"\xef\xbb\xbf" + data
+    )  # with a BOM: still line 5
+    from kgdistill.data.raw import open_text
+
+    with pytest.raises(DataError) as info:
+        list(open_text(target))
+    assert info.value.line == 5 and info.value.path == target
+    assert str(info.value) == (
+        f"{target}, line 5: not UTF-8 text: byte 0xfc at byte 11 of the line (re-save the file as UTF-8)"
+    )

@@ -5,13 +5,22 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from kgdistill.data import KG, build_kg, read_hyte
-from kgdistill.data.time import UNKNOWN, TimeSpec, parse_point, parse_year, year_bins
+from kgdistill.data.time import (
+    MAX_ABS_ORDINAL,
+    UNKNOWN,
+    TimeSpec,
+    parse_ordinal,
+    parse_point,
+    parse_year,
+    year_bins,
+)
 from kgdistill.errors import DataError, KGDistillError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -54,6 +63,39 @@ def test_parse_year_not_a_number_names_file_and_line(text: str) -> None:
     assert info.value.path == "data/train.txt"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "19990-01-01",
+        "123456789012345678901-##-##",
+        "1" * 5000
+        + "-##-##",  # int() refuses more than 4300 digits: this used to be a ValueError traceback
+        "-10000-##-##",
+        "1999##-##-##",
+    ],
+)
+def test_parse_year_implausible_year_names_file_line_and_value(text: str) -> None:
+    """A year of more than four digits is a typo; it used to be binned and stretch the model's time range."""
+    with pytest.raises(DataError, match=r"^data/train\.txt, line 7: implausible year") as info:
+        parse_year(text, path="data/train.txt", line=7)
+    year = text.lstrip("-").split("-")[0]
+    assert year[:40] in str(info.value)
+    assert "9999" in str(info.value) and len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("text", "year", "quirk"),
+    [("9999-12-31", 9999, None), ("-9999-##-##", -9999, "bc_year"), ("01990-##-##", 1990, None)],
+)
+def test_parse_year_largest_plausible_years(text: str, year: int, quirk: str | None) -> None:
+    assert parse_year(text) == (year, quirk)
+
+
+def test_parse_year_huge_month_is_an_invalid_month_not_a_crash() -> None:
+    assert parse_year("1963-" + "6" * 5000 + "-65") == (1963, "invalid_month_day")
+    assert parse_year("1963-\u00b2-01") == (1963, "invalid_month_day")  # a digit int() refuses
+
+
 def test_parse_year_error_is_a_kgdistill_error() -> None:
     with pytest.raises(KGDistillError, match="cannot parse year in date 'year-##-##'"):
         parse_year("year-##-##")
@@ -87,6 +129,33 @@ def test_parse_point_iso_dates_are_consecutive_days() -> None:
 def test_parse_point_error_names_file_and_line(text: str) -> None:
     with pytest.raises(DataError, match=r"^x\.csv, line 3: cannot parse time"):
         parse_point(text, path="x.csv", line=3)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("19990-01-01", "implausible year 19990 in date '19990-01-01'"),
+        ("123456789-05-13", "implausible year 123456789"),
+        ("2014-05-139", "cannot parse time '2014-05-139'"),  # used to be read as 2014-05-13
+        ("9" * 25, "time '" + "9" * 25 + "' is out of range"),
+        ("-" + "9" * 25, "is out of range"),
+        ("1" * 5000, "time '" + "1" * 40 + "... (5000 characters)' is out of range"),
+    ],
+)
+def test_parse_point_implausible_times(text: str, message: str) -> None:
+    with pytest.raises(DataError, match=r"^x\.csv, line 3: .*" + re.escape(message)):
+        parse_point(text, path="x.csv", line=3)
+
+
+def test_parse_point_largest_integer_time() -> None:
+    assert parse_point(str(MAX_ABS_ORDINAL)) == MAX_ABS_ORDINAL
+    assert parse_point(str(-MAX_ABS_ORDINAL)) == -MAX_ABS_ORDINAL
+    assert MAX_ABS_ORDINAL < 2**63 - 1  # fits the int64 arrays times are stored in
+    with pytest.raises(DataError, match="out of range"):
+        parse_point(str(MAX_ABS_ORDINAL + 1))
+    assert parse_ordinal(" 132 ") == 132
+    with pytest.raises(DataError, match=r"^f, line 2: time is empty"):
+        parse_ordinal(" ", path="f", line=2)
 
 
 # -- year_bins --------------------------------------------------------------------------------------------

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from kgdistill.data.raw import RawKG
+from kgdistill.data.raw import Quirks, RawKG
 from kgdistill.data.time import OPEN_HI, OPEN_LO, UNKNOWN, UNKNOWN_ANCHOR, TimeSpec, year_bins
 from kgdistill.errors import ConfigError, DataError
 from kgdistill.types import LongTensor
@@ -33,7 +34,8 @@ class KG:
         facts: split -> ``(m, 3)`` the original facts, one per line kept, for filtering.
         validity: split -> ``(m, 2)`` ``[lo, hi]`` of every original fact in anchor space (bins for intervals,
             ordinals for points), :data:`OPEN_LO` / :data:`OPEN_HI` when unknown; ``None`` when static.
-        report: counts of lines, quirks handled, unseen entities and times; written into ``metrics.json``.
+        report: counts of lines, quirks handled (irregular dates, blank lines, duplicate rows, valid/test facts
+            whose relation never occurs in train, ...), unseen entities and times; written into ``metrics.json``.
 
     Relations are the originals; reciprocal relations (``r + num_relations``) are added by the queries built in
     :mod:`kgdistill.data.batching`, so every query asks for a tail (tkbc, LibKGE).
@@ -115,13 +117,14 @@ def build_kg(
         raise ConfigError(f"config key 'min_bin_size': must be >= 1, got {min_bin_size}")
     if "train" not in raw.splits:
         raise DataError(f"dataset {raw.name} has no train split")
+    quirks = _unseen_relations(raw)
     report: dict[str, Any] = {
         "source": raw.source,
         "lines": {s: len(v) for s, v in raw.splits.items()},
-        "quirks": raw.quirks.to_dict(),
+        "quirks": quirks.to_dict(),
         "unseen_policy": unseen,
     }
-    raw.quirks.log(raw.name)
+    quirks.log(raw.name)
     seen = np.zeros(len(raw.entity_labels), dtype=bool)
     seen[raw.splits["train"].triples[:, [0, 2]].ravel()] = True
     keep: dict[str, np.ndarray] = {}
@@ -159,6 +162,23 @@ def build_kg(
     }
     report["num_times"] = spec.num_times
     return KG(time=spec, splits=splits, validity=validity, report=report, **common)
+
+
+def _unseen_relations(raw: RawKG) -> Quirks:
+    """The reader's quirks plus ``relation_not_in_train``: one per valid/test fact whose relation never occurs in
+    train (such a fact is kept and ranked; the model's embedding of that relation is untrained). ``raw`` is left
+    untouched, so building twice does not count twice."""
+    quirks = raw.quirks.copy()
+    seen = np.zeros(len(raw.relation_labels), dtype=bool)
+    seen[raw.splits["train"].triples[:, 1]] = True
+    for s, sp in raw.splits.items():
+        if s == "train":
+            continue
+        name = Path(sp.path).name
+        for i in np.flatnonzero(~seen[sp.triples[:, 1]]).tolist():
+            label = raw.relation_labels[int(sp.triples[i, 1])]
+            quirks.add("relation_not_in_train", f"{name}:{int(sp.lines[i])} ({label})")
+    return quirks
 
 
 def _point(

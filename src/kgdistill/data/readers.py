@@ -8,7 +8,13 @@
 * :func:`read_point_ids` - point-time ids ``h r t time [extra]`` (ICEWS14: day index; ICEWS14_forecasting:
   hours, divided by 24 to days, 5th column ignored).
 * :func:`read_openke` - OpenKE / KG-S2S ``*2id.txt`` files: a count line, then ``h t r`` (FB15k-237N).
-* :func:`read_table` - any CSV/TSV with a column mapping and optional time columns, for users' own graphs.
+* :func:`read_table` - any CSV/TSV with a column mapping and optional time columns, for users' own graphs
+  (read with :mod:`csv`: quoted fields may hold the separator).
+
+Every reader refuses an empty name or id, an unparsable or implausible time, and a wrong column count with a
+:class:`~kgdistill.errors.DataError` naming the file and line. Blank lines and rows repeated within a split are
+kept as before (blank lines skipped, repeated rows kept) but counted in the :class:`~kgdistill.data.raw.Quirks`
+that end up in the KG's report.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from kgdistill.data.raw import Quirks, RawKG, RawSplit, read_rows, resolve_file
-from kgdistill.data.time import UNKNOWN, parse_point, parse_year
+from kgdistill.data.time import UNKNOWN, parse_ordinal, parse_point, parse_year
 from kgdistill.errors import DataError
 
 __all__ = [
@@ -32,18 +38,48 @@ __all__ = [
 ]
 
 SPLITS = ("train", "valid", "test")
+_ROLES = ("head", "relation", "tail")
+
+
+def _show(value: str, limit: int = 40) -> str:
+    """A field for a message, cut to ``limit`` characters."""
+    return value if len(value) <= limit else f"{value[:limit]}... ({len(value)} characters)"
+
+
+def _name(value: str, role: str, column: int, path: Path, line: int) -> str:
+    """``value``, unless it is empty (or only blanks): then a :class:`DataError` naming file, line and column.
+
+    Args:
+        role: what the field holds, for the message (``head``, ``relation``, ``tail``; ``""`` for a vocabulary).
+        column: 0-based index of the field in the row.
+    """
+    if not value.strip():
+        what = f"{role} name" if role else "name"
+        raise DataError(f"empty {what} in column {column + 1}", path=path, line=line)
+    return value
 
 
 def _vocab_file(
-    path: Path, *, skip_first: bool = False, ncols: tuple[int, ...] = (2,), sep: str | None = "\t"
+    path: Path,
+    *,
+    skip_first: bool = False,
+    ncols: tuple[int, ...] = (2,),
+    sep: str | None = "\t",
+    quirks: Quirks | None = None,
 ) -> list[str]:
     """Read ``name<TAB>id[...]`` lines into a list indexed by id; ids must be exactly 0..n-1."""
     pairs: dict[int, str] = {}
-    for ln, f in read_rows(path, ncols=ncols, sep=sep, skip_first=skip_first):
+    for ln, f in read_rows(path, ncols=ncols, sep=sep, skip_first=skip_first, quirks=quirks):
         try:
             idx = int(f[1])
         except ValueError:
-            raise DataError(f"id '{f[1]}' is not an integer", path=path, line=ln) from None
+            what = (
+                "empty id in column 2"
+                if not f[1].strip()
+                else f"id '{_show(f[1])}' is not an integer"
+            )
+            raise DataError(what, path=path, line=ln) from None
+        _name(f[0], "", 0, path, ln)
         if idx in pairs:
             raise DataError(f"id {idx} is given twice", path=path, line=ln)
         pairs[idx] = f[0]
@@ -60,13 +96,16 @@ def _ids(
     fields: Sequence[str], limits: Sequence[int], kinds: Sequence[str], path: Path, line: int
 ) -> list[int]:
     out = []
-    for value, limit, kind in zip(fields, limits, kinds, strict=True):
+    for column, (value, limit, kind) in enumerate(zip(fields, limits, kinds, strict=True)):
         try:
             idx = int(value)
         except ValueError:
-            raise DataError(
-                f"{kind} id '{value}' is not an integer", path=path, line=line
-            ) from None
+            what = (
+                f"empty {kind} id in column {column + 1}"
+                if not value.strip()
+                else f"{kind} id '{_show(value)}' is not an integer"
+            )
+            raise DataError(what, path=path, line=line) from None
         if not 0 <= idx < limit:
             raise DataError(
                 f"{kind} id {idx} is outside the vocabulary (0..{limit - 1})", path=path, line=line
@@ -112,15 +151,22 @@ def _split(
 def read_static_names(
     folder: Path, *, name: str = "", files: Mapping[str, str] | None = None, sep: str | None = "\t"
 ) -> RawKG:
-    """Read a name-based triple dataset (``head relation tail`` per line)."""
+    """Read a name-based triple dataset (``head relation tail`` per line); an empty name is an error."""
     files = dict(files or {s: f"{s}.txt" for s in SPLITS})
     raw: dict[str, list[tuple[int, list[str]]]] = {}
     paths = {}
+    quirks = Quirks()
     for split, fname in files.items():
         paths[split] = resolve_file(folder, fname)
-        raw[split] = list(read_rows(paths[split], ncols=3, sep=sep))
+        raw[split] = list(read_rows(paths[split], ncols=3, sep=sep, quirks=quirks))
     ents = sorted({f[i] for rows in raw.values() for _, f in rows for i in (0, 2)})
     rels = sorted({f[1] for rows in raw.values() for _, f in rows})
+    if any(not x.strip() for x in (*ents, *rels)):
+        # rare: find the first row with an empty name, for the message
+        for split, rows in raw.items():
+            for ln, f in rows:
+                for i, role in enumerate(_ROLES):
+                    _name(f[i], role, i, paths[split], ln)
     e_id = {e: i for i, e in enumerate(ents)}
     r_id = {r: i for i, r in enumerate(rels)}
     splits = {
@@ -137,6 +183,7 @@ def read_static_names(
         entity_labels=ents,
         relation_labels=rels,
         splits=splits,
+        quirks=quirks,
         source=str(folder),
     )
 
@@ -147,6 +194,7 @@ def _id_splits(
     rels: list[str],
     ncols: tuple[int, ...],
     times: Callable[[list[str], Path, int], tuple[int, int]],
+    quirks: Quirks,
 ) -> dict[str, RawSplit]:
     """Read ``{train,valid,test}.txt`` of id rows ``h r t <time columns>``; ``times`` parses one row's time."""
     limits = (len(ents), len(rels), len(ents))
@@ -154,7 +202,7 @@ def _id_splits(
     for split in SPLITS:
         path = resolve_file(folder, f"{split}.txt")
         rows, lines, starts, ends = [], [], [], []
-        for ln, f in read_rows(path, ncols=ncols):
+        for ln, f in read_rows(path, ncols=ncols, quirks=quirks):
             rows.append(_ids(f[:3], limits, ("entity", "relation", "entity"), path, ln))
             s, e = times(f, path, ln)
             lines.append(ln)
@@ -166,11 +214,16 @@ def _id_splits(
 
 def read_hyte(folder: Path, *, name: str = "") -> RawKG:
     """Read a HyTE interval dataset (YAGO11k, Wikidata12k): ``h r t start end`` ids, tab-separated."""
-    ents = _vocab_file(resolve_file(folder, "entity2id.txt"), ncols=(2, 4))
-    rels = _vocab_file(resolve_file(folder, "relation2id.txt"))
     quirks = Quirks()
+    ents = _vocab_file(resolve_file(folder, "entity2id.txt"), ncols=(2, 4), quirks=quirks)
+    rels = _vocab_file(resolve_file(folder, "relation2id.txt"), quirks=quirks)
     splits = _id_splits(
-        folder, ents, rels, (5,), lambda f, path, ln: _interval(f[3], f[4], path, ln, quirks)
+        folder,
+        ents,
+        rels,
+        (5,),
+        lambda f, path, ln: _interval(f[3], f[4], path, ln, quirks),
+        quirks,
     )
     return RawKG(
         name=name or folder.name,
@@ -192,14 +245,12 @@ def read_point_ids(
         origin: ISO date of time 0 (labels become dates).
         divisor: the raw time is divided by it (24 turns ICEWS14_forecasting's hours into days).
     """
-    ents = _vocab_file(resolve_file(folder, "entity2id.txt"))
-    rels = _vocab_file(resolve_file(folder, "relation2id.txt"))
+    quirks = Quirks()
+    ents = _vocab_file(resolve_file(folder, "entity2id.txt"), quirks=quirks)
+    rels = _vocab_file(resolve_file(folder, "relation2id.txt"), quirks=quirks)
 
     def point(f: list[str], path: Path, ln: int) -> tuple[int, int]:
-        try:
-            t = int(f[3])
-        except ValueError:
-            raise DataError(f"time '{f[3]}' is not an integer", path=path, line=ln) from None
+        t = parse_ordinal(f[3], path=path, line=ln)
         if t < 0 or t % divisor:
             raise DataError(
                 f"impossible time {t} (expected a non-negative multiple of {divisor})",
@@ -208,13 +259,14 @@ def read_point_ids(
             )
         return t // divisor, t // divisor
 
-    splits = _id_splits(folder, ents, rels, (4, 5), point)
+    splits = _id_splits(folder, ents, rels, (4, 5), point, quirks)
     return RawKG(
         name=name or folder.name,
         kind="point",
         entity_labels=ents,
         relation_labels=rels,
         splits=splits,
+        quirks=quirks,
         origin=origin,
         source=str(folder),
     )
@@ -227,8 +279,9 @@ def read_openke(folder: Path, *, name: str = "") -> RawKG:
         resolve_file(folder, "entity2id.txt"),
         resolve_file(folder, "relation2id.txt"),
     )
-    ents = _vocab_file(ent_path, skip_first=True, sep=None)
-    rels = _vocab_file(rel_path, skip_first=True, sep=None)
+    quirks = Quirks()
+    ents = _vocab_file(ent_path, skip_first=True, sep=None, quirks=quirks)
+    rels = _vocab_file(rel_path, skip_first=True, sep=None, quirks=quirks)
     for path, vocab in ((ent_path, ents), (rel_path, rels)):
         _check_count(path, len(vocab))
     limits = (len(ents), len(ents), len(rels))
@@ -236,7 +289,7 @@ def read_openke(folder: Path, *, name: str = "") -> RawKG:
     for split in SPLITS:
         path = resolve_file(folder, f"{split}2id.txt")
         rows, lines = [], []
-        for ln, f in read_rows(path, ncols=3, sep=None, skip_first=True):
+        for ln, f in read_rows(path, ncols=3, sep=None, skip_first=True, quirks=quirks):
             h, t, r = _ids(f, limits, ("entity", "entity", "relation"), path, ln)
             rows.append([h, r, t])
             lines.append(ln)
@@ -248,6 +301,7 @@ def read_openke(folder: Path, *, name: str = "") -> RawKG:
         entity_labels=ents,
         relation_labels=rels,
         splits=splits,
+        quirks=quirks,
         source=str(folder),
     )
 
@@ -272,53 +326,58 @@ def read_table(
 ) -> RawKG:
     """Read users' own CSV/TSV files through a column mapping.
 
+    Files are read with :mod:`csv` (when ``sep`` is one character): a field in double quotes may hold the
+    separator, a line break or a doubled quote (``"Washington, D.C."``, ``"Dwayne ""The Rock"" Johnson"``). Line
+    numbers in messages are those of the file (a record spanning lines has the number of its first line).
+
     Args:
         files: split name -> file (``train`` is required; ``valid`` / ``test`` optional but usually given).
         columns: ``head``, ``relation``, ``tail`` (0-based indices), and optionally ``time`` (a point time: an
             integer or an ISO date) or ``start`` and ``end`` (an interval of years, HyTE date syntax).
-        sep: field separator (``","`` for CSV).
+        sep: field separator (``","`` for CSV); a longer separator is split on as plain text, without quoting.
         header: skip the first line of every file.
+
+    Raises:
+        DataError: a missing file, a wrong number of columns, malformed quoting, an empty name or an
+            unparsable / implausible time (names the file and line).
     """
-    for need in ("head", "relation", "tail"):
+    for need in _ROLES:
         if need not in columns:
             raise DataError(f"column mapping lacks '{need}' (given: {sorted(columns)})")
     if "train" not in files:
         raise DataError("read_table needs at least a 'train' file")
+    if not sep:
+        raise DataError("read_table needs a non-empty separator 'sep'")
     interval = "start" in columns or "end" in columns
     if interval and not ("start" in columns and "end" in columns):
         raise DataError("an interval needs both 'start' and 'end' columns")
     kind = "interval" if interval else ("point" if "time" in columns else "none")
     width = max(columns.values()) + 1
     quirks = Quirks()
-    parsed: dict[str, tuple[Path, list[tuple[int, list[str]]]]] = {}
+    parsed: dict[str, tuple[Path, list[tuple[int, list[str]]], list[tuple[str, str, str]]]] = {}
     for split, f in files.items():
         path = Path(f)
         if not path.is_file():
             raise DataError("missing file", path=path)
-        rows = list(read_rows(path, ncols=width, sep=sep, skip_first=header, at_least=True))
-        parsed[split] = (path, rows)
-    ents = sorted(
-        {
-            r[columns[c]].strip()
-            for _, rows in parsed.values()
-            for _, r in rows
-            for c in ("head", "tail")
-        }
-    )
-    rels = sorted({r[columns["relation"]].strip() for _, rows in parsed.values() for _, r in rows})
+        rows = list(
+            read_rows(
+                path,
+                ncols=width,
+                sep=sep,
+                skip_first=header,
+                at_least=True,
+                quoted=len(sep) == 1,
+                quirks=quirks,
+            )
+        )
+        parsed[split] = (path, rows, [_table_names(r, columns, path, ln) for ln, r in rows])
+    ents = sorted({n[i] for _, _, names in parsed.values() for n in names for i in (0, 2)})
+    rels = sorted({n[1] for _, _, names in parsed.values() for n in names})
     e_id = {e: i for i, e in enumerate(ents)}
     r_id = {r: i for i, r in enumerate(rels)}
-    origin = None
     splits = {}
-    for split, (path, rows) in parsed.items():
-        trip = [
-            [
-                e_id[r[columns["head"]].strip()],
-                r_id[r[columns["relation"]].strip()],
-                e_id[r[columns["tail"]].strip()],
-            ]
-            for _, r in rows
-        ]
+    for split, (path, rows, names) in parsed.items():
+        trip = [[e_id[h], r_id[r], e_id[t]] for h, r, t in names]
         lines = [ln for ln, _ in rows]
         start = end = None
         if kind == "point":
@@ -331,18 +390,9 @@ def read_table(
                 start.append(s)
                 end.append(e)
         splits[split] = _split(trip, lines, path, start, end)
+    origin = None
     if kind == "point":
-        import datetime as dt
-
-        sample = parsed["train"][1][0][1][columns["time"]].strip()
-        if not sample.lstrip(
-            "-"
-        ).isdigit():  # ISO dates: shift ordinals so that 0 is the first date
-            first = min(int(s.start.min()) for s in splits.values())  # type: ignore[union-attr]
-            origin = dt.date.fromordinal(first).isoformat()
-            for s in splits.values():
-                s.start = s.start - first  # type: ignore[operator]
-                s.end = s.start
+        origin = _shift_dates(splits, parsed["train"][1][0][1][columns["time"]])
     return RawKG(
         name=name or Path(files["train"]).parent.name,
         kind=kind,
@@ -353,3 +403,28 @@ def read_table(
         origin=origin,
         source=str(Path(files["train"]).parent),
     )
+
+
+def _table_names(
+    row: list[str], columns: Mapping[str, int], path: Path, line: int
+) -> tuple[str, str, str]:
+    """Head, relation and tail of a :func:`read_table` row, stripped; an empty one is an error."""
+    h, r, t = (
+        _name(row[columns[role]].strip(), role, columns[role], path, line) for role in _ROLES
+    )
+    return h, r, t
+
+
+def _shift_dates(splits: Mapping[str, RawSplit], sample: str) -> str | None:
+    """When point times are ISO dates (judged from ``sample``, the first train time), shift their day ordinals so
+    that 0 is the first date, and return that date; integer times are left alone (``None``)."""
+    import datetime as dt
+
+    text = sample.strip()
+    if (text[1:] if text.startswith("-") else text).isdecimal():
+        return None
+    first = min(int(s.start.min()) for s in splits.values())  # type: ignore[union-attr]
+    for s in splits.values():
+        s.start = s.start - first  # type: ignore[operator]
+        s.end = s.start
+    return dt.date.fromordinal(first).isoformat()

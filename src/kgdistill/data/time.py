@@ -28,7 +28,8 @@ Date quirks (never a crash, never a silent drop; each is counted in the KG's rep
 ``####`` is unknown; a partially masked year such as ``19##`` or ``199#`` is unknown (as in HyTE); years with fewer
 than four digits and negative (BC) years are kept as numbers; an impossible month or day (``1963-64-65``,
 ``307-13047-09``) is ignored because only the year is used; a start after the end is swapped. A year that is not
-a number at all is an error that names the file and line.
+a number at all, or an implausible one (more than :data:`MAX_ABS_YEAR`, such as ``19990-01-01``), is an error that
+names the file and line.
 """
 
 from __future__ import annotations
@@ -42,11 +43,14 @@ from typing import Any, Literal
 from kgdistill.errors import DataError
 
 __all__ = [
+    "MAX_ABS_ORDINAL",
+    "MAX_ABS_YEAR",
     "OPEN_HI",
     "OPEN_LO",
     "UNKNOWN",
     "UNKNOWN_ANCHOR",
     "TimeSpec",
+    "parse_ordinal",
     "parse_point",
     "parse_year",
     "year_bins",
@@ -58,6 +62,28 @@ UNKNOWN = -(2**62)
 UNKNOWN_ANCHOR = -(2**62)
 #: Open interval bounds in bin space.
 OPEN_LO, OPEN_HI = -(2**61), 2**61
+#: The largest ``|year|`` accepted in a date; anything beyond is a typo (``19990``), not a year.
+MAX_ABS_YEAR = 9999
+#: The largest ``|time|`` of an integer point time: beyond it a time would meet the sentinels above (and then the
+#: end of ``int64``, in which times are stored).
+MAX_ABS_ORDINAL = OPEN_HI - 1
+
+
+def _show(text: str, limit: int = 40) -> str:
+    """``text`` for a message, cut to ``limit`` characters (a runaway field must not flood the terminal)."""
+    text = text.strip()
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _check_year_digits(digits: str, text: str, *, path: object, line: int | None) -> None:
+    """Refuse a year of more than four significant digits before it is turned into an ``int``."""
+    if len(digits.lstrip("0")) > len(str(MAX_ABS_YEAR)):
+        raise DataError(
+            f"implausible year {_show(digits)} in date '{_show(text)}' "
+            f"(|year| must be at most {MAX_ABS_YEAR})",
+            path=path,
+            line=line,
+        )
 
 
 def parse_year(
@@ -70,9 +96,15 @@ def parse_year(
         handled (``masked_year``, ``short_year``, ``bc_year``, ``invalid_month_day``) or is ``None``.
 
     Raises:
-        DataError: the year is not a number (names the file and line).
+        DataError: the year is not a number, or ``|year|`` exceeds :data:`MAX_ABS_YEAR` (names the file and line).
     """
     s = text.strip()
+    if not s:
+        raise DataError(
+            "cannot parse an empty date (expected YYYY-MM-DD, '#' for unknown)",
+            path=path,
+            line=line,
+        )
     sign = 1
     if s.startswith("-"):
         sign, s = -1, s[1:]
@@ -80,41 +112,86 @@ def parse_year(
     ystr = parts[0]
     if len(parts) > 3 or not ystr:
         raise DataError(
-            f"cannot parse date '{text}' (expected YYYY-MM-DD, '#' for unknown)",
+            f"cannot parse date '{_show(text)}' (expected YYYY-MM-DD, '#' for unknown)",
             path=path,
             line=line,
         )
     if set(ystr) == {"#"}:
         return UNKNOWN, None
     if "#" in ystr:
-        if not ystr.replace("#", "").isdigit() and ystr.replace("#", ""):
-            raise DataError(f"cannot parse year in date '{text}'", path=path, line=line)
+        if not ystr.replace("#", "").isdecimal() and ystr.replace("#", ""):
+            raise DataError(f"cannot parse year in date '{_show(text)}'", path=path, line=line)
+        _check_year_digits(ystr, text, path=path, line=line)
         return UNKNOWN, "masked_year"
-    if not ystr.isdigit():
-        raise DataError(f"cannot parse year in date '{text}'", path=path, line=line)
+    if not ystr.isdecimal():
+        raise DataError(f"cannot parse year in date '{_show(text)}'", path=path, line=line)
+    _check_year_digits(ystr, text, path=path, line=line)
     year = sign * int(ystr)
     quirk = "bc_year" if sign < 0 else ("short_year" if len(ystr) < 4 else None)
     if len(parts) > 1:
-        month = parts[1]
         day = parts[2] if len(parts) > 2 else "##"
-        bad_month = month.strip("#") != "" and not (month.isdigit() and 1 <= int(month) <= 12)
-        bad_day = day.strip("#") != "" and not (day.isdigit() and 1 <= int(day) <= 31)
-        if bad_month or bad_day:
+        if not (_valid_part(parts[1], 12) and _valid_part(day, 31)):
             quirk = "invalid_month_day"
     return year, quirk
 
 
+def _valid_part(text: str, top: int) -> bool:
+    """Whether a month / day is masked (``##``) or a number in ``1..top`` (at most two significant digits)."""
+    if text.strip("#") == "":
+        return True
+    return text.isdecimal() and len(text.lstrip("0")) <= 2 and 1 <= int(text) <= top
+
+
 def parse_point(text: str, *, path: object = None, line: int | None = None) -> int:
-    """Parse a point time: an integer ordinal (``132``) or an ISO date (``2014-05-13`` -> its day ordinal)."""
+    """Parse a point time: an integer ordinal (``132``) or an ISO date (``2014-05-13`` -> its day ordinal).
+
+    An ISO date may carry a time of day (``2014-05-13T12:30:00``), which is ignored.
+
+    Raises:
+        DataError: not an integer nor a date, an integer beyond :data:`MAX_ABS_ORDINAL`, or a date whose year is
+            implausible (names the file and line).
+    """
     s = text.strip()
-    if s.lstrip("-").isdigit():
-        return int(s)
+    unsigned = s[1:] if s.startswith("-") else s
+    if unsigned.isdecimal():
+        return parse_ordinal(s, path=path, line=line)
+    year = unsigned.split("-")[0]
+    if year.isdecimal():
+        _check_year_digits(year, text, path=path, line=line)
     try:
-        return dt.date.fromisoformat(s[:10]).toordinal()
+        day = (
+            None if s[10:11].isdigit() else dt.date.fromisoformat(s[:10])
+        )  # "2014-05-139" is no date
     except ValueError:
+        day = None
+    if day is None:
         raise DataError(
-            f"cannot parse time '{text}' (expected an integer or YYYY-MM-DD)", path=path, line=line
-        ) from None
+            f"cannot parse time '{_show(text)}' (expected an integer or YYYY-MM-DD)",
+            path=path,
+            line=line,
+        )
+    return day.toordinal()
+
+
+def parse_ordinal(text: str, *, path: object = None, line: int | None = None) -> int:
+    """Parse an integer point time (a day or hour index such as ICEWS14's ``132``).
+
+    Raises:
+        DataError: empty, not an integer, or beyond :data:`MAX_ABS_ORDINAL` (names the file and line).
+    """
+    s = text.strip()
+    unsigned = s[1:] if s.startswith("-") else s
+    if not unsigned.isdecimal():
+        what = "is empty" if not s else f"'{_show(text)}' is not an integer"
+        raise DataError(f"time {what}", path=path, line=line)
+    # compare the digits first: int() of thousands of digits is slow, or refused
+    if len(unsigned.lstrip("0")) > len(str(MAX_ABS_ORDINAL)) or abs(int(s)) > MAX_ABS_ORDINAL:
+        raise DataError(
+            f"time '{_show(text)}' is out of range (|time| must be at most {MAX_ABS_ORDINAL})",
+            path=path,
+            line=line,
+        )
+    return int(s)
 
 
 def year_bins(years: Sequence[int], *, granularity: str, min_bin_size: int) -> list[int]:

@@ -19,7 +19,6 @@ import importlib.util
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from kgdistill.llm.encoders import LLMError
 
@@ -60,48 +58,24 @@ def smollm2_gguf() -> Path:
     return path
 
 
-_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q"}
-_GGUF_SCALARS |= {11: "<q", 12: "<d"}
-_GGUF_STRING, _GGUF_ARRAY = 8, 9
-
-
 def gguf_architecture(path: str | Path) -> str:
-    """``general.architecture`` of a GGUF file (e.g. ``"llama"``), read from its header without loading it."""
-
-    def read(fmt: str) -> Any:
-        size = struct.calcsize(fmt)
-        raw = fh.read(size)
-        if len(raw) != size:
-            raise LLMError(f"{path}: truncated GGUF header")
-        return struct.unpack(fmt, raw)[0]
-
-    def read_string() -> str:
-        return fh.read(read("<Q")).decode("utf-8", "replace")
-
-    def skip(kind: int) -> None:
-        if kind in _GGUF_SCALARS:
-            fh.seek(struct.calcsize(_GGUF_SCALARS[kind]), os.SEEK_CUR)
-        elif kind == _GGUF_STRING:
-            fh.seek(read("<Q"), os.SEEK_CUR)
-        elif kind == _GGUF_ARRAY:
-            inner, count = read("<I"), read("<Q")
-            for _ in range(count):
-                skip(inner)
-        else:
-            raise LLMError(f"{path}: unknown GGUF value type {kind}")
-
-    with open(path, "rb") as fh:
-        if fh.read(4) != b"GGUF":
-            raise LLMError(f"{path}: not a GGUF file")
-        if read("<I") < 2:
-            raise LLMError(f"{path}: GGUF version 1 is not supported")
-        read("<Q")  # tensor count
-        for _ in range(read("<Q")):
-            key, kind = read_string(), read("<I")
-            if key == "general.architecture" and kind == _GGUF_STRING:
-                return read_string()
-            skip(kind)
-    raise LLMError(f"{path}: GGUF header has no general.architecture")
+    """``general.architecture`` of a GGUF file (e.g. ``"llama"``), read with the ``gguf`` package (memory-mapped,
+    no tensor is loaded)."""
+    try:
+        import gguf
+    except ImportError:
+        raise LLMError(
+            "reading a GGUF header needs the package 'gguf': pip install 'kgdistill[llm-server]'"
+        ) from None
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except (OSError, ValueError) as e:
+        raise LLMError(f"{path}: not a readable GGUF file ({e})") from None
+    field = reader.fields.get("general.architecture")
+    arch = field.contents() if field is not None else None
+    if not isinstance(arch, str) or not arch:
+        raise LLMError(f"{path}: GGUF header has no general.architecture")
+    return arch
 
 
 def free_port(host: str = "127.0.0.1") -> int:
