@@ -71,6 +71,13 @@ def tiny_kg() -> KG:
     return build_kg(read_static_names(FIXTURES / "fb15k237-mini"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that reads a full benchmark dataset (the ``data_root`` fixture) is in the slow tier."""
+    for item in items:
+        if "data_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """``benchmarks/`` on the import path: the tests import the benchmark scripts (and they their helpers) as
     ``python benchmarks/NAME.py`` runs them."""

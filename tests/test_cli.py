@@ -29,13 +29,13 @@ def _fails_cleanly(args: list[str], message: str) -> str:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A TA-DistMult trained for 2 epochs on the bundled YAGO11k through ``kgdistill train``."""
+    """A TA-DistMult trained for 2 epochs on a real YAGO11k subset through ``kgdistill train``."""
     tmp = tmp_path_factory.mktemp("cli")
     cfg = tmp / "ta.yaml"
     cfg.write_text(
         yaml.safe_dump(
             {
-                "data": {"name": "yago11k"},
+                "data": {"name": str(FIXTURES / "yago11k-mini")},
                 "model": {"name": "ta_distmult", "dim": 16},
                 "stages": [{"epochs": 2}],
                 "train": {"optimizer": "adam", "lr": 0.01, "batch_size": 2000, "progress": False},
@@ -78,9 +78,9 @@ def test_predict_by_name(run_dir: Path) -> None:
         "predict",
         str(run_dir),
         "--head",
-        "<Christopher_Guest>",
+        "<Xavi_Moro>",
         "--relation",
-        "isMarriedTo",
+        "wasBornIn",
         "--time",
         "1990",
         "-k",
@@ -93,9 +93,9 @@ def test_predict_by_name(run_dir: Path) -> None:
         "predict",
         str(run_dir),
         "--tail",
-        "Jamie Lee Curtis",
+        "Paris",
         "--relation",
-        "<isMarriedTo>",
+        "<wasBornIn>",
         "--time",
         "since 1990",
         "-k",
@@ -110,16 +110,16 @@ def test_predict_bad_input(run_dir: Path) -> None:
             "predict",
             str(run_dir),
             "--head",
-            "<Christopher_Guest>",
+            "<Xavi_Moro>",
             "--relation",
-            "isMarriedTo",
+            "wasBornIn",
             "--time",
             "3000",
         ],
         "outside the years this model saw",
     )
     _fails_cleanly(
-        ["predict", str(run_dir), "--head", "<Christopher_Guest>", "--relation", "isMarriedTo"],
+        ["predict", str(run_dir), "--head", "<Xavi_Moro>", "--relation", "wasBornIn"],
         "this model is temporal: give --time",
     )
     _fails_cleanly(
@@ -129,7 +129,7 @@ def test_predict_bad_input(run_dir: Path) -> None:
             "--head",
             "<Nobody_At_All>",
             "--relation",
-            "isMarriedTo",
+            "wasBornIn",
             "--time",
             "1990",
         ],
@@ -140,13 +140,13 @@ def test_predict_bad_input(run_dir: Path) -> None:
             "predict",
             str(run_dir),
             "--head",
-            "<Christopher_Guest>",
+            "<Xavi_Moro>",
             "--relation",
-            "isMarriedToo",
+            "wasBornInn",
             "--time",
             "1990",
         ],
-        "unknown relation 'isMarriedToo'",
+        "unknown relation 'wasBornInn'",
     )
 
 
@@ -219,6 +219,7 @@ def test_missing_dataset(tmp_path: Path) -> None:
     _fails_cleanly(["train", str(cfg)], "missing file 'entity2id.txt'")
 
 
+@pytest.mark.slow
 def test_demo_runs(tmp_path: Path) -> None:
     code, out = _invoke("demo", "--epochs", "1", "--out", str(tmp_path / "demo"))
     assert code == 0, out

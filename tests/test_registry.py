@@ -7,23 +7,25 @@ from typing import Any
 import pytest
 
 from kgdistill.errors import ConfigError
+from kgdistill.features import TextFeatures
 from kgdistill.losses import LOSSES
 from kgdistill.models import MODELS, Vocab, build_model, is_temporal
+from kgdistill.models.zoo import model_features, time_use
 from kgdistill.registry import Registry, check_kwargs
 
-#: Every registered model and whether it needs a time column (``uses_time``: whether it reads one when the graph
-#: has it, if that differs). A model added to the registry needs a row here.
+#: Every registered model, how it uses time (``none``, ``required``, ``optional``: reads it when the graph has
+#: it) and the features it is built from. A model added to the registry needs a row here.
 EXPECTED: dict[str, dict[str, Any]] = {
-    "transe": {"temporal": False},
-    "distmult": {"temporal": False},
-    "complex": {"temporal": False},
-    "rotate": {"temporal": False},
-    "ttranse": {"temporal": True},
-    "ta_distmult": {"temporal": True},
-    "ta_transe": {"temporal": True},
-    "hyte": {"temporal": True},
-    "tntcomplex": {"temporal": True},
-    "llm_scorer": {"temporal": False, "uses_time": True, "kwargs": {"text_dim": 8}},
+    "transe": {"time": "none"},
+    "distmult": {"time": "none"},
+    "complex": {"time": "none"},
+    "rotate": {"time": "none"},
+    "ttranse": {"time": "required"},
+    "ta_distmult": {"time": "required"},
+    "ta_transe": {"time": "required"},
+    "hyte": {"time": "required"},
+    "tntcomplex": {"time": "required"},
+    "llm_scorer": {"time": "optional", "features": ("text",)},
 }
 
 VOCAB = Vocab(num_entities=7, num_relations=3, time_labels=("1990", "1991..1995", "unknown"))
@@ -163,11 +165,22 @@ def test_every_registered_model_has_a_row_and_vice_versa() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_model_temporal_flag(name: str) -> None:
-    temporal = EXPECTED[name]["temporal"]
-    assert is_temporal(name) is temporal
-    model = build_model({"name": name, "dim": 4, **EXPECTED[name].get("kwargs", {})}, VOCAB)
-    assert model.temporal is EXPECTED[name].get("uses_time", temporal)
+def test_model_time_use_and_features(name: str) -> None:
+    use = EXPECTED[name]["time"]
+    assert time_use(name) == use
+    assert is_temporal(name) is (use == "required")
+    kinds = EXPECTED[name].get("features", ())
+    assert model_features(name) == kinds
+    v = VOCAB
+    features = {
+        kind: TextFeatures.placeholder(v.num_entities, v.num_relations, v.num_times, 8)
+        for kind in kinds
+    }
+    model = build_model({"name": name, "dim": 4}, VOCAB, features)
+    assert model.temporal is (use != "none")  # optional: VOCAB has times, so it reads them
+    if kinds:
+        with pytest.raises(ConfigError, match="features, which were not computed"):
+            build_model({"name": name, "dim": 4}, VOCAB)
 
 
 @pytest.mark.parametrize("name", MODELS.names())

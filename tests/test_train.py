@@ -49,6 +49,7 @@ def _tiny_cfg(**over) -> dict:
     return cfg
 
 
+@pytest.mark.slow
 def test_train_evaluate_real_yago(tmp_path: Path) -> None:
     """A small TNTComplEx on the full bundled YAGO11k learns far above chance and writes a complete run folder."""
     cfg = parse_config(
@@ -175,6 +176,7 @@ def _distill_cfg(teacher: Path) -> dict:
     return cfg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("verb", "kill_after"), [("train", 2), ("train", 4), ("distill", 4)]
 )  # inside stage 0, inside stage 1, and a distillation run with a trained FitNet projection

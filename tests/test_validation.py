@@ -66,10 +66,9 @@ def test_teacher_values_are_checked_before_the_data(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_every_model_refuses_a_zero_or_text_dim(name: str) -> None:
-    extra = {"text_dim": 8} if name == "llm_scorer" else {}
     for bad in (0, "abc"):
         with pytest.raises(ConfigError, match=r"config key 'model\.dim'"):
-            MODELS.build({"name": name, "dim": bad, **extra}, where="model", vocab=VOCAB)
+            MODELS.build({"name": name, "dim": bad}, where="model", vocab=VOCAB, features=None)
 
 
 @pytest.mark.parametrize("name", LOSSES.names())

@@ -18,7 +18,6 @@ from typing import Any
 import torch
 import yaml
 
-from kgdistill import __version__
 from kgdistill.checkpoint import Checkpoint, load_checkpoint, load_model
 from kgdistill.config import (
     DataConfig,
@@ -28,28 +27,19 @@ from kgdistill.config import (
     parse_config,
     validate_section,
 )
-from kgdistill.data.datasets import load_kg
-from kgdistill.data.filters import FilterIndex
-from kgdistill.data.kg import KG
-from kgdistill.distill import TEACHERS, KGETeacher, teacher_from_spec, write_cache
-from kgdistill.distill.teachers import describe_teacher
+from kgdistill.distill import KGETeacher, write_cache
 from kgdistill.errors import CheckpointError, ConfigError, KGDistillError
 from kgdistill.evaluate import Metrics, evaluate
 from kgdistill.io import atomic_write_text
-from kgdistill.models.base import KGEModel, Vocab
-from kgdistill.models.zoo import MODELS, build_model, is_temporal
-from kgdistill.objective import Objective
-from kgdistill.registry import check_kwargs
-from kgdistill.report import metrics_table, plot_curves
+from kgdistill.models.base import KGEModel
+from kgdistill.run import Run, check, eval_kwargs, load_data
+from kgdistill.runfolder import claim
 from kgdistill.runs import (
-    JsonlLog,
     finished,
     new_run_dir,
     resolve_device,
     seed_everything,
-    write_json,
 )
-from kgdistill.train import fit
 
 __all__ = [
     "RunConfig",
@@ -78,185 +68,64 @@ class RunResult:
     model: KGEModel
 
 
-def load_data(cfg: RunConfig | DataConfig) -> KG:
-    """The config's dataset with its time protocol applied, or the configured view of a linked collection."""
-    data = cfg.data if isinstance(cfg, RunConfig) else cfg
-    if data.multi is not None:
-        from kgdistill.multi import build_target, build_union, load_linked
-
-        m = data.multi
-        linked = load_linked(data.name, root=data.root)
-        split = {"valid": m.valid, "test": m.test, "seed": m.split_seed}
-        if m.view == "union":
-            return build_union(linked, tie=m.tie, **split)
-        return build_target(linked, m.view, hops=m.hops, **split)
-    return load_kg(data.name, root=data.root, **data.protocol())
-
-
-def check(
-    cfg: RunConfig,
-    kg: KG | None = None,
-    teacher_fields: dict[str, frozenset[str] | None] | None = None,
-) -> None:
-    """Validate what pydantic cannot: registry names and their keys, model/data compatibility, objectives.
-
-    Args:
-        teacher_fields: teacher name -> fields of its output (``None``: not known yet, only the name is checked).
-    """
-    check_kwargs(
-        MODELS.get(cfg.model.name),
-        cfg.model.kwargs(),
-        where="model",
-        context={"vocab": None, "kg": None},
-    )
-    for name, spec in cfg.teachers.items():
-        if "name" not in spec:
-            raise ConfigError(
-                f"config key 'teachers.{name}.name' is missing (one of {', '.join(TEACHERS.names())})"
-            )
-        kwargs = {k: v for k, v in spec.items() if k != "name"}
-        check_kwargs(
-            TEACHERS.get(spec["name"]), kwargs, where=f"teachers.{name}", context={"kg": None}
-        )
-    if kg is not None and is_temporal(cfg.model.name) and not kg.temporal:
-        raise ConfigError(
-            f"config key 'model.name': '{cfg.model.name}' is temporal but dataset '{kg.name}' "
-            "has no time column"
-        )
-    for i, stage in enumerate(cfg.stages):
-        Objective.build(
-            [t.as_dict() for t in stage.objective],
-            teachers=teacher_fields or {},
-            candidates=cfg.train.negatives > 0,
-            where=f"stages.{i}.objective",
-        )
-
-
-def _meta(cfg: RunConfig, kg: KG, model: KGEModel) -> dict[str, Any]:
-    return {
-        "kgdistill_version": __version__,
-        "config": cfg.model_dump(mode="json"),
-        "model": {
-            "name": cfg.model.name,
-            "kwargs": {**cfg.model.kwargs(), **getattr(model, "build_kwargs", {})},
-        },
-        "id_maps": kg.id_maps(),
-        "time": kg.time.to_dict(),
-        "data": {
-            "name": kg.name,
-            "protocol": cfg.data.protocol(),
-            **({"multi": cfg.data.multi.model_dump()} if cfg.data.multi else {}),
-        },
-        "num_parameters": model.num_parameters(),
-    }
-
-
 def train(
     cfg: RunConfig | None = None,
     *,
     out: str | Path | None = None,
     resume: str | Path | None = None,
     runs_root: str | Path = "runs",
+    overwrite: bool = False,
 ) -> RunResult:
     """Train a model as configured, then evaluate its best checkpoint on ``cfg.eval.split``.
+
+    The run folder is claimed for the whole run (:func:`kgdistill.runfolder.claim`): locked against a second
+    process, never overwritten without ``overwrite``, and removed again when the run fails before its first
+    checkpoint.
 
     Args:
         cfg: the validated run config (stored, resolved, in every checkpoint).
         out: the run folder (default ``runs/<timestamp>-<name>``).
         resume: a run folder to continue (its ``last.safetensors`` and its own config are used).
+        overwrite: replace a run already in ``out``.
 
     Returns:
         :class:`RunResult` with the run folder, the test metrics and the best model.
     """
-    ckpt = None
     if resume is not None:
         run_dir = Path(resume)
-        last = run_dir / "last.safetensors"
-        if not last.is_file():
-            raise CheckpointError(f"cannot resume: {last} does not exist")
-        ckpt = load_checkpoint(last)
-        cfg = RunConfig.model_validate(ckpt.meta["config"])
+        if not (run_dir / "last.safetensors").is_file():
+            raise CheckpointError(f"cannot resume: {run_dir / 'last.safetensors'} does not exist")
     elif cfg is None:
         raise ConfigError("train() needs a config, or resume= a run folder")
-    seed_everything(cfg.seed)
-    check(cfg, teacher_fields=dict.fromkeys(cfg.teachers))  # before the data is read: fail fast
-    kg = load_data(cfg)
-    check(cfg, kg, teacher_fields=dict.fromkeys(cfg.teachers))
-    device = resolve_device(cfg.train.device)
-    if device.type == "cuda" and cfg.train.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    vocab = Vocab(kg.num_entities, kg.num_relations, kg.time.labels)
-    if (
-        ckpt is not None
-    ):  # the stored spec also has what the builder derived (e.g. a text encoder's width)
-        model = build_model(
-            {"name": ckpt.meta["model"]["name"], **ckpt.meta["model"]["kwargs"]}, vocab
-        )
     else:
-        model = build_model({"name": cfg.model.name, **cfg.model.kwargs()}, vocab, kg=kg)
-    if ckpt is not None:
-        load_model(ckpt, model)
-    else:
+        check(cfg, teacher_fields=dict.fromkeys(cfg.teachers))  # before anything is read or written
         run_dir = (
             Path(out) if out is not None else new_run_dir(runs_root, cfg.name or cfg.model.name)
         )
-        run_dir.mkdir(parents=True, exist_ok=True)
+    with claim(run_dir, fresh=resume is None, overwrite=overwrite):
+        return _train_in(run_dir, cfg, resume=resume is not None)
+
+
+def _train_in(run_dir: Path, cfg: RunConfig | None, *, resume: bool) -> RunResult:
+    """:func:`train` inside its claimed run folder."""
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(run_dir / "last.safetensors")
+        cfg = RunConfig.model_validate(ckpt.meta["config"])
+    assert cfg is not None
+    seed_everything(cfg.seed)
+    run = Run.build(cfg, checkpoint=ckpt)
+    if ckpt is None:
         atomic_write_text(
             run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
         )
-    teachers = {
-        name: teacher_from_spec(name, spec, kg, device) for name, spec in cfg.teachers.items()
-    }
-    meta = _meta(cfg, kg, model)
-    ev = _eval_kwargs(cfg.eval)
-    valid_filter = FilterIndex.build(kg, time_aware=cfg.eval.time_aware)
-    log.info(
-        "%s: %s with %d parameters on %s", run_dir, cfg.model.name, model.num_parameters(), device
-    )
-    state = fit(
-        model,
-        kg,
-        stages=cfg.stages,
-        train=cfg.train,
-        seed=cfg.seed,
-        run_dir=run_dir,
-        meta=meta,
-        device=device,
-        valid_filter=valid_filter,
-        eval_kwargs=ev,
-        teachers=teachers,
-        resume=ckpt,
-    )
+    state = run.fit(run_dir, resume=ckpt)
     best = run_dir / "best.safetensors"
     if best.is_file():
-        load_model(load_checkpoint(best), model)
-    metrics = evaluate(
-        model,
-        kg,
-        cfg.eval.split,
-        filter_index=valid_filter,
-        progress=cfg.train.progress,
-        batch_size=cfg.eval.batch_size,
-        **ev,
-    )
-    _write_results(
-        run_dir,
-        cfg,
-        kg,
-        model,
-        metrics,
-        extra={
-            "best_valid_mrr": state.best_value,
-            "best_epoch": state.best_epoch,
-            "epochs": state.epoch,
-            "train_seconds": round(state.train_seconds, 2),
-            "teachers": {name: describe_teacher(t) for name, t in teachers.items()},
-            # text-based models: which texts were encoded, from which sources, how many fell back to ids
-            **({"text": model.text_report} if hasattr(model, "text_report") else {}),
-        },
-    )
-    return RunResult(run_dir=run_dir, metrics=metrics, model=model)
+        load_model(load_checkpoint(best), run.model)
+    metrics = run.evaluate()
+    run.write_results(run_dir, metrics, state)
+    return RunResult(run_dir=run_dir, metrics=metrics, model=run.model)
 
 
 def distill(
@@ -265,6 +134,7 @@ def distill(
     out: str | Path | None = None,
     resume: str | Path | None = None,
     runs_root: str | Path = "runs",
+    overwrite: bool = False,
 ) -> RunResult:
     """Train a student against the config's ``teachers`` (a :func:`train` run that needs at least one teacher)."""
     if cfg is not None and not cfg.teachers:
@@ -272,7 +142,7 @@ def distill(
             "config key 'teachers': distillation needs at least one teacher "
             "(e.g. teachers: {kge: {name: checkpoint, path: runs/<teacher run>}})"
         )
-    return train(cfg, out=out, resume=resume, runs_root=runs_root)
+    return train(cfg, out=out, resume=resume, runs_root=runs_root, overwrite=overwrite)
 
 
 def ensure_run(cfg_raw: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
@@ -365,7 +235,7 @@ def encode(
     Returns:
         ``{"texts": report, "examples": {...}}`` and, unless ``dry_run``, ``"encoder"`` and ``"dim"``.
     """
-    from kgdistill.models.text import encode_kg
+    from kgdistill.features import text_features
     from kgdistill.text import kg_texts
 
     dc = DataConfig.model_validate(
@@ -383,43 +253,11 @@ def encode(
         },
     }
     if not dry_run:
-        _, _, _, report = encode_kg(
+        report = text_features(
             kg, encoder=encoder, text=text, cache_dir=cache_dir, progress=progress
-        )
+        ).report
         out.update(encoder=report["encoder"], dim=report["dim"])
     return out
-
-
-def _eval_kwargs(ev: EvalConfig) -> dict[str, Any]:
-    return {
-        "ties": ev.ties,
-        "ks": tuple(ev.ks),
-        "time_aware": ev.time_aware,
-        "filtered": ev.filtered,
-    }
-
-
-def _write_results(
-    run_dir: Path, cfg: RunConfig, kg: KG, model: KGEModel, metrics: Metrics, extra: dict[str, Any]
-) -> None:
-    out = {
-        "dataset": kg.name,
-        "model": cfg.model.name,
-        **metrics.to_dict(),
-        "num_parameters": model.num_parameters(),
-        "num_bytes": model.num_bytes(),
-        "data_report": dict(kg.report),
-        **extra,
-    }
-    write_json(run_dir / "metrics.json", out)
-    title = (
-        f"{cfg.model.name} on {kg.name}, {metrics.protocol['split']} ({metrics.protocol['filter']} filter, "
-        f"{metrics.protocol['ties']} ties)"
-    )
-    (run_dir / "metrics.md").write_text(metrics_table(metrics.sides, title=title))
-    records = JsonlLog(run_dir / "log.jsonl").records()
-    if records:
-        plot_curves(records, run_dir / "curves.png")
 
 
 def _open(path: str | Path) -> tuple[Checkpoint, RunConfig]:
@@ -452,7 +290,7 @@ def evaluate_run(
         EvalConfig, {**cfg.eval.model_dump(), "split": split, **(overrides or {})}, "eval"
     )
     return evaluate(
-        model, kg, ev.split, progress=progress, batch_size=ev.batch_size, **_eval_kwargs(ev)
+        model, kg, ev.split, progress=progress, batch_size=ev.batch_size, **eval_kwargs(ev)
     )
 
 

@@ -18,11 +18,19 @@ import torch
 
 from kgdistill.data.time import TimeSpec
 from kgdistill.errors import CheckpointError
+from kgdistill.features import TextFeatures
 from kgdistill.io import atomic_save_tensors, read_safetensors
 from kgdistill.models.base import KGEModel, Vocab
-from kgdistill.models.zoo import build_model
+from kgdistill.models.zoo import build_model, model_features
 
-__all__ = ["FORMAT", "Checkpoint", "load_checkpoint", "load_model", "save_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "Checkpoint",
+    "load_checkpoint",
+    "load_model",
+    "placeholder_features",
+    "save_checkpoint",
+]
 
 FORMAT = 1
 _META_KEY = "kgdistill"
@@ -135,11 +143,33 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(path=p, meta=meta, tensors=tensors)
 
 
+def placeholder_features(ckpt: Checkpoint) -> dict[str, Any]:
+    """Features of the right shapes for rebuilding the checkpoint's model (its state dict fills them).
+
+    Reads ``model.features.text.dim`` (or ``text_dim`` among the kwargs of checkpoints written before features
+    were computed outside the model).
+    """
+    spec = ckpt.meta["model"]
+    out: dict[str, Any] = {}
+    if "text" in model_features(spec["name"]):
+        dim = spec.get("features", {}).get("text", {}).get("dim") or spec["kwargs"].get("text_dim")
+        if not dim:
+            raise CheckpointError(f"{ckpt.path}: a text model without the width of its encodings")
+        v = ckpt.vocab
+        out["text"] = TextFeatures.placeholder(
+            v.num_entities, v.num_relations, v.num_times, int(dim)
+        )
+    return out
+
+
 def load_model(ckpt: Checkpoint, model: KGEModel | None = None) -> KGEModel:
     """Rebuild the checkpoint's model (or fill ``model``) and load its weights."""
     spec = ckpt.meta["model"]
     if model is None:
-        model = build_model({"name": spec["name"], **spec["kwargs"]}, ckpt.vocab)
+        kwargs = {k: v for k, v in spec["kwargs"].items() if k != "text_dim"}  # older checkpoints
+        model = build_model(
+            {"name": spec["name"], **kwargs}, ckpt.vocab, features=placeholder_features(ckpt)
+        )
     try:
         model.load_state_dict(ckpt.group("model"), strict=True)
     except RuntimeError as e:

@@ -76,6 +76,9 @@ def _run_options(fn: F) -> F:
         type=click.Path(file_okay=False),
         help="Continue the run in this folder from its last checkpoint.",
     )(fn)
+    fn = click.option(
+        "--overwrite", is_flag=True, help="Replace a run already in the --out folder."
+    )(fn)
     fn = click.option("--out", default=None, help="Run folder (default: runs/<timestamp>-<name>).")(
         fn
     )
@@ -90,6 +93,7 @@ def _run(
     data_root: str | None,
     out: str | None,
     resume: str | None,
+    overwrite: bool,
 ) -> None:
     if resume:
         result = pipeline(resume=resume)  # the config comes from the checkpoint
@@ -98,7 +102,7 @@ def _run(
             raise KGDistillError("give a CONFIG file (or --resume RUN_DIR)")
         extra = [f"data.root={data_root}"] if data_root else []
         cfg, _ = api.load_config(config, [*overrides, *extra])
-        result = pipeline(cfg, out=out)
+        result = pipeline(cfg, out=out, overwrite=overwrite)
     _print_metrics(result.metrics, f"{result.run_dir} ({result.metrics.protocol['split']})")
 
 
@@ -110,10 +114,11 @@ def train(
     overrides: tuple[str, ...],
     data_root: str | None,
     out: str | None,
+    overwrite: bool,
     resume: str | None,
 ) -> None:
     """Train a model (a teacher or a standalone model) from a YAML CONFIG."""
-    _run(api.train, config, overrides, data_root, out, resume)
+    _run(api.train, config, overrides, data_root, out, resume, overwrite)
 
 
 @cli.command()
@@ -124,10 +129,11 @@ def distill(
     overrides: tuple[str, ...],
     data_root: str | None,
     out: str | None,
+    overwrite: bool,
     resume: str | None,
 ) -> None:
     """Distil a student from the teachers of a YAML CONFIG (stages of weighted loss terms)."""
-    _run(api.distill, config, overrides, data_root, out, resume)
+    _run(api.distill, config, overrides, data_root, out, resume, overwrite)
 
 
 @cli.command()
@@ -284,12 +290,12 @@ def datasets(data_root: str | None) -> None:
 @_friendly
 def models() -> None:
     """List the registered models."""
-    from kgdistill.models.zoo import MODELS
+    from kgdistill.models.zoo import MODELS, time_use
 
+    kinds = {"none": "static", "required": "temporal", "optional": "either"}
     for name, fn in MODELS.items():
         doc = (fn.__doc__ or "").strip().splitlines()[0]
-        kind = "temporal" if getattr(fn, "temporal", False) else "static"
-        click.echo(f"{name:14s} {kind:9s} {doc}")
+        click.echo(f"{name:14s} {kinds[time_use(name)]:9s} {doc}")
 
 
 @cli.command()

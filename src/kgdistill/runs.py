@@ -41,14 +41,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def new_run_dir(base: str | Path, name: str) -> Path:
-    """``base/<YYYYmmdd-HHMMSS>-<name>``, made unique with a suffix if needed."""
+    """``base/<YYYYmmdd-HHMMSS>-<name>``, made unique with a suffix if needed (not created: the run claims it,
+    see :func:`kgdistill.runfolder.claim`)."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = Path(base) / f"{stamp}-{name}"
     i = 1
     while path.exists():
         path = Path(base) / f"{stamp}-{name}-{i}"
         i += 1
-    path.mkdir(parents=True)
     return path
 
 

@@ -20,6 +20,8 @@ from kgdistill.config import parse_config
 from kgdistill.distill.teachers import KGETeacher
 from kgdistill.models.text import LLMScorer
 
+pytestmark = pytest.mark.slow  # end to end: real training runs
+
 
 @pytest.fixture(scope="module")
 def embedding_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -57,7 +59,7 @@ def test_llm_scorer_learns_from_real_text(llm_run: Path) -> None:
 
 def test_llm_scorer_checkpoint_loads_without_the_encoder(llm_run: Path, yago_mini) -> None:
     ckpt = load_checkpoint(llm_run / "best.safetensors")
-    assert ckpt.meta["model"]["kwargs"]["text_dim"] == 384
+    assert ckpt.meta["model"]["features"]["text"]["dim"] == 384
     model = load_model(ckpt).eval()
     assert isinstance(model, LLMScorer)
     assert model.entities.text.abs().sum() > 0  # the frozen encodings travel in the checkpoint

@@ -1,7 +1,8 @@
 """The ``openai`` encoder: end to end against a real llama.cpp server (SmolLM2-135M GGUF), and against a scripted
 stdlib HTTP server for the failures a real server will not produce on demand (500 then 200, malformed JSON, ...).
 
-The llama.cpp tests fail, rather than skip, when ``llama_cpp`` is not installed (see ``conftest.py``).
+The llama.cpp tests are opt-in (marker ``llama_cpp``: ``pip install -e ".[llm-server]"``, then
+``pytest -m llama_cpp``); selected without ``llama_cpp`` installed they fail, rather than skip (see ``conftest.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def fast(base_url: str, model: str = "fake", **kwargs: object) -> OpenAIEncoder:
 # -- real llama.cpp server ----------------------------------------------------------------------------------
 
 
+@pytest.mark.llama_cpp
 def test_llama_embeddings(llama_server: LlamaCppServer) -> None:
     enc = build_encoder(
         {
@@ -64,6 +66,7 @@ def test_llama_embeddings(llama_server: LlamaCppServer) -> None:
     assert enc.key == f"openai:{llama_server.base_url}#smollm2"
 
 
+@pytest.mark.llama_cpp
 def test_llama_wrong_model_name_is_ignored(llama_server: LlamaCppServer) -> None:
     """llama-cpp-python serves its one model whatever name a request gives (unlike vLLM/OpenAI: 404)."""
     right = fast(llama_server.base_url, "smollm2").encode(TEXTS[:2])
@@ -71,6 +74,7 @@ def test_llama_wrong_model_name_is_ignored(llama_server: LlamaCppServer) -> None
     np.testing.assert_allclose(wrong, right, atol=1e-5)
 
 
+@pytest.mark.llama_cpp
 def test_llama_wrong_path_is_one_clear_error(llama_server: LlamaCppServer) -> None:
     """A 404 (here: a wrong API root) is not retried and names the URL and the model."""
     base = llama_server.base_url.replace("/v1", "/wrong/v1")
@@ -81,6 +85,7 @@ def test_llama_wrong_path_is_one_clear_error(llama_server: LlamaCppServer) -> No
     assert "after" not in msg  # failed at once, no retries
 
 
+@pytest.mark.llama_cpp
 def test_llama_killed_mid_run_then_resume(
     tmp_path: Path, counting: type, start_llama: Callable[..., LlamaCppServer]
 ) -> None:

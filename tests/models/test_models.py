@@ -14,6 +14,7 @@ from torch.profiler import ProfilerActivity, profile
 from kgdistill.checkpoint import load_checkpoint, load_model, save_checkpoint
 from kgdistill.data import KG
 from kgdistill.data.batching import Batch, both_directions
+from kgdistill.features import TextFeatures
 from kgdistill.losses import LOSSES
 from kgdistill.models import MODELS, KGEModel, Vocab, build_model, is_temporal
 from kgdistill.models.interactions import (
@@ -25,6 +26,7 @@ from kgdistill.models.interactions import (
     complex_mul,
 )
 from kgdistill.models.representations import time_tokens
+from kgdistill.models.zoo import model_features
 from kgdistill.types import TAIL, TIME
 
 DIM = 16
@@ -50,18 +52,28 @@ def _vocab(kg: KG) -> Vocab:
     return Vocab(kg.num_entities, kg.num_relations, tuple(kg.time.labels))
 
 
-#: Extra builder kwargs; the LLM scorer's frozen text encodings (width 12) get random stand-ins here
-#: (tests/llm and tests/distill encode real text).
-KWARGS: dict[str, dict[str, int]] = {"llm_scorer": {"text_dim": 12, "hidden": 20}}
+#: Extra builder kwargs.
+KWARGS: dict[str, dict[str, int]] = {"llm_scorer": {"hidden": 20}}
+#: Width of the stand-in text features (tests/llm and tests/distill encode real text).
+TEXT_DIM = 12
+
+
+def _features(name: str, kg: KG) -> dict[str, TextFeatures]:
+    """Random stand-ins for the features a model is built from."""
+    if "text" not in model_features(name):
+        return {}
+    g = torch.Generator().manual_seed(0)
+    f = TextFeatures.placeholder(kg.num_entities, kg.num_relations, kg.num_times, TEXT_DIM)
+    for t in (f.entities, f.relations, f.times):
+        if t is not None:
+            t.copy_(torch.randn(t.shape, generator=g))
+    return {"text": f}
 
 
 def _model(name: str, kg: KG) -> KGEModel:
-    model = build_model({"name": name, "dim": DIM, **KWARGS.get(name, {})}, _vocab(kg))
-    if name == "llm_scorer":
-        g = torch.Generator().manual_seed(0)
-        for buf in model.buffers():
-            buf.copy_(torch.randn(buf.shape, generator=g))
-    return model
+    return build_model(
+        {"name": name, "dim": DIM, **KWARGS.get(name, {})}, _vocab(kg), _features(name, kg)
+    )
 
 
 def _queries(kg: KG, n: int = 12) -> torch.Tensor:
@@ -120,7 +132,7 @@ def test_model_output_shapes(case: Case) -> None:
     assert out.h is not None and out.h.shape == (B, width)
     assert out.r is not None and out.r.ndim == 2 and out.r.shape[0] == B
     assert out.t is not None and out.t.shape == (E, width)
-    assert torch.equal(out.t, model.entities.weight)
+    assert torch.equal(out.t, model.entities.table())
     assert len(out.factors) >= 2
     for f in out.factors:
         assert f.ndim == 2 and f.shape[0] == B
@@ -189,7 +201,11 @@ def test_checkpoint_round_trip_gives_identical_scores(case: Case, tmp_path: Path
             p.add_(0.05 * torch.randn_like(p))
     path = tmp_path / "m.safetensors"
     meta = {
-        "model": {"name": name, "kwargs": {"dim": DIM, **KWARGS.get(name, {})}},
+        "model": {
+            "name": name,
+            "kwargs": {"dim": DIM, **KWARGS.get(name, {})},
+            "features": {kind: {"dim": f.dim} for kind, f in _features(name, kg).items()},
+        },
         "id_maps": kg.id_maps(),
         "time": kg.time.to_dict(),
     }

@@ -155,11 +155,8 @@ class KGETeacher(torch.nn.Module):
         ent = None if self.identity else self.ent
         if "t" in fields:
             if candidates is None:
-                out.t = (
-                    model.entities.weight
-                    if ent is None
-                    else model.entities.weight[ent.clamp_min(0)]
-                )
+                table = model.entities.table()
+                out.t = table if ent is None else table[ent.clamp_min(0)]
                 out.known = None if ent is None or self.covers_all else ent >= 0
             else:
                 out.t = model.entities(candidates if ent is None else ent[candidates].clamp_min(0))
@@ -168,7 +165,7 @@ class KGETeacher(torch.nn.Module):
                 if ent is None:
                     scores = model.score_all(q)
                 else:  # score only the student's entities, in the student's order: (B, E_student)
-                    table = model.entities.weight[ent.clamp_min(0)]
+                    table = model.entities.table()[ent.clamp_min(0)]
                     scores = model.interaction.score_all(model.interaction.combine(h, r), table)
             else:
                 t_cand = candidates if ent is None else ent[candidates].clamp_min(0)

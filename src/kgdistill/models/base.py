@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from kgdistill.models.interactions import Interaction
-from kgdistill.models.representations import RelationEncoder
+from kgdistill.models.representations import EntityRepresentation, RelationEncoder
 from kgdistill.types import HEAD, REL, TAIL, TIME, BoolTensor, FloatTensor, LongTensor
 
 __all__ = ["KGEModel", "ModelOutput", "Vocab", "masked_log_softmax"]
@@ -126,7 +126,11 @@ class KGEModel(nn.Module):
     """
 
     def __init__(
-        self, *, entities: nn.Embedding, relations: RelationEncoder, interaction: Interaction
+        self,
+        *,
+        entities: EntityRepresentation,
+        relations: RelationEncoder,
+        interaction: Interaction,
     ) -> None:
         super().__init__()
         self.entities = entities
@@ -155,7 +159,7 @@ class KGEModel(nn.Module):
 
     def score_all(self, queries: LongTensor) -> FloatTensor:
         """Scores of every entity as the tail: ``(B, 3|4) -> (B, E)``, one matrix product for bilinear models."""
-        return self.interaction.score_all(self.query_vectors(queries), self.entities.weight)
+        return self.interaction.score_all(self.query_vectors(queries), self.entities.table())
 
     def forward(self, queries: LongTensor, candidates: LongTensor | None = None) -> ModelOutput:
         """Score ``candidates (B, C)`` (entity ids), or all entities when ``None``.
@@ -166,7 +170,7 @@ class KGEModel(nn.Module):
         h, r = self.encode(queries)
         q = self.interaction.combine(h, r)
         if candidates is None:
-            t = self.entities.weight
+            t = self.entities.table()
             scores = self.interaction.score_all(q, t)
         else:
             t = self.entities(candidates)

@@ -8,7 +8,7 @@ from torch import nn
 
 from kgdistill.models.base import KGEModel, ModelOutput
 from kgdistill.models.interactions import TransE
-from kgdistill.models.representations import StaticRelations, embedding
+from kgdistill.models.representations import EntityRepresentation, StaticRelations, embedding
 from kgdistill.types import HEAD, REL, TAIL, TIME, FloatTensor, LongTensor
 
 __all__ = ["HyTE"]
@@ -29,7 +29,7 @@ class HyTE(KGEModel):
     """
 
     def __init__(
-        self, *, entities: nn.Embedding, relations: StaticRelations, normals: nn.Embedding
+        self, *, entities: EntityRepresentation, relations: StaticRelations, normals: nn.Embedding
     ) -> None:
         super().__init__(entities=entities, relations=relations, interaction=TransE(p=2.0))
         self.normals = normals
@@ -53,7 +53,7 @@ class HyTE(KGEModel):
         return self._score_all(self.query_vectors(queries), self._normal(queries))
 
     def _score_all(self, a: FloatTensor, w: FloatTensor) -> FloatTensor:
-        t = self.entities.weight
+        t = self.entities.table()
         d2 = (a * a).sum(-1, keepdim=True) - 2 * a @ t.T + (t * t).sum(-1) - (w @ t.T) ** 2
         return -torch.sqrt(d2.clamp_min(0.0) + 1e-9)
 
@@ -61,7 +61,7 @@ class HyTE(KGEModel):
         h, r = self.encode(queries)
         a, w = h + r, self._normal(queries)
         if candidates is None:
-            t = self.entities.weight
+            t = self.entities.table()
             scores = self._score_all(a, w)
         else:
             t = self.entities(candidates)

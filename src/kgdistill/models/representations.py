@@ -21,6 +21,8 @@ from kgdistill.types import FloatTensor, LongTensor
 
 __all__ = [
     "AddTime",
+    "EmbeddingTable",
+    "EntityRepresentation",
     "LSTMTime",
     "MulTime",
     "RelationEncoder",
@@ -30,9 +32,37 @@ __all__ = [
 ]
 
 
-def embedding(num: int, dim: int, init_scale: float) -> nn.Embedding:
+class EntityRepresentation(nn.Module):
+    """Entity ids -> vectors: the one interface every entity representation offers to a model.
+
+    A table of free embeddings (:class:`EmbeddingTable`), frozen text encodings under a trainable projection
+    (:class:`~kgdistill.models.text.TextEntities`), or a trainable text encoder all look alike to
+    :class:`~kgdistill.models.KGEModel`: ``forward(ids)`` for some entities, :meth:`table` for all of them (what
+    1-N scoring multiplies with).
+    """
+
+    def forward(self, ids: LongTensor) -> FloatTensor:
+        """``ids (*B,)`` -> ``(*B, d)``."""
+        raise NotImplementedError
+
+    def table(self) -> FloatTensor:
+        """All entity vectors ``(E, d)``, in id order."""
+        raise NotImplementedError
+
+
+class EmbeddingTable(nn.Embedding, EntityRepresentation):
+    """Free embeddings ``(E, d)`` (an :class:`torch.nn.Embedding`: its state-dict key stays ``weight``)."""
+
+    def forward(self, ids: LongTensor) -> FloatTensor:
+        return nn.Embedding.forward(self, ids)
+
+    def table(self) -> FloatTensor:
+        return self.weight
+
+
+def embedding(num: int, dim: int, init_scale: float) -> EmbeddingTable:
     """An embedding table ``(num, dim)`` initialised from ``N(0, init_scale^2)``."""
-    emb = nn.Embedding(num, dim)
+    emb = EmbeddingTable(num, dim)
     nn.init.normal_(emb.weight, std=init_scale)
     return emb
 

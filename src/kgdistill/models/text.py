@@ -17,14 +17,13 @@ product.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
+from kgdistill.features import TextFeatures
 from kgdistill.models.base import KGEModel
 from kgdistill.models.interactions import Interaction
-from kgdistill.models.representations import RelationEncoder
+from kgdistill.models.representations import EntityRepresentation, RelationEncoder
 from kgdistill.types import FloatTensor, LongTensor
 
 __all__ = ["LLMScorer", "MLPDot", "TextEntities", "TextRelations"]
@@ -59,7 +58,7 @@ class _Cached(nn.Module):
         return next(self.parameters()).device
 
 
-class TextEntities(_Cached):
+class TextEntities(_Cached, EntityRepresentation):
     """Frozen entity encodings ``x (E, D)`` -> entity vectors ``[W_c x | bias]`` of width ``dim + 1``."""
 
     def __init__(self, text: FloatTensor, dim: int, bias: bool = True) -> None:
@@ -77,12 +76,8 @@ class TextEntities(_Cached):
         return torch.cat([self.proj(x), b.unsqueeze(-1)], dim=-1)
 
     def _compute(self) -> FloatTensor:
-        return self._rows(self.text, None)
-
-    @property
-    def weight(self) -> FloatTensor:
         """All entity vectors ``(E, dim + 1)`` (what scoring against all entities uses)."""
-        return self.table()
+        return self._rows(self.text, None)
 
     def forward(self, ids: LongTensor) -> FloatTensor:
         """``ids (*B)`` -> ``(*B, dim + 1)``."""
@@ -132,72 +127,39 @@ class MLPDot(Interaction):
 
 
 class LLMScorer(KGEModel):
-    """A :class:`KGEModel` whose representations are frozen text encodings (see the module docstring)."""
+    """A :class:`KGEModel` whose representations are frozen text encodings (see the module docstring).
+
+    Args:
+        features: the frozen encodings (computed before the model, :func:`kgdistill.features.text_features`;
+            zeros of the right shape when the weights come from a checkpoint).
+        dim: width of the projected entity and query vectors.
+        hidden: width of the query MLP.
+    """
 
     def __init__(
         self,
         *,
-        entity_text: FloatTensor,
-        relation_text: FloatTensor,
-        time_text: FloatTensor | None,
+        features: TextFeatures,
         dim: int,
         hidden: int,
         entity_bias: bool = True,
         dropout: float = 0.0,
     ) -> None:
         super().__init__(
-            entities=TextEntities(entity_text, dim, bias=entity_bias),  # type: ignore[arg-type]
-            relations=TextRelations(relation_text, time_text, hidden),
+            entities=TextEntities(features.entities.clone(), dim, bias=entity_bias),
+            relations=TextRelations(
+                features.relations.clone(),
+                None if features.times is None else features.times.clone(),
+                hidden,
+            ),
             interaction=MLPDot(dim, hidden, dropout),
         )
-        #: kwargs the builder derived (the encoder's width), stored with the checkpoint's model spec
-        self.build_kwargs: dict[str, Any] = {"text_dim": int(entity_text.shape[1])}
+
+    @property
+    def text_dim(self) -> int:
+        """Width of the frozen encodings (what a checkpoint needs to rebuild the model)."""
+        return int(self.entities.text.shape[1])  # type: ignore[union-attr]
 
     def num_text_bytes(self) -> int:
         """Bytes of the frozen text encodings (buffers, not parameters)."""
         return sum(b.numel() * b.element_size() for b in self.buffers())
-
-
-def default_cache_dir() -> str:
-    """Where text encodings are cached: ``$KGDISTILL_CACHE/embeddings``, else the user cache folder."""
-    import os
-    from pathlib import Path
-
-    root = os.environ.get("KGDISTILL_CACHE") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kgdistill"
-    )
-    return str(Path(root) / "embeddings")
-
-
-def encode_kg(
-    kg: Any,
-    *,
-    encoder: dict[str, Any] | None = None,
-    text: dict[str, Any] | None = None,
-    cache_dir: str | None = None,
-    progress: bool = True,
-) -> tuple[FloatTensor, FloatTensor, FloatTensor | None, dict[str, Any]]:
-    """Encode the text of every entity, relation (and reciprocal) and time of ``kg``, through the cache.
-
-    Args:
-        encoder: an encoder spec ``{"name": ..., **kwargs}`` of :data:`kgdistill.llm.ENCODERS`
-            (default: the packaged all-MiniLM-L6-v2 through sentence-transformers).
-        text: keyword arguments of :func:`kgdistill.text.kg_texts` (user text files, descriptions on/off).
-
-    Returns:
-        ``entities (E, D)``, ``relations (2R, D)`` (reciprocal ``r + R`` last), ``times (T, D)`` or ``None``
-        for a static graph, and a report (text sources, fallbacks, encoder key).
-    """
-    from kgdistill.llm import ENCODERS, encode_cached
-    from kgdistill.text import kg_texts
-
-    texts = kg_texts(kg, **(text or {}))
-    enc = ENCODERS.build(encoder or {"name": "sentence_transformers"}, where="model.encoder")
-    rel_texts = list(texts.relations) + [texts.inverse_relation(i) for i in range(kg.num_relations)]
-    all_texts = list(texts.entities) + rel_texts + list(texts.times)
-    vectors = encode_cached(enc, all_texts, cache_dir or default_cache_dir(), progress=progress)
-    vectors = torch.as_tensor(vectors, dtype=torch.float32)
-    e, r = kg.num_entities, 2 * kg.num_relations
-    times = vectors[e + r :] if texts.times else None
-    report = {"encoder": enc.key, "dim": int(vectors.shape[1]), "texts": texts.report}
-    return vectors[:e], vectors[e : e + r], times, report

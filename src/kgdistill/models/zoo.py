@@ -1,44 +1,71 @@
 """The model registry: thin builders composing representations and interactions.
 
-Every builder takes the :class:`Vocab` (given by the caller, not the config) and keyword arguments that are
-exactly the config keys of the ``model`` section. ``dim`` is the number of real components per entity for
-real-valued models and the complex rank for ComplEx, RotatE and TNTComplEx (which store ``2 * dim`` reals).
+Every builder takes the :class:`Vocab` (given by the caller, not the config), the features it declares
+(computed before the model by :mod:`kgdistill.features`, handed in as tensors) and keyword arguments that are
+exactly the config keys of the ``model`` section (validated by type before the call). ``dim`` is the number of
+real components per entity for real-valued models and the complex rank for ComplEx, RotatE and TNTComplEx
+(which store ``2 * dim`` reals).
+
+Each entry also declares how it uses time (:data:`TimeUse`): ``none`` (static), ``required`` (needs a time
+column) or ``optional`` (works on both, reads the time when the graph has one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-import torch
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from kgdistill.errors import ConfigError
+from kgdistill.features import TEXT_OPTIONS, TextFeatures
 from kgdistill.models.base import KGEModel, Vocab
 from kgdistill.models.hyte import HyTE
 from kgdistill.models.interactions import ComplEx, DistMult, Interaction, RotatE, TransE
 from kgdistill.models.representations import AddTime, LSTMTime, MulTime, StaticRelations, embedding
-from kgdistill.models.text import LLMScorer, encode_kg
+from kgdistill.models.text import LLMScorer
 from kgdistill.registry import Registry
 
-__all__ = ["MODELS", "is_temporal"]
+__all__ = ["MODELS", "TimeUse", "build_model", "is_temporal", "model_features", "time_use"]
 
 MODELS: Registry[Callable[..., KGEModel]] = Registry("model")
 
+#: How a model uses time: never, always (a time column is required) or when the graph has one.
+TimeUse = Literal["none", "required", "optional"]
+
+#: Feature kinds a builder can declare, with the config keys of the ``model`` section that configure them.
+_FEATURE_OPTIONS: dict[str, frozenset[str]] = {"text": TEXT_OPTIONS}
+
 
 def _register(
-    name: str, temporal: bool
+    name: str, time: TimeUse = "none", features: tuple[str, ...] = ()
 ) -> Callable[[Callable[..., KGEModel]], Callable[..., KGEModel]]:
     def deco(fn: Callable[..., KGEModel]) -> Callable[..., KGEModel]:
-        fn.temporal = temporal  # type: ignore[attr-defined]
+        fn.time_use = time  # type: ignore[attr-defined]
+        fn.features = features  # type: ignore[attr-defined]
         return MODELS.register(name)(fn)
 
     return deco
 
 
+def time_use(name: str) -> TimeUse:
+    """How the registered model ``name`` uses time (``none``, ``required``, ``optional``)."""
+    return getattr(MODELS.get(name), "time_use", "none")  # type: ignore[no-any-return]
+
+
 def is_temporal(name: str) -> bool:
     """Whether the registered model ``name`` needs a time column."""
-    return bool(getattr(MODELS.get(name), "temporal", False))
+    return time_use(name) == "required"
+
+
+def model_features(name: str) -> tuple[str, ...]:
+    """Feature kinds the registered model ``name`` is built from (``("text",)`` for the LLM scorer)."""
+    return tuple(getattr(MODELS.get(name), "features", ()))
+
+
+def feature_options(name: str) -> frozenset[str]:
+    """Config keys of the ``model`` section that configure the model's features, not the model."""
+    return frozenset().union(*(_FEATURE_OPTIONS[f] for f in model_features(name)))
 
 
 def _static(
@@ -57,7 +84,7 @@ def _static(
     )
 
 
-@_register("transe", temporal=False)
+@_register("transe")
 def transe(
     *, vocab: Vocab, dim: PositiveInt = 200, p: PositiveFloat = 2.0, init_scale: PositiveFloat = 0.1
 ) -> KGEModel:
@@ -65,25 +92,25 @@ def transe(
     return _static(vocab, dim, init_scale, TransE(p=p))
 
 
-@_register("distmult", temporal=False)
+@_register("distmult")
 def distmult(*, vocab: Vocab, dim: PositiveInt = 200, init_scale: PositiveFloat = 1e-3) -> KGEModel:
     """DistMult, ``<h, r, t>``. Paper: Yang et al. 2015, https://arxiv.org/abs/1412.6575"""
     return _static(vocab, dim, init_scale, DistMult())
 
 
-@_register("complex", temporal=False)
+@_register("complex")
 def complex_(*, vocab: Vocab, dim: PositiveInt = 200, init_scale: PositiveFloat = 1e-3) -> KGEModel:
     """ComplEx, ``Re(<h, r, conj t>)``, rank ``dim``. Paper: Trouillon et al. 2016, https://arxiv.org/abs/1606.06357"""
     return _static(vocab, 2 * dim, init_scale, ComplEx())
 
 
-@_register("rotate", temporal=False)
+@_register("rotate")
 def rotate(*, vocab: Vocab, dim: PositiveInt = 200, init_scale: PositiveFloat = 0.1) -> KGEModel:
     """RotatE, ``-||h * e^{i theta_r} - t||``, rank ``dim``. Paper: Sun et al. 2019, https://arxiv.org/abs/1902.10197"""
     return _static(vocab, 2 * dim, init_scale, RotatE(p=2.0), rel_width=dim)
 
 
-@_register("ttranse", temporal=True)
+@_register("ttranse", time="required")
 def ttranse(
     *, vocab: Vocab, dim: PositiveInt = 100, p: PositiveFloat = 2.0, init_scale: PositiveFloat = 0.1
 ) -> KGEModel:
@@ -114,7 +141,7 @@ def _time_aware(vocab: Vocab, dim: int, init_scale: float, interaction: Interact
     )
 
 
-@_register("ta_distmult", temporal=True)
+@_register("ta_distmult", time="required")
 def ta_distmult(
     *, vocab: Vocab, dim: PositiveInt = 100, init_scale: PositiveFloat = 0.1
 ) -> KGEModel:
@@ -123,7 +150,7 @@ def ta_distmult(
     return _time_aware(vocab, dim, init_scale, DistMult())
 
 
-@_register("ta_transe", temporal=True)
+@_register("ta_transe", time="required")
 def ta_transe(
     *, vocab: Vocab, dim: PositiveInt = 100, p: PositiveFloat = 2.0, init_scale: PositiveFloat = 0.1
 ) -> KGEModel:
@@ -132,7 +159,7 @@ def ta_transe(
     return _time_aware(vocab, dim, init_scale, TransE(p=p))
 
 
-@_register("hyte", temporal=True)
+@_register("hyte", time="required")
 def hyte(*, vocab: Vocab, dim: PositiveInt = 100, init_scale: PositiveFloat = 0.1) -> KGEModel:
     """HyTE: TransE on time hyperplanes. Paper: Dasgupta et al. 2018, https://aclanthology.org/D18-1225"""
     return HyTE.build(
@@ -144,7 +171,7 @@ def hyte(*, vocab: Vocab, dim: PositiveInt = 100, init_scale: PositiveFloat = 0.
     )
 
 
-@_register("tntcomplex", temporal=True)
+@_register("tntcomplex", time="required")
 def tntcomplex(
     *, vocab: Vocab, dim: PositiveInt = 156, init_scale: PositiveFloat = 1e-2
 ) -> KGEModel:
@@ -162,15 +189,11 @@ def tntcomplex(
     )
 
 
-@_register("llm_scorer", temporal=False)
+@_register("llm_scorer", time="optional", features=("text",))
 def llm_scorer(
     *,
     vocab: Vocab,
-    kg: Any = None,
-    encoder: dict[str, Any] | None = None,
-    text: dict[str, Any] | None = None,
-    cache_dir: str | None = None,
-    text_dim: PositiveInt | None = None,
+    features: TextFeatures,
     dim: PositiveInt = 256,
     hidden: PositiveInt = 512,
     entity_bias: bool = True,
@@ -178,50 +201,42 @@ def llm_scorer(
 ) -> KGEModel:
     """The LLM scorer: a light head over frozen LLM text encodings (see :mod:`kgdistill.models.text`).
 
-    Given the dataset (training), the texts of its entities, relations and times are encoded with ``encoder``
-    (default: the packaged all-MiniLM-L6-v2), through the on-disk cache in ``cache_dir``. Without it (loading
-    a checkpoint), the frozen encodings come from the checkpoint and only ``text_dim`` is needed.
-    Paper: "Knowledge Distillation for Temporal Knowledge Graph Reasoning with Large Language Models" (the LLM
-    scorer that gives the soft targets of its two-stage distillation).
+    ``features`` are the text encodings of the graph's entities, relations and times, computed before the
+    model (:func:`kgdistill.features.text_features`, configured by the ``model`` section's ``encoder``,
+    ``text`` and ``cache_dir`` keys; default encoder: the packaged all-MiniLM-L6-v2). It reads the time when
+    the graph has one. Paper: "Knowledge Distillation for Temporal Knowledge Graph Reasoning with Large Language
+    Models" (the LLM scorer that gives the soft targets of its two-stage distillation).
     """
-    report = None
-    if kg is not None:
-        ent, rel, tim, report = encode_kg(kg, encoder=encoder, text=text, cache_dir=cache_dir)
-        if text_dim is not None and text_dim != ent.shape[1]:
-            raise ConfigError(
-                f"config key 'model.text_dim': {text_dim}, but the encoder gives {ent.shape[1]}-d vectors"
-            )
-    elif text_dim is None:
+    if features.entities.shape[0] != vocab.num_entities:
         raise ConfigError(
-            "config key 'model.text_dim' is needed to build an llm_scorer without its dataset"
+            f"text features hold {features.entities.shape[0]} entities, the graph has {vocab.num_entities}"
         )
-    else:  # loading a checkpoint: its state dict fills the frozen encodings
-        ent = torch.zeros(vocab.num_entities, text_dim)
-        rel = torch.zeros(2 * vocab.num_relations, text_dim)
-        tim = torch.zeros(vocab.num_times, text_dim) if vocab.num_times else None
-    model = LLMScorer(
-        entity_text=ent,
-        relation_text=rel,
-        time_text=tim,
-        dim=dim,
-        hidden=hidden,
-        entity_bias=entity_bias,
-        dropout=dropout,
+    return LLMScorer(
+        features=features, dim=dim, hidden=hidden, entity_bias=entity_bias, dropout=dropout
     )
-    if report is not None:
-        model.text_report = report  # type: ignore[attr-defined]
-    return model
 
 
-llm_scorer.needs_kg = True  # type: ignore[attr-defined]
+def build_model(
+    spec: dict[str, Any], vocab: Vocab, features: dict[str, Any] | None = None
+) -> KGEModel:
+    """Build ``spec = {"name": ..., **kwargs}``; wrong keys or values name ``model.<key>``.
 
-
-def build_model(spec: dict[str, Any], vocab: Vocab, kg: Any = None) -> KGEModel:
-    """Build ``spec = {"name": ..., **kwargs}``; wrong keys name ``model.<key>``.
-
-    ``kg`` (the training data) is passed on to builders that need it (``needs_kg``: text-based models).
+    Args:
+        spec: the ``model`` section; the keys that configure features (``encoder``, ``text``, ``cache_dir``)
+            are not passed to the builder.
+        vocab: sizes and time labels of the graph.
+        features: feature kind -> features (``{"text": TextFeatures}``), for the models that declare them.
     """
+    name = spec["name"]
+    kinds = model_features(name)
+    missing = [k for k in kinds if k not in (features or {})]
+    if missing:
+        raise ConfigError(
+            f"model '{name}' is built from {', '.join(missing)} features, which were not computed"
+        )
+    options = feature_options(name)
+    kwargs = {k: v for k, v in spec.items() if k not in options}
     context: dict[str, Any] = {"vocab": vocab}
-    if getattr(MODELS.get(spec["name"]), "needs_kg", False):
-        context["kg"] = kg
-    return MODELS.build(spec, where="model", **context)  # type: ignore[no-any-return]
+    if kinds:
+        context["features"] = (features or {})[kinds[0]]
+    return MODELS.build(kwargs, where="model", **context)  # type: ignore[no-any-return]

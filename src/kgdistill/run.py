@@ -1,0 +1,281 @@
+"""A run, built once from a config: data, features, model, teachers, device and validation filter.
+
+:class:`Run` is what ``train``, ``distill``, resume, the benchmarks and the tests share: the one place where a
+config becomes objects, in the data-flow order config -> data -> features -> model and teachers. Training
+(:meth:`Run.fit`), evaluation (:meth:`Run.evaluate`) and the results of a run folder (:meth:`Run.write_results`)
+are small methods over it; the training loop itself is :func:`kgdistill.train.fit`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kgdistill import __version__
+from kgdistill.checkpoint import Checkpoint, load_model
+from kgdistill.config import DataConfig, EvalConfig, RunConfig
+from kgdistill.data.datasets import load_kg
+from kgdistill.data.filters import FilterIndex
+from kgdistill.data.kg import KG
+from kgdistill.distill import TEACHERS, teacher_from_spec
+from kgdistill.distill.teachers import Teacher, describe_teacher
+from kgdistill.errors import ConfigError
+from kgdistill.evaluate import Metrics, evaluate
+from kgdistill.features import TEXT_OPTIONS, text_features
+from kgdistill.io import write_json
+from kgdistill.models.base import KGEModel, Vocab
+from kgdistill.models.zoo import MODELS, build_model, feature_options, is_temporal, model_features
+from kgdistill.objective import Objective
+from kgdistill.registry import check_kwargs
+from kgdistill.report import metrics_table, plot_curves
+from kgdistill.runs import JsonlLog, resolve_device
+from kgdistill.train import FitState, fit
+
+__all__ = ["Run", "check", "eval_kwargs", "load_data"]
+
+log = logging.getLogger(__name__)
+
+
+def load_data(cfg: RunConfig | DataConfig) -> KG:
+    """The config's dataset with its time protocol applied, or the configured view of a linked collection."""
+    data = cfg.data if isinstance(cfg, RunConfig) else cfg
+    if data.multi is not None:
+        from kgdistill.multi import build_target, build_union, load_linked
+
+        m = data.multi
+        linked = load_linked(data.name, root=data.root)
+        split = {"valid": m.valid, "test": m.test, "seed": m.split_seed}
+        if m.view == "union":
+            return build_union(linked, tie=m.tie, **split)
+        return build_target(linked, m.view, hops=m.hops, **split)
+    return load_kg(data.name, root=data.root, **data.protocol())
+
+
+def check(
+    cfg: RunConfig,
+    kg: KG | None = None,
+    teacher_fields: dict[str, frozenset[str] | None] | None = None,
+) -> None:
+    """Validate what the config schema cannot: registry names, their keys and values (by type), model/data
+    compatibility and the objectives. Cheap: call it before reading any data.
+
+    Args:
+        kg: the data, when read (adds the model/data checks).
+        teacher_fields: teacher name -> fields of its output (``None``: not known yet, only the name is checked).
+    """
+    name = cfg.model.name
+    kwargs = cfg.model.kwargs()
+    options = feature_options(name)
+    check_kwargs(
+        MODELS.get(name),
+        {k: v for k, v in kwargs.items() if k not in options},
+        where="model",
+        context={"vocab": None, "features": None},
+    )
+    if "text" in model_features(name):
+        check_kwargs(
+            text_features,
+            {k: v for k, v in kwargs.items() if k in TEXT_OPTIONS},
+            where="model",
+            context={"kg": None, "progress": None},
+        )
+    for t_name, spec in cfg.teachers.items():
+        if "name" not in spec:
+            raise ConfigError(
+                f"config key 'teachers.{t_name}.name' is missing (one of {', '.join(TEACHERS.names())})"
+            )
+        t_kwargs = {k: v for k, v in spec.items() if k != "name"}
+        check_kwargs(
+            TEACHERS.get(spec["name"]), t_kwargs, where=f"teachers.{t_name}", context={"kg": None}
+        )
+    if kg is not None and is_temporal(name) and not kg.temporal:
+        raise ConfigError(
+            f"config key 'model.name': '{name}' is temporal but dataset '{kg.name}' has no time column"
+        )
+    for i, stage in enumerate(cfg.stages):
+        Objective.build(
+            [t.as_dict() for t in stage.objective],
+            teachers=teacher_fields or {},
+            candidates=cfg.train.negatives > 0,
+            where=f"stages.{i}.objective",
+        )
+
+
+def eval_kwargs(ev: EvalConfig) -> dict[str, Any]:
+    """Keyword arguments of :func:`kgdistill.evaluate.evaluate` for an ``eval`` section."""
+    return {
+        "ties": ev.ties,
+        "ks": tuple(ev.ks),
+        "time_aware": ev.time_aware,
+        "filtered": ev.filtered,
+    }
+
+
+@dataclass
+class Run:
+    """Everything a run is made of (see the module docstring).
+
+    Attributes:
+        cfg: the validated config.
+        kg: the graph (with its time protocol or multi-KG view applied).
+        device: where the model and teachers live.
+        model: the model (student or standalone), built from the features.
+        teachers: frozen teachers by name, answering in the graph's ids.
+        valid_filter: the filter index of validation and the final evaluation.
+        feature_meta: what each feature kind records in checkpoints (width, text sources, encoder).
+    """
+
+    cfg: RunConfig
+    kg: KG
+    device: torch.device
+    model: KGEModel
+    teachers: dict[str, Teacher] = field(default_factory=dict)
+    valid_filter: FilterIndex | None = None
+    feature_meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls, cfg: RunConfig, *, checkpoint: Checkpoint | None = None, progress: bool = True
+    ) -> Run:
+        """Read the data, compute the model's features, build the model and the teachers.
+
+        Args:
+            checkpoint: resume from it: the model is rebuilt from its stored spec and loaded with its weights
+                (features come from its state dict, nothing is encoded again).
+        """
+        check(cfg, teacher_fields=dict.fromkeys(cfg.teachers))
+        kg = load_data(cfg)
+        check(cfg, kg, teacher_fields=dict.fromkeys(cfg.teachers))
+        device = resolve_device(cfg.train.device)
+        if device.type == "cuda" and cfg.train.tf32:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        vocab = Vocab(kg.num_entities, kg.num_relations, kg.time.labels)
+        if checkpoint is not None:
+            spec = checkpoint.meta["model"]
+            model = load_model(checkpoint)
+            feature_meta = dict(spec.get("features", {}))
+        else:
+            features = cls._features(cfg, kg, progress)
+            model = build_model({"name": cfg.model.name, **cfg.model.kwargs()}, vocab, features)
+            feature_meta = {
+                kind: {"dim": f.dim, "report": f.report} for kind, f in features.items()
+            }
+        teachers = {
+            name: teacher_from_spec(name, spec, kg, device) for name, spec in cfg.teachers.items()
+        }
+        return cls(
+            cfg=cfg,
+            kg=kg,
+            device=device,
+            model=model,
+            teachers=teachers,
+            valid_filter=FilterIndex.build(kg, time_aware=cfg.eval.time_aware),
+            feature_meta=feature_meta,
+        )
+
+    @staticmethod
+    def _features(cfg: RunConfig, kg: KG, progress: bool) -> dict[str, Any]:
+        """The features the configured model is built from, computed now (text: encoded through the cache)."""
+        out: dict[str, Any] = {}
+        if "text" in model_features(cfg.model.name):
+            options = {k: v for k, v in cfg.model.kwargs().items() if k in TEXT_OPTIONS}
+            out["text"] = text_features(kg, progress=progress, **options)
+        return out
+
+    def meta(self) -> dict[str, Any]:
+        """Checkpoint metadata shared by every save: config, model spec and features, id maps, time protocol."""
+        cfg, kg = self.cfg, self.kg
+        options = feature_options(cfg.model.name)
+        return {
+            "kgdistill_version": __version__,
+            "config": cfg.model_dump(mode="json"),
+            "model": {
+                "name": cfg.model.name,
+                "kwargs": {k: v for k, v in cfg.model.kwargs().items() if k not in options},
+                "features": self.feature_meta,
+            },
+            "id_maps": kg.id_maps(),
+            "time": kg.time.to_dict(),
+            "data": {
+                "name": kg.name,
+                "protocol": cfg.data.protocol(),
+                **({"multi": cfg.data.multi.model_dump()} if cfg.data.multi else {}),
+            },
+            "num_parameters": self.model.num_parameters(),
+        }
+
+    def fit(self, run_dir: Path, *, resume: Checkpoint | None = None) -> FitState:
+        """Train through the config's stages into ``run_dir`` (see :func:`kgdistill.train.fit`)."""
+        assert self.valid_filter is not None
+        log.info(
+            "%s: %s with %d parameters on %s",
+            run_dir,
+            self.cfg.model.name,
+            self.model.num_parameters(),
+            self.device,
+        )
+        return fit(
+            self.model,
+            self.kg,
+            stages=self.cfg.stages,
+            train=self.cfg.train,
+            seed=self.cfg.seed,
+            run_dir=run_dir,
+            meta=self.meta(),
+            device=self.device,
+            valid_filter=self.valid_filter,
+            eval_kwargs=eval_kwargs(self.cfg.eval),
+            teachers=self.teachers,
+            resume=resume,
+        )
+
+    def evaluate(self, split: str | None = None, *, progress: bool | None = None) -> Metrics:
+        """The model's metrics on ``split`` (default: the config's ``eval.split``) under the config's protocol."""
+        ev = self.cfg.eval
+        return evaluate(
+            self.model,
+            self.kg,
+            split or ev.split,
+            filter_index=self.valid_filter,
+            progress=self.cfg.train.progress if progress is None else progress,
+            batch_size=ev.batch_size,
+            **eval_kwargs(ev),
+        )
+
+    def write_results(self, run_dir: Path, metrics: Metrics, state: FitState) -> None:
+        """``metrics.json`` (numbers with their protocol, sizes, data report, teachers, features),
+        ``metrics.md`` and ``curves.png``."""
+        cfg, kg, model = self.cfg, self.kg, self.model
+        out = {
+            "dataset": kg.name,
+            "model": cfg.model.name,
+            **metrics.to_dict(),
+            "num_parameters": model.num_parameters(),
+            "num_bytes": model.num_bytes(),
+            "data_report": dict(kg.report),
+            "best_valid_mrr": state.best_value,
+            "best_epoch": state.best_epoch,
+            "epochs": state.epoch,
+            "train_seconds": round(state.train_seconds, 2),
+            "teachers": {name: describe_teacher(t) for name, t in self.teachers.items()},
+            # text-based models: which texts were encoded, from which sources, how many fell back to ids
+            **(
+                {"text": self.feature_meta["text"].get("report", {})}
+                if "text" in self.feature_meta
+                else {}
+            ),
+        }
+        write_json(run_dir / "metrics.json", out)
+        p = metrics.protocol
+        title = (
+            f"{cfg.model.name} on {kg.name}, {p['split']} ({p['filter']} filter, {p['ties']} ties)"
+        )
+        (run_dir / "metrics.md").write_text(metrics_table(metrics.sides, title=title))
+        records = JsonlLog(run_dir / "log.jsonl").records()
+        if records:
+            plot_curves(records, run_dir / "curves.png")
