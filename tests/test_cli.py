@@ -88,7 +88,9 @@ def test_predict_by_name(run_dir: Path) -> None:
     )
     assert code == 0, out
     lines = out.strip().splitlines()
-    assert len(lines) == 5 and lines[0].split()[0] == "1"
+    assert lines[0].startswith("query (<Xavi_Moro>, <wasBornIn>, ?) at ")  # echo with the time bin
+    assert lines[1].split() == ["rank", "score", "known", "answer"]
+    assert len(lines) == 7 and lines[2].split()[0] == "1"
     code, out = _invoke(
         "predict",
         str(run_dir),

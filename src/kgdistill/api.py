@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from kgdistill.checkpoint import Checkpoint, load_checkpoint, load_model
@@ -28,10 +27,11 @@ from kgdistill.config import (
     validate_section,
 )
 from kgdistill.distill import KGETeacher, write_cache
-from kgdistill.errors import CheckpointError, ConfigError, KGDistillError
+from kgdistill.errors import CheckpointError, ConfigError
 from kgdistill.evaluate import Metrics, evaluate
 from kgdistill.io import atomic_write_text
 from kgdistill.models.base import KGEModel
+from kgdistill.predict import Answer, Predictor, Query
 from kgdistill.run import Run, check, eval_kwargs, load_data
 from kgdistill.runfolder import claim
 from kgdistill.runs import (
@@ -294,28 +294,6 @@ def evaluate_run(
     )
 
 
-def _find(label: str, labels: list[str], kind: str) -> int:
-    """Id of ``label``: exact, else ignoring case, ``<>`` and ``_`` vs space."""
-    if label in labels:
-        return labels.index(label)
-
-    def norm(s: str) -> str:
-        return s.strip().strip("<>").replace("_", " ").casefold()
-
-    hits = [i for i, lab in enumerate(labels) if norm(lab) == norm(label)]
-    if len(hits) == 1:
-        return hits[0]
-    if len(hits) > 1:
-        raise KGDistillError(
-            f"{kind} '{label}' is ambiguous: {', '.join(labels[i] for i in hits[:5])}"
-        )
-    import difflib
-
-    close = difflib.get_close_matches(label, labels, n=3)
-    hint = f" (close: {', '.join(close)})" if close else ""
-    raise KGDistillError(f"unknown {kind} '{label}'{hint}")
-
-
 def predict(
     path: str | Path,
     *,
@@ -324,35 +302,23 @@ def predict(
     tail: str | None = None,
     time: str | None = None,
     k: int = 10,
-) -> list[tuple[str, float]]:
+    exclude_known: bool = False,
+    data_root: str | None = None,
+) -> tuple[Query, list[Answer]]:
     """Top-``k`` answers of ``(head, relation, ?, time)`` or ``(?, relation, tail, time)``, by label.
 
+    For many queries, load a :class:`~kgdistill.predict.Predictor` once instead.
+
+    Args:
+        exclude_known: leave out answers already known in training.
+        data_root: where the run's dataset is found (to mark answers known in training).
+
     Returns:
-        ``(entity label, score)`` pairs, best first.
+        The resolved query (with the time label its time mapped to) and the answers, best first.
     """
-    ckpt, _ = _open(path)
-    ids = ckpt.meta["id_maps"]
-    model = load_model(ckpt).eval()
-    if (head is None) == (tail is None):
-        raise KGDistillError("give exactly one of --head and --tail")
-    r = _find(relation, ids["relation"], "relation")
-    anchor = _find(head if head is not None else tail, ids["entity"], "entity")  # type: ignore[arg-type]
-    if tail is not None:
-        r += len(ids["relation"])
-    spec = ckpt.time
-    row = [anchor, r, 0]
-    if spec.kind != "none":
-        if time is None:
-            raise KGDistillError(
-                f"this model is temporal: give --time (e.g. {spec.labels[len(spec.labels) // 2]})"
-            )
-        row.append(spec.time_id(time))
-    elif time is not None:
-        raise KGDistillError("this model is static: it takes no --time")
-    with torch.inference_mode():
-        scores = model.score_all(torch.tensor([row]))[0]
-    top = torch.topk(scores, min(k, len(scores)))
-    return [(ids["entity"][i], float(s)) for s, i in zip(top.values, top.indices, strict=True)]
+    predictor = Predictor.load(path, data_root=data_root)
+    query = predictor.query(relation, head=head, tail=tail, time=time)
+    return query, predictor.topk(query, k, exclude_known=exclude_known)
 
 
 def demo(

@@ -209,15 +209,35 @@ def evaluate_cmd(
 @click.option("--tail", default=None, help="Ask (?, relation, tail).")
 @click.option("--time", "time_", default=None, help="A year, 'since 1990', a date or a time label.")
 @click.option("-k", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--hide-known", is_flag=True, help="Leave out answers already known in training.")
+@_root
 @_friendly
 def predict(
-    run: str, relation: str, head: str | None, tail: str | None, time_: str | None, k: int
+    run: str,
+    relation: str,
+    head: str | None,
+    tail: str | None,
+    time_: str | None,
+    k: int,
+    hide_known: bool,
+    data_root: str | None,
 ) -> None:
-    """Top-k answers of a query, by name."""
-    for rank, (label, score) in enumerate(
-        api.predict(run, relation=relation, head=head, tail=tail, time=time_, k=k), start=1
-    ):
-        click.echo(f"{rank:3d}  {score:10.4f}  {label}")
+    """Top-k answers of a query, by name (answers known in training are marked with *)."""
+    query, answers = api.predict(
+        run,
+        relation=relation,
+        head=head,
+        tail=tail,
+        time=time_,
+        k=k,
+        exclude_known=hide_known,
+        data_root=data_root,
+    )
+    click.echo(f"query {query.describe()}" + (" (known answers hidden)" if hide_known else ""))
+    click.echo(f"{'rank':>4}  {'score':>10}  known  answer")
+    for a in answers:
+        mark = "-" if a.known is None else ("*" if a.known else "")
+        click.echo(f"{a.rank:4d}  {a.score:10.4f}  {mark:^5}  {a.entity}")
 
 
 @cli.command()
