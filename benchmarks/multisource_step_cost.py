@@ -35,12 +35,9 @@ import torch
 import yaml
 
 from _common import write_script_result
-from kgdistill.api import load_data
 from kgdistill.config import RunConfig
 from kgdistill.data.batching import Batch, both_directions
-from kgdistill.distill import teacher_from_spec
-from kgdistill.models.base import Vocab
-from kgdistill.models.zoo import build_model
+from kgdistill.run import Run
 from kgdistill.runs import finished
 from kgdistill.train import build_objectives, make_optimizer
 
@@ -53,11 +50,10 @@ class Setup:
     def __init__(self, run_dir: Path) -> None:
         cfg = RunConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
         torch.manual_seed(cfg.seed)
-        self.kg = load_data(cfg)
-        vocab = Vocab(self.kg.num_entities, self.kg.num_relations, self.kg.time.labels)
-        self.model = build_model({"name": cfg.model.name, **cfg.model.kwargs()}, vocab, kg=self.kg)
-        cpu = torch.device("cpu")
-        self.teachers = {n: teacher_from_spec(n, s, self.kg, cpu) for n, s in cfg.teachers.items()}
+        run = Run.build(
+            cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": "cpu"})})
+        )
+        self.kg, self.model, self.teachers = run.kg, run.model, run.teachers
         self.queries = both_directions(self.kg.splits["train"], self.kg.num_relations)
         stage = cfg.stages[0]
         self.objective = build_objectives(

@@ -22,7 +22,9 @@ __all__ = [
     "EvalConfig",
     "ModelSpec",
     "MultiConfig",
+    "ParamGroup",
     "RunConfig",
+    "SchedulerConfig",
     "StageConfig",
     "TermSpec",
     "TimeConfig",
@@ -121,6 +123,25 @@ class TermSpec(BaseModel):
         return d
 
 
+class ParamGroup(_Strict):
+    """Optimiser settings for the parameters whose names match ``match`` (``fnmatch`` patterns, e.g.
+    ``entities.encoder.*``): typically a pre-trained encoder at a lower learning rate than a fresh head."""
+
+    match: list[str] = Field(min_length=1, description="parameter-name patterns (fnmatch)")
+    lr: float | None = Field(None, gt=0, description="learning rate (default: the stage's)")
+    weight_decay: float | None = Field(None, ge=0, description="weight decay (default: train's)")
+
+
+class SchedulerConfig(_Strict):
+    """Learning-rate schedule of each stage, stepped once per optimiser step: linear warm-up from 0, then
+    ``constant``, ``linear`` decay to 0 or ``cosine`` decay to 0 at the stage's last step."""
+
+    name: Literal["constant", "linear", "cosine"] = "constant"
+    warmup: float = Field(
+        0.0, ge=0, description="warm-up steps (>= 1) or a fraction of the stage's steps (< 1)"
+    )
+
+
 class StageConfig(_Strict):
     """One training stage: its epochs, its objective, optional optimiser overrides."""
 
@@ -129,6 +150,9 @@ class StageConfig(_Strict):
     objective: list[TermSpec] = Field(default_factory=lambda: [TermSpec(loss="supervised_ce")])
     optimizer: Literal["adam", "adagrad", "sgd", "adamw"] | None = None
     lr: float | None = Field(None, gt=0)
+    scheduler: SchedulerConfig | None = Field(
+        None, description="this stage's schedule (default: train's)"
+    )
 
 
 class TrainConfig(_Strict):
@@ -138,6 +162,28 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     negatives: int = Field(
         0, ge=0, description="0: score all entities (1-N); k > 0: k sampled tails"
+    )
+    negative_sampling: Literal["uniform", "in_batch"] = Field(
+        "uniform",
+        description="sampled tails drawn uniformly, or the other queries' true tails of the batch "
+        "(in_batch: negatives > 0 caps them; a candidate that is the query's own answer is masked)",
+    )
+    param_groups: list[ParamGroup] = Field(
+        default_factory=list,
+        description="per-group optimiser settings; parameters matching no group use the stage's",
+    )
+    scheduler: SchedulerConfig = SchedulerConfig()
+    grad_clip: float | None = Field(
+        None, gt=0, description="clip the gradients' total L2 norm to this value (None: off)"
+    )
+    accumulate: int = Field(
+        1, ge=1, description="optimiser step every this many batches (gradient accumulation)"
+    )
+    checkpoint_every: int = Field(
+        1,
+        ge=1,
+        description="write last.safetensors every this many epochs (and at each stage end); a resumed "
+        "run replays the epochs since, exactly",
     )
     eval_every: int = Field(
         5, ge=1, description="validate every this many epochs (and at each stage end)"

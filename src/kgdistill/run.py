@@ -100,7 +100,7 @@ def check(
         Objective.build(
             [t.as_dict() for t in stage.objective],
             teachers=teacher_fields or {},
-            candidates=cfg.train.negatives > 0,
+            candidates=cfg.train.negatives > 0 or cfg.train.negative_sampling == "in_batch",
             where=f"stages.{i}.objective",
         )
 

@@ -1,14 +1,21 @@
 """The training loop: stages of objectives, validation with early stopping, exact resume after a kill.
 
 Everything random in an epoch (the shuffle and the sampled negatives) comes from a generator seeded with
-``(seed, epoch)``, and ``last.safetensors`` holds the model, optimiser, objective and loop state after every
-epoch. Resuming therefore replays exactly the epochs an uninterrupted run would have done: the final metrics
-are identical (tested with ``kill -9``).
+``(seed, epoch)``, and ``last.safetensors`` holds the model, optimiser, objective and loop state (by default
+after every epoch; ``train.checkpoint_every`` spaces the writes for big models). Resuming therefore replays
+exactly the epochs an uninterrupted run would have done: the final metrics are identical (tested with
+``kill -9``). The learning-rate schedule is a function of the step, so it resumes exactly too.
+
+For transformer models (and any model): parameter groups (``train.param_groups``: e.g. a pre-trained encoder
+at a lower learning rate than a new head), a schedule with warm-up (``train.scheduler`` or per stage),
+gradient clipping (``train.grad_clip``), gradient accumulation (``train.accumulate``) and in-batch negatives
+(``train.negative_sampling: in_batch``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import logging
 import math
 import time
@@ -21,18 +28,27 @@ import torch
 from tqdm.auto import tqdm
 
 from kgdistill.checkpoint import Checkpoint, save_checkpoint
-from kgdistill.config import StageConfig, TrainConfig
-from kgdistill.data.batching import Batch, both_directions, sample_candidates
+from kgdistill.config import ParamGroup, SchedulerConfig, StageConfig, TrainConfig
+from kgdistill.data.batching import Batch, both_directions, in_batch_candidates, sample_candidates
 from kgdistill.data.filters import FilterIndex
 from kgdistill.data.kg import KG
 from kgdistill.distill.teachers import ALL_FIELDS, Teacher
-from kgdistill.errors import KGDistillError
+from kgdistill.errors import ConfigError, KGDistillError
 from kgdistill.evaluate import evaluate
 from kgdistill.models.base import KGEModel, ModelOutput
 from kgdistill.objective import Objective
 from kgdistill.runs import JsonlLog
+from kgdistill.types import BoolTensor, LongTensor
 
-__all__ = ["FitState", "build_objectives", "fit", "make_optimizer", "provided"]
+__all__ = [
+    "FitState",
+    "build_objectives",
+    "fit",
+    "lr_factor",
+    "make_optimizer",
+    "param_groups",
+    "provided",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +69,12 @@ class FitState:
 
 
 def make_optimizer(
-    params: Sequence[torch.nn.Parameter], name: str, lr: float, weight_decay: float
+    params: Sequence[torch.nn.Parameter] | Sequence[dict[str, Any]],
+    name: str,
+    lr: float,
+    weight_decay: float,
 ) -> torch.optim.Optimizer:
-    """``adam``, ``adamw``, ``adagrad`` or ``sgd`` from :mod:`torch.optim`."""
+    """``adam``, ``adamw``, ``adagrad`` or ``sgd`` from :mod:`torch.optim` (``params``: tensors or param groups)."""
     cls = {
         "adam": torch.optim.Adam,
         "adamw": torch.optim.AdamW,
@@ -65,10 +84,179 @@ def make_optimizer(
     return cls(params, lr=lr, weight_decay=weight_decay)  # type: ignore[no-any-return]
 
 
+def param_groups(
+    named: Sequence[tuple[str, torch.nn.Parameter]],
+    groups: Sequence[ParamGroup],
+    lr: float,
+    wd: float,
+) -> list[dict[str, Any]]:
+    """Split trainable parameters into optimiser groups: each goes to the first group whose patterns match its
+    name (``fnmatch``), else to the default group (``lr``, ``wd``). Frozen parameters are left out.
+
+    Raises:
+        ConfigError: a group matches no parameter (a misspelt pattern would otherwise silently do nothing).
+    """
+    out: list[dict[str, Any]] = [{"params": [], "lr": lr, "weight_decay": wd}]
+    out += [
+        {
+            "params": [],
+            "lr": g.lr or lr,
+            "weight_decay": wd if g.weight_decay is None else g.weight_decay,
+        }
+        for g in groups
+    ]
+    for name, p in named:
+        if not p.requires_grad:
+            continue
+        hit = next(
+            (i for i, g in enumerate(groups) if any(fnmatch.fnmatch(name, m) for m in g.match)),
+            None,
+        )
+        out[0 if hit is None else hit + 1]["params"].append(p)
+    for i, g in enumerate(groups):
+        if not out[i + 1]["params"]:
+            raise ConfigError(
+                f"config key 'train.param_groups.{i}.match': {g.match} matches no trainable parameter"
+            )
+    return [g for g in out if g["params"]]
+
+
+def lr_factor(step: int, total: int, schedule: SchedulerConfig) -> float:
+    """Multiplier of the base learning rate at optimiser step ``step`` (0-based) of a stage of ``total``."""
+    warmup = schedule.warmup if schedule.warmup >= 1 else schedule.warmup * total
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule.name == "constant":
+        return 1.0
+    span = max(total - warmup, 1)
+    progress = min(max(step - warmup, 0) / span, 1.0)
+    if schedule.name == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
     if amp and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@dataclass
+class _Stage:
+    """What one stage trains with: its objective, optimiser, schedule and the teacher fields it reads."""
+
+    index: int
+    config: StageConfig
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    params: list[torch.nn.Parameter]
+    used: dict[str, frozenset[str]]
+    steps_per_epoch: int
+
+
+def _open_stage(
+    model: KGEModel,
+    objective: Objective,
+    index: int,
+    stage: StageConfig,
+    train: TrainConfig,
+    num_batches: int,
+    state: FitState,
+    resume: Checkpoint | None,
+) -> _Stage:
+    """The stage's optimiser (parameter groups) and LR schedule, restored exactly when resuming inside it."""
+    named = [
+        *model.named_parameters(),
+        *(("objective." + n, p) for n, p in objective.named_parameters()),
+    ]
+    lr = stage.lr or train.lr
+    groups = param_groups(named, train.param_groups, lr, train.weight_decay)
+    optimizer = make_optimizer(groups, stage.optimizer or train.optimizer, lr, train.weight_decay)
+    resuming = resume is not None and state.stage == index and state.stage_epoch > 0
+    if resuming:
+        assert resume is not None
+        objective.load_state_dict(resume.group("objective"))
+        opt_state = resume.optimizer_state()
+        if opt_state is not None:
+            optimizer.load_state_dict(opt_state)
+    steps_per_epoch = math.ceil(num_batches / train.accumulate)
+    total = steps_per_epoch * stage.epochs
+    schedule = stage.scheduler or train.scheduler
+    for g in optimizer.param_groups:  # the schedule scales each group's own learning rate
+        g.setdefault("initial_lr", g["lr"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: lr_factor(step, total, schedule),
+        last_epoch=state.stage_epoch * steps_per_epoch - 1 if resuming else -1,
+    )
+    return _Stage(
+        index=index,
+        config=stage,
+        objective=objective,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        params=[p for g in optimizer.param_groups for p in g["params"]],
+        used={t: objective.reads(t) for t in sorted({t for t in objective.teachers if t})},
+        steps_per_epoch=steps_per_epoch,
+    )
+
+
+def _candidates(
+    q: LongTensor, kg: KG, train: TrainConfig, gen: torch.Generator
+) -> tuple[LongTensor | None, BoolTensor | None]:
+    """The batch's candidates: all entities (``None``), uniform samples or in-batch negatives (with a mask)."""
+    if train.negative_sampling == "in_batch":
+        return in_batch_candidates(q, train.negatives or None)
+    if train.negatives:
+        return sample_candidates(q, kg.num_entities, train.negatives, gen), None
+    return None, None
+
+
+def _epoch(
+    model: KGEModel,
+    kg: KG,
+    stage: _Stage,
+    queries: LongTensor,
+    train: TrainConfig,
+    teachers: Mapping[str, Teacher],
+    gen: torch.Generator,
+    device: torch.device,
+    bar: tqdm | None,
+) -> tuple[float, dict[str, float]]:
+    """One pass over ``queries`` (already shuffled): the mean loss and the mean of every term."""
+    sums: dict[str, torch.Tensor] = {}
+    total = torch.zeros((), device=device)
+    starts = range(0, len(queries), train.batch_size)
+    # each batch's share of its accumulation window (by size), so a window's gradient is that of the mean loss
+    # over all its queries: exactly one batch of accumulate * batch_size, the last window included
+    sizes = [min(train.batch_size, len(queries) - i) for i in starts]
+    window = [sum(sizes[w : w + train.accumulate]) for w in range(0, len(sizes), train.accumulate)]
+    model.train()
+    stage.optimizer.zero_grad(set_to_none=True)
+    for n, i in enumerate(starts, start=1):
+        q = queries[i : i + train.batch_size]
+        cand, cand_mask = _candidates(q, kg, train, gen)
+        batch = Batch(q, cand, cand_mask)
+        with _autocast(device, train.amp):
+            out = model(q, cand)
+            with torch.no_grad():
+                t_outs = {name: teachers[name](q, cand, need) for name, need in stage.used.items()}
+            loss, parts = stage.objective(out, t_outs, batch)
+        (loss * (len(q) / window[(n - 1) // train.accumulate])).backward()
+        if n % train.accumulate == 0 or n == len(starts):
+            if train.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(stage.params, train.grad_clip)
+            stage.optimizer.step()
+            stage.scheduler.step()
+            stage.optimizer.zero_grad(set_to_none=True)
+        total += loss.detach().float()
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0) + v.float()
+        if bar is not None:
+            bar.update(1)
+    steps = max(len(starts), 1)
+    return float(total) / steps, {k: float(v) / steps for k, v in sums.items()}
 
 
 def fit(
@@ -86,7 +274,7 @@ def fit(
     teachers: Mapping[str, Teacher] | None = None,
     resume: Checkpoint | None = None,
 ) -> FitState:
-    """Train ``model`` through ``stages``, validating on ``valid`` and checkpointing every epoch.
+    """Train ``model`` through ``stages``, validating on ``valid`` and checkpointing as configured.
 
     Args:
         model: the model (student or standalone), already built.
@@ -98,7 +286,8 @@ def fit(
         resume: a ``last`` checkpoint to continue from.
 
     A stage that stops early hands its current weights to the next stage; ``best.safetensors`` is the best
-    validation MRR over all stages.
+    validation MRR over all stages. One line per epoch is logged (loss terms, seconds, time left) whatever the
+    output; in a terminal a progress bar covers the whole run.
 
     Returns:
         The final :class:`FitState` (best validation MRR and epoch, time spent).
@@ -114,101 +303,135 @@ def fit(
         journal.truncate(state.log_lines)
     elif journal.lines:
         journal.truncate(0)
-    neg = train.negatives
+    sampled = train.negatives > 0 or train.negative_sampling == "in_batch"
     objectives = build_objectives(
-        model, stages, teachers, queries_all[:2], candidates=neg > 0, kg=kg
+        model, stages, teachers, queries_all[:2], candidates=sampled, kg=kg
     )
-    for stage_idx in range(state.stage, len(stages)):
-        stage = stages[stage_idx]
-        objective = objectives[stage_idx]
-        params = [*model.parameters(), *objective.parameters()]
-        optimizer = make_optimizer(
-            params, stage.optimizer or train.optimizer, stage.lr or train.lr, train.weight_decay
-        )
-        if resume is not None and state.stage == stage_idx and state.stage_epoch > 0:
-            objective.load_state_dict(resume.group("objective"))
-            opt_state = resume.optimizer_state()
-            if opt_state is not None:
-                optimizer.load_state_dict(opt_state)
-        used = {t: objective.reads(t) for t in sorted({t for t in objective.teachers if t})}
-        log.info("stage %d: %d epochs, objective %s", stage_idx, stage.epochs, objective)
-        while state.stage_epoch < stage.epochs and not state.stage_stopped:
-            t0 = time.perf_counter()
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + state.epoch)
-            perm = torch.randperm(n, generator=gen).to(device)
-            sums: dict[str, torch.Tensor] = {}
-            total = torch.zeros((), device=device)
-            steps = range(0, n, train.batch_size)
-            bar = tqdm(
-                steps,
-                desc=f"stage {stage_idx} epoch {state.stage_epoch + 1}/{stage.epochs}",
-                leave=False,
-                disable=None if train.progress else True,
+    num_batches = math.ceil(n / train.batch_size)
+    left = sum(s.epochs for s in stages[state.stage :]) - state.stage_epoch
+    bar = tqdm(
+        total=left * num_batches,
+        desc="training",
+        unit="batch",
+        disable=None if train.progress else True,
+    )
+    started, epochs_done = time.perf_counter(), 0
+    with bar:
+        for stage_idx in range(state.stage, len(stages)):
+            stage = _open_stage(
+                model,
+                objectives[stage_idx],
+                stage_idx,
+                stages[stage_idx],
+                train,
+                num_batches,
+                state,
+                resume,
             )
-            model.train()
-            for i in bar:
-                q = queries_all[perm[i : i + train.batch_size]]
-                cand = sample_candidates(q, kg.num_entities, neg, gen) if neg else None
-                batch = Batch(q, cand)
-                with _autocast(device, train.amp):
-                    out = model(q, cand)
-                    with torch.no_grad():
-                        t_outs = {
-                            name: teachers[name](q, cand, need) for name, need in used.items()
-                        }
-                    loss, parts = objective(out, t_outs, batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.detach().float()
-                for k, v in parts.items():
-                    sums[k] = sums.get(k, 0) + v.float()
-            steps_n = max(len(steps), 1)
-            mean_loss = float(total) / steps_n
-            state.epoch += 1
-            state.stage_epoch += 1
-            state.train_seconds += time.perf_counter() - t0
-            if not math.isfinite(mean_loss):
-                raise KGDistillError(
-                    f"training diverged in epoch {state.epoch} (loss {mean_loss}); the last good "
-                    f"checkpoint is {run_dir / 'last.safetensors'}; lower train.lr"
+            log.info(
+                "stage %d: %d epochs, objective %s", stage_idx, stage.config.epochs, stage.objective
+            )
+            while state.stage_epoch < stage.config.epochs and not state.stage_stopped:
+                t0 = time.perf_counter()
+                gen = torch.Generator().manual_seed(seed * 1_000_003 + state.epoch)
+                perm = torch.randperm(n, generator=gen).to(device)
+                mean_loss, terms = _epoch(
+                    model, kg, stage, queries_all[perm], train, teachers, gen, device, bar
                 )
-            journal.write(
-                event="epoch",
-                stage=stage_idx,
-                epoch=state.epoch,
-                loss=mean_loss,
-                **{k: float(v) / steps_n for k, v in sums.items()},
-                seconds=round(time.perf_counter() - t0, 3),
-            )
-            if state.stage_epoch % train.eval_every == 0 or state.stage_epoch == stage.epochs:
-                _validate(
-                    model,
-                    kg,
-                    state,
-                    journal,
-                    run_dir,
-                    meta,
-                    valid_filter,
-                    eval_kwargs,
-                    train,
-                    stage_idx,
+                state.epoch += 1
+                state.stage_epoch += 1
+                seconds = time.perf_counter() - t0
+                state.train_seconds += seconds
+                if not math.isfinite(mean_loss):
+                    raise KGDistillError(
+                        f"training diverged in epoch {state.epoch} (loss {mean_loss}); the last good "
+                        f"checkpoint is {run_dir / 'last.safetensors'}; lower train.lr"
+                    )
+                journal.write(
+                    event="epoch",
+                    stage=stage_idx,
+                    epoch=state.epoch,
+                    loss=mean_loss,
+                    **terms,
+                    lr=stage.optimizer.param_groups[0]["lr"],
+                    seconds=round(seconds, 3),
                 )
-            state.log_lines = journal.lines
-            save_checkpoint(
-                run_dir / "last.safetensors",
-                model=model,
-                optimizer=optimizer,
-                objective=objective,
-                meta={**meta, "state": asdict(state), "epoch": state.epoch, "stage": stage_idx},
-                rng=True,
-            )
-        state.stage += 1
-        state.stage_epoch = 0
-        state.bad_evals = 0
-        state.stage_stopped = False
+                epochs_done += 1
+                _log_epoch(state, stage, mean_loss, terms, seconds, started, epochs_done, left)
+                if (
+                    state.stage_epoch % train.eval_every == 0
+                    or state.stage_epoch == stage.config.epochs
+                ):
+                    _validate(
+                        model,
+                        kg,
+                        state,
+                        journal,
+                        run_dir,
+                        meta,
+                        valid_filter,
+                        eval_kwargs,
+                        train,
+                        stage_idx,
+                    )
+                state.log_lines = journal.lines
+                last = state.stage_epoch == stage.config.epochs or state.stage_stopped
+                if last or state.stage_epoch % train.checkpoint_every == 0:
+                    save_checkpoint(
+                        run_dir / "last.safetensors",
+                        model=model,
+                        optimizer=stage.optimizer,
+                        objective=stage.objective,
+                        meta={
+                            **meta,
+                            "state": asdict(state),
+                            "epoch": state.epoch,
+                            "stage": stage_idx,
+                        },
+                        rng=True,
+                    )
+            state.stage += 1
+            state.stage_epoch = 0
+            state.bad_evals = 0
+            state.stage_stopped = False
     state.stage = len(stages)
     return state
+
+
+def _log_epoch(
+    state: FitState,
+    stage: _Stage,
+    loss: float,
+    terms: Mapping[str, float],
+    seconds: float,
+    started: float,
+    done: int,
+    left: int,
+) -> None:
+    """One INFO line per epoch: stage and epoch, the loss and each term, seconds, time left at this pace."""
+    eta = (time.perf_counter() - started) / done * max(left - done, 0)
+    parts = ", ".join(f"{k} {v:.4g}" for k, v in terms.items())
+    log.info(
+        "epoch %d (stage %d, %d/%d): loss %.4g (%s), %.1f s, about %s left",
+        state.epoch,
+        stage.index,
+        state.stage_epoch,
+        stage.config.epochs,
+        loss,
+        parts,
+        seconds,
+        _duration(eta),
+    )
+
+
+def _duration(seconds: float) -> str:
+    """``1h02m``, ``3m05s`` or ``12s``."""
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
 
 
 def provided(out: ModelOutput) -> frozenset[str]:

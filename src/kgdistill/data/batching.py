@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from kgdistill.types import HEAD, REL, TAIL, LongTensor
+from kgdistill.types import HEAD, REL, TAIL, BoolTensor, LongTensor
 
-__all__ = ["Batch", "both_directions", "sample_candidates"]
+__all__ = ["Batch", "both_directions", "in_batch_candidates", "sample_candidates"]
 
 
 def both_directions(facts: LongTensor, num_relations: int) -> LongTensor:
@@ -26,10 +26,13 @@ class Batch:
     Attributes:
         queries: ``(B, 3|4)`` query ids ``(h, r, t, [tau])``; column ``t`` is the true answer.
         candidates: ``(B, C)`` entity ids to score, column 0 the true answer; ``None`` = all entities (1-N).
+        candidate_mask: ``(B, C)`` valid candidates (in-batch negatives mask the query's own answer when another
+            query shares it); ``None`` = all valid.
     """
 
     queries: LongTensor
     candidates: LongTensor | None = None
+    candidate_mask: BoolTensor | None = None
 
     @property
     def targets(self) -> LongTensor:
@@ -39,9 +42,10 @@ class Batch:
         return torch.zeros(len(self.queries), dtype=torch.long, device=self.queries.device)
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(
-            self.queries.to(device), None if self.candidates is None else self.candidates.to(device)
-        )
+        def mv(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.to(device)
+
+        return Batch(self.queries.to(device), mv(self.candidates), mv(self.candidate_mask))
 
 
 def sample_candidates(
@@ -52,3 +56,31 @@ def sample_candidates(
         queries.device
     )
     return torch.cat([queries[:, TAIL : TAIL + 1], neg], dim=1)
+
+
+def in_batch_candidates(
+    queries: LongTensor, max_negatives: int | None = None
+) -> tuple[LongTensor, BoolTensor]:
+    """In-batch negatives: every query's candidates are its true tail, then the other queries' true tails.
+
+    The other queries' answers cost no extra encoding (a text encoder embeds each batch's tails once), the
+    standard negatives of bi-encoders (SimKGC). A candidate equal to the query's own answer is masked, not a
+    negative.
+
+    Args:
+        queries: ``(B, 3|4)``; column ``t`` is the true answer.
+        max_negatives: keep at most this many other queries' tails per row (the first ones after the row's own
+            position, cyclically); ``None``: all ``B - 1``.
+
+    Returns:
+        ``candidates (B, 1 + k)`` (column 0 the true tail) and ``mask (B, 1 + k)`` of valid candidates.
+    """
+    tails = queries[:, TAIL]
+    b = len(tails)
+    k = b - 1 if max_negatives is None else min(max_negatives, b - 1)
+    offsets = torch.arange(1, k + 1, device=tails.device)
+    others = tails[(torch.arange(b, device=tails.device)[:, None] + offsets[None, :]) % b]  # (B, k)
+    candidates = torch.cat([tails[:, None], others], dim=1)
+    mask = torch.ones_like(candidates, dtype=torch.bool)
+    mask[:, 1:] = others != tails[:, None]
+    return candidates, mask

@@ -34,12 +34,16 @@ class SupervisedCE(LossTerm):
         self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch
     ) -> FloatTensor:
         # the student's log-softmax is memoised on its output: score-matching terms at T = 1 reuse it
-        logp = student.log_softmax()
+        mask = batch.candidate_mask
+        logp = student.log_softmax(mask=mask)
         nll = F.nll_loss(logp, batch.targets)
         if not self.label_smoothing:
             return nll
         eps = self.label_smoothing  # as F.cross_entropy: target (1 - eps) one-hot + eps / C uniform
-        return (1 - eps) * nll - eps * logp.mean(-1).mean()
+        if mask is None:
+            return (1 - eps) * nll - eps * logp.mean(-1).mean()
+        uniform = (logp.masked_fill(~mask, 0.0).sum(-1) / mask.sum(-1)).mean()
+        return (1 - eps) * nll - eps * uniform
 
 
 @LOSSES.register("negative_sampling")
@@ -75,9 +79,18 @@ class NegativeSampling(LossTerm):
     ) -> FloatTensor:
         s = student.scores.float()
         pos, neg = s[:, 0], s[:, 1:]
+        valid = None if batch.candidate_mask is None else batch.candidate_mask[:, 1:]
         if self.form == "softplus":
-            return (F.softplus(-pos).sum() + F.softplus(neg).sum()) / s.numel()
-        weights = torch.softmax(self.alpha * neg, dim=1).detach()
+            neg_loss = F.softplus(neg)
+            if valid is None:
+                return (F.softplus(-pos).sum() + neg_loss.sum()) / s.numel()
+            return (F.softplus(-pos).sum() + neg_loss[valid].sum()) / (len(pos) + valid.sum())
+        logits = self.alpha * neg
+        if valid is not None:
+            logits = logits.masked_fill(~valid, float("-inf"))
+        weights = (
+            torch.softmax(logits, dim=1).nan_to_num(0.0).detach()
+        )  # a row without negatives: 0
         pos_loss = -F.logsigmoid(self.margin + pos)
         neg_loss = -(weights * F.logsigmoid(-self.margin - neg)).sum(1)
         return ((pos_loss + neg_loss) / 2).mean()
@@ -100,7 +113,11 @@ class MarginRanking(LossTerm):
         self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch
     ) -> FloatTensor:
         s = student.scores.float()
-        return F.relu(self.margin - s[:, :1] + s[:, 1:]).mean()
+        hinge = F.relu(self.margin - s[:, :1] + s[:, 1:])
+        if batch.candidate_mask is None:
+            return hinge.mean()
+        valid = batch.candidate_mask[:, 1:]
+        return hinge[valid].sum() / valid.sum().clamp_min(1)
 
 
 @LOSSES.register("n3")
