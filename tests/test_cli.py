@@ -44,7 +44,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     code, out = _invoke("train", str(cfg), "--out", str(tmp / "run"), "--set", "train.eval_every=1")
     assert code == 0, out
-    assert "| both |" in out
+    assert "| both " in out
     return tmp / "run"
 
 

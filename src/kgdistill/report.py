@@ -10,17 +10,21 @@ __all__ = ["metrics_table", "plot_curves"]
 
 
 def metrics_table(sides: Mapping[str, Mapping[str, float]], *, title: str = "") -> str:
-    """Markdown table with MRR and Hits@k in percent and MR as is, one row per side."""
-    keys = [k for k in next(iter(sides.values())) if k.startswith("hits@")]
-    head = "| side | MRR | MR | " + " | ".join(k.replace("hits@", "H@") for k in keys) + " |"
-    rule = "|---" * (3 + len(keys)) + "|"
-    rows = [
-        f"| {side} | {m['mrr'] * 100:.2f} | {m['mr']:.2f} | "
-        + " | ".join(f"{m[k] * 100:.2f}" for k in keys)
-        + " |"
-        for side, m in sides.items()
-    ]
-    return "\n".join(([f"### {title}", ""] if title else []) + [head, rule, *rows]) + "\n"
+    """Markdown table (pandas) with MRR and Hits@k in percent and MR as is, one row per side."""
+    import pandas as pd
+
+    df = pd.DataFrame.from_dict({k: dict(v) for k, v in sides.items()}, orient="index")
+    hits = [k for k in df.columns if k.startswith("hits@")]
+    table = pd.DataFrame(
+        {
+            "MRR": df["mrr"] * 100,
+            "MR": df["mr"],
+            **{k.replace("hits@", "H@"): df[k] * 100 for k in hits},
+        }
+    )
+    table.index.name = "side"
+    body = table.to_markdown(floatfmt=".2f")
+    return "\n".join(([f"### {title}", ""] if title else []) + [body]) + "\n"
 
 
 def plot_curves(records: Sequence[Mapping[str, Any]], path: Path) -> None:

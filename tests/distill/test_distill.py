@@ -152,7 +152,7 @@ def test_cli_cache_then_distill(teacher_run: Path, tmp_path: Path) -> None:
     )
     res = runner.invoke(cli, ["-q", "distill", str(cfg), "--out", str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
-    assert "| both |" in res.output
+    assert "| both " in res.output
     res = runner.invoke(
         cli, ["-q", "distill", str(cfg), "--set", "teachers.t.path=/nonexistent.safetensors"]
     )
