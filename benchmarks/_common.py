@@ -1,5 +1,5 @@
-"""Plumbing shared by the benchmark scripts: the machine, command and date behind their numbers, and results
-already written by earlier calls.
+"""Plumbing shared by the benchmark scripts: the machine, command and date behind their numbers, results
+already written by earlier calls, and their Markdown tables.
 
 The scripts run as ``python benchmarks/NAME.py`` from the repository root, so this folder is on the import path
 (``from _common import ...``); the tests put it there too.
@@ -11,14 +11,16 @@ import datetime as dt
 import json
 import logging
 import platform
+import re
 import shlex
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
+import pandas as pd
 import torch
 
 from kgdistill.errors import KGDistillError
@@ -29,6 +31,7 @@ __all__ = [
     "earlier_results",
     "friendly_errors",
     "machine_info",
+    "markdown_table",
     "run_command",
     "setup_logging",
     "write_script_result",
@@ -73,6 +76,42 @@ def write_script_result(
     text = markdown(doc)
     atomic_write_text(out / f"{stem}.md", text)
     return text
+
+
+#: a cell that reads as a number: ``12``, ``1,234``, ``-0.5``, ``1e-05``, ``inf``, ``14.62 ± 0.10``
+_NUMBER = re.compile(r"[-+]?(?:[\d,]*\.?\d+(?:e[-+]?\d+)?|inf|nan)(?: ± [\d.]+)?")
+
+
+def _text(value: object) -> str:
+    """A table cell's text: ``-`` for a missing value (``None``, or NaN in a frame), else ``str(value)``."""
+    return "-" if pd.api.types.is_scalar(value) and pd.isna(value) else str(value)
+
+
+def _alignment(cells: Sequence[str]) -> str:
+    """``right`` for a column of numbers (``-`` cells aside), else ``left``."""
+    values = [c for c in cells if c != "-"]
+    return "right" if values and all(_NUMBER.fullmatch(c) for c in values) else "left"
+
+
+def markdown_table(
+    rows: Sequence[Mapping[str, object]] | pd.DataFrame, columns: Sequence[str] | None = None
+) -> str:
+    """A Markdown (pipe) table of ``rows`` by ``DataFrame.to_markdown``, ending with a newline.
+
+    ``columns``: the column titles in order, each a key of every row (default: the first row's keys, or the
+    frame's columns). Cells are written as given (``-`` for ``None`` or NaN): numbers are not parsed, so ``0.500`` and
+    ``1,234`` stay as they are; columns of numbers are right-aligned.
+    """
+    if isinstance(rows, pd.DataFrame):
+        titles = list(rows.columns if columns is None else columns)
+        values = rows.loc[:, titles].to_numpy().tolist()
+    else:
+        titles = list(columns if columns is not None else (rows[0] if rows else []))
+        values = [[row[c] for c in titles] for row in rows]
+    cells = [[_text(v) for v in row] for row in values]
+    frame = pd.DataFrame(cells, columns=titles, dtype=object)
+    align = [_alignment([row[i] for row in cells]) for i in range(len(titles))]
+    return frame.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n"
 
 
 def run_command() -> str:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from _common import markdown_table
 from _tables import fmt_or_dash as _f
 from _tables import source_lines
 from kgdistill.io import atomic_write_text
@@ -13,50 +14,119 @@ from kgdistill.io import atomic_write_text
 __all__ = ["multisource_table", "write_multisource"]
 
 
+#: the columns of the table of students, in order
+_COLUMNS = (
+    "pair",
+    "target",
+    "method",
+    "MRR",
+    "H@1",
+    "H@3",
+    "H@10",
+    "MR",
+    "MRR / teacher's",
+    "params",
+    "train s",
+    "cache s",
+    "epochs to scratch best",
+    "s to scratch best",
+    "time / scratch's",
+)
+#: the columns of the teachers' table, in order
+_TEACHER_COLUMNS = (
+    "pair",
+    "teacher",
+    "params",
+    "union test MRR",
+    "H@10",
+    "train s",
+    "targets served",
+    "teacher s per target",
+    "mean s of an `all` student",
+    "mean s of a scratch student",
+)
+
+
 def multisource_table(
     rows: list[dict[str, Any]], on_target: list[dict[str, Any]] | None = None
 ) -> str:
     """Markdown: one row per (pair, target, method): test MRR / Hits in percent, the share of the teacher's MRR
     on the target kept, and time to scratch's best; the teacher's own row on each target first."""
-    lines = [
-        "| pair | target | method | MRR | H@1 | H@3 | H@10 | MR | MRR / teacher's | params | train s | cache s "
-        "| epochs to scratch best | s to scratch best | time / scratch's |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines: list[dict[str, str]] = []
     shown: set[tuple[str, str]] = set()
     for r in rows:
         key = (r["pair"], r["target"])
         t = next((t for t in on_target or [] if (t["pair"], t["target"]) == key), None)
         if t is not None and key not in shown:
-            lines.append(
-                f"| {t['pair']} | {t['target']} | teacher (union) | {t['mrr']:.2f} | {t['hits1']:.2f} | "
-                f"{t['hits3']:.2f} | {t['hits10']:.2f} | {t['mr']:.1f} | 1.00 | - | - | - | - | - | - |"
-            )
+            lines.append(_teacher_on_target_row(t))
         shown.add(key)
-        lines.append(
-            f"| {r['pair']} | {r['target']} | {r['method']} | {r['mrr']:.2f} | {r['hits1']:.2f} | "
-            f"{r['hits3']:.2f} | {r['hits10']:.2f} | {r['mr']:.1f} | {_f(r.get('teacher_retention'))} | "
-            f"{r['params']:,} | {_f(r['train_s'], '{:.0f}')} | {_f(r.get('cache_s'), '{:.0f}')} | "
-            f"{_f(r.get('epochs_to_scratch_best'), '{}')} | {_f(r.get('seconds_to_scratch_best'), '{:.0f}')} | "
-            f"{_f(r.get('time_ratio'), '{:.2f}')} |"
-        )
-    return "\n".join(lines) + "\n"
+        lines.append(_student_row(r))
+    return markdown_table(lines, _COLUMNS)
+
+
+def _metrics(r: dict[str, Any]) -> dict[str, str]:
+    """The pair, target, test MRR / Hits (in percent) and MR cells of a row of the table of students."""
+    return {
+        "pair": str(r["pair"]),
+        "target": str(r["target"]),
+        "MRR": f"{r['mrr']:.2f}",
+        "H@1": f"{r['hits1']:.2f}",
+        "H@3": f"{r['hits3']:.2f}",
+        "H@10": f"{r['hits10']:.2f}",
+        "MR": f"{r['mr']:.1f}",
+    }
+
+
+def _teacher_on_target_row(t: dict[str, Any]) -> dict[str, str]:
+    """The joint teacher ranked on a target's test split: the other cells ``-``, its own share 1.00."""
+    return (
+        dict.fromkeys(_COLUMNS, "-")
+        | _metrics(t)
+        | {
+            "method": "teacher (union)",
+            "MRR / teacher's": "1.00",
+        }
+    )
+
+
+def _student_row(r: dict[str, Any]) -> dict[str, str]:
+    """A student's row of the table: its metrics, the share of the teacher's MRR kept, its cost."""
+    return _metrics(r) | {
+        "method": str(r["method"]),
+        "MRR / teacher's": _f(r.get("teacher_retention")),
+        "params": f"{r['params']:,}",
+        "train s": _f(r["train_s"], "{:.0f}"),
+        "cache s": _f(r.get("cache_s"), "{:.0f}"),
+        "epochs to scratch best": _f(r.get("epochs_to_scratch_best"), "{}"),
+        "s to scratch best": _f(r.get("seconds_to_scratch_best"), "{:.0f}"),
+        "time / scratch's": _f(r.get("time_ratio"), "{:.2f}"),
+    }
 
 
 def _teachers(doc: dict[str, Any]) -> str:
+    """Markdown: one row per pair's joint teacher: its quality, one-off cost and the targets it served."""
+    teacher = str(doc["protocol"]["teacher"])
     lines = [
-        "| pair | teacher | params | union test MRR | H@10 | train s | targets served | teacher s per target "
-        "| mean s of an `all` student | mean s of a scratch student |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        _teacher_row(t, u, teacher)
+        for t, u in zip(doc["teachers"], doc["teacher_reuse"], strict=True)
     ]
-    for t, u in zip(doc["teachers"], doc["teacher_reuse"], strict=True):
-        lines.append(
-            f"| {t['pair']} | {doc['protocol']['teacher']} | {t['params']:,} | {t['mrr']:.2f} | {t['hits10']:.2f} | "
-            f"{_f(t['train_s'], '{:.0f}')} | {', '.join(u['targets_served']) or '-'} | "
-            f"{_f(u['teacher_s_per_target'], '{:.0f}')} | {_f(u['all_student_train_s_mean'], '{:.0f}')} | "
-            f"{_f(u['scratch_train_s_mean'], '{:.0f}')} |"
-        )
-    return "\n".join(lines) + "\n"
+    return markdown_table(lines, _TEACHER_COLUMNS)
+
+
+def _teacher_row(t: dict[str, Any], u: dict[str, Any], teacher: str) -> dict[str, str]:
+    """A pair's teacher ``t`` (model ``teacher``) and its reuse ``u``: a row of the teachers' table."""
+    return {
+        "pair": str(t["pair"]),
+        "teacher": teacher,
+        "params": f"{t['params']:,}",
+        "union test MRR": f"{t['mrr']:.2f}",
+        "H@10": f"{t['hits10']:.2f}",
+        "train s": _f(t["train_s"], "{:.0f}"),
+        "targets served": ", ".join(u["targets_served"]) or "-",
+        "teacher s per target": _f(u["teacher_s_per_target"], "{:.0f}"),
+        "mean s of an `all` student": _f(u["all_student_train_s_mean"], "{:.0f}"),
+        "mean s of a scratch student": _f(u["scratch_train_s_mean"], "{:.0f}"),
+    }
 
 
 def _goals(goals: dict[str, Any]) -> str:

@@ -8,12 +8,27 @@ from typing import Any
 
 import pandas as pd
 
+from _common import markdown_table
 from kgdistill.io import atomic_write_text
 
 __all__ = ["seed_table", "source_lines", "write_temporal_kd"]
 
 _SHORT = {"yago11k": "YAGO", "wikidata12k": "WIKI"}
 _COLS = (("mrr", "MRR"), ("mr", "MR"), ("hits1", "H@1"), ("hits3", "H@3"), ("hits10", "H@10"))
+#: the columns of the size table, in order
+_SIZE_COLUMNS = (
+    "dataset",
+    "model",
+    "method",
+    "dim",
+    "parameters",
+    "bytes",
+    "latency (ms)",
+    "size / teacher",
+    "MRR / teacher",
+    "train s",
+    "best / trained epochs",
+)
 #: table order of the methods that are not students
 _TEACHER_ORDER = {"teacher": 0, "llm-scorer": 1}
 
@@ -47,27 +62,35 @@ def seed_table(rows: list[dict[str, Any]], datasets: list[str]) -> str:
     head = ["student", "method"] + [
         f"{_SHORT.get(d, d)} {label}" for d in datasets for _, label in _COLS
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, method in keys:
-        cells = [_cell(index.get((d, label, method)), k) for d in datasets for k, _ in _COLS]
-        lines.append("| " + " | ".join([label, method, *cells]) + " |")
-    return "\n".join(lines) + "\n"
+    cells = [
+        [label, method]
+        + [_cell(index.get((d, label, method)), k) for d in datasets for k, _ in _COLS]
+        for label, method in keys
+    ]
+    return markdown_table([dict(zip(head, row, strict=True)) for row in cells], head)
 
 
 def _size_table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| dataset | model | method | dim | parameters | bytes | latency (ms) | size / teacher | MRR / teacher "
-        "| train s | best / trained epochs |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        t = next(x for x in rows if x["dataset"] == r["dataset"] and x["method"] == "teacher")
-        lines.append(
-            f"| {r['dataset']} | {r['student']} | {r['method']} | {r['dim']} | {r['params']:,} | "
-            f"{r['bytes']:,} | {r['latency_ms']:.3f} | {r['params'] / t['params']:.3f} | "
-            f"{r['mrr'] / t['mrr']:.3f} | {fmt_or_dash(r.get('train_s'), '{:.0f}')} | {_epochs(r)} |"
-        )
-    return "\n".join(lines) + "\n"
+    """Markdown table: size, latency and training cost of every row, against its dataset's teacher."""
+    return markdown_table([_size_row(r, rows) for r in rows], _SIZE_COLUMNS)
+
+
+def _size_row(r: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]:
+    """One line of the size table: ``r`` and its size and MRR as shares of the teacher's in ``rows``."""
+    t = next(x for x in rows if x["dataset"] == r["dataset"] and x["method"] == "teacher")
+    return {
+        "dataset": r["dataset"],
+        "model": r["student"],
+        "method": r["method"],
+        "dim": str(r["dim"]),
+        "parameters": f"{r['params']:,}",
+        "bytes": f"{r['bytes']:,}",
+        "latency (ms)": f"{r['latency_ms']:.3f}",
+        "size / teacher": f"{r['params'] / t['params']:.3f}",
+        "MRR / teacher": f"{r['mrr'] / t['mrr']:.3f}",
+        "train s": fmt_or_dash(r.get("train_s"), "{:.0f}"),
+        "best / trained epochs": _epochs(r),
+    }
 
 
 def fmt_or_dash(value: float | None, fmt: str = "{:.2f}") -> str:

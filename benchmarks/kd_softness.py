@@ -29,13 +29,24 @@ from typing import Any
 
 import torch
 
-from _common import write_script_result
+from _common import markdown_table, write_script_result
 from kgdistill.api import load_data
 from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.config import load_config
 from kgdistill.runs import finished
 
 TAIL = 2
+#: the columns of the table, in order
+_COLUMNS = (
+    "dataset",
+    "run",
+    "T",
+    "entropy (nats)",
+    "entropy share",
+    "p(true)",
+    "p(max)",
+    "score std",
+)
 
 
 def softness(scores: torch.Tensor, answers: torch.Tensor, temperature: float) -> dict[str, float]:
@@ -99,15 +110,29 @@ def markdown(doc: dict[str, Any]) -> str:
         "p(true), p(max): mean probability of the true tail and of the top entity; score std: mean spread of a "
         "query's scores.",
         "",
-        "| dataset | run | T | entropy (nats) | entropy share | p(true) | p(max) | score std |",
-        "|---|---|---|---|---|---|---|---|",
+        _table(doc["rows"]),
     ]
-    for r in doc["rows"]:
-        lines.append(
-            f"| {r['dataset']} | {r['run']} | {r['temperature']:g} | {r['entropy']:.2f} | "
-            f"{r['entropy_share']:.3f} | {r['p_true']:.4f} | {r['p_max']:.4f} | {r['score_std']:.2f} |"
-        )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one row per (dataset, run, temperature) with the softness measures of its scores."""
+    return markdown_table(
+        [
+            {
+                "dataset": str(r["dataset"]),
+                "run": str(r["run"]),
+                "T": f"{r['temperature']:g}",
+                "entropy (nats)": f"{r['entropy']:.2f}",
+                "entropy share": f"{r['entropy_share']:.3f}",
+                "p(true)": f"{r['p_true']:.4f}",
+                "p(max)": f"{r['p_max']:.4f}",
+                "score std": f"{r['score_std']:.2f}",
+            }
+            for r in rows
+        ],
+        _COLUMNS,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

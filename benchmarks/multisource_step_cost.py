@@ -34,7 +34,7 @@ from typing import Any
 import torch
 import yaml
 
-from _common import write_script_result
+from _common import markdown_table, write_script_result
 from kgdistill.config import RunConfig
 from kgdistill.data.batching import Batch, both_directions
 from kgdistill.run import Run
@@ -163,11 +163,12 @@ def markdown(doc: dict[str, Any]) -> str:
         "recorded seconds; est ratio: that over scratch's. recorded: the ratio multisource.json measured in "
         "wall seconds during the benchmark.",
         "",
-        "| " + " | ".join(k.replace("_", " ") for k in keys) + " |",
-        "|" + "---|" * len(keys),
+        markdown_table(
+            [{k.replace("_", " "): _cell(r[k]) for k in keys} for r in doc["rows"]],
+            [k.replace("_", " ") for k in keys],
+        ),
     ]
-    lines += ["| " + " | ".join(_cell(r[k]) for k in keys) + " |" for r in doc["rows"]]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import yaml
 
+from _common import markdown_table
 from kgdistill.api import ensure_run
 from kgdistill.runs import resolve_device
 
@@ -67,6 +68,56 @@ def _merge(rows: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, An
     """``rows`` with ``row`` replacing the row of the same dataset, model, dim and device."""
     key = ("dataset", "model", "dim", "device")
     return [r for r in rows if [r[k] for k in key] != [row[k] for k in key]] + [row]
+
+
+#: the columns of the teachers' table, in order
+_COLUMNS = (
+    "dataset",
+    "model",
+    "dim",
+    "MRR",
+    "H@1",
+    "H@3",
+    "H@10",
+    "MR",
+    "device",
+    "train s",
+    "epochs",
+    "published MRR",
+    "target",
+)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one row per teacher (by dataset, then model): test metrics in percent, cost, published MRR."""
+    return markdown_table(
+        [_table_row(r) for r in sorted(rows, key=lambda r: (r["dataset"], r["model"]))], _COLUMNS
+    )
+
+
+def _table_row(r: dict[str, Any]) -> dict[str, str]:
+    """A teacher's row: its metrics, next to the published MRR and whether it meets the target."""
+    ref = f"{r['reference_mrr'] * 100:.1f} ({r['reference']})" if r["reference_mrr"] else "-"
+    tgt = (
+        f">= {r['target_mrr'] * 100:.0f}: {'met' if r['mrr'] >= r['target_mrr'] else 'not met'}"
+        if r["target_mrr"]
+        else "-"
+    )
+    return {
+        "dataset": str(r["dataset"]),
+        "model": str(r["model"]),
+        "dim": str(r["dim"]),
+        "MRR": f"{r['mrr'] * 100:.2f}",
+        "H@1": f"{r['hits1'] * 100:.2f}",
+        "H@3": f"{r['hits3'] * 100:.2f}",
+        "H@10": f"{r['hits10'] * 100:.2f}",
+        "MR": f"{r['mr']:.1f}",
+        "device": str(r["device"]),
+        "train s": f"{r['train_s']:.0f}",
+        "epochs": str(r["epochs"]),
+        "published MRR": ref,
+        "target": tgt,
+    }
 
 
 def main() -> None:
@@ -132,22 +183,9 @@ def main() -> None:
         f"Machine: {machine}  ",
         f"Date: {doc['date']}",
         "",
-        "| dataset | model | dim | MRR | H@1 | H@3 | H@10 | MR | device | train s | epochs | published MRR | target |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        table(rows),
     ]
-    for r in sorted(rows, key=lambda r: (r["dataset"], r["model"])):
-        ref = f"{r['reference_mrr'] * 100:.1f} ({r['reference']})" if r["reference_mrr"] else "-"
-        tgt = (
-            f">= {r['target_mrr'] * 100:.0f}: {'met' if r['mrr'] >= r['target_mrr'] else 'not met'}"
-            if r["target_mrr"]
-            else "-"
-        )
-        lines.append(
-            f"| {r['dataset']} | {r['model']} | {r['dim']} | {r['mrr'] * 100:.2f} | {r['hits1'] * 100:.2f} | "
-            f"{r['hits3'] * 100:.2f} | {r['hits10'] * 100:.2f} | {r['mr']:.1f} | {r['device']} | "
-            f"{r['train_s']:.0f} | {r['epochs']} | {ref} | {tgt} |"
-        )
-    (args.out / "teachers.md").write_text("\n".join(lines) + "\n")
+    (args.out / "teachers.md").write_text("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,39 @@ from pathlib import Path
 import pytest
 import yaml
 
+from _common import markdown_table
 from kgdistill.errors import ConfigError
 from temporal_kd import run_temporal_kd
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def table_cells(md: str) -> list[list[str]]:
+    """The cells of every Markdown table line in ``md`` (alignment lines aside), without their padding."""
+    return [
+        [c.strip() for c in line.strip()[1:-1].split("|")]
+        for line in md.splitlines()
+        if line.startswith("|") and not set(line.strip()) <= set("|:-")
+    ]
+
+
+def test_markdown_table_keeps_cell_texts() -> None:
+    """Cells are written as given (no number parsing), ``-`` for None; number columns are right-aligned."""
+    rows = [
+        {"method": "bkd", "MRR": "14.62 ± 0.10", "params": "1,234", "ratio": "0.500", "s": None},
+        {"method": "none", "MRR": "9.00", "params": "56", "ratio": "1.000", "s": "12"},
+    ]
+    md = markdown_table(rows, ["method", "MRR", "params", "ratio", "s"])
+    assert table_cells(md) == [
+        ["method", "MRR", "params", "ratio", "s"],
+        ["bkd", "14.62 ± 0.10", "1,234", "0.500", "-"],
+        ["none", "9.00", "56", "1.000", "12"],
+    ]
+    align = [c.strip() for c in md.splitlines()[1].strip("|").split("|")]
+    assert [a.startswith(":") for a in align] == [True, False, False, False, False]
+    assert all(a.endswith(":") for a in align[1:]) and md.endswith(" |\n")
+    empty = markdown_table([], ["a", "b"])
+    assert table_cells(empty) == [["a", "b"]] and len(empty.splitlines()) == 2
 
 
 def _spec(tmp_path: Path) -> Path:
@@ -83,12 +112,14 @@ def test_benchmark_writes_every_result_file(tmp_path: Path) -> None:
     goals = doc["goals"][ds]
     assert set(goals["students"]["ttranse"]["kd_beats_no_kd"]) == {"bkd", "fitnet", "rkd"}
     md = (out / "temporal_kd.md").read_text()
-    assert "| teacher (tntcomplex, dim 8) | teacher |" in md and " ± " in md and "## Goals" in md
-    table = [line.split(" | ")[1] for line in md.splitlines() if line.startswith("| ttranse |")]
+    cells = table_cells(md)
+    assert ["teacher (tntcomplex, dim 8)", "teacher"] in [c[:2] for c in cells]
+    assert " ± " in md and "## Goals" in md
+    table = [c[1] for c in cells if c[0] == "ttranse"]
     assert table[0] == "none"  # the baseline row comes first
     best = f"{metrics['best_epoch']}/{metrics['epochs']}"
-    size_rows = [line for line in md.splitlines() if line.startswith(f"| {ds} | ttranse | bkd |")]
-    assert len(size_rows) == 1 and size_rows[0].endswith(f", {best} |")  # seed 0's, then seed 1's
+    size_rows = [c for c in cells if c[:3] == [ds, "ttranse", "bkd"]]
+    assert len(size_rows) == 1 and size_rows[0][-1].endswith(f", {best}")  # seed 0's, then seed 1's
     rows = list(csv.DictReader((out / "temporal_kd.csv").open()))
     assert len(rows) == 5 and {"mrr", "mrr_std", "params", "bytes", "latency_ms"} <= set(rows[0])
     assert json.loads((out / "temporal_kd.json").read_text())["benchmark"] == "temporal-kd"
@@ -163,10 +194,8 @@ def test_two_stage_method_and_llm_scorer_rows(tmp_path: Path) -> None:
     assert [s["epochs"] for s in cfg["stages"]] == [1, 1] and set(cfg["teachers"]) == {"kge", "llm"}
     student = doc["goals"][str(FIXTURES / "wikidata12k-mini")]["students"]["ttranse"]
     assert set(student["ours_beats_best_baseline"]) == {"mrr", "hits1"}
-    assert (
-        "| LLM scorer (text head) | llm-scorer |"
-        in (tmp_path / "out" / "temporal_kd.md").read_text()
-    )
+    cells = table_cells((tmp_path / "out" / "temporal_kd.md").read_text())
+    assert ["LLM scorer (text head)", "llm-scorer"] in [c[:2] for c in cells]
 
 
 @pytest.mark.slow  # trains real runs end to end

@@ -88,7 +88,10 @@ def test_benchmark_rows_and_files(spec: Path, tmp_path: Path) -> None:
     saved = json.loads((out / "multisource.json").read_text())
     assert saved["rows"][1]["method"] == "all"
     md = (out / "multisource.md").read_text()
-    assert "| zh | all |" in md
+    cells = [
+        [c.strip() for c in line.split("|")] for line in md.splitlines() if line.startswith("|")
+    ]
+    assert [str(FIXTURE), "zh", "all"] in [c[1:4] for c in cells]
     # with the teacher, 2 epochs reach scratch's best on the fixture
     assert goal["epochs"] is not None
     assert f"(epoch {goal['epochs']} against scratch's {goal['scratch_epochs']}; " in md
