@@ -173,3 +173,44 @@ def friendly_errors() -> Iterator[None]:
             err=True,
         )
         sys.exit(130)
+
+
+def driver_options(work: Path) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options every benchmark driver shares: ``--epochs``, ``--teacher-epochs``, ``--work`` (default
+    ``work``), ``--out``, ``--finished-only``, ``--data-root``, ``-v`` and ``-q``."""
+    shared = [
+        click.option("--epochs", default=None, type=int, help="Override the students' epochs."),
+        click.option(
+            "--teacher-epochs", default=None, type=int, help="Override the teacher's epochs."
+        ),
+        click.option(
+            "--work",
+            default=str(work),
+            help=f"Run folders (default: {work.relative_to(REPO)} in the repository).",
+        ),
+        click.option(
+            "--out",
+            default=str(REPO / "benchmarks" / "results"),
+            help="Result files (default: benchmarks/results in the repository).",
+        ),
+        click.option(
+            "--finished-only",
+            is_flag=True,
+            help="Train nothing: tabulate the runs under --work that have finished (e.g. while a run goes "
+            "on).",
+        ),
+        click.option(
+            "--data-root",
+            default=None,
+            help="Folder holding the datasets (default: $KGDISTILL_DATA).",
+        ),
+        click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
+        click.option("-q", "--quiet", is_flag=True, help="Warnings only."),
+    ]
+
+    def apply(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(shared):
+            fn = option(fn)
+        return fn
+
+    return apply

@@ -31,6 +31,7 @@ import yaml
 
 from _common import (
     REPO,
+    driver_options,
     earlier_results,
     friendly_errors,
     machine_info,
@@ -442,26 +443,7 @@ def _document(
     multiple=True,
     help="Subset of scratch, subgraph, feature, network, prediction, all (repeatable; scratch always runs).",
 )
-@click.option("--epochs", default=None, type=int, help="Override the students' epochs.")
-@click.option("--teacher-epochs", default=None, type=int, help="Override the teacher's epochs.")
-@click.option(
-    "--work",
-    default=str(WORK),
-    help="Run folders (default: benchmarks/work/multisource in the repository).",
-)
-@click.option(
-    "--out", default=str(OUT), help="Result files (default: benchmarks/results in the repository)."
-)
-@click.option(
-    "--finished-only",
-    is_flag=True,
-    help="Train nothing: tabulate the runs under --work that have finished (e.g. while a run goes on).",
-)
-@click.option(
-    "--data-root", default=None, help="Folder holding the datasets (default: $KGDISTILL_DATA)."
-)
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-@click.option("-q", "--quiet", is_flag=True, help="Warnings only.")
+@driver_options(WORK)
 def main(
     spec: str | None,
     pairs: tuple[str, ...],
