@@ -147,3 +147,15 @@ def test_no_import_cycle_lazy_imports_included() -> None:
 def test_leaf_modules_import_nothing_of_the_project_but_errors(leaf: str) -> None:
     graph = _graph()
     assert graph[leaf] <= {"kgdistill.errors"}, f"{leaf} imports {sorted(graph[leaf])}"
+
+
+def test_benchmark_drivers_are_not_in_the_package() -> None:
+    """Benchmark drivers (paper-specific goals, defaults pointing into the repository) live in benchmarks/."""
+    assert not (SRC / "bench").exists()
+    assert not (SRC / "configs" / "bench").exists()
+    offenders = [
+        str(p.relative_to(SRC))
+        for p in SRC.rglob("*.py")
+        if "benchmarks/" in p.read_text(encoding="utf-8")
+    ]
+    assert offenders == [], f"package modules pointing into benchmarks/: {offenders}"

@@ -89,3 +89,14 @@ def test_unknown_key_and_backend() -> None:
     with pytest.raises(ConfigError, match="unknown encoder 'sentence-transformer'"):
         build_encoder("sentence-transformer")
     assert {"hf", "openai", "sentence_transformers"} <= set(ENCODERS.names())
+
+
+def test_gguf_architecture_read_with_the_gguf_package(tmp_path: Path) -> None:
+    from kgdistill.llm import smollm2_gguf
+    from kgdistill.llm.server import gguf_architecture
+
+    assert gguf_architecture(smollm2_gguf()) == "llama"
+    bad = tmp_path / "not.gguf"
+    bad.write_bytes(b"GGML" + bytes(60))
+    with pytest.raises(LLMError, match="not a readable GGUF file"):
+        gguf_architecture(bad)
