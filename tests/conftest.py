@@ -8,6 +8,7 @@ only when the data is absent (CI always has it).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,16 @@ def data_root() -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _nothing_written_into_the_checkout() -> Iterator[None]:
+    """Tests write only to temporary folders: no run folder may appear in the repository."""
+    runs = REPO / "runs"
+    before = set(runs.iterdir()) if runs.is_dir() else set()
+    yield
+    after = set(runs.iterdir()) if runs.is_dir() else set()
+    assert after <= before, f"tests wrote run folders into the checkout: {sorted(after - before)}"
 
 
 @pytest.fixture(scope="session")

@@ -153,7 +153,13 @@ def test_cli_cache_then_distill(teacher_run: Path, tmp_path: Path) -> None:
     res = runner.invoke(cli, ["-q", "distill", str(cfg), "--out", str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
     assert "| both " in res.output
+    failed = tmp_path / "failed"
     res = runner.invoke(
-        cli, ["-q", "distill", str(cfg), "--set", "teachers.t.path=/nonexistent.safetensors"]
+        cli,
+        [
+            *("-q", "distill", str(cfg), "--out", str(failed)),
+            *("--set", "teachers.t.path=/nonexistent.safetensors"),
+        ],
     )
     assert res.exit_code == 2 and "teacher cache not found" in res.output
+    assert not failed.exists()  # a run that fails before its first step leaves nothing
