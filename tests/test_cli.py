@@ -122,7 +122,7 @@ def test_predict_bad_input(run_dir: Path) -> None:
     )
     _fails_cleanly(
         ["predict", str(run_dir), "--head", "<Xavi_Moro>", "--relation", "wasBornIn"],
-        "this model is temporal: give --time",
+        "this model is temporal: give a time",
     )
     _fails_cleanly(
         [

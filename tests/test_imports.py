@@ -159,3 +159,14 @@ def test_benchmark_drivers_are_not_in_the_package() -> None:
         if "benchmarks/" in p.read_text(encoding="utf-8")
     ]
     assert offenders == [], f"package modules pointing into benchmarks/: {offenders}"
+
+
+def test_help_and_the_package_do_not_load_torch() -> None:
+    code = (
+        "import sys, kgdistill, kgdistill.cli\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "names = kgdistill.LOSSES.names()\n"  # a registry reached through the package is complete
+        "assert 'kd_kl' in names and 'feature' in names, names\n"
+        "assert 'torch' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

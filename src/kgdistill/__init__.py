@@ -3,31 +3,46 @@
 Train static and temporal link-prediction teachers, distill them into small students, evaluate with filtered
 and time-aware filtered ranking. The CLI (``kgdistill``) is a thin layer over :mod:`kgdistill.api`.
 
-Importing this package imports every module that registers built-ins, so each registry is complete whatever
-is imported first: ``DATASETS``, ``MODELS``, ``LOSSES``, ``TEACHERS``, ``ENCODERS`` (heavy language-model
-libraries are imported only when an encoder is built).
+The public names below are imported on first use (PEP 562), so ``import kgdistill`` and ``kgdistill --help``
+do not pay for PyTorch. Every registry is complete as soon as it is reached, whatever was imported first:
+``DATASETS``, ``MODELS``, ``LOSSES``, ``TEACHERS``, ``ENCODERS`` live in packages whose ``__init__`` imports
+every module that registers built-ins (heavy language-model libraries load only when an encoder is built).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from kgdistill.data import DATASETS, KG, load_kg
-from kgdistill.distill import TEACHERS
-from kgdistill.evaluate import Metrics, evaluate
-from kgdistill.llm.encoders import ENCODERS
-from kgdistill.losses import LOSSES
-from kgdistill.models import MODELS, KGEModel, build_model
+#: public name -> the module that defines it
+_LAZY = {
+    "DATASETS": "kgdistill.data",
+    "KG": "kgdistill.data",
+    "load_kg": "kgdistill.data",
+    "TEACHERS": "kgdistill.distill",
+    "Metrics": "kgdistill.evaluate",
+    "evaluate": "kgdistill.evaluate",
+    "ENCODERS": "kgdistill.llm.encoders",
+    "LOSSES": "kgdistill.losses",
+    "MODELS": "kgdistill.models",
+    "KGEModel": "kgdistill.models",
+    "build_model": "kgdistill.models",
+    "Predictor": "kgdistill.predict",
+    "Run": "kgdistill.run",
+}
 
-__all__ = [
-    "DATASETS",
-    "ENCODERS",
-    "KG",
-    "LOSSES",
-    "MODELS",
-    "TEACHERS",
-    "KGEModel",
-    "Metrics",
-    "__version__",
-    "build_model",
-    "evaluate",
-    "load_kg",
-]
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kgdistill' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -15,14 +15,18 @@ from typing import Any, TypeVar
 
 import click
 
-from kgdistill import api
-from kgdistill.config import apply_overrides
 from kgdistill.errors import KGDistillError
-from kgdistill.report import metrics_table
 
 __all__ = ["main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _api() -> Any:
+    """:mod:`kgdistill.api`, imported when a verb runs (``--help`` answers without loading PyTorch)."""
+    from kgdistill import api
+
+    return api
 
 
 def _friendly(fn: F) -> F:
@@ -66,6 +70,8 @@ _root = click.option(
 
 
 def _print_metrics(metrics: Any, title: str) -> None:
+    from kgdistill.report import metrics_table
+
     click.echo(metrics_table(metrics.sides, title=title))
 
 
@@ -101,7 +107,7 @@ def _run(
         if config is None:
             raise KGDistillError("give a CONFIG file (or --resume RUN_DIR)")
         extra = [f"data.root={data_root}"] if data_root else []
-        cfg, _ = api.load_config(config, [*overrides, *extra])
+        cfg, _ = _api().load_config(config, [*overrides, *extra])
         result = pipeline(cfg, out=out, overwrite=overwrite)
     _print_metrics(result.metrics, f"{result.run_dir} ({result.metrics.protocol['split']})")
 
@@ -118,7 +124,7 @@ def train(
     resume: str | None,
 ) -> None:
     """Train a model (a teacher or a standalone model) from a YAML CONFIG."""
-    _run(api.train, config, overrides, data_root, out, resume, overwrite)
+    _run(_api().train, config, overrides, data_root, out, resume, overwrite)
 
 
 @cli.command()
@@ -133,7 +139,7 @@ def distill(
     resume: str | None,
 ) -> None:
     """Distil a student from the teachers of a YAML CONFIG (stages of weighted loss terms)."""
-    _run(api.distill, config, overrides, data_root, out, resume, overwrite)
+    _run(_api().distill, config, overrides, data_root, out, resume, overwrite)
 
 
 @cli.command()
@@ -169,7 +175,7 @@ def cache(
     data_root: str | None,
 ) -> None:
     """Score every training query with a TEACHER run once and write its outputs to a cache file."""
-    path = api.cache(
+    path = _api().cache(
         teacher, out, k=None if full else k, split=split, data=student, data_root=data_root
     )
     click.echo(f"wrote {path}")
@@ -186,6 +192,8 @@ def evaluate_cmd(
     run: str, split: str, overrides: tuple[str, ...], data_root: str | None, as_json: bool
 ) -> None:
     """Evaluate a run folder or checkpoint; --set eval.ties=pessimistic changes the protocol."""
+    from kgdistill.config import apply_overrides
+
     raw: dict[str, Any] = apply_overrides({}, overrides)
     if set(raw) - {"eval"}:
         raise KGDistillError(
@@ -194,7 +202,7 @@ def evaluate_cmd(
     upd = raw.get("eval", {})
     if not isinstance(upd, dict):
         raise KGDistillError("evaluate takes eval.<key>=VALUE overrides, not a whole eval section")
-    metrics = api.evaluate_run(run, split=split, overrides=upd, data_root=data_root)
+    metrics = _api().evaluate_run(run, split=split, overrides=upd, data_root=data_root)
     if as_json:
         click.echo(json.dumps(metrics.to_dict(), indent=2))
     else:
@@ -223,7 +231,7 @@ def predict(
     data_root: str | None,
 ) -> None:
     """Top-k answers of a query, by name (answers known in training are marked with *)."""
-    query, answers = api.predict(
+    query, answers = _api().predict(
         run,
         relation=relation,
         head=head,
@@ -277,9 +285,11 @@ def encode(
     data_root: str | None,
 ) -> None:
     """Verbalise DATA's entities, relations and times and encode them into the text cache."""
+    from kgdistill.config import apply_overrides
+
     enc: dict[str, Any] = apply_overrides({"name": encoder_name}, options)
     text = {"entity_files": list(entity_file), "relation_files": list(relation_file)}
-    out = api.encode(
+    out = _api().encode(
         data, encoder=enc, text=text, cache_dir=cache_dir, data_root=data_root, dry_run=dry_run
     )
     click.echo(json.dumps(out, indent=2, ensure_ascii=False))
@@ -324,7 +334,7 @@ def models() -> None:
 @_friendly
 def demo(out: str | None, epochs: int) -> None:
     """Train and evaluate a small temporal teacher on the bundled YAGO11k."""
-    result = api.demo(out, epochs=epochs)
+    result = _api().demo(out, epochs=epochs)
     _print_metrics(result.metrics, f"demo: TNTComplEx on YAGO11k, test ({result.run_dir})")
 
 
