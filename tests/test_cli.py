@@ -65,6 +65,9 @@ def test_evaluate_and_tie_modes(run_dir: Path) -> None:
 
     realistic = json.loads(out)
     assert realistic["protocol"]["ties"] == "realistic"
+    assert realistic["protocol"]["model"] == "ta_distmult"
+    assert realistic["protocol"]["dataset"] == "yago11k-mini"
+    assert realistic["protocol"]["num_parameters"] > 0
     code, out = _invoke("evaluate", str(run_dir), "--json", "--set", "eval.ties=pessimistic")
     pessimistic = json.loads(out)
     assert pessimistic["protocol"]["ties"] == "pessimistic"

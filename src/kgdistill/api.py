@@ -289,9 +289,16 @@ def evaluate_run(
     ev = validate_section(
         EvalConfig, {**cfg.eval.model_dump(), "split": split, **(overrides or {})}, "eval"
     )
-    return evaluate(
+    metrics = evaluate(
         model, kg, ev.split, progress=progress, batch_size=ev.batch_size, **eval_kwargs(ev)
     )
+    metrics.protocol.update(
+        model=ckpt.meta["model"]["name"],
+        dataset=kg.name,
+        num_parameters=model.num_parameters(),
+        checkpoint=str(ckpt.path),
+    )
+    return metrics
 
 
 def predict(

@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -110,6 +111,18 @@ def _run(
         cfg, _ = _api().load_config(config, [*overrides, *extra])
         result = pipeline(cfg, out=out, overwrite=overwrite)
     _print_metrics(result.metrics, f"{result.run_dir} ({result.metrics.protocol['split']})")
+    _print_retention(result.run_dir / "metrics.json")
+
+
+def _print_retention(path: Path) -> None:
+    """The student's share of each teacher's MRR and parameters, from ``metrics.json``."""
+    retention = json.loads(path.read_text()).get("retention", {}) if path.is_file() else {}
+    for name, r in retention.items():
+        click.echo(
+            f"vs teacher '{name}': {r['mrr_share']:.1%} of its MRR ({r['student_mrr'] * 100:.2f} vs "
+            f"{r['teacher_mrr'] * 100:.2f}) with {r['parameter_share']:.1%} of its parameters "
+            f"({r['student_parameters']:,} vs {r['teacher_parameters']:,})"
+        )
 
 
 @cli.command()
@@ -304,16 +317,28 @@ def datasets(data_root: str | None) -> None:
     from kgdistill.data.datasets import data_root as resolve_root
 
     root = resolve_root(data_root)
+    if root is None:
+        click.echo(
+            "data root: none (give --data-root or set KGDISTILL_DATA); only bundled data is found"
+        )
+    else:
+        click.echo(f"data root: {root}" + ("" if root.is_dir() else " (not a folder)"))
+
+    def where(folder: str, bundled: bool = False) -> str:
+        if root is not None and (root / folder).is_dir():
+            return str(root / folder)
+        if bundled:
+            return "bundled"
+        return f"not found (looked for {root / folder})" if root is not None else "not found"
+
     for name, entry in DATASETS.items():
-        here = root is not None and (root / entry.folder).is_dir()
-        where = str(root / entry.folder) if here else ("bundled" if entry.bundled else "not found")
-        click.echo(f"{name:20s} {entry.kind:9s} {where}\n{'':30s} {entry.description}")
+        place = where(entry.folder, entry.bundled)
+        click.echo(f"{name:20s} {entry.kind:9s} {place}\n{'':30s} {entry.description}")
     from kgdistill.multi.linked import LINKED
 
     for name, linked in LINKED.items():
-        here = root is not None and (root / linked.folder).is_dir()
-        where = str(root / linked.folder) if here else "not found"
-        click.echo(f"{name:20s} {'linked':9s} {where}\n{'':30s} {linked.description} (data.multi)")
+        place = where(linked.folder)
+        click.echo(f"{name:20s} {'linked':9s} {place}\n{'':30s} {linked.description} (data.multi)")
 
 
 @cli.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,12 @@ def metrics_table(sides: Mapping[str, Mapping[str, float]], *, title: str = "") 
     return "\n".join(([f"### {title}", ""] if title else []) + [body]) + "\n"
 
 
-def plot_curves(records: Sequence[Mapping[str, Any]], path: Path) -> None:
-    """Training loss and validation MRR against epochs, from ``log.jsonl`` records."""
+def plot_curves(records: Sequence[Mapping[str, Any]], path: Path, *, title: str = "") -> None:
+    """Training loss and validation MRR against epochs, from ``log.jsonl`` records.
+
+    The MRR axis starts at 0 (so noise of a few hundredths of a point does not look like swings), the best
+    validation is marked and labelled, and stage boundaries are drawn.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,21 +41,30 @@ def plot_curves(records: Sequence[Mapping[str, Any]], path: Path) -> None:
 
     epochs = [r for r in records if r.get("event") == "epoch"]
     valid = [r for r in records if r.get("event") == "valid"]
-    fig, ax1 = plt.subplots(figsize=(6, 3.5))
-    ax1.plot(
-        [r["epoch"] for r in epochs],
-        [r["loss"] for r in epochs],
-        color="tab:blue",
-        label="train loss",
-    )
+    fig, ax1 = plt.subplots(figsize=(6.5, 3.8))
+    ax1.plot([r["epoch"] for r in epochs], [r["loss"] for r in epochs], color="tab:blue")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("train loss", color="tab:blue")
+    for prev, cur in itertools.pairwise(epochs):
+        if cur.get("stage") != prev.get("stage"):
+            ax1.axvline(prev["epoch"] + 0.5, color="grey", linestyle=":", linewidth=1)
     if valid:
         ax2 = ax1.twinx()
-        ax2.plot(
-            [r["epoch"] for r in valid], [r["mrr"] * 100 for r in valid], "o-", color="tab:red"
+        xs, ys = [r["epoch"] for r in valid], [r["mrr"] * 100 for r in valid]
+        ax2.plot(xs, ys, "o-", color="tab:red")
+        best = max(range(len(ys)), key=lambda i: ys[i])
+        ax2.plot([xs[best]], [ys[best]], marker="*", markersize=16, color="gold", zorder=5)
+        ax2.annotate(
+            f"best {ys[best]:.2f} (epoch {xs[best]})",
+            (xs[best], ys[best]),
+            textcoords="offset points",
+            xytext=(0, -16),
+            ha="center",
+            fontsize=8,
         )
+        ax2.set_ylim(0, max(max(ys) * 1.15, 1.0))
         ax2.set_ylabel("valid MRR (%)", color="tab:red")
+    ax1.set_title(title or "training loss and validation MRR", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -22,7 +22,7 @@ from kgdistill.data.datasets import load_kg
 from kgdistill.data.filters import FilterIndex
 from kgdistill.data.kg import KG
 from kgdistill.distill import TEACHERS, teacher_from_spec
-from kgdistill.distill.teachers import Teacher, describe_teacher
+from kgdistill.distill.teachers import KGETeacher, Teacher, describe_teacher
 from kgdistill.errors import ConfigError
 from kgdistill.evaluate import Metrics, evaluate
 from kgdistill.features import TEXT_OPTIONS, text_features
@@ -247,6 +247,38 @@ class Run:
             **eval_kwargs(ev),
         )
 
+    def retention(self, metrics: Metrics) -> dict[str, dict[str, float]]:
+        """What the student keeps of each checkpoint teacher: its share of the teacher's MRR on the same split
+        and protocol, and its share of the teacher's parameters (the headline numbers of a distillation)."""
+        out: dict[str, dict[str, float]] = {}
+        split = metrics.protocol["split"]
+        for name, teacher in self.teachers.items():
+            if not isinstance(teacher, KGETeacher):
+                continue  # a cache has no model to rank with
+            t_metrics = self.evaluate_model(teacher, split)
+            t_params = teacher.model.num_parameters()
+            out[name] = {
+                "teacher_mrr": t_metrics.mrr,
+                "student_mrr": metrics.mrr,
+                "mrr_share": metrics.mrr / t_metrics.mrr if t_metrics.mrr > 0 else float("nan"),
+                "teacher_parameters": t_params,
+                "student_parameters": self.model.num_parameters(),
+                "parameter_share": self.model.num_parameters() / t_params,
+            }
+        return out
+
+    def evaluate_model(self, model: Any, split: str) -> Metrics:
+        """Any model with ``score_all`` (a teacher, say) on ``split`` under this run's protocol."""
+        ev = self.cfg.eval
+        return evaluate(
+            model,
+            self.kg,
+            split,
+            filter_index=self.valid_filter,
+            batch_size=ev.batch_size,
+            **eval_kwargs(ev),
+        )
+
     def write_results(self, run_dir: Path, metrics: Metrics, state: FitState) -> None:
         """``metrics.json`` (numbers with their protocol, sizes, data report, teachers, features),
         ``metrics.md`` and ``curves.png``."""
@@ -263,6 +295,7 @@ class Run:
             "epochs": state.epoch,
             "train_seconds": round(state.train_seconds, 2),
             "teachers": {name: describe_teacher(t) for name, t in self.teachers.items()},
+            "retention": self.retention(metrics),
             # text-based models: which texts were encoded, from which sources, how many fell back to ids
             **(
                 {"text": self.feature_meta["text"].get("report", {})}
@@ -278,4 +311,4 @@ class Run:
         (run_dir / "metrics.md").write_text(metrics_table(metrics.sides, title=title))
         records = JsonlLog(run_dir / "log.jsonl").records()
         if records:
-            plot_curves(records, run_dir / "curves.png")
+            plot_curves(records, run_dir / "curves.png", title=f"{cfg.model.name} on {kg.name}")

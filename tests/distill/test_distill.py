@@ -90,6 +90,15 @@ def test_two_stage_distillation_logs_every_term(teacher_run: Path, tmp_path: Pat
     assert metrics["teachers"]["kge"]["coverage"]["entities"] == 1.0
     assert metrics["teachers"]["llm"]["k"] == 32
     assert metrics["sides"]["both"]["mrr"] > 0
+    # what the student keeps of the checkpoint teacher (a cache has no model to rank with)
+    kept = metrics["retention"]
+    assert set(kept) == {"kge"}
+    teacher_mrr = api.evaluate_run(teacher_run, progress=False).mrr
+    assert kept["kge"]["teacher_mrr"] == pytest.approx(teacher_mrr)
+    assert kept["kge"]["mrr_share"] == pytest.approx(metrics["sides"]["both"]["mrr"] / teacher_mrr)
+    assert kept["kge"]["parameter_share"] == pytest.approx(
+        metrics["num_parameters"] / metrics["teachers"]["kge"]["num_parameters"]
+    )
 
 
 @pytest.mark.parametrize("stage", [0, 1])
