@@ -148,4 +148,5 @@ def test_cli_failure_before_the_first_step_leaves_no_folder(
     out = tmp_path / "student"
     code, text = _invoke("distill", str(path), "--out", str(out))
     assert code == 2 and "no-such-run" in text, text
+    assert "config key 'teachers.t.path'" in text and "kgdistill train" in text, text
     assert not out.exists()

@@ -170,5 +170,7 @@ def test_cli_cache_then_distill(teacher_run: Path, tmp_path: Path) -> None:
             *("--set", "teachers.t.path=/nonexistent.safetensors"),
         ],
     )
-    assert res.exit_code == 2 and "teacher cache not found" in res.output
+    assert res.exit_code == 2, res.output
+    assert "config key 'teachers.t.path': no teacher cache at" in res.output
+    assert "kgdistill cache <teacher run> --out" in res.output  # the command that writes it
     assert not failed.exists()  # a run that fails before its first step leaves nothing

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Annotated, Protocol
 
 import torch
@@ -207,5 +208,26 @@ def teacher_from_spec(
         raise ConfigError(
             f"config key 'teachers.{name}.name' is missing (one of {', '.join(TEACHERS.names())})"
         )
+    _check_path(name, spec)
     teacher = TEACHERS.build(dict(spec), where=f"teachers.{name}", kg=kg)
     return teacher.to(device)
+
+
+def _check_path(name: str, spec: Mapping[str, object]) -> None:
+    """A teacher whose files do not exist yet: one error naming the config key and the command that makes them."""
+    path = spec.get("path")
+    if not isinstance(path, str):
+        return
+    p = Path(path).expanduser()
+    kind = str(spec["name"]).strip().lower()
+    if kind == "checkpoint" and not (p / "best.safetensors").is_file() and not p.is_file():
+        raise ConfigError(
+            f"config key 'teachers.{name}.path': no trained teacher at {p} (a run folder with "
+            f"best.safetensors, or a checkpoint file); train it first: "
+            f"kgdistill train <teacher config> --out {p}"
+        )
+    if kind == "cache" and not p.is_file():
+        raise ConfigError(
+            f"config key 'teachers.{name}.path': no teacher cache at {p}; write it first: "
+            f"kgdistill cache <teacher run> --out {p} -k 128"
+        )
