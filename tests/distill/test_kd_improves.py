@@ -10,8 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kgdistill import api
 from kgdistill.config import parse_config
+
+pytestmark = pytest.mark.slow  # a teacher and two students trained end to end
 
 
 def _student_mrr(

@@ -84,6 +84,7 @@ def students(teacher: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"before": before, "after": _digests(teacher), "runs": runs}
 
 
+@pytest.mark.slow
 def test_joint_teacher_on_the_union(teacher: Path) -> None:
     metrics = json.loads((teacher / "metrics.json").read_text())
     assert metrics["dataset"] == "dbp15k_zh_en"
@@ -102,11 +103,13 @@ def test_joint_teacher_on_the_union(teacher: Path) -> None:
     assert again.mrr == pytest.approx(metrics["sides"]["both"]["mrr"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_students_reuse_the_teacher_without_retraining(teacher: Path, students: dict) -> None:
     assert students["before"] and students["after"] == students["before"]
     assert {"best.safetensors", "last.safetensors", "metrics.json"} <= set(students["before"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("view", ["zh", "en"])
 def test_student_results(teacher: Path, students: dict, view: str) -> None:
     run = students["runs"][view]
@@ -137,6 +140,7 @@ def test_student_results(teacher: Path, students: dict, view: str) -> None:
     assert model.entities.weight.shape[0] == report["entities"]
 
 
+@pytest.mark.slow
 def test_separate_union_with_alignment(tmp_path: Path) -> None:
     cfg = _teacher_cfg(
         "data.multi.tie=separate",
@@ -209,6 +213,7 @@ def test_student_with_sampled_negatives_fails_before_training(tmp_path: Path) ->
         api.distill(cfg, out=tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_a_cache_of_the_joint_teacher_for_a_target_view(teacher: Path, tmp_path: Path) -> None:
     """``kgdistill cache --for``: the union teacher's top-k in the target view's ids, refused by another view."""
     from kgdistill.data.batching import both_directions
@@ -230,6 +235,7 @@ def test_a_cache_of_the_joint_teacher_for_a_target_view(teacher: Path, tmp_path:
         CachedTeacher(path=str(path), kg=en)
 
 
+@pytest.mark.slow
 def test_a_cache_for_a_graph_with_other_labels_is_refused(teacher: Path, tmp_path: Path) -> None:
     from dataclasses import replace
 
