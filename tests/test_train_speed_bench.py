@@ -1,0 +1,199 @@
+"""The training-speed benchmark (benchmarks/train_speed.py): its kgdistill loop is ``fit``'s step, its PyKEEN
+scorer answers like PyKEEN's own predictions, and its summaries (target, ratios, goal, kept rows) add up."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+pytest.importorskip("pykeen")
+
+from kgdistill.config import StageConfig, TrainConfig
+from kgdistill.data.filters import FilterIndex
+from kgdistill.data.kg import KG
+from kgdistill.train import fit
+from train_speed import (
+    KgdistillTrainer,
+    PykeenTrainer,
+    Settings,
+    main,
+    markdown,
+    summarize,
+    write,
+)
+
+SETTINGS = Settings(
+    batch_size=256, optimizer="adagrad", lr=0.1, seed=3, negatives=4, pykeen_model_defaults=False
+)
+
+
+@pytest.mark.parametrize("model", ["distmult", "complex"])
+def test_kgdistill_epochs_equal_fit(tiny_kg: KG, tmp_path: Path, model: str) -> None:
+    """Two epochs of the benchmark's loop, cut into chunks anywhere, leave exactly the weights two epochs of
+    ``fit`` leave."""
+    trainer = KgdistillTrainer(tiny_kg, model, 8, SETTINGS)
+    reference = copy.deepcopy(trainer.model)
+    start = trainer.model.entities.weight.detach().clone()
+    per_epoch = trainer.batches_per_epoch
+    assert per_epoch == 12  # 1487 facts x 2 directions / 256
+    for chunk in (5, 10, 9):  # cut inside both epochs and across their border
+        assert trainer.train(lambda done, chunk=chunk: done >= chunk)[0] == chunk
+    assert (trainer.epoch, trainer.position) == (2, 0)
+    fit(
+        reference,
+        tiny_kg,
+        stages=[StageConfig(epochs=2)],
+        train=TrainConfig(batch_size=256, optimizer="adagrad", lr=0.1, progress=False),
+        seed=SETTINGS.seed,
+        run_dir=tmp_path,
+        meta={},
+        device=torch.device("cpu"),
+        valid_filter=FilterIndex.build(tiny_kg),
+        eval_kwargs={},
+    )
+    mine, theirs = trainer.model.state_dict(), reference.state_dict()
+    assert mine.keys() == theirs.keys()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert not torch.allclose(mine["entities.weight"], start)  # it did train
+
+
+@pytest.mark.parametrize("model", ["distmult", "complex"])
+@pytest.mark.parametrize("lcwa", [True, False])
+@pytest.mark.parametrize("scores", ["score_t", "matmul"])
+def test_pykeen_scorer_answers_like_pykeen(
+    tiny_kg: KG, model: str, lcwa: bool, scores: str
+) -> None:
+    """Tail queries score like ``predict_t``, head queries (tail queries on ``r + R``) like ``predict_h``, with
+    PyKEEN's scoring or one matrix product of its embeddings; training pauses and goes on."""
+    settings = dataclasses.replace(SETTINGS, pykeen_eval=scores)
+    trainer = PykeenTrainer(tiny_kg, model, 8, settings, lcwa=lcwa)
+    assert trainer.train(lambda done: done >= 1)[0] == 1  # builds the loader; paused inside epoch 1
+    per_epoch = trainer.batches_per_epoch  # (LCWA: unique (h, r) pairs, known now)
+    done, loss = trainer.train(lambda done: done >= per_epoch + 1)  # a new epoch, through its end
+    assert done == per_epoch + 1 and trainer.epochs == 1 and loss > 0
+    pk, scorer, n_rel = trainer.model, trainer.scorer(), tiny_kg.num_relations
+    h, r, t = tiny_kg.splits["valid"].unbind(1)
+    queries = torch.cat([torch.stack([h, r, t], 1), torch.stack([t, r + n_rel, h], 1)])
+    with torch.no_grad():
+        wrapped = scorer.score_all(queries[:0])
+        assert wrapped.shape == (0, tiny_kg.num_entities)
+        wrapped = scorer.score_all(queries)
+        expected = torch.cat(
+            [pk.predict_t(torch.stack([h, r], 1)), pk.predict_h(torch.stack([r, t], 1))]
+        )
+    assert torch.allclose(wrapped, expected, rtol=1e-5, atol=1e-6)
+    if (
+        lcwa
+    ):  # the inverse relation really is another relation: ignoring the mapping would be caught
+        with torch.no_grad():
+            wrong = pk.score_t(torch.stack([t, 2 * r], 1))
+        assert not torch.allclose(wrapped[len(h) :], wrong)
+
+
+def _entry(curves: dict[str, list[list[float]]], budget: float = 100.0) -> dict[str, Any]:
+    methods = {
+        m: {
+            "curve": c,
+            "untrained_mrr": c[0][2],
+            "best_mrr": max(p[2] for p in c[1:]),
+            "train_seconds": budget,
+            "seconds_per_epoch": 1.0,
+            "chunks": [[0.0, 1, 1.0, 0.5, 1.0, 1.0, 1.0]],
+        }
+        for m, c in curves.items()
+    }
+    return {
+        "config": "toy/distmult/8",
+        "dataset": "toy",
+        "model": "distmult",
+        "dim": 8,
+        "batch_size": 10,
+        "optimizer": "adagrad",
+        "lr": 0.1,
+        "max_seconds": budget,
+        "valid_facts": 5,
+        "methods": methods,
+    }
+
+
+def test_target_seconds_ratios_and_goal() -> None:
+    """Target 0.95 x the lowest trained best (the untrained point counts for nothing); seconds and epochs at the
+    first validation reaching it; PyKEEN / kgdistill ratios; met, missed and open goals."""
+    curves = {
+        "kgdistill": [[0, 0, 0.1], [2.0, 1, 0.3], [4.0, 2, 0.5]],
+        "pykeen_lcwa": [[0, 0, 0.0], [10.0, 3, 0.2], [20.0, 6, 0.4]],
+        "pykeen_slcwa": [[0, 0, 0.0], [30.0, 1, 0.25], [60.0, 2, 0.45]],
+    }
+    e = summarize(_entry(curves), None)
+    assert e["target_mrr"] == pytest.approx(0.95 * 0.4)
+    k, lcwa, slcwa = (e["methods"][m] for m in curves)
+    assert (k["seconds_to_target"], k["epochs_to_target"]) == (4.0, 2.0)
+    assert (lcwa["seconds_to_target"], lcwa["epochs_to_target"]) == (20.0, 6)
+    assert (slcwa["seconds_to_target"], slcwa["epochs_to_target"]) == (60.0, 2)
+    assert e["ratio_lcwa"] == pytest.approx(5.0) and e["ratio_slcwa"] == pytest.approx(15.0)
+    assert e["goal_met"] is True
+    row = markdown({"configs": [e], "sources": {}}).splitlines()
+    assert any("| met " in line and "5.00" in line and "15.00" in line for line in row)
+
+    e = summarize(
+        _entry(curves), 0.42
+    )  # kgdistill at 4 s, LCWA never (budget 100 s), sLCWA at 60 s
+    assert e["ratio_lcwa"] is None and e["ratio_lcwa_at_least"] == pytest.approx(25.0)
+    assert e["ratio_slcwa"] == pytest.approx(15.0) and e["goal_met"] is True
+    assert ">25.00" in markdown({"configs": [e], "sources": {}})
+
+    e = summarize(
+        _entry(curves, budget=5.0), 0.42
+    )  # LCWA's budget is only 1.25x kgdistill's time: open
+    assert e["ratio_lcwa_at_least"] == pytest.approx(1.25) and e["goal_met"] is None
+    e = summarize(_entry(curves), 0.55)  # kgdistill never reaches it: missed
+    assert e["methods"]["kgdistill"]["seconds_to_target"] is None and e["goal_met"] is False
+    flat = {**curves, "pykeen_lcwa": [[0, 0, 0.01], [30.0, 1, 0.011]]}  # LCWA did not learn
+    e = summarize(_entry(flat), None)
+    assert e["target_trivial"] and e["goal_met"] is None
+    assert "trivial target" in markdown({"configs": [e], "sources": {}})
+    slow = {**curves, "pykeen_lcwa": [[0, 0, 0.0], [6.0, 1, 0.45]]}
+    e = summarize(_entry(slow), None)
+    assert e["ratio_lcwa"] == pytest.approx(1.5) and e["goal_met"] is False
+    assert "| missed " in markdown({"configs": [e], "sources": {}})
+
+
+def test_rows_of_other_configs_are_kept(tmp_path: Path) -> None:
+    curves = {
+        "kgdistill": [[0, 0, 0.0], [1.0, 1, 0.5]],
+        "pykeen_lcwa": [[0, 0, 0.0], [4.0, 1, 0.5]],
+    }
+    first = summarize(_entry(curves), None)
+    second = {**copy.deepcopy(first), "config": "toy/distmult/16", "dim": 16}
+    src = {"command": "python benchmarks/train_speed.py", "date": "today"}
+    write(tmp_path, ["--dims", "8"], [first], {first["config"]: src})
+    write(tmp_path, ["--dims", "16"], [second], {second["config"]: src})
+    doc = json.loads((tmp_path / "train_speed.json").read_text())
+    assert [c["config"] for c in doc["configs"]] == ["toy/distmult/8", "toy/distmult/16"]
+    assert set(doc["sources"]) == {"toy/distmult/8", "toy/distmult/16"}
+    md = (tmp_path / "train_speed.md").read_text()
+    assert md.count("| toy ") == 2 and "--dims 16" in doc["command"]
+
+
+@pytest.mark.slow  # trains the three methods for a moment each
+def test_benchmark_end_to_end(tmp_path: Path) -> None:
+    fixture = Path(__file__).parent / "fixtures" / "fb15k237-mini"
+    args = [
+        *("--datasets", str(fixture), "--models", "distmult", "--dims", "8"),
+        *("--max-seconds", "0.5", "--batch-size", "256", "--threads", "1", "--out", str(tmp_path)),
+    ]
+    assert main(args) == 0
+    doc = json.loads((tmp_path / "train_speed.json").read_text())
+    (entry,) = doc["configs"]
+    assert entry["config"] == "fb15k237-mini/distmult/8"
+    for m in ("kgdistill", "pykeen_lcwa", "pykeen_slcwa"):
+        curve = entry["methods"][m]["curve"]
+        assert curve[0][:2] == [0.0, 0.0] and curve[-1][0] >= 0.5 and curve[-1][1] > 0
+        assert entry["methods"][m]["chunks"] and entry["methods"][m]["batches"] >= 1
+    assert (tmp_path / "train_speed.md").read_text().count("fb15k237-mini") >= 2
