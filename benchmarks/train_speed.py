@@ -77,6 +77,7 @@ from kgdistill.data.filters import FilterIndex
 from kgdistill.data.kg import KG
 from kgdistill.evaluate import default_chunk, evaluate
 from kgdistill.models import KGEModel, Vocab, build_model
+from kgdistill.runs import keep_freed_memory
 from kgdistill.train import build_objectives, make_optimizer, param_groups
 from kgdistill.types import FloatTensor, LongTensor
 
@@ -822,6 +823,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument(
+        "--no-keep-freed-memory",
+        dest="keep_freed_memory",
+        action="store_false",
+        help="leave glibc's default of unmapping freed large blocks (kgdistill runs keep them: "
+        "train.keep_freed_memory); the setting is process-wide, so every method gets the same",
+    )
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = p.parse_args(argv)
     if args.data_root is None and not all(Path(d).is_dir() for d in args.datasets):
@@ -835,6 +843,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    kept = keep_freed_memory() if args.keep_freed_memory else False
     load = load_average()
     if load and torch.get_num_threads() > 1 and load[0] >= (os.cpu_count() or 1):
         print(
@@ -861,7 +870,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "cores": os.cpu_count(),
                     "pykeen": pykeen.get_version(),
                     "load_average_at_start": load_average(),
-                    "allocator": {k: os.environ.get(k) for k in ("LD_PRELOAD", "MALLOC_CONF")},
+                    "allocator": {
+                        **{k: os.environ.get(k) for k in ("LD_PRELOAD", "MALLOC_CONF")},
+                        "keep_freed_memory": kept,
+                    },
                 }
                 configs.append(run_config(kg, label, model, dim, args))
                 sources[label] = info

@@ -143,3 +143,12 @@ def test_checkpoint_every_spaces_the_last_checkpoint(tmp_path: Path) -> None:
     assert state["epoch"] == 3  # the stage's end is always written
     with pytest.raises(ConfigError, match="checkpoint_every"):
         parse_config(_cfg(checkpoint_every=0))
+
+
+def test_keep_freed_memory_is_taken_on_linux() -> None:
+    import sys
+
+    from kgdistill.runs import keep_freed_memory
+
+    assert keep_freed_memory() is sys.platform.startswith("linux")
+    assert parse_config(_cfg()).train.keep_freed_memory  # on by default

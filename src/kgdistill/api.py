@@ -36,6 +36,7 @@ from kgdistill.run import Run, check, eval_kwargs, load_data
 from kgdistill.runfolder import claim
 from kgdistill.runs import (
     finished,
+    keep_freed_memory,
     new_run_dir,
     resolve_device,
     seed_everything,
@@ -114,6 +115,8 @@ def _train_in(run_dir: Path, cfg: RunConfig | None, *, resume: bool) -> RunResul
         cfg = RunConfig.model_validate(ckpt.meta["config"])
     assert cfg is not None
     seed_everything(cfg.seed)
+    if cfg.train.keep_freed_memory:
+        keep_freed_memory()
     run = Run.build(cfg, checkpoint=ckpt)
     if ckpt is None:
         atomic_write_text(

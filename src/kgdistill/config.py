@@ -203,6 +203,11 @@ class TrainConfig(_Strict):
     amp: bool = Field(False, description="bfloat16 autocast on CUDA")
     tf32: bool = Field(True, description="TF32 matmuls on CUDA")
     progress: bool = True
+    keep_freed_memory: bool = Field(
+        True,
+        description="Linux: keep freed large blocks for reuse (1-N steps about 1.8x faster on CPU; memory "
+        "is returned to the OS only when the run ends)",
+    )
 
 
 class EvalConfig(_Strict):

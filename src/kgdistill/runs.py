@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import json
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,15 @@ import torch
 from kgdistill.errors import ConfigError
 from kgdistill.io import atomic_write_text, write_json
 
-__all__ = ["JsonlLog", "finished", "new_run_dir", "resolve_device", "seed_everything", "write_json"]
+__all__ = [
+    "JsonlLog",
+    "finished",
+    "keep_freed_memory",
+    "new_run_dir",
+    "resolve_device",
+    "seed_everything",
+    "write_json",
+]
 
 
 def seed_everything(seed: int) -> None:
@@ -23,6 +33,30 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's allocator to keep freed large blocks for reuse instead of unmapping them (Linux only).
+
+    A 1-N training step allocates and frees score matrices of ``batch x entities`` floats (164 MB for a batch of
+    1,000 on WN18RR). glibc serves blocks that large with ``mmap`` and unmaps them when freed, so every step
+    page-faults them in again: measured on WN18RR, DistMult-32, one thread, a step took 1.13-1.17 s, and 0.61-0.64 s
+    with this setting, with bit-identical losses. The cost: memory freed during the run is not returned to the
+    operating system until the process ends. Process-wide; idempotent.
+
+    Returns:
+        Whether the allocator took the setting.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(
+        libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 2**31 - 1)
+    )
 
 
 def resolve_device(name: str) -> torch.device:
