@@ -387,9 +387,7 @@ class PykeenTrainer:
             rows = rows_within(s.pykeen_memory_mb, kg.num_entities, dim)
             self.sub_batch = rows if lcwa and rows < s.batch_size else None
             if s.pykeen_eval == "score_t":
-                self.eval_chunk = min(
-                    rows, default_chunk(kg.num_entities, torch.device("cpu"), None)
-                )
+                self.eval_chunk = min(rows, default_chunk(kg.num_entities, torch.device("cpu")))
         self.epochs = 0  # completed epochs
         self._scorer = PykeenScorer(self.model, kg.num_relations, matmul=s.pykeen_eval == "matmul")
         check_scorer(self._scorer, kg.splits["valid"][:64], kg.num_relations)
