@@ -26,9 +26,11 @@ from kgdistill.config import (
     parse_config,
     validate_section,
 )
+from kgdistill.data.kg import KG
 from kgdistill.distill import KGETeacher, write_cache
 from kgdistill.errors import CheckpointError, ConfigError
-from kgdistill.evaluate import Metrics, evaluate
+from kgdistill.evaluate import Metrics
+from kgdistill.evaluate import evaluate as rank_all
 from kgdistill.io import atomic_write_text
 from kgdistill.models.base import KGEModel
 from kgdistill.predict import Answer, Predictor, Query
@@ -41,6 +43,7 @@ from kgdistill.runs import (
     resolve_device,
     seed_everything,
 )
+from kgdistill.vocab import GraphVocab, check_graph
 
 __all__ = [
     "RunConfig",
@@ -50,6 +53,7 @@ __all__ = [
     "demo",
     "distill",
     "ensure_run",
+    "evaluate",
     "evaluate_run",
     "load_config",
     "load_data",
@@ -268,6 +272,21 @@ def _open(path: str | Path) -> tuple[Checkpoint, RunConfig]:
     return ckpt, RunConfig.model_validate(ckpt.meta["config"])
 
 
+def evaluate(model: Any, kg: KG, split: str = "test", **protocol: Any) -> Metrics:
+    """Rank every query of ``kg``'s ``split`` with ``model`` (anything with ``score_all``).
+
+    The model must have been built for ``kg``: a model that records its graph (every model built by
+    :func:`kgdistill.models.build_model`, a run or a checkpoint) and a graph of other sizes or labels is one
+    :class:`~kgdistill.errors.GraphMismatchError` naming both, not an index error inside PyTorch.
+
+    Args:
+        protocol: keyword arguments of :func:`kgdistill.evaluate.evaluate` (``ties``, ``time_aware``,
+            ``filtered``, ``ks``, ``filter_index``, ``batch_size``, ``progress``, ``max_queries``).
+    """
+    check_graph(model, kg)
+    return rank_all(model, kg, split, **protocol)
+
+
 def evaluate_run(
     path: str | Path,
     *,
@@ -283,16 +302,12 @@ def evaluate_run(
     ckpt, cfg = _open(path)
     data = cfg.data.model_copy(update={"root": data_root}) if data_root else cfg.data
     kg = load_data(data)
-    if kg.id_maps() != ckpt.meta["id_maps"]:
-        raise CheckpointError(
-            f"{ckpt.path}: the dataset '{kg.name}' read now does not match the vocabulary the "
-            "model was trained on"
-        )
+    check_graph(GraphVocab.of_checkpoint(ckpt.meta), kg, what=str(ckpt.path))  # before building it
     model = load_model(ckpt).to(resolve_device(cfg.train.device))
     ev = validate_section(
         EvalConfig, {**cfg.eval.model_dump(), "split": split, **(overrides or {})}, "eval"
     )
-    metrics = evaluate(
+    metrics = rank_all(
         model, kg, ev.split, progress=progress, batch_size=ev.batch_size, **eval_kwargs(ev)
     )
     metrics.protocol.update(

@@ -22,6 +22,7 @@ from kgdistill.features import TextFeatures
 from kgdistill.io import atomic_save_tensors, read_safetensors
 from kgdistill.models.base import KGEModel, Vocab
 from kgdistill.models.zoo import build_model, model_features
+from kgdistill.vocab import GraphVocab, record_vocab
 
 __all__ = [
     "FORMAT",
@@ -163,7 +164,8 @@ def placeholder_features(ckpt: Checkpoint) -> dict[str, Any]:
 
 
 def load_model(ckpt: Checkpoint, model: KGEModel | None = None) -> KGEModel:
-    """Rebuild the checkpoint's model (or fill ``model``) and load its weights."""
+    """Rebuild the checkpoint's model (or fill ``model``) and load its weights; the model records the graph it
+    was trained on (:mod:`kgdistill.vocab`)."""
     spec = ckpt.meta["model"]
     if model is None:
         kwargs = {k: v for k, v in spec["kwargs"].items() if k != "text_dim"}  # older checkpoints
@@ -178,4 +180,5 @@ def load_model(ckpt: Checkpoint, model: KGEModel | None = None) -> KGEModel:
             f"{ckpt.path}: holds a '{spec['name']}' model {spec['kwargs']} that does not fit "
             f"the model it is loaded into ({first})"
         ) from None
+    record_vocab(model, GraphVocab.of_checkpoint(ckpt.meta))
     return model

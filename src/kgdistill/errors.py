@@ -7,7 +7,7 @@ key. The CLI prints the message and exits with status 2, without a traceback; th
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "KGDistillError"]
+__all__ = ["CheckpointError", "ConfigError", "DataError", "GraphMismatchError", "KGDistillError"]
 
 
 class KGDistillError(Exception):
@@ -34,3 +34,7 @@ class ConfigError(KGDistillError):
 
 class CheckpointError(KGDistillError):
     """A checkpoint is missing, truncated, corrupt, or does not match what it is loaded into."""
+
+
+class GraphMismatchError(KGDistillError):
+    """A model is evaluated on a graph other than the one it was trained on (other sizes or labels)."""

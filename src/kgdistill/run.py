@@ -34,6 +34,7 @@ from kgdistill.registry import check_kwargs
 from kgdistill.report import metrics_table, plot_curves
 from kgdistill.runs import JsonlLog, resolve_device
 from kgdistill.train import FitState, fit
+from kgdistill.vocab import GraphVocab, check_graph, record_vocab
 
 __all__ = ["Run", "check", "eval_kwargs", "load_data"]
 
@@ -158,6 +159,9 @@ class Run:
         if checkpoint is not None:
             spec = checkpoint.meta["model"]
             model = load_model(checkpoint)
+            check_graph(
+                model, kg, what=str(checkpoint.path)
+            )  # the data changed since the checkpoint
             feature_meta = dict(spec.get("features", {}))
         else:
             features = cls._features(cfg, kg, progress)
@@ -165,6 +169,7 @@ class Run:
             feature_meta = {
                 kind: {"dim": f.dim, "report": f.report} for kind, f in features.items()
             }
+        record_vocab(model, GraphVocab.of_kg(kg))  # the graph's name and labels, for later checks
         teachers = {
             name: teacher_from_spec(name, spec, kg, device) for name, spec in cfg.teachers.items()
         }

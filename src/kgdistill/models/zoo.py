@@ -25,6 +25,7 @@ from kgdistill.models.interactions import ComplEx, DistMult, Interaction, RotatE
 from kgdistill.models.representations import AddTime, LSTMTime, MulTime, StaticRelations, embedding
 from kgdistill.models.text import LLMScorer
 from kgdistill.registry import Registry
+from kgdistill.vocab import GraphVocab, record_vocab
 
 __all__ = ["MODELS", "TimeUse", "build_model", "is_temporal", "model_features", "time_use"]
 
@@ -239,4 +240,7 @@ def build_model(
     context: dict[str, Any] = {"vocab": vocab}
     if kinds:
         context["features"] = (features or {})[kinds[0]]
-    return MODELS.build(kwargs, where="model", **context)  # type: ignore[no-any-return]
+    model: KGEModel = MODELS.build(kwargs, where="model", **context)
+    # the sizes it is built for, so that evaluating it on another graph is one clear error (kgdistill.vocab)
+    record_vocab(model, GraphVocab(vocab.num_entities, vocab.num_relations, vocab.time_labels))
+    return model
