@@ -313,8 +313,9 @@ def encode(
 @_friendly
 def datasets(data_root: str | None) -> None:
     """List the registered datasets and where they are found."""
-    from kgdistill.data.datasets import DATASETS
-    from kgdistill.data.datasets import data_root as resolve_root
+    # the catalog: plain tables, so that listing does not import PyTorch (kgdistill.catalog)
+    from kgdistill.catalog import DATASET_INFO, LINKED_INFO
+    from kgdistill.catalog import data_root as resolve_root
 
     root = resolve_root(data_root)
     if root is None:
@@ -331,12 +332,10 @@ def datasets(data_root: str | None) -> None:
             return "bundled"
         return f"not found (looked for {root / folder})" if root is not None else "not found"
 
-    for name, entry in DATASETS.items():
+    for name, entry in DATASET_INFO.items():
         place = where(entry.folder, entry.bundled)
         click.echo(f"{name:20s} {entry.kind:9s} {place}\n{'':30s} {entry.description}")
-    from kgdistill.multi.linked import LINKED
-
-    for name, linked in LINKED.items():
+    for name, linked in LINKED_INFO.items():
         place = where(linked.folder)
         click.echo(f"{name:20s} {'linked':9s} {place}\n{'':30s} {linked.description} (data.multi)")
 
@@ -345,12 +344,11 @@ def datasets(data_root: str | None) -> None:
 @_friendly
 def models() -> None:
     """List the registered models."""
-    from kgdistill.models.zoo import MODELS, time_use
+    from kgdistill.catalog import MODEL_INFO  # plain tables: no PyTorch import
 
     kinds = {"none": "static", "required": "temporal", "optional": "either"}
-    for name, fn in MODELS.items():
-        doc = (fn.__doc__ or "").strip().splitlines()[0]
-        click.echo(f"{name:14s} {kinds[time_use(name)]:9s} {doc}")
+    for name, info in MODEL_INFO.items():
+        click.echo(f"{name:14s} {kinds[info.time_use]:9s} {info.summary}")
 
 
 @cli.command()

@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from kgdistill.catalog import DATASET_INFO, data_root
 from kgdistill.data.kg import KG, build_kg
 from kgdistill.data.raw import RawKG, open_text, resolve_file
 from kgdistill.data.readers import read_hyte, read_openke, read_point_ids, read_static_names
@@ -46,53 +47,23 @@ class DatasetEntry:
 
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
+
+#: the reader of each built-in dataset; folders, kinds and descriptions are in :data:`kgdistill.catalog.DATASET_INFO`
+_READERS: dict[str, Callable[..., RawKG]] = {
+    "yago11k": read_hyte,
+    "wikidata12k": read_hyte,
+    "icews14": partial(read_point_ids, origin="2014-01-01"),
+    "icews14_forecasting": partial(read_point_ids, origin="2014-01-01", divisor=24),
+    "fb15k237": read_static_names,
+    "wn18rr": read_static_names,
+    "fb15k237n": read_openke,
+}
 _ENTRIES = {
-    "yago11k": DatasetEntry(
-        "YAGO11k",
-        read_hyte,
-        "interval",
-        "YAGO11k (HyTE): 10,623 entities, 10 relations, year intervals",
-        bundled=True,
-    ),
-    "wikidata12k": DatasetEntry(
-        "Wikidata12k",
-        read_hyte,
-        "interval",
-        "Wikidata12k (HyTE): 12,554 entities, 24 relations, year intervals",
-    ),
-    "icews14": DatasetEntry(
-        "ICEWS14",
-        partial(read_point_ids, origin="2014-01-01"),
-        "point",
-        "ICEWS14 (interpolation split): 7,128 entities, 230 relations, 365 days",
-    ),
-    "icews14_forecasting": DatasetEntry(
-        "ICEWS14_forecasting",
-        partial(read_point_ids, origin="2014-01-01", divisor=24),
-        "point",
-        "ICEWS14, chronological split (forecasting): hours turned into days",
-    ),
-    "fb15k237": DatasetEntry(
-        "FB15k-237", read_static_names, "static", "FB15k-237: 14,541 entities, 237 relations"
-    ),
-    "wn18rr": DatasetEntry(
-        "WN18RR", read_static_names, "static", "WN18RR: 40,943 entities, 11 relations"
-    ),
-    "fb15k237n": DatasetEntry(
-        "FB15k-237N/KG-S2S",
-        read_openke,
-        "static",
-        "FB15k-237N (OpenKE id files of KG-S2S): 14,541 entities, 93 relations",
-    ),
+    name: DatasetEntry(info.folder, _READERS[name], info.kind, info.description, info.bundled)
+    for name, info in DATASET_INFO.items()
 }
 for _name, _entry in _ENTRIES.items():
     DATASETS.register(_name)(_entry)
-
-
-def data_root(root: str | os.PathLike[str] | None = None) -> Path | None:
-    """The data root: ``root`` if given, else ``$KGDISTILL_DATA``, else ``None``."""
-    value = root if root is not None else os.environ.get("KGDISTILL_DATA")
-    return Path(value).expanduser() if value else None
 
 
 def detect_reader(folder: Path) -> Callable[..., RawKG]:

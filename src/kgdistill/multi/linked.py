@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kgdistill.catalog import LINKED_INFO
 from kgdistill.data.datasets import data_root
 from kgdistill.data.raw import open_text, resolve_file
 from kgdistill.errors import DataError
@@ -339,11 +340,9 @@ class LinkedEntry:
     description: str
 
 
+#: the known collections (listed without PyTorch from :data:`kgdistill.catalog.LINKED_INFO`)
 LINKED: dict[str, LinkedEntry] = {
-    f"dbp15k_{p}": LinkedEntry(
-        f"DBP15K/{p}", f"DBP15K {p}: {a.upper()} and EN DBpedia, 15,000 entity links"
-    )
-    for p, a in (("zh_en", "zh"), ("ja_en", "ja"), ("fr_en", "fr"))
+    name: LinkedEntry(info.folder, info.description) for name, info in LINKED_INFO.items()
 }
 
 
