@@ -28,6 +28,7 @@ from kgdistill.io import atomic_write_text
 
 __all__ = [
     "REPO",
+    "NothingFinished",
     "earlier_results",
     "friendly_errors",
     "machine_info",
@@ -55,6 +56,14 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+class NothingFinished(KGDistillError):
+    """A benchmark call with no finished row to report: it writes nothing and says so (exit status 1 through
+    :func:`friendly_errors`), instead of an empty table and "results written"."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"nothing finished: {why}; no results written")
+
+
 def write_script_result(
     out: Path,
     stem: str,
@@ -62,9 +71,17 @@ def write_script_result(
     argv: Sequence[str],
     fields: dict[str, Any],
     markdown: Callable[[dict[str, Any]], str],
+    *,
+    why: str | None = None,
 ) -> str:
     """Write a benchmark script's ``<stem>.json`` and ``<stem>.md`` in ``out`` (the document with its command,
-    machine and date ahead of ``fields``); returns the Markdown."""
+    machine and date ahead of ``fields``); returns the Markdown.
+
+    Raises:
+        NothingFinished: ``fields["rows"]`` is empty (``why``: what the script looked for); nothing is written.
+    """
+    if "rows" in fields and not fields["rows"]:
+        raise NothingFinished(why or f"{script} has no row to report")
     doc = {
         "command": shlex.join(["python", script, *argv]),
         "machine": machine_info(),
@@ -161,9 +178,13 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
 
 @contextmanager
 def friendly_errors() -> Iterator[None]:
-    """An input error prints one line and exits with status 2; an interrupt says how to go on (status 130)."""
+    """An input error prints one line and exits with status 2; a call with nothing finished says so (status 1);
+    an interrupt says how to go on (status 130)."""
     try:
         yield
+    except NothingFinished as e:
+        click.echo(str(e), err=True)
+        sys.exit(1)
     except KGDistillError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)

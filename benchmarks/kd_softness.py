@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from _common import markdown_table, write_script_result
+from _common import friendly_errors, markdown_table, write_script_result
 from kgdistill.api import load_data
 from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.config import load_config
@@ -152,14 +152,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.work / ds}: no such run folder (run `python benchmarks/temporal_kd.py` first)"
             )
         rows += measure_dataset(args.work / ds, args.methods, args.queries, args.temperatures)
-    text = write_script_result(
-        args.out,
-        "kd_softness",
-        "benchmarks/kd_softness.py",
-        argv or sys.argv[1:],
-        {"benchmark": "kd-softness", "rows": rows},
-        markdown,
-    )
+    with friendly_errors():
+        text = write_script_result(
+            args.out,
+            "kd_softness",
+            "benchmarks/kd_softness.py",
+            argv or sys.argv[1:],
+            {"benchmark": "kd-softness", "rows": rows},
+            markdown,
+            why=f"no finished run of the methods {args.methods} under {args.work}",
+        )
     print(text)
     return 0
 

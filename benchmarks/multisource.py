@@ -31,6 +31,7 @@ import yaml
 
 from _common import (
     REPO,
+    NothingFinished,
     driver_options,
     earlier_results,
     friendly_errors,
@@ -474,7 +475,17 @@ def main(
             data_root=data_root,
             train=not finished_only,
         )
-    click.echo(multisource_table(doc["rows"]))
+        if not doc["teachers"]:
+            raise NothingFinished(
+                f"no finished run under {work} (--finished-only trains nothing; each pair's joint "
+                "teacher must finish first)"
+                if finished_only
+                else f"no run finished under {work}"
+            )
+    if doc["rows"]:
+        click.echo(multisource_table(doc["rows"]))
+    else:
+        click.echo("only the joint teachers have finished: no student run to tabulate yet")
     click.echo(f"results written to {out}/multisource.{{json,md,png}}")
 
 

@@ -159,6 +159,11 @@ def main() -> None:
         device = str(resolve_device(raw["train"].get("device", "auto")))
         row = {**_row(raw, metrics, device), "run": str(run)}
         rows = _merge(rows, row)
+    if not rows:
+        sys.exit(
+            f"nothing finished: no teacher to report (give --configs or --runs; {results} holds no "
+            "earlier rows); no results written"
+        )
     machine = {
         "cpu": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),

@@ -26,6 +26,7 @@ import yaml
 
 from _common import (
     REPO,
+    NothingFinished,
     driver_options,
     earlier_results,
     friendly_errors,
@@ -372,6 +373,13 @@ def main(
             data_root=data_root,
             train=not finished_only,
         )
+        if not doc["rows"]:
+            raise NothingFinished(
+                f"no finished run under {work} (--finished-only trains nothing; each dataset's teacher "
+                "must finish first)"
+                if finished_only
+                else f"no run finished under {work}"
+            )
     click.echo(seed_table(doc["rows"], list(dict.fromkeys(r["dataset"] for r in doc["rows"]))))
     click.echo(f"results written to {out}/temporal_kd.{{json,csv,md,png}}")
 

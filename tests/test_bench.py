@@ -6,9 +6,11 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from _common import markdown_table
 from kgdistill.errors import ConfigError
@@ -272,3 +274,76 @@ def test_write_script_result(tmp_path: Path) -> None:
     assert doc["command"] == "python benchmarks/demo.py --steps 2" and doc["rows"] == [{"a": 1}]
     assert set(doc["machine"]) >= {"cpu", "threads", "torch"} and doc["date"]
     assert (tmp_path / "out" / "demo.md").read_text() == text == f"# demo: {doc['command']}\n"
+
+
+def test_write_script_result_with_no_rows_writes_nothing(tmp_path: Path) -> None:
+    from _common import NothingFinished, write_script_result
+
+    with pytest.raises(
+        NothingFinished, match="nothing finished: no run under w; no results written"
+    ):
+        write_script_result(
+            tmp_path / "out",
+            "demo",
+            "benchmarks/demo.py",
+            [],
+            {"benchmark": "demo", "rows": []},
+            lambda d: "# demo\n",
+            why="no run under w",
+        )
+    assert not (tmp_path / "out").exists()
+
+
+def _nothing_finished(result: Any, out: Path) -> None:
+    """A driver call with nothing finished: one message, status 1, no table, no "results written", no files."""
+    assert result.exit_code == 1, result.output
+    assert "nothing finished: no finished run under" in result.output
+    assert "--finished-only trains nothing" in result.output
+    assert "results written to" not in result.output and "|" not in result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_temporal_kd_with_nothing_finished_says_so(tmp_path: Path) -> None:
+    from temporal_kd import main
+
+    out = tmp_path / "out"
+    args = ["--spec", str(_spec(tmp_path)), "--work", str(tmp_path / "w"), "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--finished-only", "-q"])
+    _nothing_finished(result, out)
+    assert "each dataset's teacher must finish first" in result.output
+
+
+def test_multisource_with_nothing_finished_says_so(tmp_path: Path) -> None:
+    from multisource import main
+
+    out = tmp_path / "out"
+    args = ["--pairs", "dbp15k_zh_en", "--work", str(tmp_path / "w"), "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--finished-only", "-q"])
+    _nothing_finished(result, out)
+
+
+def test_kd_softness_with_nothing_finished_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kd_softness import main
+
+    (tmp_path / "w" / "yago11k").mkdir(parents=True)  # a benchmark folder without finished runs
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--work", str(tmp_path / "w"), "--out", str(out), "--datasets", "yago11k"])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert "nothing finished: no finished run of the methods" in err and "no results written" in err
+    assert not out.exists()
+
+
+def test_teachers_with_nothing_to_report_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import teachers
+
+    out = tmp_path / "out"
+    monkeypatch.setattr("sys.argv", ["teachers.py", "--out", str(out)])
+    with pytest.raises(SystemExit, match="nothing finished: no teacher to report"):
+        teachers.main()
+    assert not out.exists()
