@@ -1,4 +1,5 @@
-"""Command line: ``kgdistill train | distill | cache | encode | evaluate | predict | datasets | models | demo``.
+"""Command line: ``kgdistill train | distill | cache | encode | evaluate | predict | compare | datasets | models |
+demo``.
 
 Each verb parses its options and calls one function of :mod:`kgdistill.api`. Input errors print one message
 and exit with status 2, without a traceback.
@@ -349,6 +350,31 @@ def models() -> None:
     kinds = {"none": "static", "required": "temporal", "optional": "either"}
     for name, info in MODEL_INFO.items():
         click.echo(f"{name:14s} {kinds[info.time_use]:9s} {info.summary}")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the runs as JSON (metrics as fractions)."
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also draw test MRR per run and valid MRR over training time into this file (.png, .pdf, .svg).",
+)
+@_friendly
+def compare(runs: tuple[str, ...], as_json: bool, plot: str | None) -> None:
+    """One table of several finished RUNS: dataset, model, size, protocol, test metrics, time, retention."""
+    from kgdistill.compare import comparison_table, plot_comparison, read_runs  # no PyTorch import
+
+    summaries = read_runs(runs)
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
+    else:
+        click.echo(comparison_table(summaries), nl=False)
+    if plot:
+        click.echo(f"wrote {plot_comparison(summaries, plot)}", err=as_json)
 
 
 @cli.command()
