@@ -95,3 +95,50 @@ def pytest_configure(config: pytest.Config) -> None:
     import sys
 
     sys.path.append(str(REPO / "benchmarks"))
+
+
+# -- text generators ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> object:
+    """The real SmolLM2-135M-Instruct (``hf`` generator, default model) on CPU, loaded once per session.
+
+    The first use on a machine converts the packaged GGUF into a cached Hugging Face folder (about 20-40 s).
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from kgdistill.llm import build_generator
+
+    return build_generator({"name": "hf", "device": "cpu", "batch_size": 8})
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama (2 layers, 16-d, a 96-token window) with the real SmolLM2 tokenizer and chat template:
+    real plumbing (tokenizer, padding, generate) in milliseconds; its texts are gibberish."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from kgdistill.llm.gen_hf import default_generator_folder
+
+    tokenizer = AutoTokenizer.from_pretrained(str(default_generator_folder()))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=96,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    folder = tmp_path_factory.mktemp("tiny-lm")
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder

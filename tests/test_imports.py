@@ -46,6 +46,7 @@ FULL: dict[str, set[str]] = {
     },
     "kgdistill.distill.teachers:TEACHERS": {"checkpoint", "cache"},
     "kgdistill.llm.encoders:ENCODERS": {"sentence_transformers", "hf", "openai"},
+    "kgdistill.llm.generators:GENERATORS": {"hf", "openai"},
     "kgdistill.data.datasets:DATASETS": {
         "yago11k",
         "wikidata12k",

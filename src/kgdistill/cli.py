@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from kgdistill.errors import KGDistillError
+from kgdistill.llm_cli import llm_serve
 
 __all__ = ["main"]
 
@@ -385,6 +386,9 @@ def demo(out: str | None, epochs: int) -> None:
     """Train and evaluate a small temporal teacher on the bundled YAGO11k."""
     result = _api().demo(out, epochs=epochs)
     _print_metrics(result.metrics, f"demo: TNTComplEx on YAGO11k, test ({result.run_dir})")
+
+
+cli.add_command(llm_serve)  # command groups that live in their own modules (importing them loads only click)
 
 
 def main() -> None:

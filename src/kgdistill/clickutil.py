@@ -1,0 +1,37 @@
+"""Small helpers shared by the command groups that live in their own modules (``contexts``, ``llm-serve``)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from kgdistill.errors import KGDistillError
+
+__all__ = ["friendly"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(interrupted: str) -> Callable[[F], F]:
+    """A decorator: a :class:`KGDistillError` prints ``error: <message>`` and exits 2 (no traceback); Ctrl-C
+    prints ``interrupted: <interrupted>`` and exits 130."""
+
+    def deco(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except KGDistillError as e:
+                click.echo(f"error: {e}", err=True)
+                sys.exit(2)
+            except KeyboardInterrupt:
+                click.echo(f"interrupted: {interrupted}", err=True)
+                sys.exit(130)
+
+        return wrapper  # type: ignore[return-value]
+
+    return deco
