@@ -15,7 +15,15 @@ from kgdistill.data.batching import both_directions
 from kgdistill.data.filters import FilterIndex
 from kgdistill.data.time import UNKNOWN_ANCHOR
 from kgdistill.errors import KGDistillError
-from kgdistill.evaluate import Metrics, evaluate, rank_of_true, summarize
+from kgdistill.evaluate import (
+    Metrics,
+    default_chunk,
+    evaluate,
+    rank_filtered,
+    rank_of_true,
+    score_width,
+    summarize,
+)
 from kgdistill.models import KGEModel, Vocab, build_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -109,6 +117,119 @@ def test_nan_score_of_another_candidate_raises() -> None:
     scores = torch.tensor([[1.0, math.nan, math.nan, math.nan]])
     with pytest.raises(KGDistillError, match="NaN"):
         rank_of_true(scores, torch.tensor([0]))
+
+
+def _reference_ranks(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    rows: torch.Tensor | None,
+    cols: torch.Tensor | None,
+    ties: str,
+) -> torch.Tensor:
+    """The plain two-comparison count (the evaluator's former implementation)."""
+    scores = scores.clone()
+    true = scores.gather(1, targets.unsqueeze(1))
+    if rows is not None and cols is not None:
+        scores[rows, cols] = -math.inf
+    scores.scatter_(1, targets.unsqueeze(1), -math.inf)
+    greater = (scores > true).sum(1).double()
+    equal = (scores == true).sum(1).double()
+    return {
+        "optimistic": 1 + greater,
+        "pessimistic": 1 + greater + equal,
+        "realistic": 1 + greater + equal / 2,
+    }[ties]
+
+
+@pytest.mark.parametrize("ties", ["realistic", "optimistic", "pessimistic"])
+@pytest.mark.parametrize("infinite", ["none", "-inf", "+-inf"])
+def test_rank_of_true_sign_count_equals_two_comparisons(ties: str, infinite: str) -> None:
+    """Random integer scores (many exact ties), random filters, and optionally -inf scores (a teacher's unknown
+    entities) or +-inf scores, the true ones included: the one-pass sign count (or the comparison fallback)
+    gives exactly the two-comparison ranks."""
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        scores = torch.randint(-4, 5, (13, 37), generator=gen).float()
+        if infinite == "+-inf":
+            scores[torch.rand(scores.shape, generator=gen) < 0.1] = math.inf
+        if infinite != "none":
+            scores[torch.rand(scores.shape, generator=gen) < 0.1] = -math.inf
+        targets = torch.randint(0, 37, (13,), generator=gen)
+        n = 60
+        rows, cols = (
+            torch.randint(0, 13, (n,), generator=gen),
+            torch.randint(0, 37, (n,), generator=gen),
+        )
+        want = _reference_ranks(scores, targets, rows, cols, ties)
+        got = rank_of_true(scores.clone(), targets, rows, cols, ties)  # type: ignore[arg-type]
+        assert got.dtype == torch.float64
+        assert got.tolist() == want.tolist()
+        unfiltered = rank_of_true(scores.clone(), targets, ties=ties)  # type: ignore[arg-type]
+        assert unfiltered.tolist() == _reference_ranks(scores, targets, None, None, ties).tolist()
+        flat = rank_filtered(scores.clone(), targets, rows * 37 + cols, ties)  # type: ignore[arg-type]
+        assert flat.tolist() == want.tolist()
+        # a non-contiguous score matrix (a transposed view) takes the same path
+        strided = scores.T.contiguous().T
+        assert not strided.is_contiguous()
+        got = rank_filtered(strided, targets, rows * 37 + cols, ties)  # type: ignore[arg-type]
+        assert got.tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_rank_of_true_other_dtypes(dtype: torch.dtype) -> None:
+    scores = torch.tensor([LIBKGE, [1.0, 5.0, 5.0, 0.0, 2.0]], dtype=dtype)
+    targets = torch.tensor([0, 1])
+    for ties, want in [
+        ("optimistic", [2.0, 1.0]),
+        ("realistic", [3.0, 1.5]),
+        ("pessimistic", [4.0, 2.0]),
+    ]:
+        got = rank_of_true(scores.clone(), targets, ties=ties)  # type: ignore[arg-type]
+        assert got.tolist() == want
+
+
+def test_rank_of_true_tiny_differences_are_not_ties() -> None:
+    """Scores one float apart (also subnormal ones) are not ties: their difference is never rounded to 0."""
+    one = torch.tensor(1.0)
+    tiny = torch.tensor(1.0e-45)  # the smallest positive float32 (subnormal)
+    row = torch.stack(
+        [one, torch.nextafter(one, torch.tensor(2.0)), torch.nextafter(one, torch.tensor(0.0))]
+    )
+    assert rank_of_true(row.unsqueeze(0), torch.tensor([0])).tolist() == [2.0]
+    row = torch.stack([tiny, 2 * tiny, torch.tensor(0.0)])
+    assert rank_of_true(row.unsqueeze(0), torch.tensor([0])).tolist() == [2.0]
+
+
+def test_rank_of_true_counts_exactly_beyond_float32_integers() -> None:
+    """Beyond 2^24 columns a float32 sum of signs would round; the balance is then summed in float64."""
+    n = (1 << 24) + 3
+    scores = torch.zeros(1, n)
+    scores[0, 5] = 1.0
+    assert rank_of_true(scores, torch.tensor([5])).tolist() == [1.0]
+    scores = torch.zeros(1, n)
+    scores[0, 0] = -1.0
+    assert rank_of_true(scores, torch.tensor([0]), ties="optimistic").tolist() == [float(n)]
+
+
+def test_nan_score_of_a_filtered_entry_raises() -> None:
+    """NaN is found before the filter overwrites it with -inf."""
+    scores = torch.tensor([[1.0, math.nan, 0.0]])
+    with pytest.raises(KGDistillError, match="NaN"):
+        rank_of_true(scores, torch.tensor([0]), torch.tensor([0]), torch.tensor([1]))
+
+
+def test_default_chunk_by_width() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert default_chunk(14541, cpu) == (1 << 22) // 14541  # unknown width: the old fixed budget
+    assert default_chunk(14541, cpu, 16) == (1 << 19) // 14541
+    assert default_chunk(14541, cpu, 200) == (200 << 14) // 14541
+    assert default_chunk(14541, cpu, 2000) == (1 << 22) // 14541
+    assert default_chunk(40943, cpu, 16) == 16  # at least 16 queries
+    assert default_chunk(10, cpu, 16) == 4096  # at most 4096
+    assert default_chunk(14541, cuda, 16) == 4096
+    model = build_model({"name": "complex", "dim": 8}, Vocab(20, 3))
+    assert score_width(model) == 16  # [re | im]
+    assert score_width(HashScores(5)) is None
 
 
 # -- summarize --------------------------------------------------------------------------------------------------
@@ -362,6 +483,45 @@ def test_evaluate_random_kge_model_matches_naive_loop(
     with torch.no_grad():
         scores = model.score_all(torch.tensor(queries))
     _assert_matches(metrics, _naive_ranks(scores, queries, kg), n_facts)
+
+
+class InfiniteScores(HashScores):
+    """``HashScores`` with ``+inf`` and ``-inf`` on some levels: ``inf - inf`` must not break the counts."""
+
+    def score_all(self, queries: torch.Tensor) -> torch.Tensor:
+        scores = super().score_all(queries)
+        return scores.masked_fill(scores == 0, math.inf).masked_fill(scores == 1, -math.inf)
+
+
+@pytest.mark.parametrize("ties", ["realistic", "optimistic", "pessimistic"])
+def test_evaluate_with_infinite_scores_matches_naive_loop(tiny_kg: KG, ties: str) -> None:
+    model = InfiniteScores(tiny_kg.num_entities)
+    metrics = evaluate(model, tiny_kg, "test", ties=ties, batch_size=9)  # type: ignore[arg-type]
+    n = len(tiny_kg.splits["test"])
+    queries = _naive_queries(tiny_kg, "test", n)
+    scores = model.score_all(torch.tensor(queries)).detach()
+    assert scores.isinf().any()
+    _assert_matches(metrics, _naive_ranks(scores, queries, tiny_kg, ties=ties), n)
+
+
+def test_evaluate_casts_other_score_dtypes(tiny_kg: KG) -> None:
+    class Double(HashScores):
+        def score_all(self, queries: torch.Tensor) -> torch.Tensor:
+            return super().score_all(queries).double()
+
+    a = evaluate(Double(tiny_kg.num_entities), tiny_kg, "test")
+    b = evaluate(HashScores(tiny_kg.num_entities), tiny_kg, "test")
+    assert a.sides == b.sides
+
+
+def test_evaluate_restores_training_mode_after_an_error(tiny_kg: KG) -> None:
+    model = HashScores(tiny_kg.num_entities)
+    model.train()
+    with torch.no_grad():
+        model.zero.fill_(math.nan)
+    with pytest.raises(KGDistillError):
+        evaluate(model, tiny_kg, "test")
+    assert model.training
 
 
 def test_chunking_does_not_change_results(tiny_tkg: KG) -> None:

@@ -171,3 +171,21 @@ def test_help_and_the_package_do_not_load_torch() -> None:
         "assert 'torch' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_no_public_name_is_shadowed_by_a_submodule() -> None:
+    """A lazy public name equal to a submodule's would flip from the object to the module as soon as anything
+    imports that submodule (``from kgdistill import evaluate`` once gave the module after ``import kgdistill.api``).
+    """
+    import kgdistill
+
+    submodules = {p.stem for p in SRC.glob("*.py")} | {p.name for p in SRC.iterdir() if p.is_dir()}
+    assert not submodules & set(kgdistill._LAZY)
+    code = (
+        "import kgdistill, kgdistill.api, kgdistill.run, kgdistill.predict\n"
+        "import kgdistill.data, kgdistill.models, kgdistill.evaluate\n"
+        "import types\n"
+        "bad = [n for n in kgdistill._LAZY if isinstance(getattr(kgdistill, n), types.ModuleType)]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -16,14 +16,15 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-#: public name -> the module that defines it
+#: public name -> the module that defines it. No name may also be a submodule's: importing the submodule sets
+#: the package attribute to the module (``kgdistill.evaluate`` is the module; the function is
+#: ``kgdistill.api.evaluate`` or ``kgdistill.evaluate.evaluate``)
 _LAZY = {
     "DATASETS": "kgdistill.data",
     "KG": "kgdistill.data",
     "load_kg": "kgdistill.data",
     "TEACHERS": "kgdistill.distill",
     "Metrics": "kgdistill.evaluate",
-    "evaluate": "kgdistill.evaluate",
     "ENCODERS": "kgdistill.llm.encoders",
     "LOSSES": "kgdistill.losses",
     "MODELS": "kgdistill.models",

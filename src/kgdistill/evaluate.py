@@ -7,14 +7,17 @@ are scored in one matrix product per chunk, every other known answer is set to `
 Ties (LibKGE's example: scores a:10, b:10, c:10, d:11, e:9 with ``a`` true give ranks 2 / 4 / 3):
 ``optimistic = 1 + #greater``, ``pessimistic = 1 + #greater + #equal``, ``realistic`` = their mean, the
 expected rank under random tie breaking (default; PyKEEN's realistic rank).
+
+Re-ranking (:func:`evaluate_rerank`): a retriever scores all entities, its filtered top-k are rescored by a
+reranker (``score_candidates``), and the true answer's rank is read from the combined order (see there).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -23,9 +26,36 @@ from kgdistill.data.batching import both_directions
 from kgdistill.data.filters import FilterIndex
 from kgdistill.data.kg import KG
 from kgdistill.errors import KGDistillError
-from kgdistill.types import TAIL, FloatTensor, LongTensor, TieMode
+from kgdistill.types import TAIL, BoolTensor, FloatTensor, LongTensor, TieMode
 
-__all__ = ["Metrics", "default_chunk", "evaluate", "rank_of_true", "summarize"]
+__all__ = [
+    "Metrics",
+    "default_chunk",
+    "evaluate",
+    "evaluate_rerank",
+    "rank_filtered",
+    "rank_of_true",
+    "rerank_ranks",
+    "summarize",
+    "topk_candidates",
+]
+
+TIE_MODES = ("optimistic", "pessimistic", "realistic")
+
+#: a float32 sum of values in {-1, 0, 1} is exact while it stays below 2^24 in magnitude
+_EXACT_FLOAT32_COUNT = 1 << 24
+
+
+class Scorer(Protocol):
+    """What :func:`evaluate` and a retriever need: ``score_all(queries (B, 3|4)) -> (B, E)``."""
+
+    def score_all(self, queries: LongTensor) -> FloatTensor: ...
+
+
+class CandidateScorer(Protocol):
+    """What a reranker needs: ``score_candidates(queries (B, 3|4), candidates (B, C)) -> (B, C)``."""
+
+    def score_candidates(self, queries: LongTensor, candidates: LongTensor) -> FloatTensor: ...
 
 
 @dataclass
@@ -53,6 +83,27 @@ class Metrics:
         return asdict(self)
 
 
+# ------------------------------------------------------------------------------------------------ ranks
+def _check_ties(ties: str) -> None:
+    if ties not in TIE_MODES:
+        raise KGDistillError(f"unknown tie mode '{ties}' (optimistic, pessimistic, realistic)")
+
+
+def _nan_error() -> KGDistillError:
+    return KGDistillError(
+        "the model produced NaN scores; evaluation is meaningless (diverged training?)"
+    )
+
+
+def _tie_rank(greater: LongTensor, equal: LongTensor, ties: TieMode) -> FloatTensor:
+    """``(B,)`` counts of other candidates scored above and level with the true one -> ``(B,)`` float64 ranks."""
+    if ties == "optimistic":
+        return (1 + greater).double()
+    if ties == "pessimistic":
+        return (1 + greater + equal).double()
+    return 1 + greater.double() + equal.double() / 2
+
+
 def rank_of_true(
     scores: FloatTensor,
     targets: LongTensor,
@@ -62,6 +113,15 @@ def rank_of_true(
 ) -> FloatTensor:
     """Filtered rank of each row's true entry. ``scores`` is modified in place.
 
+    The removed entries and the true one are set to ``-inf``; then one in-place pass turns the scores into
+    ``sign(score - true score)`` and its row sum is the balance ``b = #greater - #less`` over the ``E`` columns
+    (``#equal = E - #greater - #less``), so ``realistic = 1 + (E + b) / 2`` needs no second comparison pass;
+    ``optimistic`` (``1 + #greater``) and ``pessimistic`` (``1 + E - #greater + b``) add one pass for
+    ``#greater``. The counts are exact: a float difference is zero only for equal floats (IEEE subnormals; not
+    under ``torch.set_flush_denormal(True)``), and the sums are integers below 2^24 (float64 beyond). The maximum,
+    taken first, finds NaN (which raises); ``+inf`` scores and infinite true scores (``inf - inf``) are counted
+    by plain comparisons instead.
+
     Args:
         scores: ``(B, E)`` scores.
         targets: ``(B,)`` column of the true answer.
@@ -69,25 +129,61 @@ def rank_of_true(
         ties: tie handling.
 
     Returns:
-        ``(B,)`` float ranks (realistic ranks may end in .5).
+        ``(B,)`` float64 ranks (realistic ranks may end in .5).
     """
-    true = scores.gather(1, targets.unsqueeze(1))
-    if torch.isnan(scores).any():
-        raise KGDistillError(
-            "the model produced NaN scores; evaluation is meaningless (diverged training?)"
-        )
+    flat = None
     if rows is not None and cols is not None:
-        scores[rows, cols] = -math.inf
-    scores.scatter_(1, targets.unsqueeze(1), -math.inf)
-    greater = (scores > true).sum(1)
-    if ties == "optimistic":
-        return (1 + greater).double()
-    equal = (scores == true).sum(1)
-    if ties == "pessimistic":
-        return (1 + greater + equal).double()
+        flat = rows * scores.shape[1] + cols
+    return rank_filtered(scores, targets, flat, ties)
+
+
+def rank_filtered(
+    scores: FloatTensor,
+    targets: LongTensor,
+    flat: LongTensor | None = None,
+    ties: TieMode = "realistic",
+) -> FloatTensor:
+    """:func:`rank_of_true` with the removed entries as flat positions ``row * E + col`` (``(N,)``, see
+    :meth:`~kgdistill.data.filters.FilterIndex.known_flat_chunks`). ``scores`` is modified in place."""
+    _check_ties(ties)
+    col = targets.unsqueeze(1)
+    true = scores.gather(1, col)
+    # one cheap pass: the maximum is NaN if any score is (and +inf if any is); -inf scores (a teacher's
+    # unknown entities) are fine as long as the true scores are finite
+    fast = bool(torch.minimum(scores.amax(), true.min()).isfinite())
+    if not fast and bool(scores.isnan().any()):
+        raise _nan_error()
+    if flat is not None:
+        _fill(scores, flat, -math.inf)
+    scores.scatter_(1, col, -math.inf)
+    if not fast:  # +inf scores or an infinite true score: inf - inf would be NaN
+        return _tie_rank((scores > true).sum(1), (scores == true).sum(1), ties)
+    return _count_ranks(scores, true, ties)
+
+
+def _fill(scores: FloatTensor, flat: LongTensor, value: float) -> None:
+    """``scores (B, E)`` at the flat positions ``flat (N,)`` := ``value``, in place."""
+    if scores.is_contiguous():
+        scores.view(-1).index_fill_(0, flat, value)
+    else:
+        n = scores.shape[1]
+        scores[flat // n, flat % n] = value
+
+
+def _count_ranks(scores: FloatTensor, true: FloatTensor, ties: TieMode) -> FloatTensor:
+    """Ranks of ``true (B, 1)`` among finite ``scores (B, E)`` whose removed entries are ``-inf``; the scores
+    become the signs."""
+    n = scores.shape[1]
+    signs = scores.sub_(true).sign_()
+    exact32 = scores.dtype == torch.float32 and n < _EXACT_FLOAT32_COUNT
+    acc = torch.float32 if exact32 else torch.float64
+    balance = signs.sum(1, dtype=acc).double()
     if ties == "realistic":
-        return 1 + greater.double() + equal.double() / 2
-    raise KGDistillError(f"unknown tie mode '{ties}' (optimistic, pessimistic, realistic)")
+        return 1 + (n + balance) / 2
+    greater = signs.clamp_(min=0).sum(1, dtype=acc).double()
+    if ties == "optimistic":
+        return 1 + greater
+    return 1 + n - greater + balance
 
 
 def summarize(ranks: FloatTensor, ks: Sequence[int] = (1, 3, 10)) -> dict[str, float]:
@@ -99,16 +195,139 @@ def summarize(ranks: FloatTensor, ks: Sequence[int] = (1, 3, 10)) -> dict[str, f
     return out
 
 
-def default_chunk(num_entities: int, device: torch.device) -> int:
-    """Queries per evaluation chunk: about 4M scores on CPU (they stay in cache: measured fastest on WN18RR
-    and FB15k-237), about 64M on a GPU."""
-    budget = 1 << (26 if device.type == "cuda" else 22)
+# ------------------------------------------------------------------------------------------------ chunks
+def default_chunk(num_entities: int, device: torch.device, width: int | None = None) -> int:
+    """Queries per evaluation chunk.
+
+    On a GPU about 64M scores. On CPU the chunk's scores should stay in cache for the passes that follow the
+    matrix product (masking, the sign pass, its sum), while a wide matrix product wants many rows to amortise
+    packing the entity table: about ``2^14 * width`` scores, between 2^19 and 2^22; ``width`` is the length of
+    the vectors the scores are dot products of (``None``: 2^22). Measured on FB15k-237 (2-core AMD EPYC, the
+    evaluation speed benchmark): DistMult dim 16 took 1.4 s with 36-query chunks (2^19 scores) and 2.1 s with
+    288-query ones (2^22); at dim 200 the 288-query chunks were the fastest.
+    """
+    if device.type == "cuda":
+        budget = 1 << 26
+    elif width is None:
+        budget = 1 << 22
+    else:
+        budget = min(1 << 22, max(1 << 19, width << 14))
     return max(16, min(4096, budget // max(num_entities, 1)))
 
 
+def score_width(model: object) -> int | None:
+    """Width of the entity vectors ``model`` scores against (a :class:`~kgdistill.models.KGEModel`'s
+    entity table), or ``None`` when it has none."""
+    weight = getattr(getattr(model, "entities", None), "weight", None)
+    return int(weight.shape[-1]) if isinstance(weight, torch.Tensor) and weight.dim() == 2 else None
+
+
+def _device(model: object) -> torch.device:
+    params = model.parameters() if isinstance(model, torch.nn.Module) else iter(())
+    first = next(params, None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+@dataclass
+class _Setup:
+    """What both evaluations share: the split's queries (tails, then heads) and the filter."""
+
+    queries: LongTensor
+    facts: int
+    filter_index: FilterIndex | None
+    batch_size: int
+
+
+def _setup(
+    kg: KG,
+    split: str,
+    device: torch.device,
+    *,
+    filter_index: FilterIndex | None,
+    filtered: bool,
+    time_aware: bool,
+    batch_size: int | None,
+    max_queries: int | None,
+    width: int | None,
+) -> _Setup:
+    if split not in kg.splits:
+        raise KGDistillError(f"split '{split}' not in dataset {kg.name} ({', '.join(kg.splits)})")
+    facts = kg.splits[split][:max_queries] if max_queries else kg.splits[split]
+    queries = both_directions(facts, kg.num_relations).to(device)
+    index = None
+    if filtered:
+        if filter_index is None:
+            filter_index = FilterIndex.build(kg, time_aware=time_aware)
+        index = filter_index.to(device)
+    chunk = batch_size or default_chunk(kg.num_entities, device, width)
+    return _Setup(queries=queries, facts=len(facts), filter_index=index, batch_size=chunk)
+
+
+def _chunks(
+    setup: _Setup, desc: str, progress: bool
+) -> Iterator[tuple[int, LongTensor, LongTensor | None, LongTensor | None]]:
+    """``(start, queries (B, 3|4), rows, cols)`` per chunk; ``rows`` / ``cols``: its known answers or ``None``."""
+    q, chunk = setup.queries, setup.batch_size
+    starts = range(0, len(q), chunk)
+    known = setup.filter_index.known_chunks(q, chunk) if setup.filter_index is not None else None
+    for s in tqdm(starts, desc=desc, leave=False, disable=None if progress else True):
+        rows, cols = next(known) if known is not None else (None, None)
+        yield s, q[s : s + chunk], rows, cols
+
+
+def _sides(ranks: FloatTensor, n: int, ks: Sequence[int]) -> dict[str, dict[str, float]]:
+    ranks = ranks.cpu()
+    return {
+        "both": summarize(ranks, ks),
+        "tail": summarize(ranks[:n], ks),
+        "head": summarize(ranks[n:], ks),
+    }
+
+
+def _protocol(kg: KG, split: str, setup: _Setup, ties: TieMode) -> dict[str, Any]:
+    index = setup.filter_index
+    protocol: dict[str, Any] = {
+        "split": split,
+        "queries": len(setup.queries),
+        "facts": setup.facts,
+        "filter": (
+            ("time-aware" if index.mode in ("point", "interval") else "static")
+            if index is not None
+            else "none"
+        ),
+        "filter_mode": index.mode if index is not None else "none",
+        "ties": ties,
+        "directions": "head and tail (head = tail query on the reciprocal relation)",
+    }
+    if kg.temporal:
+        protocol["time"] = {
+            "kind": kg.time.kind,
+            "mode": kg.time.mode if kg.time.kind == "interval" else None,
+            "num_times": kg.num_times,
+        }
+    return protocol
+
+
+class _EvalMode:
+    """``with _EvalMode(a, b):`` puts modules in eval mode and restores their training flags."""
+
+    def __init__(self, *models: object) -> None:
+        self.modules = [m for m in models if isinstance(m, torch.nn.Module)]
+        self.flags = [m.training for m in self.modules]
+
+    def __enter__(self) -> None:
+        for m in self.modules:
+            m.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        for m, flag in zip(self.modules, self.flags, strict=True):
+            m.train(flag)
+
+
+# ------------------------------------------------------------------------------------------ evaluation
 @torch.inference_mode()
 def evaluate(
-    model: torch.nn.Module,
+    model: Scorer,
     kg: KG,
     split: str = "test",
     *,
@@ -129,56 +348,220 @@ def evaluate(
         filter_index: a prebuilt filter (reused across evaluations); built from train/valid/test if ``None``.
         filtered / time_aware: the filter setting (time-aware only applies to temporal graphs).
         ties: tie handling. ks: the k of Hits@k.
-        batch_size: queries per chunk; by default about 2^25 scores per chunk.
+        batch_size: queries per chunk; by default :func:`default_chunk` for the model's vector width.
         max_queries: evaluate only the first ``max_queries`` facts (quick validation during training).
     """
-    if split not in kg.splits:
-        raise KGDistillError(f"split '{split}' not in dataset {kg.name} ({', '.join(kg.splits)})")
-    device = next(model.parameters()).device
-    facts = kg.splits[split][:max_queries] if max_queries else kg.splits[split]
-    n = len(facts)
-    queries = both_directions(facts, kg.num_relations).to(device)
-    if filtered and filter_index is None:
-        filter_index = FilterIndex.build(kg, time_aware=time_aware)
-    if filtered and filter_index is not None:
-        filter_index = filter_index.to(device)
-    if batch_size is None:
-        batch_size = default_chunk(kg.num_entities, device)
-    was_training = model.training
-    model.eval()
-    ranks = torch.empty(len(queries), dtype=torch.float64, device=device)
-    starts = range(0, len(queries), batch_size)
-    for s in tqdm(starts, desc=f"eval {split}", leave=False, disable=None if progress else True):
-        q = queries[s : s + batch_size]
-        scores = model.score_all(q).float()
-        rows = cols = None
-        if filtered and filter_index is not None:
-            rows, cols = filter_index.known(q)
-        ranks[s : s + len(q)] = rank_of_true(scores, q[:, TAIL], rows, cols, ties)
-    model.train(was_training)
-    ranks = ranks.cpu()
-    sides = {
-        "both": summarize(ranks, ks),
-        "tail": summarize(ranks[:n], ks),
-        "head": summarize(ranks[n:], ks),
+    _check_ties(ties)
+    device = _device(model)
+    setup = _setup(
+        kg,
+        split,
+        device,
+        filter_index=filter_index,
+        filtered=filtered,
+        time_aware=time_aware,
+        batch_size=batch_size,
+        max_queries=max_queries,
+        width=score_width(model),
+    )
+    ranks = torch.empty(len(setup.queries), dtype=torch.float64, device=device)
+    q, chunk, index = setup.queries, setup.batch_size, setup.filter_index
+    known = index.known_flat_chunks(q, chunk, kg.num_entities) if index is not None else None
+    starts = range(0, len(q), chunk)
+    with _EvalMode(model):
+        for s in tqdm(
+            starts, desc=f"eval {split}", leave=False, disable=None if progress else True
+        ):
+            part = q[s : s + chunk]
+            scores = model.score_all(part)
+            if scores.dtype != torch.float32:
+                scores = scores.float()
+            flat = next(known) if known is not None else None
+            ranks[s : s + len(part)] = rank_filtered(scores, part[:, TAIL], flat, ties)
+    return Metrics(sides=_sides(ranks, setup.facts, ks), protocol=_protocol(kg, split, setup, ties))
+
+
+# ------------------------------------------------------------------------------------------ re-ranking
+def _describe(model: object) -> str:
+    """A short name for the protocol: the class, and a KGE model's interaction."""
+    interaction = getattr(model, "interaction", None)
+    name = type(model).__name__
+    return f"{name}({type(interaction).__name__})" if interaction is not None else name
+
+
+def _valid_candidates(
+    num_entities: int,
+    targets: LongTensor,
+    rows: LongTensor | None,
+    cols: LongTensor | None,
+) -> BoolTensor:
+    """``(B, E)`` entities a query may rank: all but the other known answers (the true one stays)."""
+    valid = torch.ones(len(targets), num_entities, dtype=torch.bool, device=targets.device)
+    if rows is not None and cols is not None:
+        valid[rows, cols] = False
+    valid.scatter_(1, targets.unsqueeze(1), True)
+    return valid
+
+
+def topk_candidates(
+    scores: FloatTensor, valid: BoolTensor, k: int
+) -> tuple[LongTensor, BoolTensor, BoolTensor]:
+    """Each row's ``k`` best valid entities by ``scores``, best first.
+
+    Ties at the k-th score are broken towards the lower entity id (so is the order among equal scores).
+
+    Args:
+        scores: ``(B, E)`` retriever scores, no NaN.
+        valid: ``(B, E)`` entities that may be candidates (at least one per row).
+        k: candidates per row, ``1 <= k <= E``.
+
+    Returns:
+        ``ids (B, k)``: candidate entity ids in the retriever's order; a row with fewer than ``k`` valid
+        entities ends in padding that repeats its best candidate.
+        ``taken (B, k)``: which columns are real candidates (``False`` only on padding).
+        ``chosen (B, E)``: the candidates as an entity mask.
+    """
+    masked = scores.masked_fill(~valid, -math.inf)
+    count = valid.sum(1).clamp_(max=k)  # real candidates per row, >= 1
+    kth = masked.topk(k, dim=1).values.gather(1, (count - 1).unsqueeze(1))  # (B, 1)
+    above = valid & (scores > kth)
+    level = valid & (scores == kth)
+    need = (count - above.sum(1)).unsqueeze(1)
+    chosen = above | (level & (level.cumsum(1) <= need))
+    r, c = chosen.nonzero(as_tuple=True)  # row-major: ids ascending within a row
+    first = count.cumsum(0) - count
+    slot = torch.arange(len(r), device=r.device) - first[r]
+    ids = torch.zeros(len(scores), k, dtype=torch.long, device=scores.device)
+    taken = torch.zeros(len(scores), k, dtype=torch.bool, device=scores.device)
+    ids[r, slot] = c
+    taken[r, slot] = True
+    # padding sorts after every real candidate (a stable sort keeps ties in id order)
+    key = scores.gather(1, ids).masked_fill_(~taken, -math.inf)
+    order = key.sort(dim=1, descending=True, stable=True).indices
+    ids, taken = ids.gather(1, order), taken.gather(1, order)
+    return torch.where(taken, ids, ids[:, :1]), taken, chosen
+
+
+def rerank_ranks(
+    retrieval: FloatTensor,
+    valid: BoolTensor,
+    targets: LongTensor,
+    candidates: LongTensor,
+    taken: BoolTensor,
+    chosen: BoolTensor,
+    rescored: FloatTensor,
+    ties: TieMode = "realistic",
+) -> FloatTensor:
+    """Rank of the true answer when the candidates, reordered by the reranker, come before all other entities.
+
+    Args:
+        retrieval: ``(B, E)`` retriever scores. valid: ``(B, E)`` entities not filtered out.
+        targets: ``(B,)`` true answers. candidates / taken / chosen: :func:`topk_candidates`' output.
+        rescored: ``(B, k)`` reranker scores of ``candidates`` (read where ``taken``).
+        ties: tie handling, within the candidates and within the rest alike.
+
+    Returns:
+        ``(B,)`` float64 ranks: among the candidates by ``rescored`` when the true answer is one of them, else
+        ``#candidates`` + its filtered rank among the valid non-candidates by ``retrieval``.
+    """
+    col = targets.unsqueeze(1)
+    hit = (candidates == col) & taken
+    inside = hit.any(1)
+    true_re = rescored.gather(1, hit.to(torch.uint8).argmax(1, keepdim=True))
+    others = taken & ~hit
+    greater_in = (others & (rescored > true_re)).sum(1)
+    equal_in = (others & (rescored == true_re)).sum(1)
+    true_rt = retrieval.gather(1, col)
+    rest = (valid & ~chosen).scatter_(1, col, False)
+    greater_out = (rest & (retrieval > true_rt)).sum(1)
+    equal_out = (rest & (retrieval == true_rt)).sum(1)
+    below = torch.where(inside, 0, taken.sum(1))
+    greater = torch.where(inside, greater_in, greater_out)
+    equal = torch.where(inside, equal_in, equal_out)
+    return below.double() + _tie_rank(greater, equal, ties)
+
+
+@torch.inference_mode()
+def evaluate_rerank(
+    retriever: Scorer,
+    reranker: CandidateScorer,
+    kg: KG,
+    split: str = "test",
+    *,
+    k: int = 100,
+    filter_index: FilterIndex | None = None,
+    filtered: bool = True,
+    time_aware: bool = True,
+    ties: TieMode = "realistic",
+    ks: Sequence[int] = (1, 3, 10),
+    batch_size: int | None = None,
+    progress: bool = False,
+    max_queries: int | None = None,
+) -> Metrics:
+    """Re-ranking evaluation: a retriever's filtered top-k, rescored by a reranker, above everything else.
+
+    For every query (the same queries, filter and tie modes as :func:`evaluate`):
+
+    1. the retriever scores all entities (``score_all``);
+    2. the other known answers are removed (the filtered protocol; the true answer stays) and the ``k`` best
+       remaining entities by retriever score are the candidates (ties at the k-th score go to the lower
+       entity id); fewer than ``k`` remain only when ``k`` is close to ``E``, and then all are candidates;
+    3. the reranker scores the candidates, ``score_candidates(queries (B, 3|4), candidates (B, k)) -> (B, k)``,
+       candidates given best-first in the retriever's order;
+    4. the final ranking puts the candidates first, in the reranker's order, and every other entity below them
+       in the retriever's order. The true answer's rank is, when it is a candidate, its rank among the
+       candidates by reranker score; otherwise ``k`` + its filtered rank among the non-candidates by
+       retriever score. Both use ``ties``.
+
+    With the reranker scoring exactly as the retriever, the ranks equal :func:`evaluate`'s for every ``k``
+    (unless the true answer's retriever score ties with the k-th candidate's while left out of the top-k).
+
+    Args:
+        retriever: anything with ``score_all``. reranker: anything with ``score_candidates`` (a
+            :class:`~kgdistill.models.KGEModel`, a language-model scorer).
+        kg / split / filter_index / filtered / time_aware / ties / ks / max_queries: as :func:`evaluate`.
+        k: candidates per query, ``1 <= k <= E`` (clipped to ``E``).
+        batch_size: queries per chunk (the reranker sees ``(batch_size, k)`` candidates at once).
+
+    Returns:
+        :class:`Metrics`; the protocol adds ``"rerank": {"k", "retriever", "reranker"}``.
+    """
+    _check_ties(ties)
+    if k < 1:
+        raise KGDistillError(f"rerank k must be at least 1, got {k}")
+    k = min(k, kg.num_entities)
+    device, rerank_device = _device(retriever), _device(reranker)
+    setup = _setup(
+        kg,
+        split,
+        device,
+        filter_index=filter_index,
+        filtered=filtered,
+        time_aware=time_aware,
+        batch_size=batch_size,
+        max_queries=max_queries,
+        width=score_width(retriever),
+    )
+    ranks = torch.empty(len(setup.queries), dtype=torch.float64, device=device)
+    with _EvalMode(retriever, reranker):
+        for s, q, rows, cols in _chunks(setup, f"rerank {split}", progress):
+            retrieval = retriever.score_all(q).float()
+            if bool(retrieval.isnan().any()):
+                raise _nan_error()
+            targets = q[:, TAIL]
+            valid = _valid_candidates(kg.num_entities, targets, rows, cols)
+            candidates, taken, chosen = topk_candidates(retrieval, valid, k)
+            rescored = reranker.score_candidates(q.to(rerank_device), candidates.to(rerank_device))
+            rescored = rescored.float().to(device)
+            if bool((rescored.isnan() & taken).any()):
+                raise _nan_error()
+            ranks[s : s + len(q)] = rerank_ranks(
+                retrieval, valid, targets, candidates, taken, chosen, rescored, ties
+            )
+    protocol = _protocol(kg, split, setup, ties)
+    protocol["rerank"] = {
+        "k": k,
+        "retriever": _describe(retriever),
+        "reranker": _describe(reranker),
     }
-    protocol = {
-        "split": split,
-        "queries": len(queries),
-        "facts": n,
-        "filter": (
-            ("time-aware" if filter_index.mode in ("point", "interval") else "static")
-            if filtered and filter_index is not None
-            else "none"
-        ),
-        "filter_mode": filter_index.mode if filtered and filter_index is not None else "none",
-        "ties": ties,
-        "directions": "head and tail (head = tail query on the reciprocal relation)",
-    }
-    if kg.temporal:
-        protocol["time"] = {
-            "kind": kg.time.kind,
-            "mode": kg.time.mode if kg.time.kind == "interval" else None,
-            "num_times": kg.num_times,
-        }
-    return Metrics(sides=sides, protocol=protocol)
+    return Metrics(sides=_sides(ranks, setup.facts, ks), protocol=protocol)

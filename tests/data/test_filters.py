@@ -367,6 +367,45 @@ def test_filter_index_to_and_empty_queries(hand_point: RawKG) -> None:
     assert rows.numel() == 0
 
 
+# -- known_chunks: one lookup per block, sliced per evaluation chunk -------------------------------------------------
+
+
+@pytest.mark.parametrize("kg_name", ["tiny_kg", "tiny_point_kg", "tiny_tkg", "yago"])
+@pytest.mark.parametrize(("chunk", "block"), [(1, 1), (7, 20), (16, 512), (50, 10), (10_000, 512)])
+def test_known_chunks_equals_known_per_chunk(
+    request: pytest.FixtureRequest, kg_name: str, chunk: int, block: int
+) -> None:
+    kg: KG = request.getfixturevalue(kg_name)
+    index = FilterIndex.build(kg)
+    q = torch.cat([_queries(kg, "test", 150), _queries(kg, "valid", 50)])
+    got = list(index.known_chunks(q, chunk, block))
+    starts = range(0, len(q), chunk)
+    assert len(got) == len(starts)
+    flat = list(index.known_flat_chunks(q, chunk, kg.num_entities, block))
+    assert len(got) == len(flat) == len(starts)
+    for (rows, cols), positions, s in zip(got, flat, starts, strict=True):
+        want_rows, want_cols = index.known(q[s : s + chunk])
+        assert torch.equal(rows, want_rows) and torch.equal(cols, want_cols)
+        assert torch.equal(positions, want_rows * kg.num_entities + want_cols)
+    assert sum(len(r) for r, _ in got) == len(index.known(q)[0]) > len(q)
+
+
+def test_known_rows_ascending(yago: KG) -> None:
+    """``known_chunks`` slices a block's pairs by row, so ``known`` must list them query by query."""
+    index = FilterIndex.build(yago)
+    rows, _ = index.known(_queries(yago, "test", 300))
+    assert (rows[1:] >= rows[:-1]).all()
+
+
+def test_known_chunks_empty(hand_point: RawKG) -> None:
+    index = FilterIndex.build(build_kg(hand_point))
+    assert list(index.known_chunks(torch.zeros((0, 4), dtype=torch.long), 8)) == []
+    assert list(index.known_flat_chunks(torch.zeros((0, 4), dtype=torch.long), 8, 4)) == []
+    # a chunk whose queries know nothing yields empty pairs
+    ((rows, cols),) = index.known_chunks(torch.tensor([[3, 1, 0, 2]]), 8)
+    assert rows.numel() == cols.numel() == 0
+
+
 # -- batching ---------------------------------------------------------------------------------------------------
 
 

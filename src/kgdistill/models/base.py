@@ -180,6 +180,16 @@ class KGEModel(nn.Module):
             scores=scores, h=h, r=r, t=t, factors=factors, time_table=self.relations.time_table()
         )
 
+    def score_candidates(self, queries: LongTensor, candidates: LongTensor) -> FloatTensor:
+        """Scores of given entities as the tail: ``queries (B, 3|4)``, ``candidates (B, C)`` ids -> ``(B, C)``.
+
+        The re-ranking interface (:func:`kgdistill.evaluate.evaluate_rerank` hands a reranker each query's
+        top-k candidates of a retriever): any scorer of candidate lists offers it, e.g. a language model that
+        reads the query and the candidates' texts. Higher is better; only the order within a row matters.
+        Here it is ``forward(queries, candidates).scores``.
+        """
+        return self.forward(queries, candidates).scores
+
     def score_hrt(self, facts: LongTensor) -> FloatTensor:
         """Score of each fact's own tail: ``(B, 3|4) -> (B,)``."""
         return self.interaction.score_hrt(self.query_vectors(facts), self.entities(facts[:, TAIL]))

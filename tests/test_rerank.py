@@ -1,0 +1,251 @@
+"""Re-ranking evaluation: a retriever's filtered top-k rescored by a reranker (``evaluate_rerank``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from kgdistill.data import KG, build_kg, load_kg, read_static_names
+from kgdistill.data.batching import both_directions
+from kgdistill.data.filters import FilterIndex
+from kgdistill.errors import KGDistillError
+from kgdistill.evaluate import evaluate, evaluate_rerank, rank_of_true, summarize, topk_candidates
+from kgdistill.models import KGEModel, Vocab, build_model
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+# -- a hand-computed case ------------------------------------------------------------------------------------------
+#
+# Entities e0..e5 (ids 0..5), one relation r (id 0; its reciprocal is 1). Known answers (train + valid + test,
+# both directions): (e0, r) -> {e1, e2, e3}, (e4, r) -> {e5}, (e3, r^-1) -> {e0}, (e5, r^-1) -> {e4}, ...
+HAND_SPLITS = {
+    "train": [("e0", "r", "e1"), ("e0", "r", "e2")],
+    "valid": [("e2", "r", "e4")],
+    "test": [("e0", "r", "e3"), ("e4", "r", "e5")],
+}
+# query (head, relation) -> retriever scores of e0..e5
+RETRIEVER = {
+    (0, 0): [
+        1.0,
+        9.0,
+        8.0,
+        5.0,
+        5.0,
+        7.0,
+    ],  # e1, e2 filtered; top-2 = e5, then e3 (ties e4: lower id)
+    (4, 0): [3.0, 6.0, 6.0, 4.0, 2.0, 2.0],  # true e5 outside the top-2 {e1, e2}; ties e4 below
+    (3, 1): [4.0, 4.0, 9.0, 1.0, 4.0, 0.0],  # top-2 = e2, then e0 of the tied e0 / e1 / e4
+    (5, 1): [0.0, 1.0, 2.0, 3.0, -1.0, 5.0],  # true e4 last
+}
+# query -> reranker scores of e0..e5 (only the candidates' are read)
+RERANKER = {
+    (0, 0): [0.0, 0.0, 0.0, 2.0, 0.0, 2.0],  # e5 and the true e3 tie
+    (4, 0): [0.0, 9.0, 9.0, 0.0, 0.0, 99.0],  # e5 would be first, but it is not a candidate
+    (3, 1): [3.0, 0.0, 1.0, 0.0, 0.0, 0.0],  # the true e0 first
+    (5, 1): [0.0, 0.0, 0.0, 0.0, 99.0, 0.0],
+}
+# ranks of the tail queries (e0, r, ?=e3), (e4, r, ?=e5), then the head queries (e3, r^-1, ?=e0), (e5, r^-1, ?=e4)
+HAND_RANKS = {
+    # q1: reranker tie among the 2 candidates; q2: 2 + (e0, e3 above; e4 level) among the rest;
+    # q3: first among the candidates; q4: 2 + (e0, e1, e2 above) among the rest
+    "realistic": [1.5, 5.5, 1.0, 6.0],
+    "optimistic": [1.0, 5.0, 1.0, 6.0],
+    "pessimistic": [2.0, 6.0, 1.0, 6.0],
+}
+
+
+class TableScorer(torch.nn.Module):
+    """Scores from a table ``(head, relation) -> scores of every entity``: a stub retriever / reranker."""
+
+    def __init__(self, table: dict[tuple[int, int], list[float]]) -> None:
+        super().__init__()
+        self.table = {k: torch.tensor(v) for k, v in table.items()}
+        self.calls: list[torch.Tensor] = []
+
+    def score_all(self, queries: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.table[h, r] for h, r in queries[:, :2].tolist()])
+
+    def score_candidates(self, queries: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        self.calls.append(candidates.clone())
+        return self.score_all(queries).gather(1, candidates)
+
+
+@pytest.fixture
+def hand_kg(tmp_path: Path) -> KG:
+    for split, facts in HAND_SPLITS.items():
+        (tmp_path / f"{split}.txt").write_text("".join(f"{h}\t{r}\t{t}\n" for h, r, t in facts))
+    kg = build_kg(read_static_names(tmp_path))
+    assert kg.num_entities == 6 and kg.num_relations == 1
+    assert kg.splits["test"].tolist() == [[0, 0, 3], [4, 0, 5]]
+    return kg
+
+
+def _sides(ranks: list[float]) -> dict[str, dict[str, float]]:
+    r = torch.tensor(ranks, dtype=torch.float64)
+    n = len(r) // 2
+    return {"both": summarize(r), "tail": summarize(r[:n]), "head": summarize(r[n:])}
+
+
+@pytest.mark.parametrize("ties", ["realistic", "optimistic", "pessimistic"])
+def test_rerank_hand_computed_ranks(hand_kg: KG, ties: str) -> None:
+    retriever, reranker = TableScorer(RETRIEVER), TableScorer(RERANKER)
+    m = evaluate_rerank(retriever, reranker, hand_kg, "test", k=2, ties=ties)  # type: ignore[arg-type]
+    assert m.sides == _sides(HAND_RANKS[ties])
+    # the reranker saw each query's filtered top-2 in the retriever's order (one chunk of 4 queries)
+    (seen,) = reranker.calls
+    assert seen.tolist() == [[5, 3], [1, 2], [2, 0], [5, 3]]
+    assert m.protocol["rerank"] == {"k": 2, "retriever": "TableScorer", "reranker": "TableScorer"}
+    assert m.protocol["filter"] == "static" and m.protocol["ties"] == ties
+
+
+def test_rerank_all_entities_ranks_every_valid_entity_by_the_reranker(hand_kg: KG) -> None:
+    """k = E: every entity left by the filter is a candidate; the rest of each row is padding."""
+    reranker = TableScorer(RERANKER)
+    m = evaluate_rerank(TableScorer(RETRIEVER), reranker, hand_kg, "test", k=6)
+    # q1: e3 ties e5 (2.0) among e0, e3, e4, e5 -> 1.5; q2: e5 (99) first -> 1; q3: e0 (3) first -> 1;
+    # q4: e4 (99) first -> 1
+    assert m.sides == _sides([1.5, 1.0, 1.0, 1.0])
+    (seen,) = reranker.calls
+    # q1: valid e0, e3, e4, e5 in retriever order (e3 before the tied e4), then padding (repeats e5)
+    assert seen[0].tolist() == [5, 3, 4, 0, 5, 5]
+    assert m.protocol["rerank"]["k"] == 6
+
+
+def test_rerank_unfiltered_keeps_known_answers_as_candidates(hand_kg: KG) -> None:
+    reranker = TableScorer(RERANKER)
+    evaluate_rerank(TableScorer(RETRIEVER), reranker, hand_kg, "test", k=2, filtered=False)
+    assert reranker.calls[0][0].tolist() == [1, 2]  # e1, e2 are no longer removed
+
+
+def test_topk_candidates_explicit() -> None:
+    scores = torch.tensor([[1.0, 9.0, 8.0, 5.0, 5.0, 7.0], [4.0, 4.0, 9.0, 1.0, 4.0, 0.0]])
+    valid = torch.tensor([[True, False, False, True, True, True], [True] * 6])
+    ids, taken, chosen = topk_candidates(scores, valid, 3)
+    assert ids.tolist() == [[5, 3, 4], [2, 0, 1]]
+    assert taken.all()
+    assert chosen.tolist() == [
+        [False, False, False, True, True, True],
+        [True, True, True, False, False, False],
+    ]
+    ids, taken, _ = topk_candidates(scores, valid, 5)
+    assert ids.tolist() == [[5, 3, 4, 0, 5], [2, 0, 1, 4, 3]]
+    assert taken.tolist() == [[True] * 4 + [False], [True] * 5]
+
+
+def test_rerank_rejects_bad_k_and_nan(hand_kg: KG) -> None:
+    retriever = TableScorer(RETRIEVER)
+    with pytest.raises(KGDistillError, match="k must be"):
+        evaluate_rerank(retriever, retriever, hand_kg, "test", k=0)
+    nan = TableScorer({key: [float("nan")] * 6 for key in RERANKER})
+    with pytest.raises(KGDistillError, match="NaN"):
+        evaluate_rerank(retriever, nan, hand_kg, "test", k=2)
+    with pytest.raises(KGDistillError, match="NaN"):
+        evaluate_rerank(nan, retriever, hand_kg, "test", k=2)
+    with pytest.raises(KGDistillError, match="tie mode"):
+        evaluate_rerank(retriever, retriever, hand_kg, "test", ties="average")  # type: ignore[arg-type]
+
+
+# -- reranker == retriever: exactly the plain evaluation ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mini_kg() -> KG:
+    return build_kg(read_static_names(FIXTURES / "fb15k237-mini"))
+
+
+@pytest.fixture(scope="module")
+def yago_kg() -> KG:
+    return load_kg("yago11k")
+
+
+def _model(kg: KG, name: str) -> KGEModel:
+    torch.manual_seed(0)
+    vocab = Vocab(kg.num_entities, kg.num_relations, tuple(kg.time.labels))
+    return build_model({"name": name, "dim": 8}, vocab)
+
+
+def test_kge_model_score_candidates_is_forward(mini_kg: KG) -> None:
+    model = _model(mini_kg, "complex")
+    queries = mini_kg.splits["test"][:5]
+    candidates = torch.tensor([[0, 3, 7]] * 5)
+    got = model.score_candidates(queries, candidates)
+    assert got.shape == (5, 3)
+    assert torch.equal(got, model(queries, candidates).scores)
+    torch.testing.assert_close(got, model.score_all(queries).gather(1, candidates))
+
+
+@pytest.mark.parametrize("ties", ["realistic", "pessimistic"])
+@pytest.mark.parametrize("k", [1, 10, "E"])
+def test_rerank_with_itself_equals_plain_evaluation_static(
+    mini_kg: KG, k: int | str, ties: str
+) -> None:
+    """``score_candidates`` (an einsum) and ``score_all`` (a matrix product) may differ in the last bits (here by
+    ~1e-15); the random model has no scores that close, so the ranks are the same."""
+    model = _model(mini_kg, "complex")
+    kk = mini_kg.num_entities if k == "E" else int(k)
+    plain = evaluate(model, mini_kg, "test", ties=ties, batch_size=64)  # type: ignore[arg-type]
+    reranked = evaluate_rerank(model, model, mini_kg, "test", k=kk, ties=ties, batch_size=64)  # type: ignore[arg-type]
+    assert reranked.sides == plain.sides
+    assert {**reranked.protocol, "rerank": None} == {**plain.protocol, "rerank": None}
+    assert reranked.protocol["rerank"] == {
+        "k": kk,
+        "retriever": "KGEModel(ComplEx)",
+        "reranker": "KGEModel(ComplEx)",
+    }
+
+
+@pytest.mark.parametrize("time_aware", [True, False])
+@pytest.mark.parametrize("k", [5, "E"])
+def test_rerank_with_itself_equals_plain_evaluation_temporal(
+    yago_kg: KG, k: int | str, time_aware: bool
+) -> None:
+    model = _model(yago_kg, "tntcomplex")
+    kk = yago_kg.num_entities if k == "E" else int(k)
+    kwargs = {"max_queries": 60, "batch_size": 40, "time_aware": time_aware}
+    plain = evaluate(model, yago_kg, "test", **kwargs)  # type: ignore[arg-type]
+    reranked = evaluate_rerank(model, model, yago_kg, "test", k=kk, **kwargs)  # type: ignore[arg-type]
+    assert reranked.sides == plain.sides
+    assert reranked.protocol["filter"] == ("time-aware" if time_aware else "static")
+    assert reranked.protocol["time"] == plain.protocol["time"]
+
+
+# -- an oracle reranker ---------------------------------------------------------------------------------------------
+
+
+class Oracle(torch.nn.Module):
+    """Scores the true answer (column 2 of the query) 1, every other candidate 0."""
+
+    def score_candidates(self, queries: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        return (candidates == queries[:, 2:3]).float()
+
+
+def _plain_ranks(model: KGEModel, kg: KG, n: int | None = None) -> torch.Tensor:
+    facts = kg.splits["test"][:n] if n else kg.splits["test"]
+    queries = both_directions(facts, kg.num_relations)
+    with torch.no_grad():
+        scores = model.score_all(queries)
+    rows, cols = FilterIndex.build(kg).known(queries)
+    return rank_of_true(scores, queries[:, 2], rows, cols)
+
+
+@pytest.mark.parametrize("k", [3, 10, 40])
+def test_oracle_reranker_gives_rank_one_inside_the_top_k_else_the_retrievers_rank(
+    mini_kg: KG, k: int
+) -> None:
+    model = _model(mini_kg, "complex")
+    plain = _plain_ranks(model, mini_kg)
+    assert (plain % 1 == 0).all(), "random scores without ties"
+    inside = plain <= k
+    assert inside.any() and (~inside).any(), "the case must have queries on both sides of k"
+    expected = torch.where(inside, 1.0, plain)
+    m = evaluate_rerank(model, Oracle(), mini_kg, "test", k=k)
+    assert m.sides == _sides(expected.tolist())
+    assert m.protocol["rerank"]["reranker"] == "Oracle"
+
+
+def test_oracle_reranker_temporal(yago_kg: KG) -> None:
+    model = _model(yago_kg, "tntcomplex")
+    m = evaluate_rerank(model, Oracle(), yago_kg, "test", k=yago_kg.num_entities, max_queries=30)
+    assert m.mrr == 1.0 and m.mr == 1.0
