@@ -1,8 +1,8 @@
-"""Time to a validation MRR: kgdistill's 1-N training vs PyKEEN 1.11.1 (LCWA and sLCWA), side by side.
+"""Time to a validation MRR: kgdistill (1-N and sampled negatives) vs PyKEEN 1.11.1 (LCWA and sLCWA), side by side.
 
-Per configuration (dataset x model x dim, ``--datasets`` / ``--models`` / ``--dims``) three methods train the same
+Per configuration (dataset x model x dim, ``--datasets`` / ``--models`` / ``--dims``) four methods train the same
 model (DistMult, or ComplEx of complex rank ``dim``) on the same training triples, with kgdistill's own ids, the
-same batch size, optimiser and learning rate:
+same batch size, optimiser and learning rate (four methods, two regimes):
 
 1. ``kgdistill``: 1-N training with reciprocal relations and ``supervised_ce`` (cross-entropy of the true answer
    against all entities), the step of :func:`kgdistill.train.fit` rebuilt from its public pieces
@@ -10,6 +10,8 @@ same batch size, optimiser and learning rate:
    :func:`~kgdistill.train.param_groups`, :func:`~kgdistill.train.make_optimizer`, the model's forward): the same
    per-epoch shuffle, batches, loss, backward and optimiser step, so the weights equal ``fit``'s (a test checks it
    bit for bit); only validation and checkpoints are left out.
+   ``kgdistill_sampled``: the same with ``train.negatives`` = ``--negatives`` uniformly drawn tails per query
+   and the ``negative_sampling`` loss in its ``softplus`` form (sLCWA's regime; the weights equal ``fit``'s too).
 2. ``pykeen_lcwa``: PyKEEN's ``LCWATrainingLoop`` with ``CrossEntropyLoss`` (softmax cross-entropy) on a
    ``TriplesFactory`` with ``create_inverse_triples=True`` (tail prediction on every unique (head, relation) pair
    of the triples and their inverses; multi-hot labels normalised to sum 1).
@@ -36,8 +38,9 @@ in its first chunk.
 
 Target: ``--target-mrr``, by default 0.95 x the lowest best validation MRR of the methods of the configuration
 (computed from the recorded curves). Seconds (epochs) to the target: the training seconds (epochs, fractional) at
-the first validation at or above it, so they are resolved to the validation spacing. Goal: kgdistill at least 3x
-faster than both PyKEEN methods to the target.
+the first validation at or above it, so they are resolved to the validation spacing. Ratios: like for like
+(LCWA over kgdistill 1-N, sLCWA over kgdistill sampled) and the fastest PyKEEN method over the fastest kgdistill
+method, which is what a user choosing a tool gets. Goal: the latter at least 3x.
 
 Writes ``train_speed.json`` and ``train_speed.md`` in ``--out`` (default ``benchmarks/results``); configurations
 already there and not run by this call are kept, with the command and machine behind them.
@@ -70,8 +73,8 @@ from pykeen.triples import TriplesFactory
 from torch import nn
 
 from _common import earlier_results, machine_info, markdown_table, write_script_result
-from kgdistill.config import StageConfig
-from kgdistill.data.batching import Batch, both_directions
+from kgdistill.config import StageConfig, TermSpec
+from kgdistill.data.batching import Batch, both_directions, sample_candidates
 from kgdistill.data.datasets import load_kg
 from kgdistill.data.filters import FilterIndex
 from kgdistill.data.kg import KG
@@ -81,7 +84,11 @@ from kgdistill.runs import keep_freed_memory
 from kgdistill.train import build_objectives, make_optimizer, param_groups
 from kgdistill.types import FloatTensor, LongTensor
 
-METHODS = ("kgdistill", "pykeen_lcwa", "pykeen_slcwa")
+METHODS = ("kgdistill", "kgdistill_sampled", "pykeen_lcwa", "pykeen_slcwa")
+KGDISTILL_METHODS = ("kgdistill", "kgdistill_sampled")
+PYKEEN_METHODS = ("pykeen_lcwa", "pykeen_slcwa")
+#: the like-for-like pairs: (ratio key, PyKEEN method, the kgdistill method of the same training regime)
+REGIMES = (("lcwa", "pykeen_lcwa", "kgdistill"), ("slcwa", "pykeen_slcwa", "kgdistill_sampled"))
 PYKEEN_MODELS: dict[str, type[ERModel]] = {"distmult": DistMult, "complex": ComplEx}
 #: kgdistill at least this many times faster than each PyKEEN method to the target MRR
 GOAL = 3.0
@@ -131,19 +138,22 @@ class Trainer(Protocol):
 
 # ------------------------------------------------------------------------------------------ kgdistill
 class KgdistillTrainer:
-    """kgdistill's 1-N step (``supervised_ce``, reciprocal relations), as :func:`kgdistill.train.fit` runs it.
+    """kgdistill's step as :func:`kgdistill.train.fit` runs it: 1-N (``supervised_ce``, reciprocal relations)
+    or, with ``sampled``, ``negatives`` uniformly drawn tails per query (``train.negatives``) and the
+    ``negative_sampling`` loss in its ``softplus`` form (PyKEEN's ``SoftplusLoss``: the mean of
+    ``softplus(-s_pos)`` and ``softplus(s_neg)`` over all scores).
 
     The per-epoch generator is seeded with ``seed * 1_000_003 + epoch`` and shuffles the queries (tail queries,
-    then head queries as tail queries on ``r + R``) like ``fit``; each batch: forward on all entities, the
-    objective, backward, optimiser step, gradients cleared. An epoch cut by a chunk's end goes on in the next
-    chunk. ``fit``'s LR schedule (constant: factor 1.0) and its ``loss * 1.0`` accumulation weight
-    (``accumulate=1``) change nothing and are left out.
+    then head queries as tail queries on ``r + R``) like ``fit``, then draws the epoch's negatives; each batch:
+    forward on all entities (or the candidates), the objective, backward, optimiser step, gradients cleared. An
+    epoch cut by a chunk's end goes on in the next chunk. ``fit``'s LR schedule (constant: factor 1.0) and its
+    ``loss * 1.0`` accumulation weight (``accumulate=1``) change nothing and are left out.
     """
 
     eval_chunk: int | None = None
 
-    def __init__(self, kg: KG, model: str, dim: int, s: Settings) -> None:
-        self.kg, self.s = kg, s
+    def __init__(self, kg: KG, model: str, dim: int, s: Settings, *, sampled: bool = False) -> None:
+        self.kg, self.s, self.sampled = kg, s, sampled
         torch.manual_seed(s.seed)
         self.model: KGEModel = build_model(
             {"name": model, "dim": dim}, Vocab(kg.num_entities, kg.num_relations)
@@ -159,8 +169,11 @@ class KgdistillTrainer:
         """Once per run (timed in the first chunk): the queries, the objective and the optimiser."""
         self.queries = both_directions(self.kg.splits["train"], self.kg.num_relations)
         stage = StageConfig(epochs=1)  # objective: supervised_ce
+        if self.sampled:
+            term = TermSpec(loss="negative_sampling", form="softplus")  # type: ignore[call-arg]
+            stage = StageConfig(epochs=1, objective=[term])
         self.objective = build_objectives(
-            self.model, [stage], {}, self.queries[:2], candidates=False, kg=self.kg
+            self.model, [stage], {}, self.queries[:2], candidates=self.sampled, kg=self.kg
         )[0]
         named = [
             *self.model.named_parameters(),
@@ -171,8 +184,8 @@ class KgdistillTrainer:
         self._ready = True
 
     def _shuffle(self) -> None:
-        gen = torch.Generator().manual_seed(self.s.seed * 1_000_003 + self.epoch)
-        self.shuffled = self.queries[torch.randperm(len(self.queries), generator=gen)]
+        self.gen = torch.Generator().manual_seed(self.s.seed * 1_000_003 + self.epoch)
+        self.shuffled = self.queries[torch.randperm(len(self.queries), generator=self.gen)]
         self.optimizer.zero_grad(set_to_none=True)
 
     def train(self, stop: Stop) -> tuple[int, float]:
@@ -185,8 +198,11 @@ class KgdistillTrainer:
             if self.position == 0:
                 self._shuffle()
             q = self.shuffled[self.position : self.position + bs]
-            out = self.model(q)
-            loss, _ = self.objective(out, {}, Batch(q))
+            cand = None
+            if self.sampled:
+                cand = sample_candidates(q, self.kg.num_entities, self.s.negatives, self.gen)
+            out = self.model(q, cand)
+            loss, _ = self.objective(out, {}, Batch(q, cand))
             loss.backward()
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -201,12 +217,20 @@ class KgdistillTrainer:
         return self.model
 
     def describe(self) -> dict[str, Any]:
-        return {
+        info = {
             "instances_per_epoch": 2 * len(self.kg.splits["train"]),
             "batches_per_epoch": self.batches_per_epoch,
+            "init": "kgdistill default (normal, std 1e-3)",
+        }
+        if self.sampled:
+            return info | {
+                "loss": "negative_sampling, form softplus (logistic loss over the positive and negatives)",
+                "training": f"{self.s.negatives} uniform negative tails per query, reciprocal relations (one "
+                "tail query and one head query per triple)",
+            }
+        return info | {
             "loss": "supervised_ce (softmax cross-entropy over all entities)",
             "training": "1-N, reciprocal relations (one tail query and one head query per triple)",
-            "init": "kgdistill default (normal, std 1e-3)",
         }
 
 
@@ -449,8 +473,8 @@ class PykeenTrainer:
 
 
 def make_trainer(method: str, kg: KG, model: str, dim: int, s: Settings) -> Trainer:
-    if method == "kgdistill":
-        return KgdistillTrainer(kg, model, dim, s)
+    if method in KGDISTILL_METHODS:
+        return KgdistillTrainer(kg, model, dim, s, sampled=method == "kgdistill_sampled")
     return PykeenTrainer(kg, model, dim, s, lcwa=method == "pykeen_lcwa")
 
 
@@ -537,7 +561,7 @@ def run_config(
     records = {m: Record() for m in args.methods}
     for m, tr in trainers.items():
         mrr = validate(tr, kg, index, args.valid_queries, records[m])
-        print(f"  {m:13s} untrained: valid MRR {mrr:.4f}", flush=True)
+        print(f"  {m:17s} untrained: valid MRR {mrr:.4f}", flush=True)
     active = list(args.methods)
     while active:
         for m in list(active):
@@ -546,7 +570,7 @@ def run_config(
             mrr = validate(trainers[m], kg, index, args.valid_queries, rec)
             _, done, seconds, loss, *load = rec.chunks[-1]
             print(
-                f"  {m:13s} {rec.train_seconds:7.1f} s trained, epoch {rec.curve[-1][1]:6.2f}: "
+                f"  {m:17s} {rec.train_seconds:7.1f} s trained, epoch {rec.curve[-1][1]:6.2f}: "
                 f"valid MRR {mrr:.4f} (chunk: {done:.0f} batches, {seconds:.1f} s, loss {loss:.4g}, "
                 f"load {load[0] if load else math.nan:.1f}; validation {rec.validation_seconds[-1]:.1f} s)",
                 flush=True,
@@ -634,32 +658,49 @@ def summarize(entry: dict[str, Any], target_mrr: float | None) -> dict[str, Any]
     for m in methods.values():
         hit = first_reaching(m["curve"], target)
         m["seconds_to_target"], m["epochs_to_target"] = hit if hit else (None, None)
-    kgd = methods.get("kgdistill", {}).get("seconds_to_target")
-    verdicts: list[bool | None] = []
-    for m in ("pykeen_lcwa", "pykeen_slcwa"):
-        key = m.removeprefix("pykeen_")
-        ratio, bound = None, None
-        if m in methods and kgd:
-            other = methods[m]
-            if other["seconds_to_target"] is not None:
-                ratio = other["seconds_to_target"] / kgd
-            else:  # PyKEEN never got there: it needs more than its whole budget
-                bound = other["train_seconds"] / kgd
+    for key, theirs, ours in REGIMES:  # like for like: 1-N vs LCWA, sampled vs sLCWA
+        ratio, bound = _compare(methods, [theirs], [ours])
         entry[f"ratio_{key}"], entry[f"ratio_{key}_at_least"] = ratio, bound
-        if m in methods and "kgdistill" in methods:
-            verdicts.append(goal_verdict(kgd, ratio, bound))
-    entry["goal"] = f"kgdistill >= {GOAL:g}x faster than each PyKEEN method to the target MRR"
-    entry["goal_met"] = (
-        None
-        if not verdicts or entry["target_trivial"] or (None in verdicts and False not in verdicts)
-        else False not in verdicts
+    ratio, bound = _compare(methods, PYKEEN_METHODS, KGDISTILL_METHODS)
+    entry["ratio_best"], entry["ratio_best_at_least"] = ratio, bound
+    entry["goal"] = (
+        f"kgdistill's fastest method >= {GOAL:g}x faster than PyKEEN's fastest to the target MRR"
     )
+    ours = [m for m in KGDISTILL_METHODS if m in methods]
+    theirs = [m for m in PYKEEN_METHODS if m in methods]
+    if not ours or not theirs or entry["target_trivial"]:
+        entry["goal_met"] = None
+    else:
+        entry["goal_met"] = goal_verdict(_fastest(methods, ours), ratio, bound)
     return entry
+
+
+def _fastest(methods: dict[str, Any], names: Sequence[str]) -> float | None:
+    """The fewest seconds to the target among ``names`` (``None``: none of them reached it)."""
+    times = [methods[m]["seconds_to_target"] for m in names if m in methods]
+    return min((t for t in times if t is not None), default=None)
+
+
+def _compare(
+    methods: dict[str, Any], theirs: Sequence[str], ours: Sequence[str]
+) -> tuple[float | None, float | None]:
+    """``(ratio, bound)``: the fastest of ``theirs`` over the fastest of ``ours`` to the target, or, when none of
+    ``theirs`` got there (each needs more than its whole budget), the least of their budgets over ours as a lower
+    bound; ``(None, None)`` when a side is missing or ours never got there."""
+    mine = _fastest(methods, ours)
+    present = [m for m in theirs if m in methods]
+    if not mine or not present:
+        return None, None
+    other = _fastest(methods, present)
+    if other is not None:
+        return other / mine, None
+    return None, min(methods[m]["train_seconds"] for m in present) / mine
 
 
 def goal_verdict(kgd: float | None, ratio: float | None, bound: float | None) -> bool | None:
     """Met (``True``), missed (``False``) or open (``None``: PyKEEN ran out of budget before the target, and
-    its budget alone is less than the goal's multiple of kgdistill's time) against one PyKEEN method."""
+    its budget alone is less than the goal's multiple of kgdistill's time), from kgdistill's seconds to the
+    target and :func:`_compare`'s ratio or bound."""
     if kgd is None:
         return False  # kgdistill never reached the target
     if ratio is not None:
@@ -696,11 +737,10 @@ def table_row(e: dict[str, Any]) -> dict[str, Any]:
         "model": e["model"],
         "dim": e["dim"],
         "target MRR": f"{e['target_mrr']:.4f}",
-        "kgdistill s": _num(ms.get("kgdistill", {}).get("seconds_to_target"), ".1f"),
-        "LCWA s": _num(ms.get("pykeen_lcwa", {}).get("seconds_to_target"), ".1f"),
-        "sLCWA s": _num(ms.get("pykeen_slcwa", {}).get("seconds_to_target"), ".1f"),
-        "LCWA / kgdistill": _ratio(e, "lcwa"),
-        "sLCWA / kgdistill": _ratio(e, "slcwa"),
+        "seconds to target": per("seconds_to_target", ".1f"),
+        "LCWA / 1-N": _ratio(e, "lcwa"),
+        "sLCWA / sampled": _ratio(e, "slcwa"),
+        "PyKEEN / kgdistill (fastest)": _ratio(e, "best"),
         "epochs to target": per("epochs_to_target", ".2f"),
         "s / epoch": per("seconds_per_epoch", ".2f"),
         "best MRR": per("best_mrr", ".4f"),
@@ -718,12 +758,15 @@ def markdown(doc: dict[str, Any]) -> str:
         "Same model, data (kgdistill's ids), batch size, optimiser and learning rate; training seconds only "
         "(validation excluded); methods alternate in chunks between validations. kgdistill: 1-N "
         "`supervised_ce` with reciprocal relations; LCWA: PyKEEN LCWA, softmax cross-entropy, inverse triples; "
+        "kgdistill sampled: uniform negative tails, `negative_sampling` softplus, reciprocal relations; "
         "sLCWA: PyKEEN sLCWA, basic sampler, softplus loss. All validated by kgdistill's filtered evaluator "
         "(realistic ties) on the valid split. Target: 0.95 x the lowest best validation MRR of the methods "
         "unless set; seconds / epochs to it are read at the first validation at or above it (resolution: the "
-        "validation spacing; epochs are fractional, a chunk may end inside an epoch). Cells with three values: "
-        "kgdistill / LCWA / sLCWA. Goal: kgdistill at least "
-        f"{GOAL:g}x faster than both PyKEEN methods (`>x`: PyKEEN never reached the target within its budget; "
+        "validation spacing; epochs are fractional, a chunk may end inside an epoch). Cells with four values: "
+        "kgdistill 1-N / kgdistill sampled / LCWA / sLCWA. Ratios: like for like (LCWA over kgdistill 1-N, "
+        "sLCWA over kgdistill sampled) and the fastest PyKEEN method over the fastest kgdistill one. Goal: "
+        f"kgdistill's fastest at least {GOAL:g}x faster than PyKEEN's fastest (`>x`: PyKEEN never reached the "
+        "target within its budget; "
         "`trivial target`: an untrained model already meets it, some method did not learn within its budget). "
         "Produced by `benchmarks/train_speed.py`.",
         "",
