@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
+from kgdistill.contexts.cli import contexts
 from kgdistill.errors import KGDistillError
 from kgdistill.llm_cli import llm_serve
 
@@ -388,6 +389,7 @@ def demo(out: str | None, epochs: int) -> None:
     _print_metrics(result.metrics, f"demo: TNTComplEx on YAGO11k, test ({result.run_dir})")
 
 
+cli.add_command(contexts)
 cli.add_command(llm_serve)  # command groups that live in their own modules (importing them loads only click)
 
 
