@@ -31,7 +31,7 @@ _LAZY = {
     "QualityFilter": "filters",
     "JobReport": "job",
     "generate_contexts": "job",
-    "plan_contexts": "job",
+    "plan_contexts": "plan",
     "select_items": "job",
     "PATHS": "prompts",
     "Templates": "prompts",

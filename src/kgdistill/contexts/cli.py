@@ -157,7 +157,8 @@ def generate(
     """Generate a context for every key of DATA's prompt path into a JSONL store; rerun to resume."""
     from kgdistill.config import apply_overrides
     from kgdistill.contexts.filters import QualityFilter
-    from kgdistill.contexts.job import generate_contexts, plan_contexts
+    from kgdistill.contexts.job import generate_contexts
+    from kgdistill.contexts.plan import plan_contexts
     from kgdistill.data import load_kg
     from kgdistill.llm.generators import Sampling, build_generator
 

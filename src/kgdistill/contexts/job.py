@@ -7,7 +7,7 @@ decoding would repeat the same text - and a key still rejected after that is rec
 reason, so no rerun asks for it again (``retry_rejected=True`` gives rejected keys a new chance). A batch is
 written (and ``fsync``-ed) before the next one starts: a kill loses at most the batch in flight.
 
-:func:`plan_contexts` is the dry run: a few rendered prompts, the number of keys to do and the cost estimate.
+Its dry run is :func:`kgdistill.contexts.plan.plan_contexts`.
 """
 
 from __future__ import annotations
@@ -20,18 +20,17 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kgdistill.contexts.filters import QualityFilter
 from kgdistill.contexts.prompts import Templates, WorkItem, read_keys, work_items
-from kgdistill.contexts.store import StoreWriter, read_store
+from kgdistill.contexts.store import StoreWriter
 
 if TYPE_CHECKING:
     from kgdistill.data.kg import KG
     from kgdistill.llm.generators import Generation, Generator, Prompt, Sampling
 
-__all__ = ["JobReport", "generate_contexts", "plan_contexts", "select_items"]
+__all__ = ["JobReport", "generate_contexts", "prompt_of", "select_items"]
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +104,8 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _prompt(item: WorkItem, templates: Templates) -> Prompt:
+def prompt_of(item: WorkItem, templates: Templates) -> Prompt:
+    """What the generator gets for ``item``: its prompt, after the system message when there is one."""
     if templates.system is None:
         return item.prompt
     return [
@@ -212,7 +212,7 @@ def _run_batch(
     for attempt in range(1, retries + 2):
         s = _attempt_sampling(sampling, attempt, retry_temperature)
         gens = generator.generate(
-            [_prompt(batch[i], templates) for i in todo],
+            [prompt_of(batch[i], templates) for i in todo],
             s,
             keys=[batch[i].describe() for i in todo],
         )
@@ -324,89 +324,3 @@ def generate_contexts(
             bar.close()
             report.seconds = time.perf_counter() - t0
     return report
-
-
-def _token_counter(spec: dict[str, Any]) -> tuple[Any, str]:
-    """``prompt -> tokens`` for a generator spec without loading its model: the tokenizer of a local ``hf``
-    model where it is at hand, else the ``words * 1.3`` estimate."""
-    from kgdistill.llm.generators import estimate_tokens, model_cache_dir
-
-    if str(spec.get("name", "")).lower() == "hf":
-        from kgdistill.llm.gen_hf import DEFAULT_MODEL
-
-        folder = Path(spec["path"]) if spec.get("path") else model_cache_dir() / DEFAULT_MODEL
-        if (folder / "tokenizer_config.json").is_file():
-            try:
-                from transformers import AutoTokenizer
-
-                tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-            except Exception:  # pragma: no cover - fall back to the estimate
-                return estimate_tokens, "estimate (words x 1.3)"
-            from kgdistill.llm.generators import as_messages
-
-            def count(prompt: Prompt) -> int:
-                msgs = as_messages(prompt)
-                if getattr(tok, "chat_template", None):
-                    ids = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
-                    ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
-                    return len(ids)
-                return len(tok("\n\n".join(m["content"] for m in msgs))["input_ids"])
-
-            return count, f"tokenizer of {folder.name}"
-    return estimate_tokens, "estimate (words x 1.3)"
-
-
-def plan_contexts(
-    kg: KG,
-    store: str | os.PathLike[str],
-    generator_spec: dict[str, Any],
-    *,
-    path: str = "ed+td",
-    templates: Templates | None = None,
-    sampling: Sampling | None = None,
-    keys: str | os.PathLike[str] | None = None,
-    limit: int | None = None,
-    price_in: float | None = None,
-    price_out: float | None = None,
-    examples: int = 3,
-) -> dict[str, Any]:
-    """The dry run of :func:`generate_contexts`: example prompts, keys to do and the cost estimate.
-
-    Args:
-        generator_spec: the generator's spec (its model is not loaded; an ``hf`` tokenizer is, when local).
-        price_in / price_out: price per million prompt / generated tokens (e.g. USD), for the money estimate.
-
-    Returns:
-        ``examples`` (key and prompt), ``selected``, ``already``, ``to_generate``, ``prompt_tokens``,
-        ``prompt_tokens_method``, ``output_tokens_max`` (``max_new_tokens`` per key), and ``cost_max`` when a price
-        is given (retries of rejected texts come on top).
-    """
-    from kgdistill.llm.generators import Sampling
-
-    templates = templates or Templates()
-    sampling = sampling or Sampling()
-    items = select_items(kg, path, templates, keys=keys, limit=limit)
-    stored = read_store(store).records if Path(store).is_file() else {}
-    todo = [it for it in items if it.rid not in stored]
-    count, method = _token_counter(generator_spec)
-    prompt_tokens = sum(count(_prompt(it, templates)) for it in todo)
-    out_max = len(todo) * sampling.max_new_tokens
-    plan: dict[str, Any] = {
-        "dataset": kg.name,
-        "path": path,
-        "store": str(store),
-        "generator": generator_spec,
-        "sampling": sampling.model_dump(mode="json"),
-        "examples": [{"key": it.describe(), "prompt": it.prompt} for it in todo[:examples]],
-        "selected": len(items),
-        "already": len(items) - len(todo),
-        "to_generate": len(todo),
-        "prompt_tokens": prompt_tokens,
-        "prompt_tokens_method": method,
-        "output_tokens_max": out_max,
-    }
-    if price_in is not None or price_out is not None:
-        cost = prompt_tokens / 1e6 * (price_in or 0.0) + out_max / 1e6 * (price_out or 0.0)
-        plan["cost_max"] = round(cost, 4)
-        plan["prices_per_million"] = {"input": price_in or 0.0, "output": price_out or 0.0}
-    return plan
