@@ -110,6 +110,18 @@ def test_existing_contexts_are_kept_unless_replace(yago: KG, tmp_path: Path) -> 
     assert read_store(store).duplicates == 0
 
 
+def test_import_fills_rejected_keys(yago: KG, tmp_path: Path) -> None:
+    store = tmp_path / "s.jsonl"
+    generate_contexts(yago, store, ScriptedGenerator(lambda p, s: ""), path="ed", limit=2)
+    assert ContextStore(store).entity("<Edmonton>") is None  # recorded as rejected
+    src = tmp_path / "a.tsv"
+    src.write_text("<Edmonton>\tA city in Alberta.\n", encoding="utf-8")
+    report = import_contexts(src, yago, store)
+    assert (report.added, report.replaced, report.kept) == (0, 1, 0)
+    assert ContextStore(store).entity("<Edmonton>") == "A city in Alberta."
+    assert len(ContextStore(store)) == 2
+
+
 def test_cpkgc_descriptions_real_subset(tiny_kg: KG, tmp_path: Path) -> None:
     """GPT-4 summaries (CRLF, quoted literals) of 100 of the 108 fb15k237-mini entities, plus 4 lines of other
     entities (skipped)."""

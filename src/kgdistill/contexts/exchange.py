@@ -221,7 +221,8 @@ def import_contexts(
 ) -> ImportReport:
     """Bring the contexts of ``file`` into ``store`` (created for ``kg`` when missing).
 
-    Keys already in the store keep their record unless ``replace`` (the store is then rewritten atomically).
+    Keys already in the store keep their context unless ``replace``; a key recorded as rejected gets the imported
+    one (the store is then rewritten atomically).
     The whole file is parsed and checked before anything is written: a bad file leaves the store as it was.
     A key given twice in the file keeps its last line.
     """
@@ -249,12 +250,11 @@ def import_contexts(
         old = writer.contents.records
         new = {rid: rec for rid, rec in records.items() if rid not in old}
         clash = {rid: rec for rid, rec in records.items() if rid in old}
-        if replace and clash:
-            merged = {**old, **clash}
-            writer.rewrite(merged.values())
-            report.replaced = len(clash)
-        else:
-            report.kept = len(clash)
+        # a key recorded as rejected has no context: an imported one takes its place
+        swap = {rid: rec for rid, rec in clash.items() if replace or old[rid].get("status") != "ok"}
+        if swap:
+            writer.rewrite({**old, **swap}.values())
+        report.replaced, report.kept = len(swap), len(clash) - len(swap)
         report.added = writer.append(new.values())
     report.coverage = coverage(kg, store)
     return report
