@@ -84,6 +84,28 @@ def test_real_generation_with_smollm2(yago: KG, smollm2: HFGenerator, tmp_path: 
     assert len(lines(store)) == 4
 
 
+def test_cli_through_an_openai_server(yago: KG, smollm2: HFGenerator, tmp_path: Path) -> None:
+    """``contexts generate --generator openai`` against ``llm-serve``'s app (real SmolLM2 behind it, requests in
+    flight batched by the server): the same greedy texts as the model run locally, usage counts recorded."""
+    from kgdistill.llm.serve import BackgroundServer, create_app
+
+    store = tmp_path / "ctx.jsonl"
+    with BackgroundServer(create_app(smollm2, None, generator_name="smol")) as server:
+        result = invoke(
+            "contexts", "generate", "yago11k", "--path", "ed", "--limit", "3", "--out", str(store),
+            "--max-new-tokens", "16", "--min-words", "0", "--generator", "openai",
+            "--option", f"base_url={server.base_url}", "--option", "model=smol",
+            "--option", "concurrency=3",
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["written"] == 3 and report["model"] == f"openai:{server.base_url}#smol"
+    recs = lines(store)
+    local = smollm2.generate([r["prompt"] for r in recs], Sampling(max_new_tokens=16))
+    assert [r["text"] for r in recs] == [g.text for g in local]
+    assert [r["tokens_out"] for r in recs] == [g.tokens_out for g in local]
+
+
 def test_interrupted_run_resumes_without_gaps_or_duplicates(yago: KG, tmp_path: Path) -> None:
     store = tmp_path / "ctx.jsonl"
 
