@@ -65,7 +65,7 @@ def test_real_generation_with_smollm2(yago: KG, smollm2: HFGenerator, tmp_path: 
     model's own, and a rerun asks for nothing."""
     store = tmp_path / "ctx.jsonl"
     keys = keys_file(tmp_path, yago, 2, 2)
-    sampling = Sampling(max_new_tokens=24)
+    sampling = Sampling(max_new_tokens=16)
     report = generate_contexts(
         yago, store, smollm2, path="ed+td", keys=keys, sampling=sampling, filters=ANY_TEXT
     )
@@ -76,7 +76,7 @@ def test_real_generation_with_smollm2(yago: KG, smollm2: HFGenerator, tmp_path: 
     for r in recs:
         assert set(r) >= REQUIRED and r["status"] == "ok" and r["text"]
         assert r["model"] == "hf:SmolLM2-135M-Instruct.Q4_1" and r["attempts"] == 1
-        assert r["sampling"]["max_new_tokens"] == 24 and 0 < r["tokens_out"] <= 24
+        assert r["sampling"]["max_new_tokens"] == 16 and 0 < r["tokens_out"] <= 16
     expected = smollm2.generate([r["prompt"] for r in recs], sampling)
     assert [r["text"] for r in recs] == [g.text for g in expected]
     again = generate_contexts(yago, store, smollm2, path="ed+td", keys=keys, sampling=sampling)
