@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from kgdistill.data import KG
 from kgdistill.data.batching import Batch, both_directions, sample_candidates
 from kgdistill.losses import LOSSES, LossTerm
+from kgdistill.losses.fused import fused_cross_entropy
 from kgdistill.models import KGEModel, ModelOutput, Vocab, build_model
 from kgdistill.multi import MultiKG
 
@@ -153,6 +154,53 @@ def test_supervised_ce_on_sampled_candidates_targets_column_zero() -> None:
     value = LOSSES.get("supervised_ce")()(_out(SCORES), None, batch)
     expected = F.cross_entropy(SCORES, torch.zeros(3, dtype=torch.long))
     assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_cross_entropy_equals_torch(eps: float, dtype: torch.dtype) -> None:
+    """Value and gradient equal ``F.cross_entropy``'s, with label smoothing, large scores and -inf (masked)
+    entries; the gradient arrives scaled by the upstream gradient; a second backward is refused."""
+    gen = torch.Generator().manual_seed(0)
+    scores = (torch.randn(7, 300, generator=gen) * 30).to(dtype)
+    scores[2, 5:40] = -math.inf  # masked candidates: probability 0
+    targets = torch.tensor([0, 299, 3, 150, 7, 7, 42])
+    a = scores.clone().requires_grad_()
+    b = scores.clone().requires_grad_()
+    mine = fused_cross_entropy(a, targets, eps)
+    ref = F.cross_entropy(b, targets, label_smoothing=eps) if not eps else None
+    if eps:  # F.cross_entropy's smoothing term is NaN with -inf scores: compare on finite rows
+        keep = torch.tensor([0, 1, 3, 4, 5, 6])
+        a = scores[keep].clone().requires_grad_()
+        b = scores[keep].clone().requires_grad_()
+        mine = fused_cross_entropy(a, targets[keep], eps)
+        ref = F.cross_entropy(b, targets[keep], label_smoothing=eps)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert mine.item() == pytest.approx(ref.item(), rel=tol)
+    (3 * mine).backward()
+    (3 * ref).backward()
+    assert torch.allclose(a.grad, b.grad, rtol=tol, atol=tol)
+    out = fused_cross_entropy(scores.clone().requires_grad_(), targets)
+    out.backward(retain_graph=True)
+    with pytest.raises(RuntimeError):
+        out.backward()
+
+
+def test_supervised_ce_gives_up_fusion_when_another_term_shares_the_softmax() -> None:
+    from kgdistill.objective import Objective
+
+    def fused_flags(*names: str) -> list[bool]:
+        terms = [(n, 1.0, None, LOSSES.get(n)()) for n in names]
+        return [t.fused for t in Objective(terms).terms if hasattr(t, "fused")]
+
+    assert fused_flags("supervised_ce", "n3") == [True]
+    assert fused_flags("supervised_ce", "kd_kl") == [False]
+    assert fused_flags("supervised_ce", "mse") == [False]  # compares probabilities by default
+    assert LOSSES.get("supervised_ce")(fused=False).fused is False
+    batch = _one_to_n_batch([0, 3, 2])
+    fused = LOSSES.get("supervised_ce")()(_out(SCORES), None, batch)
+    plain = LOSSES.get("supervised_ce")(fused=False)(_out(SCORES), None, batch)
+    assert fused.item() == pytest.approx(plain.item(), rel=1e-6)
 
 
 def test_n3_and_l2_on_given_factors() -> None:

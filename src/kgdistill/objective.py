@@ -32,6 +32,11 @@ class Objective(nn.Module):
         self.weights = [float(t[1]) for t in terms]
         self.teachers = [t[2] for t in terms]
         self.terms = nn.ModuleList([t[3] for t in terms])
+        # a term with its own fused softmax pass gives it up when another term shares the memoised one
+        shared = sum(bool(getattr(t, "reads_student_softmax", False)) for t in self.terms) > 1
+        for t in self.terms:
+            if shared and hasattr(t, "fused"):
+                t.fused = False
 
     @classmethod
     def build(

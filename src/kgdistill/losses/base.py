@@ -41,6 +41,8 @@ class LossTerm(nn.Module):
     sparse_scores: ClassVar[bool] = False
     #: output fields the term reads, of the teacher and of the student (may depend on the term's options)
     reads: frozenset[str] = frozenset()
+    #: the term reads the student's (memoised) softmax or log-softmax
+    reads_student_softmax: bool = False  # may depend on the term's options
 
     def __init__(self) -> None:  # terms without options accept no config keys
         super().__init__()

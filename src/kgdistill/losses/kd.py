@@ -47,6 +47,7 @@ class BKD(LossTerm):
 
     requires_teacher: ClassVar[bool] = True
     sparse_scores: ClassVar[bool] = True
+    reads_student_softmax = True
 
     def __init__(self, *, temperature: PositiveFloat = 2.0) -> None:
         super().__init__()
@@ -91,6 +92,7 @@ class _ScoreMatch(LossTerm):
             )
         self.compare, self.temperature = compare, temperature
         self.reads = frozenset({"scores"})
+        self.reads_student_softmax = compare == "probs"
 
     def _pair(self, student: ModelOutput, teacher: ModelOutput) -> tuple[FloatTensor, FloatTensor]:
         """Student and teacher values ``(B, C)`` to compare, 0 where the teacher's mask is off."""

@@ -10,6 +10,7 @@ from pydantic import Field, NonNegativeFloat
 
 from kgdistill.data.batching import Batch
 from kgdistill.losses.base import LOSSES, LossTerm
+from kgdistill.losses.fused import fused_cross_entropy
 from kgdistill.models.base import ModelOutput
 from kgdistill.types import FloatTensor
 
@@ -22,19 +23,30 @@ class SupervisedCE(LossTerm):
 
     Args:
         label_smoothing: mass spread uniformly over all candidates (0 = none).
+        fused: one fused pass (faster, less memory; default) or ``log_softmax`` then ``nll_loss``.
 
     Paper: Lacroix et al. 2018 (1-N with reciprocals), https://arxiv.org/abs/1806.07297
     """
 
-    def __init__(self, *, label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0) -> None:
+    reads_student_softmax = True
+
+    def __init__(
+        self, *, label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0, fused: bool = True
+    ) -> None:
         super().__init__()
         self.label_smoothing = label_smoothing
+        #: the fused loss (:func:`~kgdistill.losses.fused.fused_cross_entropy`: one (B, C) tensor instead of
+        #: three, the same value up to float rounding); the objective turns it off when another of its terms
+        #: reads the student's softmax, which then shares the memoised log-softmax instead
+        self.fused = fused
 
     def forward(
         self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch
     ) -> FloatTensor:
-        # the student's log-softmax is memoised on its output: score-matching terms at T = 1 reuse it
         mask = batch.candidate_mask
+        if self.fused and mask is None:
+            return fused_cross_entropy(student.scores.float(), batch.targets, self.label_smoothing)
+        # the student's log-softmax is memoised on its output: score-matching terms at T = 1 reuse it
         logp = student.log_softmax(mask=mask)
         nll = F.nll_loss(logp, batch.targets)
         if not self.label_smoothing:
