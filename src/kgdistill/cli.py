@@ -389,8 +389,9 @@ def demo(out: str | None, epochs: int) -> None:
     _print_metrics(result.metrics, f"demo: TNTComplEx on YAGO11k, test ({result.run_dir})")
 
 
+# command groups that live in their own modules (importing them loads only click)
 cli.add_command(contexts)
-cli.add_command(llm_serve)  # command groups that live in their own modules (importing them loads only click)
+cli.add_command(llm_serve)
 
 
 def main() -> None:
