@@ -7,7 +7,14 @@ key. The CLI prints the message and exits with status 2, without a traceback; th
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "GraphMismatchError", "KGDistillError"]
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "GraphMismatchError",
+    "KGDistillError",
+    "QueryError",
+]
 
 
 class KGDistillError(Exception):
@@ -38,3 +45,23 @@ class CheckpointError(KGDistillError):
 
 class GraphMismatchError(KGDistillError):
     """A model is evaluated on a graph other than the one it was trained on (other sizes or labels)."""
+
+
+class QueryError(KGDistillError):
+    """A query names something the model does not know (an entity, a relation, a time) or asks the impossible.
+
+    Attributes:
+        field: the part of the query at fault (``head``, ``relation``, ``time``, ``k``, ...), or ``None``.
+        suggestions: close labels the user may have meant (an unknown entity or relation).
+    """
+
+    def __init__(
+        self, message: str, *, field: str | None = None, suggestions: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.suggestions = tuple(suggestions)
+
+    def at(self, field: str) -> QueryError:
+        """The same error, naming ``field`` (kept when already set)."""
+        return QueryError(str(self), field=self.field or field, suggestions=self.suggestions)

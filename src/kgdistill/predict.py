@@ -24,12 +24,12 @@ from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.config import RunConfig
 from kgdistill.data.filters import FilterIndex
 from kgdistill.data.time import TimeSpec
-from kgdistill.errors import KGDistillError
+from kgdistill.errors import KGDistillError, QueryError
 from kgdistill.models.base import KGEModel
 from kgdistill.runs import resolve_device
 from kgdistill.types import FloatTensor, LongTensor
 
-__all__ = ["Answer", "LabelIndex", "Predictor", "Query"]
+__all__ = ["Answer", "LabelIndex", "Predictor", "Query", "TopK"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class LabelIndex:
         """The id of ``label``.
 
         Raises:
-            KGDistillError: unknown (with close matches) or ambiguous once normalised.
+            QueryError: unknown (with close matches as ``suggestions``) or ambiguous once normalised.
         """
         if label in self.exact:
             return self.exact[label]
@@ -69,13 +69,32 @@ class LabelIndex:
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:
-            raise KGDistillError(
-                f"{self.kind} '{label}' is ambiguous: {', '.join(self.labels[i] for i in hits[:5])}"
+            names = tuple(self.labels[i] for i in hits[:5])
+            raise QueryError(
+                f"{self.kind} '{label}' is ambiguous: {', '.join(names)}", suggestions=names
             )
-        close = difflib.get_close_matches(_norm(label), list(self.normalised), n=3)
-        names = [self.labels[self.normalised[c][0]] for c in close]
+        names = self.close(label)
         hint = f" (close: {', '.join(names)})" if names else ""
-        raise KGDistillError(f"unknown {self.kind} '{label}'{hint}")
+        raise QueryError(f"unknown {self.kind} '{label}'{hint}", suggestions=names)
+
+    def close(self, label: str, n: int = 3) -> tuple[str, ...]:
+        """Up to ``n`` known labels close to ``label`` (difflib over the normalised labels), best first."""
+        close = difflib.get_close_matches(_norm(label), list(self.normalised), n=n)
+        return tuple(self.labels[self.normalised[c][0]] for c in close)
+
+    def check(self, i: int) -> int:
+        """``i`` when it is an id of this index.
+
+        Raises:
+            QueryError: out of range.
+        """
+        if not 0 <= i < len(self.labels):
+            raise QueryError(f"{self.kind} id {i} is out of range (0..{len(self.labels) - 1})")
+        return i
+
+    def resolve(self, key: str | int) -> int:
+        """A label (``str``) or an id (``int``) -> its id; :class:`QueryError` when unknown."""
+        return self.check(key) if isinstance(key, int) else self.id(key)
 
 
 @dataclass(frozen=True)
@@ -117,6 +136,16 @@ class Answer:
     known: bool | None = None
 
 
+@dataclass(frozen=True)
+class TopK:
+    """The best answers of a batch of queries: ``scores (B, k)``, entity ``ids (B, k)``, and ``known (B, k)``
+    (whether each answer is a training fact; ``None`` without the training facts)."""
+
+    scores: FloatTensor
+    ids: LongTensor
+    known: torch.Tensor | None = None
+
+
 class Predictor:
     """A trained model ready for queries (see the module docstring).
 
@@ -125,6 +154,7 @@ class Predictor:
         id_maps: ``{"entity": [...], "relation": [...], "time": [...]}`` labels by id, as in checkpoints.
         time: the time protocol (maps a user's time to a time id).
         known: a filter index of the training facts (static filter), or ``None``.
+        model_name: the model's registry name (``ta_distmult``), for reports.
     """
 
     def __init__(
@@ -135,8 +165,10 @@ class Predictor:
         *,
         known: FilterIndex | None = None,
         device: torch.device | str = "cpu",
+        model_name: str | None = None,
     ) -> None:
         self.device = torch.device(device)
+        self.model_name = model_name or type(model).__name__
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.entities = LabelIndex(id_maps["entity"], "entity")
         self.relations = LabelIndex(id_maps["relation"], "relation")
@@ -170,6 +202,7 @@ class Predictor:
             ckpt.time,
             known=known,
             device=resolve_device(device),
+            model_name=str(ckpt.meta["model"]["name"]),
         )
 
     @property
@@ -178,63 +211,117 @@ class Predictor:
 
     def query(
         self,
-        relation: str,
+        relation: str | int,
         *,
-        head: str | None = None,
-        tail: str | None = None,
+        head: str | int | None = None,
+        tail: str | int | None = None,
         time: str | None = None,
+        time_id: int | None = None,
     ) -> Query:
-        """Resolve labels (and a time: a year, ``since 1990``, a date or a time label) into a :class:`Query`."""
+        """Resolve a query into a :class:`Query`: labels (``str``) or ids (``int``) of the relation and the given
+        entity, and a time (a year, ``since 1990``, a date or a time label) or a ``time_id``.
+
+        Raises:
+            QueryError: naming the field at fault (``relation``, ``head``, ``tail``, ``time``).
+        """
         if (head is None) == (tail is None):
-            raise KGDistillError("give exactly one of head and tail")
-        r = self.relations.id(relation)
-        anchor_label = head if head is not None else tail
-        assert anchor_label is not None
-        anchor = self.entities.id(anchor_label)
-        if tail is not None:
-            r += len(self.relations)
-        row = [anchor, r, 0]
+            raise QueryError("give exactly one of head and tail", field="head")
+        side = "head" if head is not None else "tail"
+        try:
+            r = self.relations.resolve(relation)
+        except QueryError as e:
+            raise e.at("relation") from None
+        anchor_key = head if head is not None else tail
+        assert anchor_key is not None
+        try:
+            anchor = self.entities.resolve(anchor_key)
+        except QueryError as e:
+            raise e.at(side) from None
+        row = [anchor, r + (len(self.relations) if side == "tail" else 0), 0]
         time_label = None
         if self.temporal:
-            if time is None:
-                mid = self.time.labels[len(self.time.labels) // 2]
-                raise KGDistillError(f"this model is temporal: give a time (e.g. {mid})")
-            tid = self.time.time_id(time)
+            tid = self.time_id(time, time_id)
             row.append(tid)
             time_label = self.time.labels[tid]
-        elif time is not None:
-            raise KGDistillError("this model is static: it takes no time")
+        elif time is not None or time_id is not None:
+            raise QueryError("this model is static: it takes no time", field="time")
         return Query(
             row=tuple(row),
-            direction="tail" if head is not None else "head",
+            direction="tail" if side == "head" else "head",
             anchor=self.entities.labels[anchor],
-            relation=self.relations.labels[self.relations.id(relation)],
+            relation=self.relations.labels[r],
             time=time_label,
         )
 
+    def time_id(self, time: str | None, time_id: int | None = None) -> int:
+        """The time id of a temporal query's time (as ``kgdistill predict --time``) or of a ``time_id``.
+
+        Raises:
+            QueryError: no time, both, a time outside the model's range or never seen (``field="time"``).
+        """
+        if time is not None and time_id is not None:
+            raise QueryError("give time or time_id, not both", field="time")
+        if time_id is not None:
+            if not 0 <= time_id < self.time.num_times:
+                raise QueryError(
+                    f"time id {time_id} is out of range (0..{self.time.num_times - 1})",
+                    field="time_id",
+                )
+            return time_id
+        if time is None:
+            mid = self.time.labels[len(self.time.labels) // 2]
+            raise QueryError(f"this model is temporal: give a time (e.g. {mid})", field="time")
+        try:
+            return self.time.time_id(time)
+        except KGDistillError as e:  # a DataError of the parser or the protocol's own message
+            raise QueryError(str(e), field="time") from None
+
     @torch.inference_mode()
+    def topk_batch(
+        self, queries: LongTensor, k: int = 10, *, exclude_known: bool | torch.Tensor = False
+    ) -> TopK:
+        """Best ``k`` answers of a batch of id queries ``(B, 3|4)``: one ``score_all`` call, one filter lookup.
+
+        Args:
+            exclude_known: leave out answers already known in training, for every query (``bool``) or per
+                query (a ``(B,)`` bool tensor); their scores become ``-inf``, so they come last when ``k``
+                reaches them. Needs the training facts.
+
+        Returns:
+            :class:`TopK` with ``scores (B, k')``, ``ids (B, k')`` and ``known (B, k')`` (``None`` without the
+            training facts), ``k' = min(k, E)``.
+        """
+        if k < 1:
+            raise QueryError(f"k must be >= 1, got {k}", field="k")
+        q = queries.to(self.device)
+        exclude = torch.as_tensor(exclude_known, dtype=torch.bool, device=self.device)
+        if bool(exclude.any()) and self.known is None:
+            raise QueryError(
+                "cannot leave out known answers: the run's training data could not be read",
+                field="exclude_known",
+            )
+        scores = self.model.score_all(q).float()
+        rows = cols = None
+        if self.known is not None:
+            rows, cols = self.known.known(q)
+        if rows is not None and cols is not None and bool(exclude.any()):
+            hide = exclude.expand(len(q)).index_select(0, rows)
+            scores[rows[hide], cols[hide]] = float("-inf")
+        top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+        known = None
+        if rows is not None and cols is not None:
+            mask = torch.zeros_like(scores, dtype=torch.bool)
+            mask[rows, cols] = True
+            known = mask.gather(1, top.indices)
+        return TopK(top.values, top.indices, known)
+
     def topk_ids(
         self, queries: LongTensor, k: int = 10, *, exclude_known: bool = False
     ) -> tuple[FloatTensor, LongTensor]:
-        """Best ``k`` answers of a batch of id queries ``(B, 3|4)``: ``scores (B, k)`` and ``ids (B, k)``.
-
-        Args:
-            exclude_known: leave out answers already known in training (needs the training facts); their
-                scores become ``-inf``, so they come last when ``k`` reaches them.
-        """
-        if k < 1:
-            raise KGDistillError(f"k must be >= 1, got {k}")
-        q = queries.to(self.device)
-        scores = self.model.score_all(q).float()
-        if exclude_known:
-            if self.known is None:
-                raise KGDistillError(
-                    "cannot leave out known answers: the run's training data could not be read"
-                )
-            rows, cols = self.known.known(q)
-            scores[rows, cols] = float("-inf")
-        top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-        return top.values, top.indices
+        """Best ``k`` answers of a batch of id queries ``(B, 3|4)``: ``scores (B, k)`` and ``ids (B, k)``
+        (see :meth:`topk_batch`)."""
+        top = self.topk_batch(queries, k, exclude_known=exclude_known)
+        return top.scores, top.ids
 
     def is_known(self, queries: LongTensor, ids: LongTensor) -> torch.Tensor | None:
         """Whether each answer ``ids (B, k)`` of ``queries (B, 3|4)`` is a training fact ``(B, k)``; ``None``
@@ -247,22 +334,39 @@ class Predictor:
         mask[rows, cols] = True
         return mask.gather(1, ids.to(self.device))
 
+    @torch.inference_mode()
+    def score_triples(self, facts: LongTensor) -> tuple[FloatTensor, torch.Tensor | None]:
+        """Scores of given facts ``(B, 3|4)`` (``h, r, t, [time]``; the same score ``t`` has among the answers
+        of ``(h, r, ?)``): ``scores (B,)`` and whether each fact is a training fact ``(B,)`` (``None`` without
+        the training facts)."""
+        f = facts.to(self.device)
+        scores = self.model.score_hrt(f).float()
+        known = self.is_known(f, f[:, 2:3])
+        return scores, None if known is None else known[:, 0]
+
+    def answers(self, top: TopK, i: int, *, exclude_known: bool = False) -> list[Answer]:
+        """Row ``i`` of a :meth:`topk_batch` result as :class:`Answer` s, best first (answers left out by
+        ``exclude_known`` dropped)."""
+        scores, ids = top.scores[i].tolist(), top.ids[i].tolist()
+        known = None if top.known is None else top.known[i].tolist()
+        return [
+            Answer(
+                rank=j + 1,
+                entity=self.entities.labels[e],
+                id=e,
+                score=s,
+                known=None if known is None else bool(known[j]),
+            )
+            for j, (s, e) in enumerate(zip(scores, ids, strict=True))
+            if not (exclude_known and s == float("-inf"))  # hidden answers sort last at -inf
+        ]
+
     def topk(self, query: Query, k: int = 10, *, exclude_known: bool = False) -> list[Answer]:
         """The best ``k`` answers of one query, best first."""
         q = torch.tensor([query.row], dtype=torch.long)
-        scores, ids = self.topk_ids(q, k, exclude_known=exclude_known)
-        known = self.is_known(q, ids)
-        return [
-            Answer(
-                rank=i + 1,
-                entity=self.entities.labels[int(e)],
-                id=int(e),
-                score=float(s),
-                known=None if known is None else bool(known[0, i]),
-            )
-            for i, (s, e) in enumerate(zip(scores[0], ids[0], strict=True))
-            if not (exclude_known and bool(torch.isneginf(s)))  # hidden answers sort last at -inf
-        ]
+        return self.answers(
+            self.topk_batch(q, k, exclude_known=exclude_known), 0, exclude_known=exclude_known
+        )
 
 
 def _training_filter(meta: dict[str, object], data_root: str | None) -> FilterIndex | None:
