@@ -221,3 +221,39 @@ def test_a_failing_model_is_a_500_with_an_id_and_the_server_lives_on(
         assert call(s.url + "/v1/runs/broken/score", {"triples": [triple]})[0] == 500
         assert call(s.url + "/v1/runs/yago/topk", Q)[0] == 200
     assert any(out["error"]["id"] in r.getMessage() for r in caplog.records)
+
+
+def test_32_concurrent_clients_get_the_predictors_answers(
+    server: Server, predictors: dict[str, Predictor]
+) -> None:
+    """32 threads at once, mixed runs, k and filtering: each answer is the direct Predictor call's, and the
+    batcher put several requests into one model call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = predictors["yago"]
+    heads = p.entities.labels[:64]
+    times = ["1990", "2005", "1850-03-01", "since 1960"]
+    bodies = [
+        {
+            "head": h,
+            "relation": "wasBornIn",
+            "time": times[i % 4],
+            "k": 1 + i % 7,
+            "exclude_known": i % 3 == 0,
+        }
+        for i, h in enumerate(heads)
+    ]
+
+    def metric(name: str) -> float:
+        text = call(server.url + "/metrics")[1]
+        return sum(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(name))
+
+    calls_before = metric('kgdistill_batch_requests_count{run="yago"}')
+    with ThreadPoolExecutor(32) as pool:
+        got = list(pool.map(lambda b: call(server.url + "/v1/runs/yago/topk", b), bodies * 2))
+    calls = metric('kgdistill_batch_requests_count{run="yago"}') - calls_before
+    for body, (status, out) in zip(bodies * 2, got, strict=True):
+        assert status == 200, out
+        q = p.query("wasBornIn", head=body["head"], time=body["time"])
+        same_answers(out["answers"], p.topk(q, body["k"], exclude_known=body["exclude_known"]))
+    assert calls < len(got)  # some model calls answered several requests
