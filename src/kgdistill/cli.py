@@ -19,6 +19,7 @@ import click
 
 from kgdistill.contexts.cli import contexts
 from kgdistill.errors import KGDistillError
+from kgdistill.export.cli import export
 from kgdistill.llm_cli import llm_serve
 from kgdistill.serve.cli import serve
 
@@ -392,6 +393,7 @@ def demo(out: str | None, epochs: int) -> None:
 
 # command groups that live in their own modules (importing them loads only click)
 cli.add_command(contexts)
+cli.add_command(export)
 cli.add_command(llm_serve)
 cli.add_command(serve)
 

@@ -24,6 +24,7 @@ from kgdistill.errors import CheckpointError
 
 __all__ = [
     "atomic_save_tensors",
+    "atomic_write_bytes",
     "atomic_write_text",
     "read_safetensors",
     "read_safetensors_header",
@@ -55,6 +56,19 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
+        _publish(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, ``fsync`` and a rename."""
+    path = Path(path)
+    tmp = _temporary(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
         _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
