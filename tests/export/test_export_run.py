@@ -125,4 +125,9 @@ def test_bad_runs_are_one_clear_error(run_dir: Path, tmp_path: Path) -> None:
         ["export", str(run_dir), "--format", "torchscript", "--dtype", "int8", "--out", "x.pt"],
     )
     assert result.exit_code == 2 and "torchscript exports float32 only" in result.output
+    result = runner.invoke(
+        cli,
+        ["export", str(run_dir), "--format", "safetensors-embeddings", "--topk", "5", "--out", "x"],
+    )
+    assert result.exit_code == 2 and "--topk does not apply" in result.output
     assert not list(tmp_path.glob("x.onnx*"))

@@ -42,7 +42,7 @@ _FORMATS = ("onnx", "torchscript", "safetensors-embeddings")  # kgdistill.export
     type=click.IntRange(min=1),
     help="Compute the test MRR on the first N test facts only (default: all).",
 )
-@friendly("nothing was written")
+@friendly("the output may be incomplete: run the export again")
 def export(
     run: str,
     format_: str,

@@ -64,7 +64,9 @@ def export_onnx(
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
         if exporter == "dynamo":
-            dim = torch.export.Dim("batch")
+            shapes: dict[int, Any] = {0: torch.export.Dim("batch")}
+            if not model.temporal:
+                shapes[1] = torch.export.Dim("columns", min=3, max=4)
             torch.onnx.export(
                 module,
                 (example,),
@@ -72,7 +74,7 @@ def export_onnx(
                 dynamo=True,
                 input_names=["queries"],
                 output_names=outputs,
-                dynamic_shapes=({0: dim},),
+                dynamic_shapes=(shapes,),
                 opset_version=18,
                 verbose=False,
             )
