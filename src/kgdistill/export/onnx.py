@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from kgdistill.export.graph import Dtype, ExportError, example_queries, frozen, scoring_module
+from kgdistill.io import atomic_write_bytes
 from kgdistill.models.base import KGEModel
 from kgdistill.types import FloatTensor, LongTensor
 
@@ -61,39 +62,40 @@ def export_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.export.tmp")
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
-        if exporter == "dynamo":
-            shapes: dict[int, Any] = {0: torch.export.Dim("batch")}
-            if not model.temporal:
-                shapes[1] = torch.export.Dim("columns", min=3, max=4)
-            torch.onnx.export(
-                module,
-                (example,),
-                str(tmp),
-                dynamo=True,
-                input_names=["queries"],
-                output_names=outputs,
-                dynamic_shapes=(shapes,),
-                opset_version=18,
-                verbose=False,
-            )
-        else:
-            torch.onnx.export(
-                module,
-                (example,),
-                str(tmp),
-                dynamo=False,
-                input_names=["queries"],
-                output_names=outputs,
-                dynamic_axes={"queries": query_axes, **{o: {0: "batch"} for o in outputs}},
-                opset_version=OPSET,
-                do_constant_folding=False,
-            )
-    proto = onnx.load(str(tmp))
-    tmp.unlink(missing_ok=True)
-    for extra in tmp.parent.glob(f"{tmp.name}*"):  # external data of a dynamo export
-        extra.unlink(missing_ok=True)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
+            if exporter == "dynamo":
+                shapes: dict[int, Any] = {0: torch.export.Dim("batch")}
+                if not model.temporal:
+                    shapes[1] = torch.export.Dim("columns", min=3, max=4)
+                torch.onnx.export(
+                    module,
+                    (example,),
+                    str(tmp),
+                    dynamo=True,
+                    input_names=["queries"],
+                    output_names=outputs,
+                    dynamic_shapes=(shapes,),
+                    opset_version=18,
+                    verbose=False,
+                )
+            else:
+                torch.onnx.export(
+                    module,
+                    (example,),
+                    str(tmp),
+                    dynamo=False,
+                    input_names=["queries"],
+                    output_names=outputs,
+                    dynamic_axes={"queries": query_axes, **{o: {0: "batch"} for o in outputs}},
+                    opset_version=OPSET,
+                    do_constant_folding=False,
+                )
+        proto = onnx.load(str(tmp))
+    finally:
+        for extra in tmp.parent.glob(f"{tmp.name}*"):  # with the external data of a dynamo export
+            extra.unlink(missing_ok=True)
     if dtype != "fp32":
         compress_weights(proto, dtype)
     if metadata is not None:
@@ -105,8 +107,6 @@ def export_onnx(
 
 def _save(proto: Any, path: Path) -> None:
     """Serialise ``proto`` to ``path`` atomically (one file; graphs over 2 GB are refused)."""
-    from kgdistill.io import atomic_write_bytes
-
     if proto.ByteSize() >= 2**31 - 1:
         raise ExportError(
             "the graph exceeds ONNX's 2 GB single-file limit: export with --dtype fp16/int8"

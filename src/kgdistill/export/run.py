@@ -10,6 +10,7 @@ report states what they cost in MRR.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from collections.abc import Callable
@@ -162,15 +163,14 @@ def export_run(
     kg = load_data(data)
     check_graph(GraphVocab.of_checkpoint(ckpt.meta), kg, what=str(ckpt.path))
     queries = both_directions(kg.splits["test"], kg.num_relations)[:check_queries]
-    reference = lambda q: scores_of(model, q)  # noqa: E731
+    reference = functools.partial(scores_of, model)
     agreement = (
         compare_scores(reference, scorer.score_all, queries)
         if topk is None
         else compare_topk(reference, scorer.topk, queries)
     )
     protocol = eval_kwargs(cfg.eval)
-    with torch.inference_mode():
-        ref_metrics = evaluate(model, kg, "test", max_queries=max_queries, **protocol)
+    ref_metrics = evaluate(model, kg, "test", max_queries=max_queries, **protocol)
     with tempfile.TemporaryDirectory() as tmp:
         full = scorer
         if topk is not None:  # the MRR of the same weights' all-scores graph
