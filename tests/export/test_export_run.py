@@ -131,3 +131,22 @@ def test_bad_runs_are_one_clear_error(run_dir: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 2 and "--topk does not apply" in result.output
     assert not list(tmp_path.glob("x.onnx*"))
+
+
+def test_onnx_scorer_serves_a_predictor(run_dir: Path, tmp_path: Path) -> None:
+    """The exported graph answers label queries through the Predictor exactly as the run does."""
+    from kgdistill.predict import Predictor
+
+    out = tmp_path / "model.onnx"
+    export_run(run_dir, out, format="onnx")
+    exported, reference = OnnxScorer(out).predictor(), Predictor.load(run_dir, known_facts=False)
+    queries = torch.tensor([[0, 1, 0], [5, 2, 0], [7, 30, 0]])
+    s1, i1 = exported.topk_ids(queries, 5)
+    s2, i2 = reference.topk_ids(queries, 5)
+    assert torch.equal(i1, i2)
+    torch.testing.assert_close(s1, s2)
+    facts = queries.clone()
+    facts[:, 2] = torch.tensor([3, 4, 5])
+    torch.testing.assert_close(
+        OnnxScorer(out).score_hrt(facts), reference.model.score_hrt(facts), rtol=1e-5, atol=1e-5
+    )

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from kgdistill.export.graph import Dtype, ExportError, example_queries, frozen, 
 from kgdistill.io import atomic_write_bytes
 from kgdistill.models.base import KGEModel
 from kgdistill.types import FloatTensor, LongTensor
+
+if TYPE_CHECKING:
+    from kgdistill.predict import Predictor
 
 __all__ = ["OPSET", "OnnxScorer", "compress_weights", "export_onnx"]
 
@@ -213,3 +216,36 @@ class OnnxScorer:
             raise ExportError(f"{self.path} scores all entities: use score_all()")
         values, ids = self._run(queries)
         return torch.from_numpy(values), torch.from_numpy(ids)
+
+    def score_hrt(self, facts: LongTensor) -> FloatTensor:
+        """Score of each fact's own tail: ``facts (B, 3|4) -> (B,)``."""
+        return self.score_all(facts).gather(1, facts[:, 2:3].cpu()).squeeze(1)
+
+    # what a holder of a model calls on it (the Predictor: ``model.to(device).eval().requires_grad_(False)``)
+    def to(self, device: torch.device | str) -> OnnxScorer:
+        """The session runs on CPU; only ``cpu`` is accepted."""
+        if torch.device(device).type != "cpu":
+            raise ExportError(f"an ONNX Runtime CPU session cannot move to {device}")
+        return self
+
+    def eval(self) -> OnnxScorer:
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> OnnxScorer:
+        return self
+
+    def predictor(self) -> Predictor:
+        """A :class:`~kgdistill.predict.Predictor` over this graph (labels and time protocol from its metadata):
+        queries by label, top-k answers, as for a run."""
+        from kgdistill.data.time import TimeSpec
+        from kgdistill.predict import Predictor
+
+        meta = self.metadata
+        if "id_maps" not in meta or "time" not in meta:
+            raise ExportError(f"{self.path} carries no labels (not written by kgdistill export)")
+        return Predictor(
+            self,  # type: ignore[arg-type]
+            meta["id_maps"],
+            TimeSpec.from_dict(meta["time"]),
+            model_name=meta.get("model", {}).get("name"),
+        )
