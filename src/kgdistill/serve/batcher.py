@@ -4,7 +4,8 @@ Requests put their id rows on an asyncio queue. One collector task takes the fir
 ``max_wait`` seconds for more, takes what has queued up (at most ``max_queries`` rows in all), and runs the
 batch in its own worker thread: one :meth:`Predictor.topk_batch <kgdistill.predict.Predictor.topk_batch>` at the
 largest ``k`` asked, every request then cut to its own ``k`` and filtering. While the model computes one batch,
-the next one queues up, so under load batches fill by themselves and ``max_wait`` only matters for the first.
+the next one queues up, so under load batches fill by themselves; a lone client (the last batch held one
+request and nothing else is queued) is answered at once, without waiting ``max_wait``.
 
 With ``max_queries=1`` nothing is batched: every request runs on its own in a thread pool (the baseline the
 batcher is measured against, ``docs/serve.md``).
@@ -99,9 +100,9 @@ class MicroBatcher:
     async def _collect(self) -> None:
         assert self._queue is not None
         loop = asyncio.get_running_loop()
-        carry: _Job | None = (
-            None  # a job that would have overflowed the last batch starts the next one
-        )
+        # a job that would have overflowed the last batch starts the next one
+        carry: _Job | None = None
+        crowd = False  # the last batch answered several requests
         stop = False
         while not stop or carry is not None:
             first = carry if carry is not None else await self._queue.get()
@@ -109,7 +110,14 @@ class MicroBatcher:
             if first is None:
                 break
             jobs, n = [first], len(first.rows)
-            if self.max_wait > 0 and n < self.max_queries and not stop:
+            # wait for company only when the last batch had some or more requests are queued already: a lone
+            # client (concurrency 1) pays no max_wait
+            if (
+                self.max_wait > 0
+                and n < self.max_queries
+                and not stop
+                and (crowd or not self._queue.empty())
+            ):
                 await asyncio.sleep(self.max_wait)
             while n < self.max_queries and not stop and not self._queue.empty():
                 job = self._queue.get_nowait()
@@ -121,6 +129,7 @@ class MicroBatcher:
                 else:
                     jobs.append(job)
                     n += len(job.rows)
+            crowd = len(jobs) > 1
             results = await loop.run_in_executor(self._pool, self._answer, jobs)
             for job, result in zip(jobs, results, strict=True):
                 if job.future.done():  # the client went away

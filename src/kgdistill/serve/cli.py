@@ -93,6 +93,7 @@ def _api_key(host: str, api_key_env: str | None, insecure: bool) -> str | None:
 @click.option(
     "--data-root", default=None, help="Folder holding the datasets (default: $KGDISTILL_DATA)."
 )
+@click.option("--access-log", is_flag=True, help="Log every request (uvicorn's access log).")
 @friendly("server stopped")
 def serve(
     runs: tuple[str, ...],
@@ -108,6 +109,7 @@ def serve(
     max_queries: int,
     no_known: bool,
     data_root: str | None,
+    access_log: bool,
 ) -> None:
     """Serve top-k answers and scores of the trained RUN folders over HTTP (RUN: PATH or NAME=PATH).
 
@@ -144,6 +146,9 @@ def serve(
         f"({workers} worker{'s' if workers > 1 else ''}; API docs at /docs)",
         err=True,
     )
+    # uvicorn logs at kgdistill's level (-q: warnings only, -v: debug)
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+    server = {"host": host, "port": port, "log_level": level, "access_log": access_log}
     if workers > 1:  # each worker process builds its own app from the options
         from kgdistill.serve.app import ENV_CONFIG
 
@@ -151,10 +156,8 @@ def serve(
         uvicorn.run(
             "kgdistill.serve.app:app_from_env",
             factory=True,
-            host=host,
-            port=port,
             workers=workers,
-            log_level="info",
+            **server,
         )
         return
     import torch
@@ -168,4 +171,4 @@ def serve(
     app = create_app(
         predictors, api_key=key, max_wait=max_wait, max_batch=max_batch, max_queries=max_queries
     )
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, **server)
