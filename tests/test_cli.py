@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -230,6 +231,19 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert code == 0, out
     assert (tmp_path / "demo" / "metrics.json").is_file()
     assert "TNTComplEx on YAGO11k" in out
+    assert "What next:" in out and f"kgdistill predict {tmp_path / 'demo'}" in out
+
+
+def test_demo_next_steps_name_real_files_and_verbs() -> None:
+    """The commands the demo suggests parse, and the configs they name exist."""
+    from kgdistill.cli import _demo_next, cli
+
+    text = _demo_next(Path("runs/demo"))
+    repo = Path(__file__).resolve().parents[1]
+    configs = [w for w in text.split() if w.startswith("configs/")]
+    assert configs and all((repo / c).is_file() for c in configs)
+    verbs = set(re.findall(r"kgdistill (\w+)", text))
+    assert verbs <= set(cli.commands) and {"predict", "distill", "compare", "train"} <= verbs
 
 
 def test_encode_dry_run_reports_text_sources(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -389,6 +390,27 @@ def demo(out: str | None, epochs: int) -> None:
     """Train and evaluate a small temporal teacher on the bundled YAGO11k."""
     result = _api().demo(out, epochs=epochs)
     _print_metrics(result.metrics, f"demo: TNTComplEx on YAGO11k, test ({result.run_dir})")
+    click.echo(_demo_next(result.run_dir))
+
+
+def _demo_next(run_dir: Path) -> str:
+    """What to try after the demo, with commands that run as printed."""
+    run = shlex.quote(str(run_dir))
+    return "\n".join(
+        [
+            "",
+            "What next:",
+            f"  ask the model:      kgdistill predict {run} --head '<Christopher_Guest>' "
+            "--relation isMarriedTo --time 1990",
+            f"  its curves:         {run_dir / 'curves.png'}",
+            "  distil a student:   kgdistill train configs/teacher/tntcomplex-yago11k.yaml "
+            "--out runs/tntcomplex-yago11k && kgdistill distill "
+            "configs/distill/kd-ttranse_from_tntcomplex-yago11k.yaml",
+            f"  compare runs:       kgdistill compare {run} OTHER_RUN...",
+            "  your own data:      kgdistill train CONFIG --set data.name=FOLDER (any folder of triples; "
+            "its format is detected; kgdistill datasets lists the known ones)",
+        ]
+    )
 
 
 # command groups that live in their own modules (importing them loads only click)
