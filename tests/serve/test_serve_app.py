@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+from kgdistill.errors import KGDistillError
 from kgdistill.predict import Predictor
 from kgdistill.serve.app import create_app
 
@@ -257,3 +259,29 @@ def test_32_concurrent_clients_get_the_predictors_answers(
         q = p.query("wasBornIn", head=body["head"], time=body["time"])
         same_answers(out["answers"], p.topk(q, body["k"], exclude_known=body["exclude_known"]))
     assert calls < len(got)  # some model calls answered several requests
+
+
+def test_an_onnx_export_serves_the_runs_answers(
+    static_run: Path, predictors: dict[str, Predictor], tmp_path: Path
+) -> None:
+    """A run exported to ONNX is served through ONNX Runtime with the run's top-k; a top-k graph is refused."""
+    pytest.importorskip("onnxruntime")
+    from kgdistill.export.run import export_run
+    from kgdistill.serve.app import create_app
+    from kgdistill.serve.runs import RunSpec, check_run, load_runs
+
+    onnx_file = tmp_path / "fb.onnx"
+    export_run(static_run, onnx_file, format="onnx", max_queries=50)
+    served = load_runs([RunSpec("fb", str(onnx_file))])
+    p = predictors["fb"]
+    h, r = 3, 1
+    body = {"head_id": h, "relation_id": r, "k": 10}
+    with Server(create_app(served, max_wait=0.002)) as s:
+        status, out = call(s.url + "/v1/runs/fb/topk", body)
+    assert status == 200
+    expected = p.topk(p.query(r, head=h), 10)
+    assert [a["id"] for a in out["answers"]] == [a.id for a in expected]
+    top = tmp_path / "fb-top10.onnx"
+    export_run(static_run, top, format="onnx", topk=10, max_queries=50)
+    with pytest.raises(KGDistillError, match="top-k graph"):
+        check_run(RunSpec("top", str(top)))

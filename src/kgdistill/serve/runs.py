@@ -1,9 +1,12 @@
 """Run folders to serve: names, checks at startup, loading.
 
-``RUN`` arguments are ``PATH`` (served under the folder's name) or ``NAME=PATH``. Everything that would make a
-run unservable (a missing folder, a folder without ``best.safetensors``, an unfinished run, a checkpoint of
-another format version, two runs under one name) is found before the server starts and reported as one
-:class:`~kgdistill.errors.KGDistillError` (``kgdistill serve`` exits with status 2).
+``RUN`` arguments are ``PATH`` (served under the folder's name) or ``NAME=PATH``; ``PATH`` is a run folder, a
+checkpoint, or an ONNX file written by ``kgdistill export --format onnx`` (scored by ONNX Runtime; labels and the
+time protocol come from the file's metadata; without the training data, answers are not marked known).
+Everything that would make a run unservable (a missing folder, a folder without ``best.safetensors``, an
+unfinished run, a checkpoint of another format version, a top-k ONNX graph, two runs under one name) is found
+before the server starts and reported as one :class:`~kgdistill.errors.KGDistillError` (``kgdistill serve``
+exits with status 2).
 """
 
 from __future__ import annotations
@@ -66,6 +69,9 @@ def check_run(spec: RunSpec) -> None:
     where = f"cannot serve '{spec.name}' ({spec.path})"
     if not p.exists():
         raise KGDistillError(f"{where}: no such run folder or checkpoint")
+    if is_onnx(p):
+        _load_onnx(spec)
+        return
     if p.is_dir() and not (p / "best.safetensors").is_file():
         if (p / "last.safetensors").is_file():
             why = "an unfinished run: it has last.safetensors but no best.safetensors yet"
@@ -94,6 +100,9 @@ def load_runs(
         check_run(spec)
     out = {}
     for spec in specs:
+        if is_onnx(Path(spec.path)):
+            out[spec.name] = _load_onnx(spec)
+            continue
         try:
             out[spec.name] = Predictor.load(
                 spec.path, device=device, known_facts=known_facts, data_root=data_root
@@ -101,3 +110,27 @@ def load_runs(
         except KGDistillError as e:
             raise KGDistillError(f"cannot serve '{spec.name}' ({spec.path}): {e}") from None
     return out
+
+
+def is_onnx(path: Path) -> bool:
+    """Whether ``path`` is an exported ONNX graph (served through ONNX Runtime)."""
+    return path.is_file() and path.suffix.lower() == ".onnx"
+
+
+def _load_onnx(spec: RunSpec) -> Predictor:
+    """An ONNX export as a :class:`~kgdistill.predict.Predictor` (one clear error when it cannot be served)."""
+    try:
+        from kgdistill.export.onnx import OnnxScorer
+
+        scorer = OnnxScorer(spec.path)
+        if scorer.is_topk:
+            raise KGDistillError("a top-k graph; serve an export of all scores (without --topk)")
+        predictor = scorer.predictor()
+    except ImportError as e:
+        raise KGDistillError(
+            f"cannot serve '{spec.name}' ({spec.path}): ONNX Runtime is not installed ({e}; "
+            'pip install "kgdistill[export]")'
+        ) from None
+    except KGDistillError as e:
+        raise KGDistillError(f"cannot serve '{spec.name}' ({spec.path}): {e}") from None
+    return predictor
