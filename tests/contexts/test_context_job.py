@@ -60,6 +60,7 @@ def keys_file(tmp_path: Path, yago: KG, entities: int, triples: int) -> Path:
     return path
 
 
+@pytest.mark.slow  # real SmolLM2 generation, several seconds; the llm-serve test covers it in the fast tier
 def test_real_generation_with_smollm2(yago: KG, smollm2: HFGenerator, tmp_path: Path) -> None:
     """Two entities and two triples of YAGO11k through the real model: full records, greedy texts equal to the
     model's own, and a rerun asks for nothing."""
@@ -84,6 +85,7 @@ def test_real_generation_with_smollm2(yago: KG, smollm2: HFGenerator, tmp_path: 
     assert len(lines(store)) == 4
 
 
+@pytest.mark.slow  # real SmolLM2 generation, several seconds; the llm-serve test covers it in the fast tier
 def test_cli_through_an_openai_server(yago: KG, smollm2: HFGenerator, tmp_path: Path) -> None:
     """``contexts generate --generator openai`` against ``llm-serve``'s app (real SmolLM2 behind it, requests in
     flight batched by the server): the same greedy texts as the model run locally, usage counts recorded."""

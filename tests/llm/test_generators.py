@@ -106,6 +106,7 @@ def test_prompt_longer_than_the_window_names_the_key(tiny_lm_path: Path) -> None
     assert trimmed.tokens_in == 96 - 8
 
 
+@pytest.mark.slow  # real SmolLM2 generation, several seconds; the llm-serve test covers it in the fast tier
 def test_stop_strings_end_the_text(smollm2: HFGenerator) -> None:
     prompt = "Count from 1 to 10, separated by commas."
     free = smollm2.generate([prompt], Sampling(max_new_tokens=24))[0].text
@@ -115,6 +116,7 @@ def test_stop_strings_end_the_text(smollm2: HFGenerator) -> None:
     assert free.startswith(stopped.text)
 
 
+@pytest.mark.slow  # real SmolLM2 generation, several seconds; the llm-serve test covers it in the fast tier
 def test_smollm2_answers_and_is_deterministic(smollm2: HFGenerator) -> None:
     prompts = ["What is the capital of France?", "Who wrote Hamlet?"]
     sampling = Sampling(max_new_tokens=16)
