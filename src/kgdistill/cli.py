@@ -7,17 +7,16 @@ and exit with status 2, without a traceback.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import shlex
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from kgdistill.clickutil import friendly
 from kgdistill.contexts.cli import contexts
 from kgdistill.errors import KGDistillError
 from kgdistill.export.cli import export
@@ -36,22 +35,8 @@ def _api() -> Any:
     return api
 
 
-def _friendly(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except KGDistillError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo(
-                "interrupted: every finished epoch is saved; continue with --resume RUN_DIR",
-                err=True,
-            )
-            sys.exit(130)
-
-    return wrapper  # type: ignore[return-value]
+#: a KGDistillError is one line and exit 2; Ctrl-C says how to continue
+_friendly = friendly("every finished epoch is saved; continue with --resume RUN_DIR")
 
 
 @click.group()

@@ -1,4 +1,4 @@
-"""Small helpers shared by the command groups that live in their own modules (``contexts``, ``llm-serve``)."""
+"""Small helpers shared by every command module of the CLI."""
 
 from __future__ import annotations
 
