@@ -3,7 +3,8 @@
 ``F.cross_entropy`` (``log_softmax`` then ``nll_loss``) makes three ``(B, C)`` tensors per step and about eight
 passes over them: the log-softmax, a dense one-hot gradient, the log-softmax backward's result. For 1-N training
 ``C`` is the number of entities, so a step is bound by those passes, not by the matrix product (WN18RR, DistMult
-dim 32, batch 1000: 0.65 s per forward and backward with ``nll_loss(log_softmax)``, 0.39 s here on 2 CPU cores).
+dim 32, batch 1000, 2 idle CPU cores: 0.69 s per forward and backward with ``nll_loss(log_softmax)``, 0.50 s
+here; the repository's cross-entropy step benchmark).
 Here the forward keeps one ``(B, C)`` tensor, ``exp(s - max)``, and the backward scales it in place into the
 gradient ``softmax - target distribution``.
 """
