@@ -29,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kgdistill.predict import Answer, Predictor
@@ -62,6 +63,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 def _error(e: ApiError) -> JSONResponse:
     return JSONResponse(status_code=e.status, content=e.body())
+
+
+def _json(body: BaseModel) -> Response:
+    """``body`` serialised once (a model built here is valid: FastAPI's second validation of a returned
+    model is skipped; the route's ``response_model`` still documents it)."""
+    return Response(content=body.model_dump_json(), media_type="application/json")
 
 
 def _answers(answers: list[Answer]) -> list[AnswerOut]:
@@ -235,7 +242,11 @@ def create_app(
             raise ApiError(401, "wrong API key", field=API_KEY_HEADER)
 
     public = APIRouter(route_class=route_class)
-    private = APIRouter(route_class=route_class, dependencies=[Depends(authorised)])
+    # without a key there is nothing to check: no dependency to solve on every request
+    private = APIRouter(
+        route_class=route_class,
+        dependencies=[Depends(authorised)] if api_key is not None else [],
+    )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -296,20 +307,29 @@ def create_app(
     async def run_info(run: str) -> RunInfo:
         return _info(run, served(run)[0])
 
-    @private.post("/v1/runs/{run}/topk", responses=_ERRORS, summary="Top-k answers of one query.")
-    async def topk(run: str, body: TopKRequest) -> TopKResponse:
+    @private.post(
+        "/v1/runs/{run}/topk",
+        response_model=TopKResponse,
+        responses=_ERRORS,
+        summary="Top-k answers of one query.",
+    )
+    async def topk(run: str, body: TopKRequest) -> Response:
         p, batcher = served(run)
         check_k(p, body.k)
         check_exclude(p, body.exclude_known)
         q = resolve_query(p, body)
         rows = torch.tensor([q.row], dtype=torch.long)
         answers = await batcher.topk(rows, body.k, exclude_known=body.exclude_known)
-        return TopKResponse(run=run, query=query_out(p, q), answers=_answers(answers[0]))
+        out = TopKResponse(run=run, query=query_out(p, q), answers=_answers(answers[0]))
+        return _json(out)
 
     @private.post(
-        "/v1/runs/{run}/topk/batch", responses=_ERRORS, summary="Top-k answers of many queries."
+        "/v1/runs/{run}/topk/batch",
+        response_model=BatchResponse,
+        responses=_ERRORS,
+        summary="Top-k answers of many queries.",
     )
-    async def topk_batch(run: str, body: BatchRequest) -> BatchResponse:
+    async def topk_batch(run: str, body: BatchRequest) -> Response:
         p, batcher = served(run)
         check_count(len(body.queries), "queries")
         check_k(p, body.k)
@@ -321,7 +341,7 @@ def create_app(
             {"query": query_out(p, q), "answers": _answers(a)}
             for q, a in zip(qs, answers, strict=True)
         ]
-        return BatchResponse.model_validate({"run": run, "results": results})
+        return _json(BatchResponse.model_validate({"run": run, "results": results}))
 
     @private.post("/v1/runs/{run}/score", responses=_ERRORS, summary="Scores of given facts.")
     async def score(run: str, body: ScoreRequest) -> ScoreResponse:

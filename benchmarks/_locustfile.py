@@ -1,0 +1,55 @@
+"""The Locust user of ``benchmarks/serving.py``'s load test: keep-alive clients sending top-k queries (real test
+facts, by id) to ``POST /v1/runs/RUN/topk`` of a running ``kgdistill serve``, with no wait between requests.
+
+Configured by the environment: ``LOAD_RUN`` (the served run's name), ``LOAD_BODIES`` (a JSON file: a list of
+request bodies), ``LOAD_MAX_REQUESTS`` (stop the whole test after this many requests; the run time bounds it
+too, with ``locust -t``; a watcher stops the runner once the count is reached). A response other than 200 counts as a
+failure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from pathlib import Path
+
+import gevent
+from locust import FastHttpUser, constant, events, task
+from locust.env import Environment
+
+RUN = os.environ["LOAD_RUN"]
+BODIES = [json.dumps(b).encode() for b in json.loads(Path(os.environ["LOAD_BODIES"]).read_text())]
+MAX_REQUESTS = int(os.environ.get("LOAD_MAX_REQUESTS", "1000000"))
+_sent = [0]  # requests started (greenlets switch only at I/O: no lock needed)
+_HEADERS = {"content-type": "application/json"}
+
+
+@events.test_start.add_listener
+def _stop_after_max_requests(environment: Environment, **_: object) -> None:
+    def watch() -> None:
+        while _sent[0] < MAX_REQUESTS:
+            gevent.sleep(0.02)
+        assert environment.runner is not None
+        environment.runner.quit()
+
+    gevent.spawn(watch)
+
+
+class TopKClient(FastHttpUser):
+    """One client: one connection, one request at a time, the next as soon as the answer is in."""
+
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self._bodies = itertools.cycle(BODIES[self.environment.runner.user_count % len(BODIES) :])
+
+    @task
+    def topk(self) -> None:
+        if _sent[0] >= MAX_REQUESTS:  # the watcher stops the test in a moment
+            gevent.sleep(1)
+            return
+        _sent[0] += 1
+        self.client.post(
+            f"/v1/runs/{RUN}/topk", data=next(self._bodies), headers=_HEADERS, name="topk"
+        )
