@@ -11,7 +11,9 @@ full precision. Refactors of the training loop, the evaluator or the models must
 ``--reference-ce`` trains with ``supervised_ce``'s unfused ``log_softmax`` + ``nll_loss`` (``fused: false``), the
 only path of versions before the fused cross-entropy: compare those with it. The fused loss equals the reference
 up to float rounding, so the default run's metrics may differ from it in the last digits (on this run they
-are equal).
+are equal). ``--unfused-optimizer`` likewise trains with ``train.fused_optimizer: false``, the optimiser path of
+versions before the fused kernels (equal up to float rounding too): compare older versions with
+``--reference-ce --unfused-optimizer``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def _config(**parts: Any) -> Any:
             "lr": 0.01,
             "eval_every": 2,
             "progress": False,
+            # --unfused-optimizer: the optimiser path of versions before the fused kernels
+            "fused_optimizer": "--unfused-optimizer" not in sys.argv[1:],
         },
     }
     return parse_config({**base, **parts})

@@ -160,6 +160,13 @@ class TrainConfig(_Strict):
     optimizer: Literal["adam", "adagrad", "sgd", "adamw"] = "adagrad"
     lr: float = Field(0.1, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    fused_optimizer: bool = Field(
+        True,
+        description="PyTorch's fused optimiser kernel where one exists for the parameters' device (Adam, "
+        "AdamW, Adagrad and SGD on CPU; Adam, AdamW and SGD on CUDA): one pass over each parameter instead of "
+        "several (Adagrad on a 40,943 x 200 table: 26 -> 7 ms a step on one core). Equal to the unfused path "
+        "up to float rounding; false: the unfused path of earlier versions, bit for bit",
+    )
     negatives: int = Field(
         0, ge=0, description="0: score all entities (1-N); k > 0: k sampled tails"
     )

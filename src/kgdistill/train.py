@@ -68,19 +68,49 @@ class FitState:
     log_lines: int = 0
 
 
+#: optimisers with a fused kernel, and the device types it runs on (torch >= 2.4)
+_FUSED_DEVICES = {
+    "adam": {"cpu", "cuda"},
+    "adamw": {"cpu", "cuda"},
+    "adagrad": {"cpu"},
+    "sgd": {"cpu", "cuda"},
+}
+
+
+def _can_fuse(params: Sequence[Any], name: str) -> bool:
+    """Whether every parameter (tensors or param groups) is a dense floating tensor on one device type that
+    ``name``'s fused kernel supports."""
+    tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
+    kinds = {t.device.type for t in tensors}
+    return (
+        len(kinds) == 1
+        and kinds <= _FUSED_DEVICES.get(name, set())
+        and all(t.is_floating_point() and not t.is_sparse for t in tensors)
+    )
+
+
 def make_optimizer(
     params: Sequence[torch.nn.Parameter] | Sequence[dict[str, Any]],
     name: str,
     lr: float,
     weight_decay: float,
+    *,
+    fused: bool = True,
 ) -> torch.optim.Optimizer:
-    """``adam``, ``adamw``, ``adagrad`` or ``sgd`` from :mod:`torch.optim` (``params``: tensors or param groups)."""
+    """``adam``, ``adamw``, ``adagrad`` or ``sgd`` from :mod:`torch.optim` (``params``: tensors or param groups).
+
+    ``fused``: PyTorch's fused kernel when it exists for the parameters' device (``train.fused_optimizer``),
+    else the default (``foreach``) path.
+    """
     cls = {
         "adam": torch.optim.Adam,
         "adamw": torch.optim.AdamW,
         "adagrad": torch.optim.Adagrad,
         "sgd": torch.optim.SGD,
     }[name]
+    params = list(params)
+    if fused and _can_fuse(params, name):
+        return cls(params, lr=lr, weight_decay=weight_decay, fused=True)  # type: ignore[no-any-return]
     return cls(params, lr=lr, weight_decay=weight_decay)  # type: ignore[no-any-return]
 
 
@@ -172,7 +202,13 @@ def _open_stage(
     ]
     lr = stage.lr or train.lr
     groups = param_groups(named, train.param_groups, lr, train.weight_decay)
-    optimizer = make_optimizer(groups, stage.optimizer or train.optimizer, lr, train.weight_decay)
+    optimizer = make_optimizer(
+        groups,
+        stage.optimizer or train.optimizer,
+        lr,
+        train.weight_decay,
+        fused=train.fused_optimizer,
+    )
     resuming = resume is not None and state.stage == index and state.stage_epoch > 0
     if resuming:
         assert resume is not None
