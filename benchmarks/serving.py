@@ -25,7 +25,8 @@ Goals (issue: ship students): a dim-32 student answers a top-10 query in < 1 ms 
 Default models: the YAGO11k teacher (TNTComplEx, dim 256) and the TA-DistMult dim-32 student distilled from
 it with FitNet, from ``benchmarks/work/temporal-kd`` (trained first when missing, as
 ``python benchmarks/temporal_kd.py --datasets yago11k --students ta_distmult --methods fitnet --seeds 0``).
-Writes ``serving.json``, ``serving.md`` and ``serving.png`` (MRR against p99 latency and against bytes).
+Writes ``serving.json``, ``serving.md`` and ``serving.png`` (MRR against p99 latency and against bytes; ``--stem``
+names them otherwise). ``--ann hnsw:EF`` / ``--ann ivf:NPROBE`` (repeatable) choose the approximate rows.
 
     python benchmarks/serving.py --data-root /path/to/data
     python benchmarks/serving.py --teacher runs/teacher --student small=runs/student --seconds 5
@@ -248,36 +249,55 @@ def _variants(m: _Model, work: Path, args: dict[str, Any]) -> list[dict[str, Any
     return rows
 
 
+def _ann_setting(text: str) -> dict[str, Any]:
+    """``hnsw:EF`` or ``ivf:NPROBE`` -> :func:`build_ann_index` arguments."""
+    kind, _, value = text.partition(":")
+    if kind not in ("hnsw", "ivf") or not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"--ann {text!r}: write hnsw:EF_SEARCH or ivf:NPROBE, e.g. hnsw:128")
+    return {"kind": kind, ("ef_search" if kind == "hnsw" else "nprobe"): int(value)}
+
+
 def _ann_rows(
     m: _Model, base: dict[str, Any], probe: dict[str, Any], weight_bytes: int, args: dict[str, Any]
 ) -> list[dict[str, Any]]:
+    """One row per ``--ann`` setting (inner-product models only; none for distance models)."""
     import faiss
 
-    ann = {"kind": "hnsw", "ef_search": args["ef_search"]}
-    try:
-        index = build_ann_index(m.model, **ann, name=m.ckpt.meta["model"]["name"])
-    except ExportError as e:
-        log.info("%s: no ANN row (%s)", m.name, e)
-        return []
-    log.info("%s: ANN (HNSW, efSearch %d)", m.name, args["ef_search"])
     faiss.omp_set_num_threads(args["threads"])
-    recall = recall_at_k(index.topk(m.queries, 10)[1], exact_topk(m.model, m.queries, 10)[1])
-    metrics = evaluate(
-        _AnnScores(index, args["ann_candidates"], m.kg.num_entities), m.kg, "test", **m.protocol
-    )
-    measured = _probe({**probe, "variant": "ann", "ann": ann})
-    return [
-        {
-            **base,
-            "variant": f"ann hnsw ef{args['ef_search']}",
-            "device": "cpu",
-            "bytes": weight_bytes + measured["index_bytes"],
-            "mrr": metrics.mrr,
-            "hits@10": metrics.sides["both"].get("hits@10"),
-            "recall@10": recall,
-            **measured,
-        }
-    ]
+    exact = exact_topk(m.model, m.queries, 10)[1]
+    rows, indexes = [], {}
+    for text in args["ann"]:
+        ann = _ann_setting(text)
+        kind = ann["kind"]
+        try:
+            if kind not in indexes:
+                indexes[kind] = build_ann_index(m.model, kind=kind, name=base["model"])
+        except ExportError as e:
+            log.info("%s: no ANN row (%s)", m.name, e)
+            return []
+        index = indexes[kind]
+        index.set_search(ef_search=ann.get("ef_search"), nprobe=ann.get("nprobe"))
+        variant = f"ann {kind} " + (
+            f"ef{ann['ef_search']}" if kind == "hnsw" else f"np{ann['nprobe']}"
+        )
+        log.info("%s: %s", m.name, variant)
+        recall = recall_at_k(index.topk(m.queries, 10)[1], exact)
+        scorer = _AnnScores(index, args["ann_candidates"], m.kg.num_entities)
+        metrics = evaluate(scorer, m.kg, "test", **m.protocol)
+        measured = _probe({**probe, "variant": "ann", "ann": ann})
+        rows.append(
+            {
+                **base,
+                "variant": variant,
+                "device": "cpu",
+                "bytes": weight_bytes + measured["index_bytes"],
+                "mrr": metrics.mrr,
+                "hits@10": metrics.sides["both"].get("hits@10"),
+                "recall@10": recall,
+                **measured,
+            }
+        )
+    return rows
 
 
 def _free_port() -> int:
@@ -522,7 +542,7 @@ def _markdown(doc: dict[str, Any]) -> str:
                 f"{r['concurrency']} clients and {r['workers']} worker(s), {r['errors']} errors over all "
                 f"levels ({'met' if r['met'] else 'MISSED'})"
             )
-    lines += ["", "![MRR against p99 latency and bytes](serving.png)", ""]
+    lines += ["", f"![MRR against p99 latency and bytes]({doc['stem']}.png)", ""]
     return "\n".join(lines)
 
 
@@ -548,7 +568,6 @@ def _markdown(doc: dict[str, Any]) -> str:
     "--min-seconds", default=2.0, show_default=True, help="Least time of the batch throughput loop."
 )
 @click.option("--threads", default=1, show_default=True, help="Intra-op threads of every variant.")
-@click.option("--ef-search", default=128, show_default=True, help="HNSW efSearch of the ANN rows.")
 @click.option(
     "--ann-candidates",
     default=100,
@@ -582,6 +601,15 @@ def _markdown(doc: dict[str, Any]) -> str:
     show_default=True,
     help="kgdistill serve --workers (repeatable: a load test each).",
 )
+@click.option(
+    "--ann",
+    "ann",
+    multiple=True,
+    default=("hnsw:128",),
+    show_default=True,
+    help="Approximate top-k rows: hnsw:EF_SEARCH or ivf:NPROBE (repeatable).",
+)
+@click.option("--stem", default="serving", show_default=True, help="Result file names.")
 @click.option("--no-load", is_flag=True, help="Skip the load test.")
 @click.option("--train/--no-train", default=True, help="Train the default runs when missing.")
 @click.option("--work", default=str(WORK), show_default=True, help="Exports and query files.")
@@ -602,6 +630,8 @@ def run(a: dict[str, Any]) -> dict[str, Any]:
     work, out = Path(a["work"]), Path(a["out"])
     a["concurrency"] = sorted(set(a["concurrency"]))
     a["workers"] = sorted(set(a["workers"]))
+    for text in a["ann"]:  # a mistake is reported before any work
+        _ann_setting(text)
     if a["teacher"] is None and not a["students"]:
         named = _default_runs(a["data_root"], a["train"], work)
     elif a["teacher"] is None:
@@ -625,13 +655,14 @@ def run(a: dict[str, Any]) -> dict[str, Any]:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[lib] = importlib.metadata.version(lib)  # (importing locust would monkey-patch)
     fields = {
+        "stem": a["stem"],
         "settings": {
             k: a[k]
             for k in (
                 "queries",
                 "batch",
                 "threads",
-                "ef_search",
+                "ann",
                 "ann_candidates",
                 "seconds",
                 "max_requests",
@@ -647,9 +678,9 @@ def run(a: dict[str, Any]) -> dict[str, Any]:
         "load": load,
     }
     out.mkdir(parents=True, exist_ok=True)
-    _plot(rows, out / "serving.png")
+    _plot(rows, out / f"{a['stem']}.png")
     text = write_script_result(
-        out, "serving", "benchmarks/serving.py", sys.argv[1:], fields, _markdown
+        out, a["stem"], "benchmarks/serving.py", sys.argv[1:], fields, _markdown
     )
     click.echo(text)
     return fields
