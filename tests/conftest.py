@@ -8,8 +8,9 @@ only when the data is absent (CI always has it).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -142,3 +143,41 @@ def tiny_lm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder
+
+
+# -- bi-encoder -----------------------------------------------------------------------------------------------
+
+#: A tiny random BERT (1 layer, 32-d, no dropout) over the real all-MiniLM-L6-v2 vocabulary.
+TINY_BERT = {
+    "model_type": "bert",
+    "vocab_size": 30522,
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 64,
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_plm() -> Callable[..., Any]:
+    """``make(kg, max_length=16) -> PLMFeatures``: the graph's texts tokenised by the real all-MiniLM-L6-v2
+    tokenizer, for :data:`TINY_BERT` with random weights: the bi-encoder's plumbing in milliseconds (tests/plm
+    trains the real MiniLM)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    from kgdistill.plm import encoder_folder
+    from kgdistill.plm.features import tokenize_graph
+    from kgdistill.text import kg_texts
+
+    tokenizer = AutoTokenizer.from_pretrained(str(encoder_folder(None)), local_files_only=True)
+
+    def make(kg: KG, max_length: int = 16) -> Any:
+        return tokenize_graph(
+            kg, tokenizer, dict(TINY_BERT), texts=kg_texts(kg), max_length=max_length
+        )
+
+    return make

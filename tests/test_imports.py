@@ -31,6 +31,7 @@ FULL: dict[str, set[str]] = {
         "alignment",
         "feature",
         "network",
+        "info_nce",
     },
     "kgdistill.models:MODELS": {
         "transe",
@@ -43,6 +44,7 @@ FULL: dict[str, set[str]] = {
         "hyte",
         "tntcomplex",
         "llm_scorer",
+        "bi_encoder",
     },
     "kgdistill.distill.teachers:TEACHERS": {"checkpoint", "cache"},
     "kgdistill.llm.encoders:ENCODERS": {"sentence_transformers", "hf", "openai"},

@@ -11,6 +11,7 @@ from kgdistill.features import TextFeatures
 from kgdistill.losses import LOSSES
 from kgdistill.models import MODELS, Vocab, build_model, is_temporal
 from kgdistill.models.zoo import model_features, time_use
+from kgdistill.plm import PLMFeatures
 from kgdistill.registry import Registry, check_kwargs
 
 #: Every registered model, how it uses time (``none``, ``required``, ``optional``: reads it when the graph has
@@ -26,9 +27,24 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "hyte": {"time": "required"},
     "tntcomplex": {"time": "required"},
     "llm_scorer": {"time": "optional", "features": ("text",)},
+    "bi_encoder": {"time": "optional", "features": ("plm",)},
 }
 
 VOCAB = Vocab(num_entities=7, num_relations=3, time_labels=("1990", "1991..1995", "unknown"))
+
+
+def _placeholder(kind: str) -> Any:
+    """Stand-in features of ``kind`` for :data:`VOCAB` (a 1-layer 8-d random BERT for ``plm``)."""
+    v = VOCAB
+    if kind == "plm":
+        bert = {"model_type": "bert", "vocab_size": 8, "hidden_size": 8, "num_hidden_layers": 1}
+        bert |= {"num_attention_heads": 1, "intermediate_size": 8}
+        shapes = {"entities": [7, 2], "relations": [6, 2], "times": [3, 2]}
+        special = {"cls": 1, "sep": 2, "pad": 0}
+        return PLMFeatures.placeholder(
+            {"config": bert, "special": special, "max_length": 8, "shapes": shapes}
+        )
+    return TextFeatures.placeholder(v.num_entities, v.num_relations, v.num_times, 8)
 
 
 def _widget(*, size: int = 1, colour: str = "red") -> tuple[int, str]:
@@ -171,11 +187,7 @@ def test_model_time_use_and_features(name: str) -> None:
     assert is_temporal(name) is (use == "required")
     kinds = EXPECTED[name].get("features", ())
     assert model_features(name) == kinds
-    v = VOCAB
-    features = {
-        kind: TextFeatures.placeholder(v.num_entities, v.num_relations, v.num_times, 8)
-        for kind in kinds
-    }
+    features = {kind: _placeholder(kind) for kind in kinds}
     model = build_model({"name": name, "dim": 4}, VOCAB, features)
     assert model.temporal is (use != "none")  # optional: VOCAB has times, so it reads them
     if kinds:

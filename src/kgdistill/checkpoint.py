@@ -22,6 +22,7 @@ from kgdistill.features import TextFeatures
 from kgdistill.io import atomic_save_tensors, read_safetensors
 from kgdistill.models.base import KGEModel, Vocab
 from kgdistill.models.zoo import build_model, model_features
+from kgdistill.plm.features import PLMFeatures
 from kgdistill.vocab import GraphVocab, record_vocab
 
 __all__ = [
@@ -148,7 +149,8 @@ def placeholder_features(ckpt: Checkpoint) -> dict[str, Any]:
     """Features of the right shapes for rebuilding the checkpoint's model (its state dict fills them).
 
     Reads ``model.features.text.dim`` (or ``text_dim`` among the kwargs of checkpoints written before features
-    were computed outside the model).
+    were computed outside the model), and for a bi-encoder ``model.features.plm`` (the encoder's config, the
+    token tables' shapes and special tokens).
     """
     spec = ckpt.meta["model"]
     out: dict[str, Any] = {}
@@ -160,6 +162,13 @@ def placeholder_features(ckpt: Checkpoint) -> dict[str, Any]:
         out["text"] = TextFeatures.placeholder(
             v.num_entities, v.num_relations, v.num_times, int(dim)
         )
+    if "plm" in model_features(spec["name"]):
+        meta = spec.get("features", {}).get("plm")
+        if not meta or "shapes" not in meta:
+            raise CheckpointError(
+                f"{ckpt.path}: a bi-encoder without its encoder config and text shapes"
+            )
+        out["plm"] = PLMFeatures.placeholder(meta)
     return out
 
 

@@ -2,14 +2,17 @@
 
 A model builder never reads the graph, verbalises it or calls an encoder: the run computes the features the
 registered model declares (:func:`kgdistill.models.zoo.model_features`) and hands them to the builder as
-tensors. Today there is one kind:
+tensors. There are two kinds:
 
 * ``text`` (:class:`TextFeatures`): frozen encodings of the text of every entity, relation (and its reciprocal)
   and time, from any encoder of :data:`kgdistill.llm.ENCODERS`, through the on-disk embedding cache. Its
   options are the config keys ``encoder``, ``text`` and ``cache_dir`` of the ``model`` section.
+* ``plm`` (:class:`kgdistill.plm.PLMFeatures`): tokenised texts and the weights of a trainable encoder (the
+  bi-encoder); options ``encoder``, ``text`` and ``max_length`` (:func:`kgdistill.plm.plm_features`).
 
-A checkpoint carries the encodings in its state dict, so loading one needs only their width
-(:meth:`TextFeatures.placeholder`), never the encoder.
+A checkpoint carries the encodings (token tables) in its state dict and what else rebuilding the model needs in
+its metadata (``meta()`` of the features), so loading one needs only that (:meth:`TextFeatures.placeholder`,
+:meth:`kgdistill.plm.PLMFeatures.placeholder`), never the encoder.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ class TextFeatures:
     def dim(self) -> int:
         """``D``, the encoder's width."""
         return int(self.entities.shape[1])
+
+    def meta(self) -> dict[str, Any]:
+        """What a checkpoint records about these features: their width and where the texts came from."""
+        return {"dim": self.dim, "report": self.report}
 
     @classmethod
     def placeholder(

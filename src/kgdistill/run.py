@@ -30,6 +30,7 @@ from kgdistill.io import write_json
 from kgdistill.models.base import KGEModel, Vocab
 from kgdistill.models.zoo import MODELS, build_model, feature_options, is_temporal, model_features
 from kgdistill.objective import Objective
+from kgdistill.plm.features import PLM_OPTIONS, plm_features
 from kgdistill.registry import check_kwargs
 from kgdistill.report import metrics_table, plot_curves
 from kgdistill.runs import JsonlLog, resolve_device
@@ -81,6 +82,13 @@ def check(
         check_kwargs(
             text_features,
             {k: v for k, v in kwargs.items() if k in TEXT_OPTIONS},
+            where="model",
+            context={"kg": None, "progress": None},
+        )
+    if "plm" in model_features(name):
+        check_kwargs(
+            plm_features,
+            {k: v for k, v in kwargs.items() if k in PLM_OPTIONS},
             where="model",
             context={"kg": None, "progress": None},
         )
@@ -166,9 +174,7 @@ class Run:
         else:
             features = cls._features(cfg, kg, progress)
             model = build_model({"name": cfg.model.name, **cfg.model.kwargs()}, vocab, features)
-            feature_meta = {
-                kind: {"dim": f.dim, "report": f.report} for kind, f in features.items()
-            }
+            feature_meta = {kind: f.meta() for kind, f in features.items()}
         record_vocab(model, GraphVocab.of_kg(kg))  # the graph's name and labels, for later checks
         teachers = {
             name: teacher_from_spec(name, spec, kg, device) for name, spec in cfg.teachers.items()
@@ -185,11 +191,15 @@ class Run:
 
     @staticmethod
     def _features(cfg: RunConfig, kg: KG, progress: bool) -> dict[str, Any]:
-        """The features the configured model is built from, computed now (text: encoded through the cache)."""
+        """The features the configured model is built from, computed now (text: encoded through the cache;
+        plm: tokenised, the encoder's weights read)."""
         out: dict[str, Any] = {}
         if "text" in model_features(cfg.model.name):
             options = {k: v for k, v in cfg.model.kwargs().items() if k in TEXT_OPTIONS}
             out["text"] = text_features(kg, progress=progress, **options)
+        if "plm" in model_features(cfg.model.name):
+            options = {k: v for k, v in cfg.model.kwargs().items() if k in PLM_OPTIONS}
+            out["plm"] = plm_features(kg, progress=progress, **options)
         return out
 
     def meta(self) -> dict[str, Any]:

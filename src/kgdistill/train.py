@@ -38,7 +38,7 @@ from kgdistill.evaluate import evaluate
 from kgdistill.models.base import KGEModel, ModelOutput
 from kgdistill.objective import Objective
 from kgdistill.runs import JsonlLog
-from kgdistill.types import BoolTensor, LongTensor
+from kgdistill.types import TAIL, BoolTensor, LongTensor
 
 __all__ = [
     "FitState",
@@ -492,8 +492,10 @@ def build_objectives(
     A term that reads a field the student or its teacher does not provide (FitNet on a score-only cached
     teacher, say) fails here, not in a later stage.
     """
+    # a run with sampled candidates probes with candidates too: a text encoder then does not encode every
+    # entity before the first step
     with torch.no_grad():
-        s_out = model(probe)
+        s_out = model(probe, probe[:, TAIL : TAIL + 1] if candidates else None)
         t_outs = {name: teacher(probe, None, ALL_FIELDS) for name, teacher in teachers.items()}
     fields = {name: provided(out) for name, out in t_outs.items()}
     objectives = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -32,7 +33,9 @@ from kgdistill.types import TAIL, TIME
 DIM = 16
 TEMPORAL_KGS = ("tiny_tkg", "tiny_point_kg")
 #: Models that run on static and temporal graphs alike (time is used when the graph has it).
-EITHER = {"llm_scorer"}
+EITHER = {"llm_scorer", "bi_encoder"}
+#: Models whose vectors all have norm 1: no regulariser factors.
+NO_FACTORS = {"bi_encoder"}
 CASES = [
     pytest.param((name, kg), id=f"{name}-{kg}")
     for name in MODELS.names()
@@ -58,8 +61,10 @@ KWARGS: dict[str, dict[str, int]] = {"llm_scorer": {"hidden": 20}}
 TEXT_DIM = 12
 
 
-def _features(name: str, kg: KG) -> dict[str, TextFeatures]:
-    """Random stand-ins for the features a model is built from."""
+def _features(name: str, kg: KG, plm: Any = None) -> dict[str, Any]:
+    """Random stand-ins for the features a model is built from (``plm``: the ``tiny_plm`` fixture)."""
+    if "plm" in model_features(name):
+        return {"plm": plm(kg)}
     if "text" not in model_features(name):
         return {}
     g = torch.Generator().manual_seed(0)
@@ -70,9 +75,9 @@ def _features(name: str, kg: KG) -> dict[str, TextFeatures]:
     return {"text": f}
 
 
-def _model(name: str, kg: KG) -> KGEModel:
+def _model(name: str, kg: KG, plm: Any = None) -> KGEModel:
     return build_model(
-        {"name": name, "dim": DIM, **KWARGS.get(name, {})}, _vocab(kg), _features(name, kg)
+        {"name": name, "dim": DIM, **KWARGS.get(name, {})}, _vocab(kg), _features(name, kg, plm)
     )
 
 
@@ -89,7 +94,8 @@ def case(request: pytest.FixtureRequest) -> Case:
     """``(model name, graph, model, queries)`` for one entry of ``CASES``."""
     name, kg_name = request.param
     kg = request.getfixturevalue(kg_name)
-    return name, kg, _model(name, kg), _queries(kg)
+    plm = request.getfixturevalue("tiny_plm") if "plm" in model_features(name) else None
+    return name, kg, _model(name, kg, plm), _queries(kg)
 
 
 with_case = pytest.mark.parametrize("case", CASES, indirect=True)
@@ -133,7 +139,7 @@ def test_model_output_shapes(case: Case) -> None:
     assert out.r is not None and out.r.ndim == 2 and out.r.shape[0] == B
     assert out.t is not None and out.t.shape == (E, width)
     assert torch.equal(out.t, model.entities.table())
-    assert len(out.factors) >= 2
+    assert len(out.factors) >= 2 or name in NO_FACTORS
     for f in out.factors:
         assert f.ndim == 2 and f.shape[0] == B
     if model.temporal:
@@ -194,7 +200,9 @@ def test_temporal_models_need_a_time_column(name: str, tiny_tkg: KG) -> None:
 
 
 @with_case
-def test_checkpoint_round_trip_gives_identical_scores(case: Case, tmp_path: Path) -> None:
+def test_checkpoint_round_trip_gives_identical_scores(
+    case: Case, tmp_path: Path, tiny_plm: Any
+) -> None:
     name, kg, model, q = case
     with torch.no_grad():  # move away from the initialisation so a fresh model would differ
         for p in model.parameters():
@@ -204,7 +212,7 @@ def test_checkpoint_round_trip_gives_identical_scores(case: Case, tmp_path: Path
         "model": {
             "name": name,
             "kwargs": {"dim": DIM, **KWARGS.get(name, {})},
-            "features": {kind: {"dim": f.dim} for kind, f in _features(name, kg).items()},
+            "features": {kind: f.meta() for kind, f in _features(name, kg, tiny_plm).items()},
         },
         "id_maps": kg.id_maps(),
         "time": kg.time.to_dict(),
@@ -270,6 +278,11 @@ def test_one_to_n_scoring_never_builds_batch_x_entities_x_dim(case: Case) -> Non
     name, kg, model, q = case
     width = ENTITY_WIDTH.get(name, DIM)
     bed = len(q) * kg.num_entities * width * 4  # bytes of a float32 (B, E, d) tensor
+    if name == "bi_encoder":
+        pytest.skip(
+            "its query encoder's activations (B, L, 4 hidden) outweigh a tiny (B, E, d); its 1-N scoring is "
+            "one matrix product with the cached entity table (tests/plm)"
+        )
     with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         model.score_all(q)
     biggest = max(e.cpu_memory_usage for e in prof.events())

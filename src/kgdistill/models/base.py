@@ -59,6 +59,9 @@ class ModelOutput:
         ids: ``(B, k)`` the entity of every column of ``scores`` when a teacher answers with its top-k
             candidates only (``scores (B, k)``, a cached teacher); ``None``: the columns are the candidates
             (or all entities). :meth:`dense` expands such an output to all entities.
+        scale: ``()`` the factor a cosine model's scores are its cosines times (``1 / temperature`` of a
+            bi-encoder, ``scores = scale * <h, t>``), for terms that work in cosine units (an additive
+            margin, pre-batch negatives); ``None`` for other models.
     """
 
     scores: FloatTensor
@@ -70,6 +73,7 @@ class ModelOutput:
     time_table: FloatTensor | None = None
     known: BoolTensor | None = None
     ids: LongTensor | None = None
+    scale: FloatTensor | None = None
     # per-output memo of softmaxes: the terms of one step share one pass (and its backward); never copied
     _memo: dict[tuple[object, ...], tuple[BoolTensor | None, FloatTensor]] = field(
         default_factory=dict, init=False, repr=False, compare=False

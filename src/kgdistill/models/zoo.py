@@ -20,10 +20,12 @@ from pydantic import Field, PositiveFloat, PositiveInt
 from kgdistill.errors import ConfigError
 from kgdistill.features import TEXT_OPTIONS, TextFeatures
 from kgdistill.models.base import KGEModel, Vocab
+from kgdistill.models.bi_encoder import BiEncoder
 from kgdistill.models.hyte import HyTE
 from kgdistill.models.interactions import ComplEx, DistMult, Interaction, RotatE, TransE
 from kgdistill.models.representations import AddTime, LSTMTime, MulTime, StaticRelations, embedding
 from kgdistill.models.text import LLMScorer
+from kgdistill.plm.features import PLM_OPTIONS, PLMFeatures
 from kgdistill.registry import Registry
 from kgdistill.vocab import GraphVocab, record_vocab
 
@@ -35,7 +37,7 @@ MODELS: Registry[Callable[..., KGEModel]] = Registry("model")
 TimeUse = Literal["none", "required", "optional"]
 
 #: Feature kinds a builder can declare, with the config keys of the ``model`` section that configure them.
-_FEATURE_OPTIONS: dict[str, frozenset[str]] = {"text": TEXT_OPTIONS}
+_FEATURE_OPTIONS: dict[str, frozenset[str]] = {"text": TEXT_OPTIONS, "plm": PLM_OPTIONS}
 
 
 def _register(
@@ -217,16 +219,60 @@ def llm_scorer(
     )
 
 
+@_register("bi_encoder", time="optional", features=("plm",))
+def bi_encoder(
+    *,
+    vocab: Vocab,
+    features: PLMFeatures,
+    dim: PositiveInt | None = None,
+    temperature: PositiveFloat = 0.05,
+    learn_temperature: bool = True,
+    min_temperature: PositiveFloat = 0.01,
+    max_temperature: PositiveFloat = 1.0,
+    shared_encoder: bool = True,
+    dropout: Annotated[float, Field(ge=0, lt=1)] | None = None,
+    chunk_size: PositiveInt = 256,
+) -> KGEModel:
+    """A bi-encoder over a trainable Hugging Face text encoder (see :mod:`kgdistill.models.bi_encoder`).
+
+    ``features`` are the encoder's config and weights and the graph's tokenised texts, computed before the
+    model (:func:`kgdistill.plm.plm_features`, configured by the ``model`` section's ``encoder`` (a local
+    folder; default: the packaged all-MiniLM-L6-v2), ``text`` and ``max_length`` keys). Scores are
+    ``cos(q, t) / T``; it reads the time when the graph has one. Train it with in-batch negatives and the
+    ``info_nce`` term. Paper: Wang et al. 2022 (SimKGC), https://arxiv.org/abs/2203.02167
+    """
+    n = features.entities.ids.shape[0]
+    if n != vocab.num_entities:
+        raise ConfigError(f"PLM features hold {n} entities, the graph has {vocab.num_entities}")
+    if not min_temperature <= temperature <= max_temperature:
+        raise ConfigError(
+            f"config key 'model.temperature': {temperature} is outside "
+            f"[min_temperature, max_temperature] = [{min_temperature}, {max_temperature}]"
+        )
+    return BiEncoder(
+        features=features,
+        dim=dim,
+        temperature=temperature,
+        learn_temperature=learn_temperature,
+        min_temperature=min_temperature,
+        max_temperature=max_temperature,
+        shared_encoder=shared_encoder,
+        dropout=dropout,
+        chunk_size=chunk_size,
+    )
+
+
 def build_model(
     spec: dict[str, Any], vocab: Vocab, features: dict[str, Any] | None = None
 ) -> KGEModel:
     """Build ``spec = {"name": ..., **kwargs}``; wrong keys or values name ``model.<key>``.
 
     Args:
-        spec: the ``model`` section; the keys that configure features (``encoder``, ``text``, ``cache_dir``)
-            are not passed to the builder.
+        spec: the ``model`` section; the keys that configure features (``encoder``, ``text``, ``cache_dir``,
+            ``max_length``) are not passed to the builder.
         vocab: sizes and time labels of the graph.
-        features: feature kind -> features (``{"text": TextFeatures}``), for the models that declare them.
+        features: feature kind -> features (``{"text": TextFeatures}``, ``{"plm": PLMFeatures}``), for the
+            models that declare them.
     """
     name = spec["name"]
     kinds = model_features(name)

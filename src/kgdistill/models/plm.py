@@ -1,0 +1,237 @@
+"""Building blocks of a bi-encoder: a trainable text encoder, token packing, entity and query texts, and the
+scaled-cosine interaction with a learnable temperature.
+
+Texts arrive as token tables (:class:`~kgdistill.plm.PLMFeatures`, computed before the model); sequences are
+assembled from them with tensor operations only (no tokenizer at run time): pieces are concatenated, padding is
+moved to the end by a stable sort, and the batch is cut to its longest sequence.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kgdistill.models.interactions import Interaction
+from kgdistill.models.representations import EntityRepresentation, RelationEncoder
+from kgdistill.plm.encoders import build_encoder_module
+from kgdistill.plm.features import PLMFeatures, TokenTable
+from kgdistill.types import BoolTensor, FloatTensor, LongTensor
+
+__all__ = ["PLMEntities", "QueryTexts", "ScaledCosine", "TextEncoder", "pack"]
+
+#: One piece of a sequence: ``(ids (B, L), valid (B, L), token type)``.
+Piece = tuple[torch.Tensor, BoolTensor, int]
+
+
+def pack(pieces: Sequence[Piece]) -> tuple[LongTensor, BoolTensor, LongTensor]:
+    """Concatenate pieces and move every row's valid tokens to its front, in order.
+
+    Returns:
+        ``ids (B, L)``, ``mask (B, L)`` and ``token_type_ids (B, L)``, ``L`` the longest row.
+    """
+    ids = torch.cat([p[0].long() for p in pieces], dim=1)
+    valid = torch.cat([p[1] for p in pieces], dim=1)
+    types = torch.cat([torch.full_like(p[0], p[2], dtype=torch.long) for p in pieces], dim=1)
+    order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)
+    width = int(valid.sum(1).max())
+    ids, valid, types = (x.gather(1, order)[:, :width] for x in (ids, valid, types))
+    return ids.masked_fill(~valid, 0), valid, types.masked_fill(~valid, 0)
+
+
+def _piece(table: torch.Tensor, lengths: torch.Tensor, rows: LongTensor, kind: int) -> Piece:
+    ids = table[rows]
+    keep = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[rows, None]
+    return ids, keep, kind
+
+
+def _const(value: int, b: int, device: torch.device, kind: int) -> Piece:
+    ones = torch.ones(b, 1, dtype=torch.bool, device=device)
+    return torch.full((b, 1), value, dtype=torch.long, device=device), ones, kind
+
+
+class TextEncoder(nn.Module):
+    """A Hugging Face encoder, mean-pooled over the attention mask, optionally projected, L2-normalised.
+
+    Args:
+        config: the encoder's config dict (:attr:`PLMFeatures.config`).
+        state: pre-trained weights, or ``None`` (random; a checkpoint fills them).
+        dim: width of a linear projection after pooling, or ``None`` (the encoder's width).
+        dropout: overrides every dropout probability of the config, or ``None`` (keep the encoder's).
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        state: dict[str, torch.Tensor] | None = None,
+        dim: int | None = None,
+        dropout: float | None = None,
+    ) -> None:
+        super().__init__()
+        config = dict(config)
+        if dropout is not None:
+            for k, v in config.items():
+                if "dropout" in k and isinstance(v, float):
+                    config[k] = dropout
+        self.model = build_encoder_module(config)
+        if state is not None:
+            self.model.load_state_dict(state, strict=True)
+        width = int(config["hidden_size"])
+        self.proj = nn.Linear(width, dim) if dim is not None else None
+        self.dim = dim or width
+        params = inspect.signature(self.model.forward).parameters
+        self.token_types = "token_type_ids" in params and config.get("type_vocab_size", 0) > 1
+
+    def forward(self, ids: LongTensor, mask: BoolTensor, types: LongTensor) -> FloatTensor:
+        """``ids``, ``mask``, ``types`` ``(N, L)`` -> unit vectors ``(N, dim)``."""
+        extra = {"token_type_ids": types} if self.token_types else {}
+        hidden = self.model(input_ids=ids, attention_mask=mask.long(), **extra)[0]  # (N, L, D)
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+        if self.proj is not None:
+            pooled = self.proj(pooled)
+        return F.normalize(pooled.float(), dim=-1)
+
+
+class PLMEntities(EntityRepresentation):
+    """Entities as ``encoder([CLS] text [SEP])``: unit vectors ``(E, d)``.
+
+    ``forward(ids)`` encodes each distinct id once (in-batch candidates repeat the batch's tails). :meth:`table`
+    encodes all entities in chunks of ``chunk_size``, shortest texts together; in eval mode without gradients the
+    table is kept until the module is trained again or loaded (one encoding per evaluation).
+    """
+
+    def __init__(
+        self, *, encoder: TextEncoder, tokens: TokenTable, special: dict[str, int], chunk_size: int
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("tokens", tokens.ids.clone())
+        self.register_buffer("lengths", tokens.lengths.clone())
+        self.special = dict(special)
+        self.chunk_size = chunk_size
+        self._table: FloatTensor | None = None
+        self.register_load_state_dict_post_hook(lambda module, _: module.clear_cache())
+
+    def clear_cache(self) -> None:
+        self._table = None
+
+    def train(self, mode: bool = True) -> PLMEntities:
+        self.clear_cache()
+        return super().train(mode)
+
+    def encode_ids(self, ids: LongTensor) -> FloatTensor:
+        """Distinct entity ids ``(N,)`` -> ``(N, d)``, in chunks."""
+        out = []
+        for start in range(0, len(ids), self.chunk_size):
+            rows = ids[start : start + self.chunk_size]
+            b, dev = len(rows), rows.device
+            seq = pack(
+                [
+                    _const(self.special["cls"], b, dev, 0),
+                    _piece(self.tokens, self.lengths, rows, 0),
+                    _const(self.special["sep"], b, dev, 0),
+                ]
+            )
+            out.append(self.encoder(*seq))
+        if not out:
+            return torch.zeros(0, self.encoder.dim, device=ids.device)
+        return torch.cat(out)
+
+    def forward(self, ids: LongTensor) -> FloatTensor:
+        """``ids (*B,)`` -> ``(*B, d)``."""
+        uniq, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
+        return self.encode_ids(uniq)[inverse].view(*ids.shape, -1)
+
+    def _compute(self) -> FloatTensor:
+        order = torch.argsort(self.lengths, stable=True)
+        vectors = self.encode_ids(order)
+        return torch.empty_like(vectors).index_copy_(0, order, vectors)
+
+    def table(self) -> FloatTensor:
+        """All entity vectors ``(E, d)``, in id order."""
+        if self.training or torch.is_grad_enabled():
+            return self._compute()
+        if self._table is None or self._table.device != self.tokens.device:
+            self._table = self._compute()
+        return self._table
+
+
+class QueryTexts(RelationEncoder):
+    """Token tables of relations ``(2R, L_r)`` and times ``(T, L_t)``: the pieces of a query's text.
+
+    It holds no parameters: the bi-encoder encodes ``[CLS] head [SEP] relation [time] [SEP]`` (:meth:`sequences`)
+    with its query encoder. ``temporal`` when the graph has times.
+    """
+
+    def __init__(self, *, features: PLMFeatures) -> None:
+        super().__init__()
+        self.register_buffer("rel_tokens", features.relations.ids.clone())
+        self.register_buffer("rel_lengths", features.relations.lengths.clone())
+        self.temporal = features.times is not None
+        if features.times is not None:
+            self.register_buffer("time_tokens", features.times.ids.clone())
+            self.register_buffer("time_lengths", features.times.lengths.clone())
+        self.special = dict(features.special)
+        self.max_length = features.max_length
+
+    def sequences(
+        self, entities: PLMEntities, h: LongTensor, r: LongTensor, tau: LongTensor | None
+    ) -> tuple[LongTensor, BoolTensor, LongTensor]:
+        """``h, r, tau (B,)`` -> packed ``ids, mask, types (B, L)``; the head's text is cut to fit the window."""
+        b, dev = len(h), h.device
+        rel = _piece(self.rel_tokens, self.rel_lengths, r, 1)
+        tail_pieces = [rel]
+        used = self.rel_lengths[r]
+        if self.temporal:
+            assert tau is not None, "a temporal model needs a time column"
+            tail_pieces.append(_piece(self.time_tokens, self.time_lengths, tau, 1))
+            used = used + self.time_lengths[tau]
+        head_ids, head_keep, _ = _piece(entities.tokens, entities.lengths, h, 0)
+        room = (self.max_length - 3 - used).clamp_min(0)
+        head_keep = head_keep & (
+            torch.arange(head_ids.shape[1], device=dev)[None, :] < room[:, None]
+        )
+        return pack(
+            [
+                _const(self.special["cls"], b, dev, 0),
+                (head_ids, head_keep, 0),
+                _const(self.special["sep"], b, dev, 0),
+                *tail_pieces,
+                _const(self.special["sep"], b, dev, 1),
+            ]
+        )
+
+
+class ScaledCosine(Interaction):
+    """``score = <q, t> / T`` for unit vectors, with a learnable temperature ``T = exp(-log_inv_t)``.
+
+    ``T`` is kept in ``[min_temperature, max_temperature]`` by clamping ``log_inv_t`` (no gradient beyond the
+    bounds). ``combine(h, r)`` scales the query vector ``h`` (``r`` is the same vector: a bi-encoder encodes head
+    and relation together), so every scoring path of :class:`Interaction` gives ``cos / T``.
+    """
+
+    def __init__(
+        self,
+        *,
+        temperature: float,
+        learn: bool = True,
+        min_temperature: float = 0.01,
+        max_temperature: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.log_inv_t = nn.Parameter(torch.tensor(-math.log(temperature)), requires_grad=learn)
+        self.bounds = (-math.log(max_temperature), -math.log(min_temperature))
+
+    def scale(self) -> FloatTensor:
+        """``1 / T``, a scalar tensor."""
+        return self.log_inv_t.clamp(*self.bounds).exp()
+
+    def combine(self, h: FloatTensor, r: FloatTensor) -> FloatTensor:
+        return h * self.scale()
