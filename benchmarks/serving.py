@@ -242,6 +242,7 @@ def _variants(m: _Model, work: Path, args: dict[str, Any]) -> list[dict[str, Any
                 "mrr": got["mrr"],
                 "hits@10": got.get("hits@10"),
                 "top10_agree": report["check"].get("top10_agree_up_to_ties"),
+                "max_abs_diff": report["check"].get("max_abs_diff"),
                 **_probe({**probe, "variant": "onnx", "file": str(folder / report["file"])}),
             }
         )
@@ -476,6 +477,7 @@ def _markdown(doc: dict[str, Any]) -> str:
             "bytes": f"{r['bytes']:,}",
             "MRR": fmt(100 * r["mrr"], "{:.2f}"),
             "H@10": fmt(None if r.get("hits@10") is None else 100 * r["hits@10"], "{:.2f}"),
+            "top-10 agree": fmt(r.get("top10_agree")),
             "recall@10": fmt(r.get("recall@10")),
             "p50 ms": fmt(r["p50_ms"]),
             "p99 ms": fmt(r["p99_ms"]),
@@ -511,7 +513,8 @@ def _markdown(doc: dict[str, Any]) -> str:
         "included), model RSS what loading the model added. Bytes: PyTorch, the parameters as safetensors; "
         "ONNX, the top-10 graph; ANN, the HNSW index plus the parameters. MRR: test split, the run's protocol "
         f"({doc['protocol']}); ONNX rows from the all-scores graph of the same weights and dtype; ANN rows from "
-        f"the index's top-{a['ann_candidates']} (answers it misses ranked last), recall@10 against exact search.",
+        f"the index's top-{a['ann_candidates']} (answers it misses ranked last), recall@10 against exact search. "
+        "Top-10 agree: share of the export check's test queries whose ONNX top-10 is PyTorch's (up to ties).",
         "",
         markdown_table(table),
         "Load test: `kgdistill serve NAME=RUN --threads 1 --workers W` on 127.0.0.1 and Locust "
@@ -542,7 +545,7 @@ def _markdown(doc: dict[str, Any]) -> str:
                 f"{r['concurrency']} clients and {r['workers']} worker(s), {r['errors']} errors over all "
                 f"levels ({'met' if r['met'] else 'MISSED'})"
             )
-    lines += ["", f"![MRR against p99 latency and bytes]({doc['stem']}.png)", ""]
+    lines += ["", f"![MRR against p99 latency and bytes]({doc.get('stem', 'serving')}.png)", ""]
     return "\n".join(lines)
 
 
