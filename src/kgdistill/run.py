@@ -317,6 +317,12 @@ class Run:
                 if "text" in self.feature_meta
                 else {}
             ),
+            # a bi-encoder: the texts' sources and how many were cut to its window
+            **(
+                {"plm": self.feature_meta["plm"].get("report", {})}
+                if "plm" in self.feature_meta
+                else {}
+            ),
         }
         write_json(run_dir / "metrics.json", out)
         p = metrics.protocol

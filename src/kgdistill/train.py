@@ -370,6 +370,9 @@ def fit(
             while state.stage_epoch < stage.config.epochs and not state.stage_stopped:
                 t0 = time.perf_counter()
                 gen = torch.Generator().manual_seed(seed * 1_000_003 + state.epoch)
+                # dropout (a text encoder's) draws from the global generators: seeded per epoch as well, so
+                # that a resumed run draws the same masks
+                torch.manual_seed(seed * 1_000_003 + state.epoch)
                 perm = torch.randperm(n, generator=gen).to(device)
                 mean_loss, terms = _epoch(
                     model, kg, stage, queries_all[perm], train, teachers, gen, device, bar

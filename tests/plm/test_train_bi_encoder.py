@@ -1,0 +1,125 @@
+"""``kgdistill train`` of the shipped bi-encoder config on the WN18RR subset (a tiny local encoder folder with
+dropout), and a run killed with SIGKILL that resumes to identical weights and metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from kgdistill import api
+from kgdistill.config import parse_config
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local encoder folder: a random 1-layer 32-d BERT (dropout 0.1) with the real MiniLM tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from kgdistill.plm import encoder_folder
+
+    tokenizer = AutoTokenizer.from_pretrained(str(encoder_folder(None)), local_files_only=True)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-encoder")
+    BertModel(config).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+def _config(encoder: Path, epochs: int = 3) -> dict:
+    cfg = yaml.safe_load((REPO / "configs" / "plm" / "bi_encoder-wn18rr.yaml").read_text())
+    cfg["data"] = {"name": str(FIXTURES / "wn18rr-mini")}
+    cfg["model"] |= {"encoder": str(encoder), "max_length": 16, "chunk_size": 256}
+    cfg["stages"][0]["epochs"] = epochs
+    cfg["train"] |= {
+        "batch_size": 64,
+        "lr": 1.0e-2,
+        "param_groups": [{"match": ["entities.encoder.*"], "lr": 1.0e-3}],
+        "scheduler": {"name": "linear", "warmup": 10},
+        "amp": False,
+        "eval_max_queries": 20,
+        "progress": False,
+        "device": "cpu",
+    }
+    cfg["eval"] |= {"batch_size": 64}
+    return cfg
+
+
+@pytest.mark.slow
+def test_the_shipped_config_trains_and_evaluates(tiny_encoder_folder: Path, tmp_path: Path) -> None:
+    result = api.train(parse_config(_config(tiny_encoder_folder, epochs=2)), out=tmp_path / "run")
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    log = [json.loads(x) for x in (result.run_dir / "log.jsonl").read_text().splitlines()]
+    epochs = [e for e in log if e["event"] == "epoch"]
+    assert len(epochs) == 2 and all(e["info_nce"] > 0 for e in epochs)
+    assert [e["event"] for e in log].count(
+        "valid"
+    ) == 2  # validation ranked all entities every epoch
+    assert 0 < metrics["sides"]["both"]["mrr"] <= 1
+    assert metrics["plm"]["max_length"] == 16 and "relations" in metrics["plm"]["truncated"]
+
+
+def _cli(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "kgdistill", "train", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume_gives_identical_weights(
+    tiny_encoder_folder: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "bi.yaml"
+    config.write_text(yaml.safe_dump(_config(tiny_encoder_folder)))
+    ref = _cli(str(config), "--out", str(tmp_path / "ref"))
+    assert ref.wait(timeout=600) == 0, ref.stderr.read().decode()  # type: ignore[union-attr]
+    run = tmp_path / "killed"
+    proc = _cli(str(config), "--out", str(run))
+    deadline = time.time() + 600
+    while (
+        not (run / "last.safetensors").exists() and proc.poll() is None and time.time() < deadline
+    ):  # killed after its first checkpoint, inside the stage
+        time.sleep(0.01)
+    if proc.poll() is not None:
+        pytest.fail("the run finished before it could be killed")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = _cli("--resume", str(run))
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read().decode()  # type: ignore[union-attr]
+    a = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    b = json.loads((run / "metrics.json").read_text())
+    assert a["sides"] == b["sides"]
+    wa, wb = (
+        load_file(str(tmp_path / "ref" / "last.safetensors")),
+        load_file(str(run / "last.safetensors")),
+    )
+    for k in wa:
+        if k.startswith(("model.", "optim.", "objective.")):
+            assert torch.equal(wa[k], wb[k]), k
+    assert any(
+        k.startswith("objective.") and "queue" in k for k in wa
+    )  # the pre-batch queue resumed
