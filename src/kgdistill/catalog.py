@@ -84,6 +84,10 @@ class ModelInfo:
 
 
 MODEL_INFO: dict[str, ModelInfo] = {
+    "bi_encoder": ModelInfo(
+        "optional",
+        "Bi-encoder (SimKGC-style): a trainable text encoder for queries and entities, cosine / temperature",
+    ),
     "complex": ModelInfo("none", "ComplEx, Re(<h, r, conj t>), rank dim (Trouillon et al. 2016)"),
     "distmult": ModelInfo("none", "DistMult, <h, r, t> (Yang et al. 2015)"),
     "hyte": ModelInfo("required", "HyTE: TransE on time hyperplanes (Dasgupta et al. 2018)"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -18,7 +20,7 @@ from kgdistill.models import MODELS, KGEModel, Vocab, build_model, is_temporal
 from kgdistill.models.zoo import model_features
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
-DOT = {"distmult", "complex", "tntcomplex", "ta_distmult", "llm_scorer"}
+DOT = {"distmult", "complex", "tntcomplex", "ta_distmult", "llm_scorer", "bi_encoder"}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +68,7 @@ def test_recall_at_k_counts_found_ids() -> None:
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_dot_models_index_and_distance_models_are_refused(
-    name: str, tiny_kg: KG, tiny_tkg: KG
+    name: str, tiny_kg: KG, tiny_tkg: KG, tiny_plm: Callable[..., Any]
 ) -> None:
     kg = tiny_tkg if is_temporal(name) else tiny_kg
     vocab = Vocab(kg.num_entities, kg.num_relations, tuple(kg.time.labels))
@@ -75,6 +77,8 @@ def test_dot_models_index_and_distance_models_are_refused(
         from kgdistill.features import TextFeatures
 
         features = {"text": TextFeatures.placeholder(kg.num_entities, kg.num_relations, 0, 8)}
+    if "plm" in model_features(name):
+        features = {"plm": tiny_plm(kg)}
     model = build_model({"name": name, "dim": 8}, vocab, features=features).eval()
     if name not in DOT:
         with pytest.raises(ExportError, match=rf"model '{name}' has no approximate top-k"):

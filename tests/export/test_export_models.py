@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -19,12 +21,19 @@ from kgdistill.models.zoo import model_features
 FORMATS = ("onnx", "torchscript", "safetensors-embeddings")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "safetensors-embeddings": ".safetensors"}
 #: (model, format) pairs that are refused, with a phrase of the reason the error must give
-REFUSED = {("llm_scorer", "safetensors-embeddings"): "text features"}
+REFUSED = {
+    ("llm_scorer", "safetensors-embeddings"): "text features",
+    **{("bi_encoder", fmt): "text encoder" for fmt in FORMATS},
+}
 
 
-def _model(name: str, kg: KG) -> KGEModel:
+def _model(name: str, kg: KG, plm: Callable[..., Any] | None = None) -> KGEModel:
+    """``name`` built on ``kg`` with spread-out random weights (``plm``: the bi-encoder's features maker)."""
     vocab = Vocab(kg.num_entities, kg.num_relations, tuple(kg.time.labels))
-    features = None
+    features: dict[str, Any] | None = None
+    if "plm" in model_features(name):
+        assert plm is not None
+        features = {"plm": plm(kg)}
     if "text" in model_features(name):
         text = TextFeatures.placeholder(kg.num_entities, kg.num_relations, kg.num_times or 0, 12)
         for t in (text.entities, text.relations, text.times):
@@ -43,10 +52,10 @@ def _model(name: str, kg: KG) -> KGEModel:
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("name", MODELS.names())
 def test_every_model_exports_and_round_trips_or_is_refused(
-    name: str, fmt: str, tiny_kg: KG, tiny_tkg: KG, tmp_path: Path
+    name: str, fmt: str, tiny_kg: KG, tiny_tkg: KG, tmp_path: Path, tiny_plm: Callable[..., Any]
 ) -> None:
     kg = tiny_tkg if is_temporal(name) else tiny_kg
-    model = _model(name, kg)
+    model = _model(name, kg, tiny_plm)
     out = tmp_path / f"model{SUFFIX[fmt]}"
     if (name, fmt) in REFUSED:
         with pytest.raises(ExportError, match=rf"model '{name}'.*{REFUSED[name, fmt]}"):

@@ -111,6 +111,9 @@ def export_model(
         raise ExportError(f"unknown format '{format}' (one of {', '.join(FORMATS)})")
     if dtype not in DTYPES:
         raise ExportError(f"unknown dtype '{dtype}' (one of {', '.join(DTYPES)})")
+    refusal = getattr(model, "export_refusal", None)
+    if refusal:
+        raise ExportError(f"model '{name}' cannot be exported: {refusal}")
     if format == "onnx":
         export_onnx(model, out, topk=topk, dtype=dtype, metadata=metadata)
         return lambda: OnnxScorer(out)

@@ -38,6 +38,12 @@ class BiEncoder(KGEModel):
         chunk_size: texts per encoder pass when encoding many entities.
     """
 
+    #: why ``kgdistill export`` refuses this model (read by :func:`kgdistill.export.export_model`)
+    export_refusal = (
+        "its queries and entities go through a transformer text encoder, which the exported graphs and "
+        "tables do not carry; serve the run with kgdistill serve, or distil it into a KGE student and export that"
+    )
+
     def __init__(
         self,
         *,
