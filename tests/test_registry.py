@@ -28,6 +28,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "tntcomplex": {"time": "required"},
     "llm_scorer": {"time": "optional", "features": ("text",)},
     "bi_encoder": {"time": "optional", "features": ("plm",)},
+    "cross_encoder": {"time": "optional", "features": ("plm",)},
 }
 
 VOCAB = Vocab(num_entities=7, num_relations=3, time_labels=("1990", "1991..1995", "unknown"))

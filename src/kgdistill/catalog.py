@@ -89,6 +89,10 @@ MODEL_INFO: dict[str, ModelInfo] = {
         "Bi-encoder (SimKGC-style): a trainable text encoder for queries and entities, cosine / temperature",
     ),
     "complex": ModelInfo("none", "ComplEx, Re(<h, r, conj t>), rank dim (Trouillon et al. 2016)"),
+    "cross_encoder": ModelInfo(
+        "optional",
+        "Cross-encoder (KG-BERT-style): one text-encoder pass per (query, candidate), a re-ranker",
+    ),
     "distmult": ModelInfo("none", "DistMult, <h, r, t> (Yang et al. 2015)"),
     "hyte": ModelInfo("required", "HyTE: TransE on time hyperplanes (Dasgupta et al. 2018)"),
     "llm_scorer": ModelInfo(

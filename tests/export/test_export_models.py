@@ -24,6 +24,7 @@ SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "safetensors-embeddings": ".saf
 REFUSED = {
     ("llm_scorer", "safetensors-embeddings"): "text features",
     **{("bi_encoder", fmt): "text encoder" for fmt in FORMATS},
+    **{("cross_encoder", fmt): "joint text" for fmt in FORMATS},
 }
 
 

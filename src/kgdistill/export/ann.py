@@ -36,10 +36,14 @@ def _check_dot(model: KGEModel, name: str | None) -> None:
         or inter is None
         or inter.kind != "dot"
     ):
+        why = (
+            f"{type(inter).__name__} is a distance"
+            if getattr(inter, "kind", None) == "distance"
+            else f"{type(model).__name__} scores each (query, entity) pair jointly"
+        )
         raise ExportError(
             f"model '{what}' has no approximate top-k: its scores are not inner products of a query vector "
-            f"and entity vectors ({type(getattr(model, 'interaction', None)).__name__} is a distance); use exact "
-            "search (score_all + topk)"
+            f"and entity vectors ({why}); use exact search (score_all + topk)"
         )
 
 

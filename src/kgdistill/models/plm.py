@@ -1,5 +1,6 @@
-"""Building blocks of a bi-encoder: a trainable text encoder, token packing, entity and query texts, and the
-scaled-cosine interaction with a learnable temperature.
+"""Building blocks of the PLM models: a trainable text encoder, token packing, entity and query texts, and the
+scaled-cosine interaction with a learnable temperature (bi-encoder); the joint ``(query, tail)`` sequences of
+the cross-encoder come from the same pieces (:meth:`QueryTexts.pair_sequences`).
 
 Texts arrive as token tables (:class:`~kgdistill.plm.PLMFeatures`, computed before the model); sequences are
 assembled from them with tensor operations only (no tokenizer at run time): pieces are concatenated, padding is
@@ -23,7 +24,7 @@ from kgdistill.plm.encoders import build_encoder_module
 from kgdistill.plm.features import PLMFeatures, TokenTable
 from kgdistill.types import BoolTensor, FloatTensor, LongTensor
 
-__all__ = ["PLMEntities", "QueryTexts", "ScaledCosine", "TextEncoder", "pack"]
+__all__ = ["EntityTexts", "PLMEntities", "QueryTexts", "ScaledCosine", "TextEncoder", "pack"]
 
 #: One piece of a sequence: ``(ids (B, L), valid (B, L), token type)``.
 Piece = tuple[torch.Tensor, BoolTensor, int]
@@ -50,9 +51,22 @@ def _piece(table: torch.Tensor, lengths: torch.Tensor, rows: LongTensor, kind: i
     return ids, keep, kind
 
 
+def _cut(piece: Piece, room: LongTensor) -> Piece:
+    """Keep at most ``room (B,)`` tokens of each row of ``piece``."""
+    ids, keep, kind = piece
+    first = torch.arange(ids.shape[1], device=ids.device)[None, :] < room[:, None]
+    return ids, keep & first, kind
+
+
 def _const(value: int, b: int, device: torch.device, kind: int) -> Piece:
     ones = torch.ones(b, 1, dtype=torch.bool, device=device)
     return torch.full((b, 1), value, dtype=torch.long, device=device), ones, kind
+
+
+def mean_pool(hidden: FloatTensor, mask: BoolTensor) -> FloatTensor:
+    """Mean of ``hidden (N, L, D)`` over the valid tokens of ``mask (N, L)``: ``(N, D)``."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
 class TextEncoder(nn.Module):
@@ -88,18 +102,44 @@ class TextEncoder(nn.Module):
         params = inspect.signature(self.model.forward).parameters
         self.token_types = "token_type_ids" in params and config.get("type_vocab_size", 0) > 1
 
+    def hidden(self, ids: LongTensor, mask: BoolTensor, types: LongTensor) -> FloatTensor:
+        """``ids``, ``mask``, ``types`` ``(N, L)`` -> the last hidden states ``(N, L, D)``."""
+        extra = {"token_type_ids": types} if self.token_types else {}
+        return self.model(input_ids=ids, attention_mask=mask.long(), **extra)[0]
+
     def forward(self, ids: LongTensor, mask: BoolTensor, types: LongTensor) -> FloatTensor:
         """``ids``, ``mask``, ``types`` ``(N, L)`` -> unit vectors ``(N, dim)``."""
-        extra = {"token_type_ids": types} if self.token_types else {}
-        hidden = self.model(input_ids=ids, attention_mask=mask.long(), **extra)[0]  # (N, L, D)
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+        pooled = mean_pool(self.hidden(ids, mask, types), mask)
         if self.proj is not None:
             pooled = self.proj(pooled)
         return F.normalize(pooled.float(), dim=-1)
 
 
-class PLMEntities(EntityRepresentation):
+class EntityTexts(EntityRepresentation):
+    """The entities' token tables ``tokens (E, L_e)`` and ``lengths (E,)`` (buffers), and the special tokens.
+
+    On its own (the cross-encoder) it holds no vectors: entities are only read as text inside a joint
+    sequence, so :meth:`forward` and :meth:`table` refuse.
+    """
+
+    def __init__(self, *, tokens: TokenTable, special: dict[str, int]) -> None:
+        super().__init__()
+        self.register_buffer("tokens", tokens.ids.clone())
+        self.register_buffer("lengths", tokens.lengths.clone())
+        self.special = dict(special)
+
+    def forward(self, ids: LongTensor) -> FloatTensor:
+        raise TypeError(
+            "these entities are texts without vectors: score (query, entity) pairs jointly"
+        )
+
+    def table(self) -> FloatTensor:
+        raise TypeError(
+            "these entities are texts without vectors: score (query, entity) pairs jointly"
+        )
+
+
+class PLMEntities(EntityTexts):
     """Entities as ``encoder([CLS] text [SEP])``: unit vectors ``(E, d)``.
 
     ``forward(ids)`` encodes each distinct id once (in-batch candidates repeat the batch's tails). :meth:`table`
@@ -110,11 +150,8 @@ class PLMEntities(EntityRepresentation):
     def __init__(
         self, *, encoder: TextEncoder, tokens: TokenTable, special: dict[str, int], chunk_size: int
     ) -> None:
-        super().__init__()
+        super().__init__(tokens=tokens, special=special)
         self.encoder = encoder
-        self.register_buffer("tokens", tokens.ids.clone())
-        self.register_buffer("lengths", tokens.lengths.clone())
-        self.special = dict(special)
         self.chunk_size = chunk_size
         self._table: FloatTensor | None = None
         self.register_load_state_dict_post_hook(lambda module, _: module.clear_cache())
@@ -167,7 +204,8 @@ class QueryTexts(RelationEncoder):
     """Token tables of relations ``(2R, L_r)`` and times ``(T, L_t)``: the pieces of a query's text.
 
     It holds no parameters: the bi-encoder encodes ``[CLS] head [SEP] relation [time] [SEP]`` (:meth:`sequences`)
-    with its query encoder. ``temporal`` when the graph has times.
+    with its query encoder, the cross-encoder ``[CLS] head [SEP] relation [time] [SEP] tail [SEP]``
+    (:meth:`pair_sequences`). ``temporal`` when the graph has times.
     """
 
     def __init__(self, *, features: PLMFeatures) -> None:
@@ -181,30 +219,64 @@ class QueryTexts(RelationEncoder):
         self.special = dict(features.special)
         self.max_length = features.max_length
 
-    def sequences(
-        self, entities: PLMEntities, h: LongTensor, r: LongTensor, tau: LongTensor | None
-    ) -> tuple[LongTensor, BoolTensor, LongTensor]:
-        """``h, r, tau (B,)`` -> packed ``ids, mask, types (B, L)``; the head's text is cut to fit the window."""
-        b, dev = len(h), h.device
-        rel = _piece(self.rel_tokens, self.rel_lengths, r, 1)
-        tail_pieces = [rel]
-        used = self.rel_lengths[r]
+    def relation_pieces(
+        self, r: LongTensor, tau: LongTensor | None
+    ) -> tuple[list[Piece], LongTensor]:
+        """``r, tau (B,)`` -> the relation (and time) pieces, token type 1, and their tokens ``(B,)``."""
+        pieces = [_piece(self.rel_tokens, self.rel_lengths, r, 1)]
+        used = self.rel_lengths[r].long()
         if self.temporal:
             assert tau is not None, "a temporal model needs a time column"
-            tail_pieces.append(_piece(self.time_tokens, self.time_lengths, tau, 1))
-            used = used + self.time_lengths[tau]
-        head_ids, head_keep, _ = _piece(entities.tokens, entities.lengths, h, 0)
+            pieces.append(_piece(self.time_tokens, self.time_lengths, tau, 1))
+            used = used + self.time_lengths[tau].long()
+        return pieces, used
+
+    def sequences(
+        self, entities: EntityTexts, h: LongTensor, r: LongTensor, tau: LongTensor | None
+    ) -> tuple[LongTensor, BoolTensor, LongTensor]:
+        """``h, r, tau (B,)`` -> packed ``ids, mask, types (B, L)`` of ``[CLS] head [SEP] relation [time]
+        [SEP]``; the head's text is cut to fit the window."""
+        b, dev = len(h), h.device
+        rel, used = self.relation_pieces(r, tau)
         room = (self.max_length - 3 - used).clamp_min(0)
-        head_keep = head_keep & (
-            torch.arange(head_ids.shape[1], device=dev)[None, :] < room[:, None]
-        )
         return pack(
             [
                 _const(self.special["cls"], b, dev, 0),
-                (head_ids, head_keep, 0),
+                _cut(_piece(entities.tokens, entities.lengths, h, 0), room),
                 _const(self.special["sep"], b, dev, 0),
-                *tail_pieces,
+                *rel,
                 _const(self.special["sep"], b, dev, 1),
+            ]
+        )
+
+    def pair_sequences(
+        self,
+        entities: EntityTexts,
+        h: LongTensor,
+        r: LongTensor,
+        tau: LongTensor | None,
+        t: LongTensor,
+    ) -> tuple[LongTensor, BoolTensor, LongTensor]:
+        """``h, r, tau, t (N,)`` -> packed ``ids, mask, types (N, L)`` of ``[CLS] head [SEP] relation [time]
+        [SEP] tail [SEP]`` (head and tail token type 0, relation and time 1, as KG-BERT).
+
+        The head and the tail share what the relation, the time and the four special tokens leave of the window:
+        each keeps at least half of it, and a shorter text leaves the rest to the other.
+        """
+        n, dev = len(h), h.device
+        rel, used = self.relation_pieces(r, tau)
+        room = (self.max_length - 4 - used).clamp_min(0)
+        len_h, len_t = entities.lengths[h].long(), entities.lengths[t].long()
+        tail_room = torch.minimum(len_t, torch.maximum(room // 2, room - len_h))
+        return pack(
+            [
+                _const(self.special["cls"], n, dev, 0),
+                _cut(_piece(entities.tokens, entities.lengths, h, 0), room - tail_room),
+                _const(self.special["sep"], n, dev, 0),
+                *rel,
+                _const(self.special["sep"], n, dev, 1),
+                _cut(_piece(entities.tokens, entities.lengths, t, 0), tail_room),
+                _const(self.special["sep"], n, dev, 0),
             ]
         )
 

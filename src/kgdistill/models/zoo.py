@@ -21,6 +21,7 @@ from kgdistill.errors import ConfigError
 from kgdistill.features import TEXT_OPTIONS, TextFeatures
 from kgdistill.models.base import KGEModel, Vocab
 from kgdistill.models.bi_encoder import BiEncoder
+from kgdistill.models.cross_encoder import CrossEncoder
 from kgdistill.models.hyte import HyTE
 from kgdistill.models.interactions import ComplEx, DistMult, Interaction, RotatE, TransE
 from kgdistill.models.representations import AddTime, LSTMTime, MulTime, StaticRelations, embedding
@@ -259,6 +260,34 @@ def bi_encoder(
         shared_encoder=shared_encoder,
         dropout=dropout,
         chunk_size=chunk_size,
+    )
+
+
+@_register("cross_encoder", time="optional", features=("plm",))
+def cross_encoder(
+    *,
+    vocab: Vocab,
+    features: PLMFeatures,
+    dim: PositiveInt | None = None,
+    pooling: Literal["cls", "mean"] = "mean",
+    dropout: Annotated[float, Field(ge=0, lt=1)] | None = None,
+    chunk_size: PositiveInt = 256,
+) -> KGEModel:
+    """A cross-encoder over a trainable Hugging Face text encoder (see :mod:`kgdistill.models.cross_encoder`).
+
+    Built from the same features as ``bi_encoder`` (the ``model`` section's ``encoder``, ``text`` and
+    ``max_length`` keys; ``max_length`` is the window of the joint ``head, relation, tail`` text). One encoder
+    pass per ``(query, candidate)`` pair and a linear head on the mean-pooled (``pooling: cls``: the ``[CLS]``)
+    vector, with a ``tanh`` layer of width ``dim`` before it when given. Train it with sampled negatives
+    (``train.negatives``) and ``supervised_ce`` or ``negative_sampling``; on a real graph use it as a re-ranker
+    (:func:`kgdistill.evaluate.evaluate_rerank`): ranking all entities costs one pass per entity and query.
+    It reads the time when the graph has one. Paper: Yao et al. 2019 (KG-BERT), https://arxiv.org/abs/1909.03193
+    """
+    n = features.entities.ids.shape[0]
+    if n != vocab.num_entities:
+        raise ConfigError(f"PLM features hold {n} entities, the graph has {vocab.num_entities}")
+    return CrossEncoder(
+        features=features, dim=dim, pooling=pooling, dropout=dropout, chunk_size=chunk_size
     )
 
 
