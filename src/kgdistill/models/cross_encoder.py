@@ -112,13 +112,13 @@ class CrossEncoder(KGEModel):
         pairs at a time (with gradients, every chunk's activations are kept for the backward pass)."""
         b, c = candidates.shape
         self._tau(queries)  # a temporal model without a time column fails here, whatever C is
+        if b * c == 0:
+            return torch.zeros(b, c, device=candidates.device)
         flat = torch.arange(b * c, device=candidates.device)
         out = [
             self.score_pairs(queries[idx // c], candidates[idx // c, idx % c])
             for idx in flat.split(self.chunk_size)
         ]
-        if not out:
-            return torch.zeros(b, c, device=candidates.device)
         return torch.cat(out).view(b, c)
 
     def score_all(self, queries: LongTensor) -> FloatTensor:
