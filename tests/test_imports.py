@@ -45,6 +45,7 @@ FULL: dict[str, set[str]] = {
         "tntcomplex",
         "llm_scorer",
         "bi_encoder",
+        "cross_encoder",
     },
     "kgdistill.distill.teachers:TEACHERS": {"checkpoint", "cache"},
     "kgdistill.llm.encoders:ENCODERS": {"sentence_transformers", "hf", "openai"},
