@@ -181,3 +181,19 @@ def tiny_plm() -> Callable[..., Any]:
         )
 
     return make
+
+
+# -- generative model -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_lm_path: Path) -> Callable[..., Any]:
+    """``make(kg, max_length=48) -> LMFeatures``: the graph's texts tokenised by the real SmolLM2 tokenizer (its
+    chat frame included) for the tiny random Llama of ``tiny_lm_path``: the generative model's plumbing in
+    seconds (tests/plm/test_generative.py trains the real SmolLM2)."""
+    from kgdistill.plm.causal import lm_features
+
+    def make(kg: KG, max_length: int = 48) -> Any:
+        return lm_features(kg, lm=str(tiny_lm_path), max_length=max_length)
+
+    return make

@@ -32,6 +32,7 @@ FULL: dict[str, set[str]] = {
         "feature",
         "network",
         "info_nce",
+        "generation",
     },
     "kgdistill.models:MODELS": {
         "transe",
@@ -46,6 +47,7 @@ FULL: dict[str, set[str]] = {
         "llm_scorer",
         "bi_encoder",
         "cross_encoder",
+        "generative",
     },
     "kgdistill.distill.teachers:TEACHERS": {"checkpoint", "cache"},
     "kgdistill.llm.encoders:ENCODERS": {"sentence_transformers", "hf", "openai"},

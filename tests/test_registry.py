@@ -12,6 +12,7 @@ from kgdistill.losses import LOSSES
 from kgdistill.models import MODELS, Vocab, build_model, is_temporal
 from kgdistill.models.zoo import model_features, time_use
 from kgdistill.plm import PLMFeatures
+from kgdistill.plm.causal import LMFeatures
 from kgdistill.registry import Registry, check_kwargs
 
 #: Every registered model, how it uses time (``none``, ``required``, ``optional``: reads it when the graph has
@@ -29,14 +30,30 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "llm_scorer": {"time": "optional", "features": ("text",)},
     "bi_encoder": {"time": "optional", "features": ("plm",)},
     "cross_encoder": {"time": "optional", "features": ("plm",)},
+    "generative": {"time": "optional", "features": ("lm",), "kwargs": {}},
 }
 
 VOCAB = Vocab(num_entities=7, num_relations=3, time_labels=("1990", "1991..1995", "unknown"))
 
 
 def _placeholder(kind: str) -> Any:
-    """Stand-in features of ``kind`` for :data:`VOCAB` (a 1-layer 8-d random BERT for ``plm``)."""
+    """Stand-in features of ``kind`` for :data:`VOCAB` (a 1-layer 8-d random BERT for ``plm``, Llama for
+    ``lm``)."""
     v = VOCAB
+    if kind == "lm":
+        llama = {"model_type": "llama", "vocab_size": 8, "hidden_size": 8, "num_hidden_layers": 1}
+        llama |= {"num_attention_heads": 1, "intermediate_size": 8}
+        shapes = {"entities": [7, 2], "names": [7, 2], "relations": [6, 2], "times": [3, 2]}
+        special = {"prefix": [1], "suffix": [3], "sep": [4], "eos": 2, "pad": 0}
+        return LMFeatures.placeholder(
+            {
+                "config": llama,
+                "special": special,
+                "max_length": 16,
+                "answer_length": 2,
+                "shapes": shapes,
+            }
+        )
     if kind == "plm":
         bert = {"model_type": "bert", "vocab_size": 8, "hidden_size": 8, "num_hidden_layers": 1}
         bert |= {"num_attention_heads": 1, "intermediate_size": 8}
@@ -189,11 +206,12 @@ def test_model_time_use_and_features(name: str) -> None:
     kinds = EXPECTED[name].get("features", ())
     assert model_features(name) == kinds
     features = {kind: _placeholder(kind) for kind in kinds}
-    model = build_model({"name": name, "dim": 4}, VOCAB, features)
+    spec = {"name": name, **EXPECTED[name].get("kwargs", {"dim": 4})}  # generative: no dim
+    model = build_model(spec, VOCAB, features)
     assert model.temporal is (use != "none")  # optional: VOCAB has times, so it reads them
     if kinds:
         with pytest.raises(ConfigError, match="features, which were not computed"):
-            build_model({"name": name, "dim": 4}, VOCAB)
+            build_model(spec, VOCAB)
 
 
 @pytest.mark.parametrize("name", MODELS.names())

@@ -94,6 +94,10 @@ MODEL_INFO: dict[str, ModelInfo] = {
         "Cross-encoder (KG-BERT-style): one text-encoder pass per (query, candidate), a re-ranker",
     ),
     "distmult": ModelInfo("none", "DistMult, <h, r, t> (Yang et al. 2015)"),
+    "generative": ModelInfo(
+        "optional",
+        "Generative (KG-S2S-style): a causal LM's likelihood of the answer's name, a re-ranker",
+    ),
     "hyte": ModelInfo("required", "HyTE: TransE on time hyperplanes (Dasgupta et al. 2018)"),
     "llm_scorer": ModelInfo(
         "optional", "The LLM scorer: a light head over frozen LLM text encodings"

@@ -22,6 +22,7 @@ from kgdistill.features import TextFeatures
 from kgdistill.io import atomic_save_tensors, read_safetensors
 from kgdistill.models.base import KGEModel, Vocab
 from kgdistill.models.zoo import build_model, model_features
+from kgdistill.plm.causal import LMFeatures
 from kgdistill.plm.features import PLMFeatures
 from kgdistill.vocab import GraphVocab, record_vocab
 
@@ -150,7 +151,7 @@ def placeholder_features(ckpt: Checkpoint) -> dict[str, Any]:
 
     Reads ``model.features.text.dim`` (or ``text_dim`` among the kwargs of checkpoints written before features
     were computed outside the model), and for a bi-encoder ``model.features.plm`` (the encoder's config, the
-    token tables' shapes and special tokens).
+    token tables' shapes and special tokens) or a generative model ``model.features.lm``.
     """
     spec = ckpt.meta["model"]
     out: dict[str, Any] = {}
@@ -169,6 +170,13 @@ def placeholder_features(ckpt: Checkpoint) -> dict[str, Any]:
                 f"{ckpt.path}: a bi-encoder without its encoder config and text shapes"
             )
         out["plm"] = PLMFeatures.placeholder(meta)
+    if "lm" in model_features(spec["name"]):
+        meta = spec.get("features", {}).get("lm")
+        if not meta or "shapes" not in meta:
+            raise CheckpointError(
+                f"{ckpt.path}: a generative model without its LM config and text shapes"
+            )
+        out["lm"] = LMFeatures.placeholder(meta)
     return out
 
 

@@ -2,13 +2,16 @@
 
 A model builder never reads the graph, verbalises it or calls an encoder: the run computes the features the
 registered model declares (:func:`kgdistill.models.zoo.model_features`) and hands them to the builder as
-tensors. There are two kinds:
+tensors. There are three kinds:
 
 * ``text`` (:class:`TextFeatures`): frozen encodings of the text of every entity, relation (and its reciprocal)
   and time, from any encoder of :data:`kgdistill.llm.ENCODERS`, through the on-disk embedding cache. Its
   options are the config keys ``encoder``, ``text`` and ``cache_dir`` of the ``model`` section.
 * ``plm`` (:class:`kgdistill.plm.PLMFeatures`): tokenised texts and the weights of a trainable encoder (the
   bi-encoder); options ``encoder``, ``text`` and ``max_length`` (:func:`kgdistill.plm.plm_features`).
+* ``lm`` (:class:`kgdistill.plm.causal.LMFeatures`): prompt and answer-name token tables and the weights of a
+  causal language model (the generative model); options ``lm``, ``text``, ``max_length`` and ``answer_length``
+  (:func:`kgdistill.plm.causal.lm_features`).
 
 A checkpoint carries the encodings (token tables) in its state dict and what else rebuilding the model needs in
 its metadata (``meta()`` of the features), so loading one needs only that (:meth:`TextFeatures.placeholder`,

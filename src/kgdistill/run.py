@@ -30,6 +30,7 @@ from kgdistill.io import write_json
 from kgdistill.models.base import KGEModel, Vocab
 from kgdistill.models.zoo import MODELS, build_model, feature_options, is_temporal, model_features
 from kgdistill.objective import Objective
+from kgdistill.plm.causal import LM_OPTIONS, lm_features
 from kgdistill.plm.features import PLM_OPTIONS, plm_features
 from kgdistill.registry import check_kwargs
 from kgdistill.report import metrics_table, plot_curves
@@ -89,6 +90,13 @@ def check(
         check_kwargs(
             plm_features,
             {k: v for k, v in kwargs.items() if k in PLM_OPTIONS},
+            where="model",
+            context={"kg": None, "progress": None},
+        )
+    if "lm" in model_features(name):
+        check_kwargs(
+            lm_features,
+            {k: v for k, v in kwargs.items() if k in LM_OPTIONS},
             where="model",
             context={"kg": None, "progress": None},
         )
@@ -200,6 +208,9 @@ class Run:
         if "plm" in model_features(cfg.model.name):
             options = {k: v for k, v in cfg.model.kwargs().items() if k in PLM_OPTIONS}
             out["plm"] = plm_features(kg, progress=progress, **options)
+        if "lm" in model_features(cfg.model.name):
+            options = {k: v for k, v in cfg.model.kwargs().items() if k in LM_OPTIONS}
+            out["lm"] = lm_features(kg, progress=progress, **options)
         return out
 
     def meta(self) -> dict[str, Any]:
@@ -321,6 +332,12 @@ class Run:
             **(
                 {"plm": self.feature_meta["plm"].get("report", {})}
                 if "plm" in self.feature_meta
+                else {}
+            ),
+            # a generative model: the texts' sources and how many were cut to their budgets
+            **(
+                {"lm": self.feature_meta["lm"].get("report", {})}
+                if "lm" in self.feature_meta
                 else {}
             ),
         }

@@ -475,7 +475,7 @@ def _duration(seconds: float) -> str:
 
 def provided(out: ModelOutput) -> frozenset[str]:
     """Fields an output actually carries (``scores`` counts when it is not empty)."""
-    have = {f for f in ("h", "r", "t", "time_table") if getattr(out, f) is not None}
+    have = {f for f in ("h", "r", "t", "time_table", "generation") if getattr(out, f) is not None}
     if out.scores.numel():
         have.add("scores")
     return frozenset(have)

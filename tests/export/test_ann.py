@@ -68,7 +68,11 @@ def test_recall_at_k_counts_found_ids() -> None:
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_dot_models_index_and_distance_models_are_refused(
-    name: str, tiny_kg: KG, tiny_tkg: KG, tiny_plm: Callable[..., Any]
+    name: str,
+    tiny_kg: KG,
+    tiny_tkg: KG,
+    tiny_plm: Callable[..., Any],
+    tiny_lm: Callable[..., Any],
 ) -> None:
     kg = tiny_tkg if is_temporal(name) else tiny_kg
     vocab = Vocab(kg.num_entities, kg.num_relations, tuple(kg.time.labels))
@@ -79,7 +83,10 @@ def test_dot_models_index_and_distance_models_are_refused(
         features = {"text": TextFeatures.placeholder(kg.num_entities, kg.num_relations, 0, 8)}
     if "plm" in model_features(name):
         features = {"plm": tiny_plm(kg)}
-    model = build_model({"name": name, "dim": 8}, vocab, features=features).eval()
+    spec: dict[str, Any] = {"name": name, "dim": 8}
+    if "lm" in model_features(name):  # the generative model: no dim (the LM's width)
+        features, spec = {"lm": tiny_lm(kg)}, {"name": name}
+    model = build_model(spec, vocab, features=features).eval()
     if name not in DOT:
         with pytest.raises(ExportError, match=rf"model '{name}' has no approximate top-k"):
             build_ann_index(model, name=name)

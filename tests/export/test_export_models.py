@@ -25,23 +25,34 @@ REFUSED = {
     ("llm_scorer", "safetensors-embeddings"): "text features",
     **{("bi_encoder", fmt): "text encoder" for fmt in FORMATS},
     **{("cross_encoder", fmt): "joint text" for fmt in FORMATS},
+    **{("generative", fmt): "language model's likelihood" for fmt in FORMATS},
 }
 
 
-def _model(name: str, kg: KG, plm: Callable[..., Any] | None = None) -> KGEModel:
-    """``name`` built on ``kg`` with spread-out random weights (``plm``: the bi-encoder's features maker)."""
+def _model(
+    name: str,
+    kg: KG,
+    plm: Callable[..., Any] | None = None,
+    lm: Callable[..., Any] | None = None,
+) -> KGEModel:
+    """``name`` built on ``kg`` with spread-out random weights (``plm``: the bi-encoder's features maker,
+    ``lm``: the generative model's)."""
     vocab = Vocab(kg.num_entities, kg.num_relations, tuple(kg.time.labels))
     features: dict[str, Any] | None = None
     if "plm" in model_features(name):
         assert plm is not None
         features = {"plm": plm(kg)}
+    if "lm" in model_features(name):
+        assert lm is not None
+        features = {"lm": lm(kg)}
     if "text" in model_features(name):
         text = TextFeatures.placeholder(kg.num_entities, kg.num_relations, kg.num_times or 0, 12)
         for t in (text.entities, text.relations, text.times):
             if t is not None:
                 t.normal_()
         features = {"text": text}
-    model = build_model({"name": name, "dim": 8}, vocab, features=features).eval()
+    spec = {"name": name} if "lm" in model_features(name) else {"name": name, "dim": 8}
+    model = build_model(spec, vocab, features=features).eval()
     with (
         torch.no_grad()
     ):  # spread scores out: near-ties of a fresh model would make top-10 checks moot
@@ -53,10 +64,16 @@ def _model(name: str, kg: KG, plm: Callable[..., Any] | None = None) -> KGEModel
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("name", MODELS.names())
 def test_every_model_exports_and_round_trips_or_is_refused(
-    name: str, fmt: str, tiny_kg: KG, tiny_tkg: KG, tmp_path: Path, tiny_plm: Callable[..., Any]
+    name: str,
+    fmt: str,
+    tiny_kg: KG,
+    tiny_tkg: KG,
+    tmp_path: Path,
+    tiny_plm: Callable[..., Any],
+    tiny_lm: Callable[..., Any],
 ) -> None:
     kg = tiny_tkg if is_temporal(name) else tiny_kg
-    model = _model(name, kg, tiny_plm)
+    model = _model(name, kg, tiny_plm, tiny_lm)
     out = tmp_path / f"model{SUFFIX[fmt]}"
     if (name, fmt) in REFUSED:
         with pytest.raises(ExportError, match=rf"model '{name}'.*{REFUSED[name, fmt]}"):

@@ -32,10 +32,14 @@ from kgdistill.types import TAIL, TIME
 
 DIM = 16
 TEMPORAL_KGS = ("tiny_tkg", "tiny_point_kg")
-#: Models that run on static and temporal graphs alike (time is used when the graph has it).
+#: Models that run on static and temporal graphs alike (time is used when the graph has it). The generative
+#: model reads time too, but is checked here on the static graph only: scoring all 520 entities of the temporal
+#: subsets is one LM pass per (query, entity) over a 49k-token vocabulary, tens of seconds per case;
+#: tests/plm/test_generative.py checks its time column on candidate lists.
 EITHER = {"llm_scorer", "bi_encoder", "cross_encoder"}
-#: Models whose vectors all have norm 1 (bi-encoder) or that have no vectors (cross-encoder): no factors.
-NO_FACTORS = {"bi_encoder", "cross_encoder"}
+#: Models whose vectors all have norm 1 (bi-encoder) or that have no vectors (cross-encoder, generative): no
+#: factors.
+NO_FACTORS = {"bi_encoder", "cross_encoder", "generative"}
 CASES = [
     pytest.param((name, kg), id=f"{name}-{kg}")
     for name in MODELS.names()
@@ -55,16 +59,20 @@ def _vocab(kg: KG) -> Vocab:
     return Vocab(kg.num_entities, kg.num_relations, tuple(kg.time.labels))
 
 
-#: Extra builder kwargs.
+#: Extra builder kwargs (the generative model has no ``dim``: its width is the LM's).
 KWARGS: dict[str, dict[str, int]] = {"llm_scorer": {"hidden": 20}}
+NO_DIM = {"generative"}
 #: Width of the stand-in text features (tests/llm and tests/distill encode real text).
 TEXT_DIM = 12
 
 
-def _features(name: str, kg: KG, plm: Any = None) -> dict[str, Any]:
-    """Random stand-ins for the features a model is built from (``plm``: the ``tiny_plm`` fixture)."""
+def _features(name: str, kg: KG, plm: Any = None, lm: Any = None) -> dict[str, Any]:
+    """Random stand-ins for the features a model is built from (``plm``: the ``tiny_plm`` fixture, ``lm``:
+    the ``tiny_lm`` fixture)."""
     if "plm" in model_features(name):
         return {"plm": plm(kg)}
+    if "lm" in model_features(name):
+        return {"lm": lm(kg)}
     if "text" not in model_features(name):
         return {}
     g = torch.Generator().manual_seed(0)
@@ -75,9 +83,11 @@ def _features(name: str, kg: KG, plm: Any = None) -> dict[str, Any]:
     return {"text": f}
 
 
-def _model(name: str, kg: KG, plm: Any = None) -> KGEModel:
+def _model(name: str, kg: KG, plm: Any = None, lm: Any = None) -> KGEModel:
     return build_model(
-        {"name": name, "dim": DIM, **KWARGS.get(name, {})}, _vocab(kg), _features(name, kg, plm)
+        {"name": name, **({} if name in NO_DIM else {"dim": DIM, **KWARGS.get(name, {})})},
+        _vocab(kg),
+        _features(name, kg, plm, lm),
     )
 
 
@@ -95,7 +105,9 @@ def case(request: pytest.FixtureRequest) -> Case:
     name, kg_name = request.param
     kg = request.getfixturevalue(kg_name)
     plm = request.getfixturevalue("tiny_plm") if "plm" in model_features(name) else None
-    return name, kg, _model(name, kg, plm), _queries(kg)
+    lm = request.getfixturevalue("tiny_lm") if "lm" in model_features(name) else None
+    # the generative model scores all entities with one LM pass per (query, entity): 4 queries, not 24
+    return name, kg, _model(name, kg, plm, lm), _queries(kg, 2 if name == "generative" else 12)
 
 
 with_case = pytest.mark.parametrize("case", CASES, indirect=True)
@@ -128,8 +140,13 @@ def test_score_hrt_matches_one_to_n_candidates_and_score_all(case: Case) -> None
 
 
 #: The cross-encoder is left out: it has no query or entity vectors (``h``, ``r``, ``t``, the entity table), only
-#: one score per (query, candidate) pass; tests/plm/test_cross_encoder.py checks its outputs.
-VECTOR_CASES = [c for c in CASES if c.values[0][0] != "cross_encoder"]
+#: one score per (query, candidate) pass; tests/plm/test_cross_encoder.py checks its outputs. So is the
+#: generative model (one likelihood per (query, candidate) pass; tests/plm/test_generative.py).
+VECTOR_CASES = [c for c in CASES if c.values[0][0] not in ("cross_encoder", "generative")]
+#: The generative model is left out of the 1-N gradient check: 1-N scoring of 128 queries with gradients keeps
+#: every LM pass's vocabulary logits (gigabytes); tests/plm/test_generative.py trains it with sampled
+#: candidates and checks that its loss falls.
+GRAD_CASES = [c for c in CASES if c.values[0][0] != "generative"]
 
 
 @pytest.mark.parametrize("case", VECTOR_CASES, indirect=True)
@@ -164,7 +181,7 @@ def test_model_output_shapes(case: Case) -> None:
     assert model.query_vectors(q).shape[0] == B
 
 
-@with_case
+@pytest.mark.parametrize("case", GRAD_CASES, indirect=True)
 def test_supervised_loss_reaches_every_parameter(case: Case) -> None:
     _, kg, model, _ = case
     q = both_directions(kg.splits["train"][:64], kg.num_relations)
@@ -206,7 +223,7 @@ def test_temporal_models_need_a_time_column(name: str, tiny_tkg: KG) -> None:
 
 @with_case
 def test_checkpoint_round_trip_gives_identical_scores(
-    case: Case, tmp_path: Path, tiny_plm: Any
+    case: Case, tmp_path: Path, tiny_plm: Any, tiny_lm: Any
 ) -> None:
     name, kg, model, q = case
     with torch.no_grad():  # move away from the initialisation so a fresh model would differ
@@ -216,8 +233,10 @@ def test_checkpoint_round_trip_gives_identical_scores(
     meta = {
         "model": {
             "name": name,
-            "kwargs": {"dim": DIM, **KWARGS.get(name, {})},
-            "features": {kind: f.meta() for kind, f in _features(name, kg, tiny_plm).items()},
+            "kwargs": {} if name in NO_DIM else {"dim": DIM, **KWARGS.get(name, {})},
+            "features": {
+                kind: f.meta() for kind, f in _features(name, kg, tiny_plm, tiny_lm).items()
+            },
         },
         "id_maps": kg.id_maps(),
         "time": kg.time.to_dict(),
@@ -281,8 +300,11 @@ def test_num_parameters_and_bytes(case: Case) -> None:
 #: The bi-encoder is left out: its query encoder's activations (B, L, 4 hidden) outweigh a tiny graph's
 #: (B, E, d) whatever 1-N scoring does; its 1-N scoring is one matrix product with the cached entity table
 #: (tests/plm/test_bi_encoder.py checks the cache and the scores). So is the cross-encoder: 1-N scoring is
-#: one encoder pass per (query, entity) pair, whose activations are (chunk, L, hidden) by design.
-TABLE_CASES = [c for c in CASES if c.values[0][0] not in ("bi_encoder", "cross_encoder")]
+#: one encoder pass per (query, entity) pair, whose activations are (chunk, L, hidden) by design, and the
+#: generative model: its vocabulary logits of a chunk's answer tokens (chunk * L_n, V) outweigh (B, E, d).
+TABLE_CASES = [
+    c for c in CASES if c.values[0][0] not in ("bi_encoder", "cross_encoder", "generative")
+]
 
 
 @pytest.mark.parametrize("case", TABLE_CASES, indirect=True)

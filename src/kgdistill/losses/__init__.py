@@ -1,11 +1,12 @@
 """Loss terms and their registry: supervised terms and regularisers, distillation terms (BKD, FitNet, RKD,
-score matching), contrastive terms (InfoNCE) and the multi-source terms (alignment, feature, network).
+score matching), contrastive terms (InfoNCE),
+the generation term (teacher-forced answer tokens) and the multi-source terms (alignment, feature, network).
 
 Every built-in term is registered here, so ``LOSSES`` is complete as soon as :mod:`kgdistill.losses` (or
 anything of kgdistill) is imported.
 """
 
-from kgdistill.losses import contrastive, kd, multisource, supervised
+from kgdistill.losses import contrastive, generation, kd, multisource, supervised
 from kgdistill.losses.base import LOSSES, LossTerm
 
-__all__ = ["LOSSES", "LossTerm", "contrastive", "kd", "multisource", "supervised"]
+__all__ = ["LOSSES", "LossTerm", "contrastive", "generation", "kd", "multisource", "supervised"]

@@ -62,6 +62,8 @@ class ModelOutput:
         scale: ``()`` the factor a cosine model's scores are its cosines times (``1 / temperature`` of a
             bi-encoder, ``scores = scale * <h, t>``), for terms that work in cosine units (an additive
             margin, pre-batch negatives); ``None`` for other models.
+        generation: ``(B,)`` the mean negative log-likelihood per token of each query's true answer under
+            teacher forcing (a generative model, :mod:`kgdistill.models.generative`); ``None`` for others.
     """
 
     scores: FloatTensor
@@ -74,6 +76,7 @@ class ModelOutput:
     known: BoolTensor | None = None
     ids: LongTensor | None = None
     scale: FloatTensor | None = None
+    generation: FloatTensor | None = None
     # per-output memo of softmaxes: the terms of one step share one pass (and its backward); never copied
     _memo: dict[tuple[object, ...], tuple[BoolTensor | None, FloatTensor]] = field(
         default_factory=dict, init=False, repr=False, compare=False

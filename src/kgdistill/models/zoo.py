@@ -22,10 +22,12 @@ from kgdistill.features import TEXT_OPTIONS, TextFeatures
 from kgdistill.models.base import KGEModel, Vocab
 from kgdistill.models.bi_encoder import BiEncoder
 from kgdistill.models.cross_encoder import CrossEncoder
+from kgdistill.models.generative import GenerativeLM
 from kgdistill.models.hyte import HyTE
 from kgdistill.models.interactions import ComplEx, DistMult, Interaction, RotatE, TransE
 from kgdistill.models.representations import AddTime, LSTMTime, MulTime, StaticRelations, embedding
 from kgdistill.models.text import LLMScorer
+from kgdistill.plm.causal import LM_OPTIONS, LMFeatures
 from kgdistill.plm.features import PLM_OPTIONS, PLMFeatures
 from kgdistill.registry import Registry
 from kgdistill.vocab import GraphVocab, record_vocab
@@ -38,7 +40,11 @@ MODELS: Registry[Callable[..., KGEModel]] = Registry("model")
 TimeUse = Literal["none", "required", "optional"]
 
 #: Feature kinds a builder can declare, with the config keys of the ``model`` section that configure them.
-_FEATURE_OPTIONS: dict[str, frozenset[str]] = {"text": TEXT_OPTIONS, "plm": PLM_OPTIONS}
+_FEATURE_OPTIONS: dict[str, frozenset[str]] = {
+    "text": TEXT_OPTIONS,
+    "plm": PLM_OPTIONS,
+    "lm": LM_OPTIONS,
+}
 
 
 def _register(
@@ -289,6 +295,32 @@ def cross_encoder(
     return CrossEncoder(
         features=features, dim=dim, pooling=pooling, dropout=dropout, chunk_size=chunk_size
     )
+
+
+@_register("generative", time="optional", features=("lm",))
+def generative(
+    *,
+    vocab: Vocab,
+    features: LMFeatures,
+    length_norm: bool = False,
+    chunk_size: PositiveInt = 64,
+) -> KGEModel:
+    """A causal language model that generates the answer entity's name (see :mod:`kgdistill.models.generative`).
+
+    ``features`` are the LM's config and weights and the graph's tokenised texts, computed before the model
+    (:func:`kgdistill.plm.causal.lm_features`, configured by the ``model`` section's ``lm`` (a local causal-LM
+    folder; default: the packaged SmolLM2-135M-Instruct), ``text``, ``max_length`` (the prompt window) and
+    ``answer_length`` keys). A candidate's score is the LM's log-likelihood of its name given the prompt
+    ``head | relation [| time]`` (per token with ``length_norm``). Train it with the ``generation`` term and
+    ``train.negatives >= 1``; on a real graph use it as a re-ranker (:func:`kgdistill.evaluate.evaluate_rerank`):
+    ranking all entities costs one LM pass per entity and query. It reads the time when the graph has one.
+    Paper: Chen et al. 2022 (KG-S2S), https://arxiv.org/abs/2209.07299; also Xie et al. 2022 (GenKGC),
+    https://arxiv.org/abs/2202.02113
+    """
+    n = features.entities.ids.shape[0]
+    if n != vocab.num_entities:
+        raise ConfigError(f"LM features hold {n} entities, the graph has {vocab.num_entities}")
+    return GenerativeLM(features=features, length_norm=length_norm, chunk_size=chunk_size)
 
 
 def build_model(

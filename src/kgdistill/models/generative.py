@@ -1,0 +1,222 @@
+"""The generative model: a causal LM that writes the answer entity's name (KG-S2S / GenKGC-style).
+
+A query ``(h, r, ?, [tau])`` is the prompt ``head | relation [| time]`` inside the LM's chat frame (the
+reciprocal relation's text for head queries), and a candidate's score is the LM's log-likelihood of the
+candidate's name followed by the end-of-sequence token::
+
+    s(q, t) = sum_i log p(name(t)_i | frame(text(h) | text(r) [| text(tau)]), name(t)_<i)
+    (divided by the number of answer tokens with ``length_norm``)
+
+Every ``(query, candidate)`` pair is one LM pass over prompt and answer (``chunk_size`` pairs at a time); the
+vocabulary projection is applied to the answer positions only. :meth:`GenerativeLM.score_candidates` is its
+natural interface (a re-ranker of a retriever's top-k, :func:`kgdistill.evaluate.evaluate_rerank`);
+:meth:`GenerativeLM.score_all` works (``E`` passes per query) but is only practical on small graphs. Training is
+teacher-forced cross-entropy on the true answer's name tokens (the ``generation`` loss term, which reads
+:attr:`ModelOutput.generation`); the prompt's tokens are not in the loss. Entities with the same name get the
+same score.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kgdistill.models.base import KGEModel, ModelOutput
+from kgdistill.models.interactions import Interaction
+from kgdistill.models.plm import EntityTexts, Piece, _cut, _piece, pack
+from kgdistill.models.representations import RelationEncoder
+from kgdistill.plm.causal import LMFeatures, build_causal_lm
+from kgdistill.types import HEAD, REL, TAIL, BoolTensor, FloatTensor, LongTensor
+
+__all__ = ["GenerativeLM", "Likelihood"]
+
+
+def _tokens(values: list[int], n: int, device: torch.device, kind: int) -> Piece:
+    """The same tokens ``values`` in each of ``n`` rows: a piece ``(n, len(values))``."""
+    ids = torch.tensor(values, dtype=torch.long, device=device).expand(n, len(values))
+    return ids, torch.ones(ids.shape, dtype=torch.bool, device=device), kind
+
+
+class LMTexts(RelationEncoder):
+    """Token tables of relations ``(2R, L_r)``, times ``(T, L_t)`` and answer names ``(E, L_n)`` (buffers), and
+    the chat frame: the pieces of prompts and answers. No parameters."""
+
+    def __init__(self, *, features: LMFeatures) -> None:
+        super().__init__()
+        self.register_buffer("rel_tokens", features.relations.ids.clone())
+        self.register_buffer("rel_lengths", features.relations.lengths.clone())
+        self.register_buffer("name_tokens", features.names.ids.clone())
+        self.register_buffer("name_lengths", features.names.lengths.clone())
+        self.temporal = features.times is not None
+        if features.times is not None:
+            self.register_buffer("time_tokens", features.times.ids.clone())
+            self.register_buffer("time_lengths", features.times.lengths.clone())
+        self.special = dict(features.special)
+        self.max_length = features.max_length
+
+    def sequences(
+        self,
+        entities: EntityTexts,
+        h: LongTensor,
+        r: LongTensor,
+        tau: LongTensor | None,
+        t: LongTensor,
+    ) -> tuple[LongTensor, BoolTensor, LongTensor]:
+        """``h, r, tau, t (N,)`` -> packed ``ids, mask, answer (N, L)``: ``prefix head | relation [| time]
+        suffix name(t) eos``, right-padded; ``answer`` is 1 on the name and end tokens, 0 elsewhere.
+
+        The head's text is cut to what the frame, separators, relation and time leave of the window."""
+        n, dev, sp = len(h), h.device, self.special
+        rel = [_piece(self.rel_tokens, self.rel_lengths, r, 0)]
+        used = self.rel_lengths[r].long() + len(sp["prefix"]) + len(sp["suffix"]) + len(sp["sep"])
+        if self.temporal:
+            assert tau is not None, "a temporal model needs a time column"
+            rel += [
+                _tokens(sp["sep"], n, dev, 0),
+                _piece(self.time_tokens, self.time_lengths, tau, 0),
+            ]
+            used = used + self.time_lengths[tau].long() + len(sp["sep"])
+        room = (self.max_length - used).clamp_min(0)
+        return pack(
+            [
+                _tokens(sp["prefix"], n, dev, 0),
+                _cut(_piece(entities.tokens, entities.lengths, h, 0), room),
+                _tokens(sp["sep"], n, dev, 0),
+                *rel,
+                _tokens(sp["suffix"], n, dev, 0),
+                _piece(self.name_tokens, self.name_lengths, t, 1),
+                _tokens([sp["eos"]], n, dev, 1),
+            ]
+        )
+
+
+class Likelihood(Interaction):
+    """Marks the model as scoring pairs jointly (``kind = "joint"``): no query or entity vectors, so the vector
+    scoring paths and an approximate top-k index do not apply."""
+
+    kind = "joint"
+
+    def combine(self, h: FloatTensor, r: FloatTensor) -> FloatTensor:
+        raise TypeError("a generative model has no query vectors: it scores answers by likelihood")
+
+
+class GenerativeLM(KGEModel):
+    """See the module docstring.
+
+    Args:
+        features: the LM's config and weights and the graph's token tables (computed before the model).
+        length_norm: score by the mean log-probability per answer token instead of the sum.
+        chunk_size: ``(query, candidate)`` sequences per LM pass.
+    """
+
+    #: why ``kgdistill export`` refuses this model (read by :func:`kgdistill.export.export_model`)
+    export_refusal = (
+        "it scores every (query, entity) pair by a causal language model's likelihood of the entity's name "
+        "given the query's text, which the exported graphs and tables do not carry; use it as a re-ranker in "
+        "Python (evaluate_rerank), or distil it into a KGE student and export that"
+    )
+
+    def __init__(
+        self, *, features: LMFeatures, length_norm: bool = False, chunk_size: int = 64
+    ) -> None:
+        super().__init__(
+            entities=EntityTexts(
+                tokens=features.entities, special={"pad": features.special["pad"]}
+            ),
+            relations=LMTexts(features=features),
+            interaction=Likelihood(),
+        )
+        self.lm = build_causal_lm(features.config)
+        if features.state is not None:
+            self.lm.load_state_dict(features.state, strict=True)
+        self.length_norm = length_norm
+        self.chunk_size = chunk_size
+
+    def _texts(self) -> tuple[EntityTexts, LMTexts]:
+        entities, relations = self.entities, self.relations
+        assert isinstance(entities, EntityTexts) and isinstance(relations, LMTexts)
+        return entities, relations
+
+    def pair_loglik(self, queries: LongTensor, tails: LongTensor) -> tuple[FloatTensor, LongTensor]:
+        """``queries (N, 3|4)`` and one tail each ``(N,)`` -> the summed log-probability of each answer ``(N,)``
+        (float32) and its number of tokens ``(N,)``, in one LM pass."""
+        entities, texts = self._texts()
+        ids, mask, answer = texts.sequences(
+            entities, queries[:, HEAD], queries[:, REL], self._tau(queries), tails
+        )
+        positions = (mask.long().cumsum(1) - 1).clamp_min(0)
+        hidden = self.lm.base_model(
+            input_ids=ids, attention_mask=mask.long(), position_ids=positions
+        )[0]
+        target = answer[:, 1:].bool()  # position i predicts token i + 1
+        rows = target.nonzero()[:, 0]
+        logits = self.lm.get_output_embeddings()(hidden[:, :-1][target]).float()  # (K, V)
+        token_lp = logits.log_softmax(-1).gather(1, ids[:, 1:][target][:, None])[:, 0]
+        total = token_lp.new_zeros(len(ids)).index_add(0, rows, token_lp)
+        return total, target.sum(1)
+
+    def loglik(self, queries: LongTensor, candidates: LongTensor) -> tuple[FloatTensor, LongTensor]:
+        """``queries (B, 3|4)``, ``candidates (B, C)`` -> summed answer log-probabilities and token counts,
+        both ``(B, C)``, ``chunk_size`` pairs per pass."""
+        b, c = candidates.shape
+        self._tau(queries)  # a temporal model without a time column fails here, whatever C is
+        if b * c == 0:
+            zeros = torch.zeros(b, c, device=candidates.device)
+            return zeros, zeros.long()
+        flat = torch.arange(b * c, device=candidates.device)
+        parts = [
+            self.pair_loglik(queries[idx // c], candidates[idx // c, idx % c])
+            for idx in flat.split(self.chunk_size)
+        ]
+        return torch.cat([p[0] for p in parts]).view(b, c), torch.cat([p[1] for p in parts]).view(
+            b, c
+        )
+
+    def _score(self, total: FloatTensor, count: LongTensor) -> FloatTensor:
+        return total / count.clamp_min(1) if self.length_norm else total
+
+    def score_candidates(self, queries: LongTensor, candidates: LongTensor) -> FloatTensor:
+        """``queries (B, 3|4)``, ``candidates (B, C)`` ids -> log-likelihoods ``(B, C)``."""
+        return self._score(*self.loglik(queries, candidates))
+
+    def score_all(self, queries: LongTensor) -> FloatTensor:
+        """Every entity as the answer: ``(B, 3|4) -> (B, E)``; ``B * E`` LM passes (small graphs only)."""
+        entities, _ = self._texts()
+        n = entities.tokens.shape[0]
+        return self.score_candidates(
+            queries, torch.arange(n, device=queries.device).expand(len(queries), n)
+        )
+
+    def score_hrt(self, facts: LongTensor) -> FloatTensor:
+        """Score of each fact's own tail: ``(B, 3|4) -> (B,)``."""
+        return self.score_candidates(facts, facts[:, TAIL : TAIL + 1])[:, 0]
+
+    def forward(self, queries: LongTensor, candidates: LongTensor | None = None) -> ModelOutput:
+        """Score ``candidates (B, C)`` or all entities (``None``).
+
+        Returns:
+            :class:`ModelOutput` with ``scores (B, C)`` and ``generation (B,)``: the mean negative
+            log-likelihood per token of each query's true answer (teacher forced; read from the first column
+            when it holds the true tail, as sampled and in-batch candidates do, else one more pass).
+        """
+        tails = queries[:, TAIL]
+        if candidates is None:
+            candidates = torch.arange(self._texts()[0].tokens.shape[0], device=queries.device)
+            candidates = candidates.expand(len(queries), -1)
+            total, count = self.loglik(queries, candidates)
+            true_total, true_count = (
+                total.gather(1, tails[:, None])[:, 0],
+                count.gather(1, tails[:, None])[:, 0],
+            )
+        else:
+            total, count = self.loglik(queries, candidates)
+            if candidates.shape[1] and bool((candidates[:, 0] == tails).all()):
+                true_total, true_count = total[:, 0], count[:, 0]
+            else:
+                true_total, true_count = self.pair_loglik(queries, tails)
+        generation = -true_total / true_count.clamp_min(1)
+        return ModelOutput(scores=self._score(total, count), generation=generation)
+
+    def encode(self, queries: LongTensor) -> tuple[FloatTensor, FloatTensor]:
+        raise TypeError(
+            "a generative model has no query vectors: it scores answers by likelihood (score_candidates)"
+        )
