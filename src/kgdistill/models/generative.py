@@ -145,7 +145,7 @@ class GenerativeLM(KGEModel):
         )
         positions = (mask.long().cumsum(1) - 1).clamp_min(0)
         hidden = self.lm.base_model(
-            input_ids=ids, attention_mask=mask.long(), position_ids=positions
+            input_ids=ids, attention_mask=mask.long(), position_ids=positions, use_cache=False
         )[0]
         target = answer[:, 1:].bool()  # position i predicts token i + 1
         rows = target.nonzero()[:, 0]
