@@ -249,3 +249,56 @@ def test_oracle_reranker_temporal(yago_kg: KG) -> None:
     model = _model(yago_kg, "tntcomplex")
     m = evaluate_rerank(model, Oracle(), yago_kg, "test", k=yago_kg.num_entities, max_queries=30)
     assert m.mrr == 1.0 and m.mr == 1.0
+
+
+# -- kgdistill evaluate RUN --rerank RETRIEVER --------------------------------------------------------------------
+
+
+def _tiny_run(tmp_path: Path, data: str, model: str) -> Path:
+    from kgdistill import api
+    from kgdistill.config import parse_config
+
+    cfg = parse_config(
+        {
+            "seed": 0,
+            "data": {"name": str(FIXTURES / data)},
+            "model": {"name": model, "dim": 8},
+            "stages": [{"epochs": 2}],
+            "train": {"optimizer": "adam", "lr": 0.02, "batch_size": 500, "progress": False},
+        }
+    )
+    return api.train(cfg, out=tmp_path / f"{data}-{model}").run_dir
+
+
+def _cli_metrics(*args: str) -> dict:
+    import json
+
+    from click.testing import CliRunner
+
+    from kgdistill.cli import cli
+
+    result = CliRunner().invoke(cli, ["evaluate", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_cli_rerank_of_a_retriever(tmp_path: Path) -> None:
+    """``kgdistill evaluate RUN --rerank R``: a run re-ranking its own top-k keeps its metrics, and any run
+    re-ranking R's top-1 gets R's metrics; a retriever of another graph is refused before any work."""
+    from click.testing import CliRunner
+
+    from kgdistill.cli import cli
+
+    a = _tiny_run(tmp_path, "fb15k237-mini", "distmult")
+    b = _tiny_run(tmp_path, "fb15k237-mini", "complex")
+    plain_a, plain_b = _cli_metrics(str(a)), _cli_metrics(str(b))
+    assert plain_a["sides"]["both"]["mrr"] != plain_b["sides"]["both"]["mrr"]
+    own = _cli_metrics(str(a), "--rerank", str(a), "--rerank-k", "5")
+    assert own["sides"]["both"] == pytest.approx(plain_a["sides"]["both"], rel=1e-9)
+    assert own["protocol"]["rerank"]["k"] == 5
+    assert own["protocol"]["rerank"]["retriever_checkpoint"].startswith(str(a))
+    top1 = _cli_metrics(str(b), "--rerank", str(a), "--rerank-k", "1")
+    assert top1["sides"]["both"] == pytest.approx(plain_a["sides"]["both"], rel=1e-9)
+    other = _tiny_run(tmp_path, "wn18rr-mini", "distmult")
+    result = CliRunner().invoke(cli, ["evaluate", str(b), "--rerank", str(other)])
+    assert result.exit_code == 2 and str(other) in result.output

@@ -29,7 +29,7 @@ from kgdistill.config import (
 from kgdistill.data.kg import KG
 from kgdistill.distill import KGETeacher, write_cache
 from kgdistill.errors import CheckpointError, ConfigError
-from kgdistill.evaluate import Metrics
+from kgdistill.evaluate import Metrics, evaluate_rerank
 from kgdistill.evaluate import evaluate as rank_all
 from kgdistill.io import atomic_write_text
 from kgdistill.models.base import KGEModel
@@ -294,22 +294,45 @@ def evaluate_run(
     overrides: dict[str, Any] | None = None,
     data_root: str | None = None,
     progress: bool = True,
+    retriever: str | Path | None = None,
+    rerank_k: int = 100,
 ) -> Metrics:
     """Evaluate a run folder or checkpoint on ``split`` with the protocol it was trained with.
 
     ``overrides`` replace keys of the ``eval`` section (``ties``, ``time_aware``, ``filtered``, ``ks``).
+    ``retriever``: another finished run (or checkpoint) on the same graph whose filtered top-``rerank_k`` this
+    run re-ranks (:func:`kgdistill.evaluate.evaluate_rerank`): how a cross-encoder or a generative model is
+    evaluated on a real graph.
     """
     ckpt, cfg = _open(path)
     data = cfg.data.model_copy(update={"root": data_root}) if data_root else cfg.data
     kg = load_data(data)
     check_graph(GraphVocab.of_checkpoint(ckpt.meta), kg, what=str(ckpt.path))  # before building it
-    model = load_model(ckpt).to(resolve_device(cfg.train.device))
+    device = resolve_device(cfg.train.device)
+    first = None
+    if retriever is not None:
+        first, _ = _open(retriever)
+        check_graph(GraphVocab.of_checkpoint(first.meta), kg, what=str(first.path))
+    model = load_model(ckpt).to(device)
     ev = validate_section(
         EvalConfig, {**cfg.eval.model_dump(), "split": split, **(overrides or {})}, "eval"
     )
-    metrics = rank_all(
-        model, kg, ev.split, progress=progress, batch_size=ev.batch_size, **eval_kwargs(ev)
-    )
+    if first is None:
+        metrics = rank_all(
+            model, kg, ev.split, progress=progress, batch_size=ev.batch_size, **eval_kwargs(ev)
+        )
+    else:
+        metrics = evaluate_rerank(
+            load_model(first).to(device),
+            model,
+            kg,
+            ev.split,
+            k=rerank_k,
+            progress=progress,
+            batch_size=ev.batch_size,
+            **eval_kwargs(ev),
+        )
+        metrics.protocol["rerank"].update(retriever_checkpoint=str(first.path))
     metrics.protocol.update(
         model=ckpt.meta["model"]["name"],
         dataset=kg.name,

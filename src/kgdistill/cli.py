@@ -191,11 +191,26 @@ def cache(
 @_set
 @_root
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option(
+    "--rerank",
+    "retriever",
+    default=None,
+    type=click.Path(exists=True),
+    help="A retriever run on the same graph: RUN re-ranks its filtered top-k (--rerank-k).",
+)
+@click.option("--rerank-k", default=100, show_default=True, type=click.IntRange(min=1))
 @_friendly
 def evaluate_cmd(
-    run: str, split: str, overrides: tuple[str, ...], data_root: str | None, as_json: bool
+    run: str,
+    split: str,
+    overrides: tuple[str, ...],
+    data_root: str | None,
+    as_json: bool,
+    retriever: str | None,
+    rerank_k: int,
 ) -> None:
-    """Evaluate a run folder or checkpoint; --set eval.ties=pessimistic changes the protocol."""
+    """Evaluate a run folder or checkpoint; --set eval.ties=pessimistic changes the protocol, --rerank R
+    re-ranks run R's top-k (a cross-encoder or generative model on a real graph)."""
     from kgdistill.config import apply_overrides
 
     raw: dict[str, Any] = apply_overrides({}, overrides)
@@ -206,12 +221,20 @@ def evaluate_cmd(
     upd = raw.get("eval", {})
     if not isinstance(upd, dict):
         raise KGDistillError("evaluate takes eval.<key>=VALUE overrides, not a whole eval section")
-    metrics = _api().evaluate_run(run, split=split, overrides=upd, data_root=data_root)
+    metrics = _api().evaluate_run(
+        run,
+        split=split,
+        overrides=upd,
+        data_root=data_root,
+        retriever=retriever,
+        rerank_k=rerank_k,
+    )
     if as_json:
         click.echo(json.dumps(metrics.to_dict(), indent=2))
     else:
         p = metrics.protocol
-        _print_metrics(metrics, f"{run}: {p['split']}, {p['filter']} filter, {p['ties']} ties")
+        how = f" re-ranking the top {rerank_k} of {retriever}" if retriever else ""
+        _print_metrics(metrics, f"{run}{how}: {p['split']}, {p['filter']} filter, {p['ties']} ties")
 
 
 @cli.command()
