@@ -103,6 +103,12 @@ def _default_runs(data_root: str | None, train: bool, work: Path) -> dict[str, P
     return runs
 
 
+def _shown(path: Path) -> str:
+    """``path`` as results show it: relative to the repository when inside it (no machine paths)."""
+    p = path.resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(path)
+
+
 def _named(value: str) -> tuple[str, Path]:
     name, _, path = value.rpartition("=")
     p = Path(path)
@@ -185,7 +191,7 @@ def _variants(m: _Model, work: Path, args: dict[str, Any]) -> list[dict[str, Any
         "model": m.ckpt.meta["model"]["name"],
         "dim": m.dim,
         "parameters": m.model.num_parameters(),
-        "path": str(m.path),
+        "path": _shown(m.path),
     }
     probe = {
         "run": str(m.path),

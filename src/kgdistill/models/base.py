@@ -174,18 +174,24 @@ class KGEModel(nn.Module):
         Returns:
             :class:`ModelOutput` with ``scores (B, C)``, ``h``, ``r``, ``t`` and regulariser factors.
         """
-        h, r = self.encode(queries)
-        q = self.interaction.combine(h, r)
-        if candidates is None:
-            t = self.entities.table()
-            scores = self.interaction.score_all(q, t)
-        else:
-            t = self.entities(candidates)
-            scores = self.interaction.score_candidates(q, t)
+        h, r, t, scores = self.scored(queries, candidates)
         factors = self.interaction.factors(h, r, self.entities(queries[:, TAIL]))
         return ModelOutput(
             scores=scores, h=h, r=r, t=t, factors=factors, time_table=self.relations.time_table()
         )
+
+    def scored(
+        self, queries: LongTensor, candidates: LongTensor | None = None
+    ) -> tuple[FloatTensor, FloatTensor, FloatTensor, FloatTensor]:
+        """``(h, r, t, scores)`` of :meth:`forward`: the encoded queries, the entity vectors scored (``(E, d)``
+        or ``(B, C, d)``) and the scores ``(B, E)`` or ``(B, C)``."""
+        h, r = self.encode(queries)
+        q = self.interaction.combine(h, r)
+        if candidates is None:
+            t = self.entities.table()
+            return h, r, t, self.interaction.score_all(q, t)
+        t = self.entities(candidates)
+        return h, r, t, self.interaction.score_candidates(q, t)
 
     def score_candidates(self, queries: LongTensor, candidates: LongTensor) -> FloatTensor:
         """Scores of given entities as the tail: ``queries (B, 3|4)``, ``candidates (B, C)`` ids -> ``(B, C)``.

@@ -95,14 +95,7 @@ class BiEncoder(KGEModel):
             ``(B, d)``, ``t`` the unit entity vectors (``(E, d)`` or ``(B, C, d)``) and ``scale = 1 / T``. No
             regulariser factors: every vector has norm 1.
         """
-        h, r = self.encode(queries)
-        q = self.interaction.combine(h, r)
-        if candidates is None:
-            t = self.entities.table()
-            scores = self.interaction.score_all(q, t)
-        else:
-            t = self.entities(candidates)
-            scores = self.interaction.score_candidates(q, t)
+        h, r, t, scores = self.scored(queries, candidates)
         assert isinstance(self.interaction, ScaledCosine)
         return ModelOutput(scores=scores, h=h, r=r, t=t, scale=self.interaction.scale())
 

@@ -22,7 +22,7 @@ import torch
 
 from kgdistill.models.base import KGEModel, ModelOutput
 from kgdistill.models.interactions import Interaction
-from kgdistill.models.plm import EntityTexts, Piece, _cut, _piece, pack
+from kgdistill.models.plm import EntityTexts, Piece, _cut, _piece, pack, register_query_tables
 from kgdistill.models.representations import RelationEncoder
 from kgdistill.plm.causal import LMFeatures, build_causal_lm
 from kgdistill.types import HEAD, REL, TAIL, BoolTensor, FloatTensor, LongTensor
@@ -42,16 +42,9 @@ class LMTexts(RelationEncoder):
 
     def __init__(self, *, features: LMFeatures) -> None:
         super().__init__()
-        self.register_buffer("rel_tokens", features.relations.ids.clone())
-        self.register_buffer("rel_lengths", features.relations.lengths.clone())
+        register_query_tables(self, features)
         self.register_buffer("name_tokens", features.names.ids.clone())
         self.register_buffer("name_lengths", features.names.lengths.clone())
-        self.temporal = features.times is not None
-        if features.times is not None:
-            self.register_buffer("time_tokens", features.times.ids.clone())
-            self.register_buffer("time_lengths", features.times.lengths.clone())
-        self.special = dict(features.special)
-        self.max_length = features.max_length
 
     def sequences(
         self,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,9 @@ from kgdistill.models.representations import EntityRepresentation, RelationEncod
 from kgdistill.plm.encoders import build_encoder_module
 from kgdistill.plm.features import PLMFeatures, TokenTable
 from kgdistill.types import BoolTensor, FloatTensor, LongTensor
+
+if TYPE_CHECKING:
+    from kgdistill.plm.causal import LMFeatures
 
 __all__ = ["EntityTexts", "PLMEntities", "QueryTexts", "ScaledCosine", "TextEncoder", "pack"]
 
@@ -200,6 +203,20 @@ class PLMEntities(EntityTexts):
         return self._table
 
 
+def register_query_tables(module: nn.Module, features: PLMFeatures | LMFeatures) -> None:
+    """The query side's token tables as ``module``'s buffers: relations ``(2R, L_r)`` (``rel_tokens``,
+    ``rel_lengths``) and times ``(T, L_t)`` when the graph has them (``temporal``); the special tokens and the
+    window (``special``, ``max_length``)."""
+    module.register_buffer("rel_tokens", features.relations.ids.clone())
+    module.register_buffer("rel_lengths", features.relations.lengths.clone())
+    module.temporal = features.times is not None
+    if features.times is not None:
+        module.register_buffer("time_tokens", features.times.ids.clone())
+        module.register_buffer("time_lengths", features.times.lengths.clone())
+    module.special = dict(features.special)
+    module.max_length = features.max_length
+
+
 class QueryTexts(RelationEncoder):
     """Token tables of relations ``(2R, L_r)`` and times ``(T, L_t)``: the pieces of a query's text.
 
@@ -210,14 +227,7 @@ class QueryTexts(RelationEncoder):
 
     def __init__(self, *, features: PLMFeatures) -> None:
         super().__init__()
-        self.register_buffer("rel_tokens", features.relations.ids.clone())
-        self.register_buffer("rel_lengths", features.relations.lengths.clone())
-        self.temporal = features.times is not None
-        if features.times is not None:
-            self.register_buffer("time_tokens", features.times.ids.clone())
-            self.register_buffer("time_lengths", features.times.lengths.clone())
-        self.special = dict(features.special)
-        self.max_length = features.max_length
+        register_query_tables(self, features)
 
     def relation_pieces(
         self, r: LongTensor, tau: LongTensor | None
