@@ -33,6 +33,8 @@ FULL: dict[str, set[str]] = {
         "network",
         "info_nce",
         "generation",
+        "reconstruction",
+        "contextualization",
     },
     "kgdistill.models:MODELS": {
         "transe",

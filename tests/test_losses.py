@@ -22,8 +22,13 @@ TIME_ONLY = {"lambda3"}
 #: Terms that need sampled candidates.
 CANDIDATE_TERMS = {"negative_sampling", "margin_ranking", "generation"}
 #: Terms that read an output only one model family gives: left out of the KGE cases below (each is covered with
-#: its model, tests/plm/test_generative.py), and refused on any other model (test below).
-MODEL_TERMS = {"generation": "generative"}
+#: its model: tests/plm/test_generative.py, tests/plm/test_aux_tasks.py), and refused on any other model (the
+#: error names the family; test below).
+MODEL_TERMS = {
+    "generation": "generative",
+    "reconstruction": "bi_encoder, cross_encoder",
+    "contextualization": "generative",
+}
 
 TEMPORAL_CASES = [("tntcomplex", "tiny_tkg"), ("ttranse", "tiny_point_kg"), ("hyte", "tiny_tkg")]
 STATIC_CASES = [("complex", "tiny_kg"), ("transe", "tiny_kg")]

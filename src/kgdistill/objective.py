@@ -79,9 +79,10 @@ class Objective(nn.Module):
             spec = check_kwargs(term_cls, spec, where=here)
             term = term_cls(**spec)
             if student is not None and term.reads - student:
+                needs = f": it needs {term_cls.requirement}" if term_cls.requirement else ""
                 raise ConfigError(
                     f"loss '{name}' ({here}) reads {sorted(term.reads - student)} of the student, "
-                    f"which only provides {sorted(student)}"
+                    f"which only provides {sorted(student)}{needs}"
                 )
             if term_cls.requires_teacher:
                 if teacher is None:

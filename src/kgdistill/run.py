@@ -31,6 +31,7 @@ from kgdistill.models.base import KGEModel, Vocab
 from kgdistill.models.zoo import MODELS, build_model, feature_options, is_temporal, model_features
 from kgdistill.objective import Objective
 from kgdistill.plm.causal import LM_OPTIONS, lm_features
+from kgdistill.plm.contexts import CONTEXT_FILLED, context_tokens
 from kgdistill.plm.features import PLM_OPTIONS, plm_features
 from kgdistill.registry import check_kwargs
 from kgdistill.report import metrics_table, plot_curves
@@ -99,6 +100,10 @@ def check(
             {k: v for k, v in kwargs.items() if k in LM_OPTIONS},
             where="model",
             context={"kg": None, "progress": None},
+        )
+    if isinstance(kwargs.get("context"), dict):
+        check_kwargs(
+            context_tokens, kwargs["context"], where="model.context", context=CONTEXT_FILLED
         )
     for t_name, spec in cfg.teachers.items():
         if "name" not in spec:

@@ -183,6 +183,7 @@ class _Stage:
     params: list[torch.nn.Parameter]
     used: dict[str, frozenset[str]]
     steps_per_epoch: int
+    aux: frozenset[str] = frozenset()  # the model's auxiliary losses the objective reads
 
 
 def _open_stage(
@@ -235,6 +236,7 @@ def _open_stage(
         params=[p for g in optimizer.param_groups for p in g["params"]],
         used={t: objective.reads(t) for t in sorted({t for t in objective.teachers if t})},
         steps_per_epoch=steps_per_epoch,
+        aux=model.aux_tasks & frozenset().union(*(t.reads for t in objective.terms)),
     )
 
 
@@ -343,6 +345,7 @@ def fit(
     objectives = build_objectives(
         model, stages, teachers, queries_all[:2], candidates=sampled, kg=kg
     )
+    _warn_unused_aux(model, objectives)
     num_batches = math.ceil(n / train.batch_size)
     left = sum(s.epochs for s in stages[state.stage :]) - state.stage_epoch
     bar = tqdm(
@@ -374,9 +377,10 @@ def fit(
                 # that a resumed run draws the same masks
                 torch.manual_seed(seed * 1_000_003 + state.epoch)
                 perm = torch.randperm(n, generator=gen).to(device)
-                mean_loss, terms = _epoch(
-                    model, kg, stage, queries_all[perm], train, teachers, gen, device, bar
-                )
+                with model.auxiliary(stage.aux):
+                    mean_loss, terms = _epoch(
+                        model, kg, stage, queries_all[perm], train, teachers, gen, device, bar
+                    )
                 state.epoch += 1
                 state.stage_epoch += 1
                 seconds = time.perf_counter() - t0
@@ -473,9 +477,22 @@ def _duration(seconds: float) -> str:
     return f"{s}s"
 
 
+def _warn_unused_aux(model: KGEModel, objectives: Sequence[Objective]) -> None:
+    """Log when the model could learn from an auxiliary task (contexts were given) but no stage asks for it."""
+    read = frozenset().union(*(t.reads for o in objectives for t in o.terms))
+    if model.aux_tasks and not model.aux_tasks & read:
+        log.warning(
+            "the model has contexts for the auxiliary task %s, but no stage's objective has that term: "
+            "add {loss: %s, weight: ...} to a stage, or drop model.context",
+            "/".join(sorted(model.aux_tasks)),
+            sorted(model.aux_tasks)[0],
+        )
+
+
 def provided(out: ModelOutput) -> frozenset[str]:
     """Fields an output actually carries (``scores`` counts when it is not empty)."""
     have = {f for f in ("h", "r", "t", "time_table", "generation") if getattr(out, f) is not None}
+    have |= set(out.aux)
     if out.scores.numel():
         have.add("scores")
     return frozenset(have)
@@ -497,7 +514,7 @@ def build_objectives(
     """
     # a run with sampled candidates probes with candidates too: a text encoder then does not encode every
     # entity before the first step
-    with torch.no_grad():
+    with torch.no_grad(), model.auxiliary(model.aux_tasks):
         s_out = model(probe, probe[:, TAIL : TAIL + 1] if candidates else None)
         t_outs = {name: teacher(probe, None, ALL_FIELDS) for name, teacher in teachers.items()}
     fields = {name: provided(out) for name, out in t_outs.items()}

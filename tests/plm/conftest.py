@@ -61,3 +61,14 @@ def tiny_encoder_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     BertModel(config).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def wn_store(wn_mini: KG, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A context store of the WN18RR subset: the real Qwen-7B synonyms of 300 of its synsets (CP-KGC), one
+    entity context each (``name (synonyms: ...)``)."""
+    from kgdistill.contexts.exchange import import_contexts
+
+    path = tmp_path_factory.mktemp("wn-contexts") / "wn18rr-mini.jsonl"
+    import_contexts(SYNONYMS, wn_mini, path)
+    return path

@@ -18,16 +18,21 @@ from safetensors.torch import load_file
 
 from kgdistill import api
 from kgdistill.config import parse_config
+from kgdistill.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
 
 
-def _config(encoder: Path, epochs: int = 3) -> dict:
+def _config(encoder: Path, epochs: int = 3, contexts: Path | None = None) -> dict:
+    """The shipped config on the subset; with ``contexts`` (a store), the ``reconstruction`` term too."""
     cfg = yaml.safe_load((REPO / "configs" / "plm" / "bi_encoder-wn18rr.yaml").read_text())
     cfg["data"] = {"name": str(FIXTURES / "wn18rr-mini")}
     cfg["model"] |= {"encoder": str(encoder), "max_length": 16, "chunk_size": 256}
     cfg["stages"][0]["epochs"] = epochs
+    if contexts is not None:
+        cfg["model"]["context"] = {"store": str(contexts), "max_length": 24}
+        cfg["stages"][0]["objective"].append({"loss": "reconstruction", "weight": 0.5})
     cfg["train"] |= {
         "batch_size": 64,
         "lr": 1.0e-2,
@@ -67,11 +72,32 @@ def _cli(*args: str) -> subprocess.Popen:
 
 
 @pytest.mark.slow
+def test_contexts_train_with_the_reconstruction_term(
+    tiny_encoder_folder: Path, wn_store: Path, tmp_path: Path
+) -> None:
+    cfg = _config(tiny_encoder_folder, epochs=1, contexts=wn_store)
+    result = api.train(parse_config(cfg), out=tmp_path / "run")
+    log = [json.loads(x) for x in (result.run_dir / "log.jsonl").read_text().splitlines()]
+    epoch = next(e for e in log if e["event"] == "epoch")
+    assert epoch["reconstruction"] > 0 and epoch["info_nce"] > 0
+    report = json.loads((result.run_dir / "metrics.json").read_text())["plm"]["contexts"]
+    assert report["store"] == wn_store.name and report["entities"]["n"] > 0
+    assert report["train_triples"]["own"]["n"] == 0  # entity contexts only
+    cfg["model"]["context"]["mask_rate"] = 1.5
+    with pytest.raises(ConfigError, match=r"model\.context\.mask_rate"):
+        api.train(parse_config(cfg), out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("contexts", [False, True], ids=["plain", "contexts"])
 def test_kill_9_and_resume_gives_identical_weights(
-    tiny_encoder_folder: Path, tmp_path: Path
+    tiny_encoder_folder: Path, wn_store: Path, tmp_path: Path, contexts: bool
 ) -> None:
     config = tmp_path / "bi.yaml"
-    config.write_text(yaml.safe_dump(_config(tiny_encoder_folder)))
+    config.write_text(
+        yaml.safe_dump(_config(tiny_encoder_folder, contexts=wn_store if contexts else None))
+    )
     ref = _cli(str(config), "--out", str(tmp_path / "ref"))
     assert ref.wait(timeout=600) == 0, ref.stderr.read().decode()  # type: ignore[union-attr]
     run = tmp_path / "killed"

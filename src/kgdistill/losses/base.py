@@ -41,6 +41,9 @@ class LossTerm(nn.Module):
     sparse_scores: ClassVar[bool] = False
     #: output fields the term reads, of the teacher and of the student (may depend on the term's options)
     reads: frozenset[str] = frozenset()
+    #: what the student must be to provide what the term reads (said when it does not), e.g. "a generative
+    #: model (model.name: generative)"
+    requirement: ClassVar[str] = ""
     #: the term reads the student's (memoised) softmax or log-softmax
     reads_student_softmax: bool = False  # may depend on the term's options
 

@@ -26,10 +26,11 @@ class Generation(LossTerm):
 
     needs_candidates = True
     reads = frozenset({"generation"})
+    requirement = "a generative model (model.name: generative)"
 
     def setup(self, student: ModelOutput, teacher: ModelOutput | None) -> None:
         if student.generation is None:
-            raise ConfigError("loss 'generation' needs a generative model (model.name: generative)")
+            raise ConfigError(f"loss 'generation' needs {self.requirement}")
 
     def forward(
         self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch

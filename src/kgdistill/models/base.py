@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -64,6 +65,8 @@ class ModelOutput:
             margin, pre-batch negatives); ``None`` for other models.
         generation: ``(B,)`` the mean negative log-likelihood per token of each query's true answer under
             teacher forcing (a generative model, :mod:`kgdistill.models.generative`); ``None`` for others.
+        aux: auxiliary losses (scalars) by name, e.g. ``reconstruction`` (:mod:`kgdistill.models.aux`): only
+            those the trainer asked for (:meth:`KGEModel.auxiliary`), empty otherwise.
     """
 
     scores: FloatTensor
@@ -77,6 +80,7 @@ class ModelOutput:
     ids: LongTensor | None = None
     scale: FloatTensor | None = None
     generation: FloatTensor | None = None
+    aux: dict[str, FloatTensor] = field(default_factory=dict)
     # per-output memo of softmaxes: the terms of one step share one pass (and its backward); never copied
     _memo: dict[tuple[object, ...], tuple[BoolTensor | None, FloatTensor]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -143,6 +147,32 @@ class KGEModel(nn.Module):
         self.entities = entities
         self.relations = relations
         self.interaction = interaction
+        self.aux_wanted: frozenset[str] = frozenset()
+
+    @property
+    def aux_tasks(self) -> frozenset[str]:
+        """Auxiliary losses this model can compute (:attr:`ModelOutput.aux`); none for a KGE model."""
+        return frozenset()
+
+    @contextlib.contextmanager
+    def auxiliary(self, names: Iterable[str]) -> Iterator[None]:
+        """Inside the block, every forward pass also computes the auxiliary losses ``names`` (those of
+        :attr:`aux_tasks`; others are ignored). Outside, none is computed (evaluation, serving, teachers)."""
+        previous = self.aux_wanted
+        self.aux_wanted = frozenset(names) & self.aux_tasks
+        try:
+            yield
+        finally:
+            self.aux_wanted = previous
+
+    def aux_losses(self, queries: LongTensor) -> dict[str, FloatTensor]:
+        """The wanted auxiliary losses of the batch ``queries (B, 3|4)``: name -> scalar."""
+        return {name: self.aux_loss(name, queries) for name in sorted(self.aux_wanted)}
+
+    def aux_loss(self, name: str, queries: LongTensor) -> FloatTensor:
+        """One auxiliary loss of the batch ``queries (B, 3|4)`` (a scalar); models with :attr:`aux_tasks`
+        override it."""
+        raise KeyError(f"{type(self).__name__} has no auxiliary task '{name}'")
 
     @property
     def temporal(self) -> bool:

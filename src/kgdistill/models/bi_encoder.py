@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 
+from kgdistill.models.aux import reconstruction_task
 from kgdistill.models.base import KGEModel, ModelOutput
 from kgdistill.models.plm import PLMEntities, QueryTexts, ScaledCosine, TextEncoder
 from kgdistill.plm.features import PLMFeatures
@@ -74,6 +75,21 @@ class BiEncoder(KGEModel):
             ),
         )
         self.query_encoder = None if shared_encoder else copy.deepcopy(encoder)
+        self.reconstruction = reconstruction_task(features)
+
+    @property
+    def aux_tasks(self) -> frozenset[str]:
+        """``reconstruction`` when built with contexts (masked-token recovery with the entity encoder)."""
+        return frozenset() if self.reconstruction is None else frozenset({"reconstruction"})
+
+    def aux_loss(self, name: str, queries: LongTensor) -> FloatTensor:
+        if name != "reconstruction" or self.reconstruction is None:
+            return super().aux_loss(name, queries)
+        entities = self.entities
+        assert isinstance(entities, PLMEntities) and isinstance(self.relations, QueryTexts)
+        return self.reconstruction(
+            entities.encoder, self.relations, entities, queries, self._tau(queries)
+        )
 
     def encode(self, queries: LongTensor) -> tuple[FloatTensor, FloatTensor]:
         """``queries (B, 3|4)`` -> the unit query vector twice, as ``(h, r)`` ``(B, d)`` (head and relation are
@@ -97,7 +113,14 @@ class BiEncoder(KGEModel):
         """
         h, r, t, scores = self.scored(queries, candidates)
         assert isinstance(self.interaction, ScaledCosine)
-        return ModelOutput(scores=scores, h=h, r=r, t=t, scale=self.interaction.scale())
+        return ModelOutput(
+            scores=scores,
+            h=h,
+            r=r,
+            t=t,
+            scale=self.interaction.scale(),
+            aux=self.aux_losses(queries),
+        )
 
     def num_token_bytes(self) -> int:
         """Bytes of the token tables (buffers, not parameters)."""

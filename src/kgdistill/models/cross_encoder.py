@@ -20,6 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from kgdistill.models.aux import reconstruction_task
 from kgdistill.models.base import KGEModel, ModelOutput
 from kgdistill.models.interactions import Interaction
 from kgdistill.models.plm import EntityTexts, QueryTexts, TextEncoder, mean_pool
@@ -95,6 +96,19 @@ class CrossEncoder(KGEModel):
         )
         self.encoder = TextEncoder(features.config, state=features.state, dropout=dropout)
         self.chunk_size = chunk_size
+        self.reconstruction = reconstruction_task(features)
+
+    @property
+    def aux_tasks(self) -> frozenset[str]:
+        """``reconstruction`` when built with contexts (masked-token recovery with the pair encoder)."""
+        return frozenset() if self.reconstruction is None else frozenset({"reconstruction"})
+
+    def aux_loss(self, name: str, queries: LongTensor) -> FloatTensor:
+        if name != "reconstruction" or self.reconstruction is None:
+            return super().aux_loss(name, queries)
+        entities, relations = self.entities, self.relations
+        assert isinstance(entities, EntityTexts) and isinstance(relations, QueryTexts)
+        return self.reconstruction(self.encoder, relations, entities, queries, self._tau(queries))
 
     def score_pairs(self, queries: LongTensor, tails: LongTensor) -> FloatTensor:
         """``queries (N, 3|4)`` and one tail each ``(N,)`` -> scores ``(N,)``, in one encoder pass."""
@@ -140,9 +154,12 @@ class CrossEncoder(KGEModel):
             :class:`ModelOutput` with ``scores (B, C)`` only: there are no query or entity vectors, and no
             regulariser factors.
         """
-        if candidates is None:
-            return ModelOutput(scores=self.score_all(queries))
-        return ModelOutput(scores=self.score_candidates(queries, candidates))
+        scores = (
+            self.score_all(queries)
+            if candidates is None
+            else self.score_candidates(queries, candidates)
+        )
+        return ModelOutput(scores=scores, aux=self.aux_losses(queries))
 
     def encode(self, queries: LongTensor) -> tuple[FloatTensor, FloatTensor]:
         raise TypeError(

@@ -19,7 +19,9 @@ same score.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
+from kgdistill.models.aux import ContextTexts, canonical, select_rows
 from kgdistill.models.base import KGEModel, ModelOutput
 from kgdistill.models.interactions import Interaction
 from kgdistill.models.plm import EntityTexts, Piece, _cut, _piece, pack, register_query_tables
@@ -81,6 +83,51 @@ class LMTexts(RelationEncoder):
             ]
         )
 
+    def context_sequences(
+        self,
+        entities: EntityTexts,
+        contexts: ContextTexts,
+        h: LongTensor,
+        r: LongTensor,
+        tau: LongTensor | None,
+        t: LongTensor,
+    ) -> tuple[LongTensor, BoolTensor, LongTensor, LongTensor]:
+        """``h, r, tau, t (N,)`` (original direction) -> packed ``ids, mask, answer (N, L)`` of ``prefix head |
+        relation [| time] | name(t) suffix context eos``, ``answer`` 1 on the context and end tokens, and the
+        context tokens of each row ``(N,)`` (0: none; its row only holds the end token as answer)."""
+        n, dev, sp = len(h), h.device, self.special
+        rel = [_piece(self.rel_tokens, self.rel_lengths, r, 0)]
+        used = (
+            self.rel_lengths[r].long()
+            + self.name_lengths[t].long()
+            + len(sp["prefix"])
+            + len(sp["suffix"])
+            + 2 * len(sp["sep"])
+        )
+        if self.temporal:
+            assert tau is not None, "a temporal model needs a time column"
+            rel += [
+                _tokens(sp["sep"], n, dev, 0),
+                _piece(self.time_tokens, self.time_lengths, tau, 0),
+            ]
+            used = used + self.time_lengths[tau].long() + len(sp["sep"])
+        room = (self.max_length - used).clamp_min(0)
+        context, count = contexts.pieces(h, r, t, 1)
+        ids, mask, answer = pack(
+            [
+                _tokens(sp["prefix"], n, dev, 0),
+                _cut(_piece(entities.tokens, entities.lengths, h, 0), room),
+                _tokens(sp["sep"], n, dev, 0),
+                *rel,
+                _tokens(sp["sep"], n, dev, 0),
+                _piece(self.name_tokens, self.name_lengths, t, 0),
+                _tokens(sp["suffix"], n, dev, 0),
+                *context,
+                _tokens([sp["eos"]], n, dev, 1),
+            ]
+        )
+        return ids, mask, answer, count
+
 
 class Likelihood(Interaction):
     """Marks the model as scoring pairs jointly (``kind = "joint"``): no query or entity vectors, so the vector
@@ -123,6 +170,33 @@ class GenerativeLM(KGEModel):
             self.lm.load_state_dict(features.state, strict=True)
         self.length_norm = length_norm
         self.chunk_size = chunk_size
+        self.contexts = None if features.contexts is None else ContextTexts(features.contexts)
+        self.context_rows = None if features.contexts is None else features.contexts.rows
+
+    @property
+    def aux_tasks(self) -> frozenset[str]:
+        """``contextualization`` when built with contexts (writing each triple's context)."""
+        return frozenset() if self.contexts is None else frozenset({"contextualization"})
+
+    def aux_loss(self, name: str, queries: LongTensor) -> FloatTensor:
+        """``contextualization``: the mean negative log-likelihood of the context tokens (and each end token)
+        of the batch's training triples given ``head | relation | tail``, teacher forced; triples without a
+        context are left out (``model.context.rows`` bounds how many queries take part)."""
+        if name != "contextualization" or self.contexts is None:
+            return super().aux_loss(name, queries)
+        entities, texts = self._texts()
+        h, r, t = canonical(queries, self.contexts.num_relations)
+        tau = self._tau(queries)
+        _, count = self.contexts.pieces(h, r, t, 1)
+        rows = select_rows(count, self.context_rows)
+        if not len(rows):
+            return self.lm.get_output_embeddings().weight.sum() * 0.0
+        ids, mask, answer, _ = texts.context_sequences(
+            entities, self.contexts, h[rows], r[rows], None if tau is None else tau[rows], t[rows]
+        )
+        hidden, target, _ = self._answer_states(ids, mask, answer)
+        logits = self.lm.get_output_embeddings()(hidden).float()
+        return F.cross_entropy(logits, target)
 
     def _texts(self) -> tuple[EntityTexts, LMTexts]:
         entities, relations = self.entities, self.relations
@@ -136,16 +210,23 @@ class GenerativeLM(KGEModel):
         ids, mask, answer = texts.sequences(
             entities, queries[:, HEAD], queries[:, REL], self._tau(queries), tails
         )
+        hidden, target, rows = self._answer_states(ids, mask, answer)
+        logits = self.lm.get_output_embeddings()(hidden).float()  # (K, V)
+        token_lp = logits.log_softmax(-1).gather(1, target[:, None])[:, 0]
+        total = token_lp.new_zeros(len(ids)).index_add(0, rows, token_lp)
+        return total, answer[:, 1:].sum(1)
+
+    def _answer_states(
+        self, ids: LongTensor, mask: BoolTensor, answer: LongTensor
+    ) -> tuple[FloatTensor, LongTensor, LongTensor]:
+        """One LM pass over packed ``ids, mask, answer (N, L)``: the hidden states that predict the answer
+        tokens ``(K, D)``, those tokens ``(K,)`` and their rows ``(K,)``."""
         positions = (mask.long().cumsum(1) - 1).clamp_min(0)
         hidden = self.lm.base_model(
             input_ids=ids, attention_mask=mask.long(), position_ids=positions, use_cache=False
         )[0]
         target = answer[:, 1:].bool()  # position i predicts token i + 1
-        rows = target.nonzero()[:, 0]
-        logits = self.lm.get_output_embeddings()(hidden[:, :-1][target]).float()  # (K, V)
-        token_lp = logits.log_softmax(-1).gather(1, ids[:, 1:][target][:, None])[:, 0]
-        total = token_lp.new_zeros(len(ids)).index_add(0, rows, token_lp)
-        return total, target.sum(1)
+        return hidden[:, :-1][target], ids[:, 1:][target], target.nonzero()[:, 0]
 
     def loglik(self, queries: LongTensor, candidates: LongTensor) -> tuple[FloatTensor, LongTensor]:
         """``queries (B, 3|4)``, ``candidates (B, C)`` -> summed answer log-probabilities and token counts,
@@ -207,7 +288,11 @@ class GenerativeLM(KGEModel):
             else:
                 true_total, true_count = self.pair_loglik(queries, tails)
         generation = -true_total / true_count.clamp_min(1)
-        return ModelOutput(scores=self._score(total, count), generation=generation)
+        return ModelOutput(
+            scores=self._score(total, count),
+            generation=generation,
+            aux=self.aux_losses(queries),
+        )
 
     def encode(self, queries: LongTensor) -> tuple[FloatTensor, FloatTensor]:
         raise TypeError(

@@ -273,22 +273,31 @@ class QueryTexts(RelationEncoder):
         The head and the tail share what the relation, the time and the four special tokens leave of the window:
         each keeps at least half of it, and a shorter text leaves the rest to the other.
         """
+        return pack(self.pair_pieces(entities, h, r, tau, t))
+
+    def pair_pieces(
+        self,
+        entities: EntityTexts,
+        h: LongTensor,
+        r: LongTensor,
+        tau: LongTensor | None,
+        t: LongTensor,
+    ) -> list[Piece]:
+        """The pieces of :meth:`pair_sequences`, unpacked (more can follow them)."""
         n, dev = len(h), h.device
         rel, used = self.relation_pieces(r, tau)
         room = (self.max_length - 4 - used).clamp_min(0)
         len_h, len_t = entities.lengths[h].long(), entities.lengths[t].long()
         tail_room = torch.minimum(len_t, torch.maximum(room // 2, room - len_h))
-        return pack(
-            [
-                _const(self.special["cls"], n, dev, 0),
-                _cut(_piece(entities.tokens, entities.lengths, h, 0), room - tail_room),
-                _const(self.special["sep"], n, dev, 0),
-                *rel,
-                _const(self.special["sep"], n, dev, 1),
-                _cut(_piece(entities.tokens, entities.lengths, t, 0), tail_room),
-                _const(self.special["sep"], n, dev, 0),
-            ]
-        )
+        return [
+            _const(self.special["cls"], n, dev, 0),
+            _cut(_piece(entities.tokens, entities.lengths, h, 0), room - tail_room),
+            _const(self.special["sep"], n, dev, 0),
+            *rel,
+            _const(self.special["sep"], n, dev, 1),
+            _cut(_piece(entities.tokens, entities.lengths, t, 0), tail_room),
+            _const(self.special["sep"], n, dev, 0),
+        ]
 
 
 class ScaledCosine(Interaction):

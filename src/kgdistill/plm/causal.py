@@ -30,14 +30,20 @@ from pydantic import Field
 
 from kgdistill.data.kg import KG
 from kgdistill.errors import ConfigError
-from kgdistill.plm.features import TokenTable, _tokenize
+from kgdistill.plm.contexts import (
+    CONTEXT_FILLED,
+    ContextTokens,
+    check_context_window,
+    context_tokens,
+)
+from kgdistill.plm.tokens import TokenTable, tokenize
 
 __all__ = ["LM_OPTIONS", "LMFeatures", "build_causal_lm", "lm_features", "tokenize_graph_lm"]
 
 log = logging.getLogger(__name__)
 
 #: Config keys of the ``model`` section that configure the LM features, not the model.
-LM_OPTIONS = frozenset({"lm", "text", "max_length", "answer_length"})
+LM_OPTIONS = frozenset({"lm", "text", "max_length", "answer_length", "context"})
 
 #: Architecture suffixes of causal language models.
 _CAUSAL = ("ForCausalLM", "LMHeadModel")
@@ -55,6 +61,7 @@ class LMFeatures:
         special: ``prefix``, ``suffix`` and ``sep`` token lists, ``eos`` and ``pad`` ids.
         max_length: the prompt window (tokens, frame included). answer_length: most name tokens kept.
         state: the pre-trained weights, or ``None`` (random, or filled from a checkpoint).
+        contexts: the training triples' contexts for the ``contextualization`` task, or ``None``.
         report: texts' sources and truncation counts.
     """
 
@@ -67,6 +74,7 @@ class LMFeatures:
     max_length: int
     answer_length: int
     state: dict[str, torch.Tensor] | None = None
+    contexts: ContextTokens | None = None
     report: dict[str, Any] = field(default_factory=dict)
 
     def meta(self) -> dict[str, Any]:
@@ -81,6 +89,7 @@ class LMFeatures:
             "answer_length": self.answer_length,
             "shapes": shapes,
             "report": self.report,
+            **({"contexts": self.contexts.meta()} if self.contexts is not None else {}),
         }
 
     @classmethod
@@ -97,6 +106,7 @@ class LMFeatures:
             special=dict(meta["special"]),
             max_length=int(meta["max_length"]),
             answer_length=int(meta["answer_length"]),
+            contexts=ContextTokens.placeholder(meta["contexts"]) if "contexts" in meta else None,
         )
 
 
@@ -118,10 +128,10 @@ def chat_frame(tokenizer: Any) -> tuple[list[int], list[int]]:
             [{"role": "user", "content": _MARK}], tokenize=False, add_generation_prompt=True
         )
         before, after = text.split(_MARK)
-        enc = _tokenize(tokenizer, [before, after])
+        enc = tokenize(tokenizer, [before, after])
         return enc[0], enc[1]
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    return bos, _tokenize(tokenizer, ["\n"])[0]
+    return bos, tokenize(tokenizer, ["\n"])[0]
 
 
 def tokenize_graph_lm(
@@ -137,7 +147,7 @@ def tokenize_graph_lm(
     """Token tables of ``texts`` (a :class:`~kgdistill.text.KGTexts` of ``kg``, the prompts) and ``names`` (the
     answers) for a prompt window of ``max_length``."""
     prefix, suffix = chat_frame(tokenizer)
-    sep = _tokenize(tokenizer, [" | "])[0]
+    sep = tokenize(tokenizer, [" | "])[0]
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ConfigError("config key 'model.lm': the tokenizer has no end-of-sequence token")
@@ -149,11 +159,11 @@ def tokenize_graph_lm(
             f"config key 'model.max_length': {max_length} leaves {free} tokens for texts after the "
             f"{len(prefix) + len(suffix)}-token chat frame"
         )
-    entities = TokenTable.of(_tokenize(tokenizer, texts.entities), free, pad)
-    answers = TokenTable.of(_tokenize(tokenizer, list(names)), answer_length, pad)
-    relations = TokenTable.of(_tokenize(tokenizer, texts.all_relations()), max(free // 3, 1), pad)
+    entities = TokenTable.of(tokenize(tokenizer, texts.entities), free, pad)
+    answers = TokenTable.of(tokenize(tokenizer, list(names)), answer_length, pad)
+    relations = TokenTable.of(tokenize(tokenizer, texts.all_relations()), max(free // 3, 1), pad)
     times = (
-        TokenTable.of(_tokenize(tokenizer, texts.times), max(free // 2, 1), pad)
+        TokenTable.of(tokenize(tokenizer, texts.times), max(free // 2, 1), pad)
         if texts.times
         else None
     )
@@ -225,6 +235,7 @@ def lm_features(
     text: dict[str, Any] | None = None,
     max_length: Annotated[int, Field(ge=16, le=8192)] = 128,
     answer_length: Annotated[int, Field(ge=1, le=512)] = 16,
+    context: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> LMFeatures:
     """Tokenise ``kg``'s texts for the causal LM in the local folder ``lm`` and read its weights.
@@ -235,6 +246,8 @@ def lm_features(
             texts without descriptions).
         max_length: the prompt window in tokens, chat frame included.
         answer_length: most tokens of an answer name (the end-of-sequence token comes after them).
+        context: keyword arguments of :func:`kgdistill.plm.contexts.context_tokens` (``store``, a context
+            store, and its window): the contexts of the ``contextualization`` task; ``None``: none.
         progress: unused (tokenising is fast); accepted like the other feature builders.
 
     Raises:
@@ -278,6 +291,13 @@ def lm_features(
         answer_length=answer_length,
     )
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return LMFeatures(
-        **{**feats.__dict__, "state": state, "report": {**feats.report, "lm": folder.name}}
-    )
+    report = {**feats.report, "lm": folder.name}
+    contexts = None
+    if context is not None:
+        options = check_kwargs(
+            context_tokens, dict(context), where="model.context", context=CONTEXT_FILLED
+        )
+        contexts = context_tokens(kg, tokenizer, pad=feats.special["pad"], **options)
+        check_context_window(contexts, max_length, limit, "LM")
+        report["contexts"] = contexts.report
+    return LMFeatures(**{**feats.__dict__, "state": state, "contexts": contexts, "report": report})

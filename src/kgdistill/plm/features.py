@@ -17,7 +17,6 @@ needs neither the tokenizer nor the weights (:meth:`PLMFeatures.placeholder`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -25,6 +24,13 @@ import torch
 from pydantic import Field
 
 from kgdistill.data.kg import KG
+from kgdistill.plm.contexts import (
+    CONTEXT_FILLED,
+    ContextTokens,
+    check_context_window,
+    context_tokens,
+)
+from kgdistill.plm.tokens import TokenTable, tokenize
 
 __all__ = [
     "PLM_OPTIONS",
@@ -38,37 +44,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Config keys of the ``model`` section that configure the PLM features, not the model.
-PLM_OPTIONS = frozenset({"encoder", "text", "max_length"})
-
-
-@dataclass(frozen=True)
-class TokenTable:
-    """Token ids of some texts without special tokens, right-padded.
-
-    Attributes:
-        ids: ``(N, L)`` int32 token ids (``pad`` after the end).
-        lengths: ``(N,)`` int32 kept tokens per text.
-        truncated: texts that were longer than their budget (cut).
-    """
-
-    ids: torch.Tensor
-    lengths: torch.Tensor
-    truncated: int = 0
-
-    @classmethod
-    def zeros(cls, n: int, width: int) -> TokenTable:
-        return cls(torch.zeros(n, width, dtype=torch.int32), torch.zeros(n, dtype=torch.int32))
-
-    @classmethod
-    def of(cls, token_lists: Sequence[Sequence[int]], budget: int, pad: int) -> TokenTable:
-        """Cut every list to ``budget`` tokens and pad them into one table."""
-        kept = [list(t[:budget]) for t in token_lists]
-        width = max([1, *map(len, kept)])
-        ids = torch.full((len(kept), width), pad, dtype=torch.int32)
-        for i, t in enumerate(kept):
-            ids[i, : len(t)] = torch.tensor(t, dtype=torch.int32)
-        lengths = torch.tensor([len(t) for t in kept], dtype=torch.int32)
-        return cls(ids, lengths, sum(len(t) > budget for t in token_lists))
+PLM_OPTIONS = frozenset({"encoder", "text", "max_length", "context"})
 
 
 def window_budgets(max_length: int) -> dict[str, int]:
@@ -88,8 +64,9 @@ class PLMFeatures:
         entities: ``(E, L_e)`` entity texts.
         relations: ``(2R, L_r)`` relation texts, then the reciprocals' (``r + R``).
         times: ``(T, L_t)`` time phrases, or ``None`` for a static graph.
-        special: ``cls``, ``sep`` and ``pad`` token ids.
+        special: ``cls``, ``sep`` and ``pad`` token ids (and ``mask`` where the tokenizer has one).
         max_length: the window (tokens, specials included) of entity and query texts.
+        contexts: the training triples' contexts for the ``reconstruction`` task, or ``None``.
         report: texts' sources and truncation counts.
     """
 
@@ -100,6 +77,7 @@ class PLMFeatures:
     special: dict[str, int]
     max_length: int
     state: dict[str, torch.Tensor] | None = None
+    contexts: ContextTokens | None = None
     report: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -122,6 +100,7 @@ class PLMFeatures:
             "max_length": self.max_length,
             "shapes": shapes,
             "report": self.report,
+            **({"contexts": self.contexts.meta()} if self.contexts is not None else {}),
         }
 
     @classmethod
@@ -136,14 +115,8 @@ class PLMFeatures:
             times=TokenTable.zeros(*times) if times else None,
             special=dict(meta["special"]),
             max_length=int(meta["max_length"]),
+            contexts=ContextTokens.placeholder(meta["contexts"]) if "contexts" in meta else None,
         )
-
-
-def _tokenize(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
-    if not texts:
-        return []
-    out = tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)
-    return [list(ids) for ids in out["input_ids"]]
 
 
 def _special(tokenizer: Any) -> dict[str, int]:
@@ -156,7 +129,10 @@ def _special(tokenizer: Any) -> dict[str, int]:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     if cls_id is None or sep_id is None:
         raise ValueError("the tokenizer has no CLS/BOS or SEP/EOS token")
-    return {"cls": int(cls_id), "sep": int(sep_id), "pad": int(pad_id)}
+    out = {"cls": int(cls_id), "sep": int(sep_id), "pad": int(pad_id)}
+    if getattr(tokenizer, "mask_token_id", None) is not None:
+        out["mask"] = int(tokenizer.mask_token_id)
+    return out
 
 
 def tokenize_graph(
@@ -166,10 +142,10 @@ def tokenize_graph(
     budget = window_budgets(max_length)
     special = _special(tokenizer)
     pad = special["pad"]
-    entities = TokenTable.of(_tokenize(tokenizer, texts.entities), budget["entity"], pad)
-    relations = TokenTable.of(_tokenize(tokenizer, texts.all_relations()), budget["relation"], pad)
+    entities = TokenTable.of(tokenize(tokenizer, texts.entities), budget["entity"], pad)
+    relations = TokenTable.of(tokenize(tokenizer, texts.all_relations()), budget["relation"], pad)
     times = (
-        TokenTable.of(_tokenize(tokenizer, texts.times), budget["time"], pad)
+        TokenTable.of(tokenize(tokenizer, texts.times), budget["time"], pad)
         if texts.times
         else None
     )
@@ -214,6 +190,7 @@ def plm_features(
     encoder: str | None = None,
     text: dict[str, Any] | None = None,
     max_length: Annotated[int, Field(ge=8, le=4096)] = 64,
+    context: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> PLMFeatures:
     """Tokenise ``kg``'s texts for the encoder in the local folder ``encoder`` and read its weights.
@@ -222,6 +199,8 @@ def plm_features(
         encoder: a local Hugging Face encoder folder; ``None`` = the packaged all-MiniLM-L6-v2.
         text: keyword arguments of :func:`kgdistill.text.kg_texts` (users' text files, descriptions on/off).
         max_length: the window, in tokens with the special ones, of entity texts and of query texts.
+        context: keyword arguments of :func:`kgdistill.plm.contexts.context_tokens` (``store``, a context
+            store, and its window and options): the contexts of the ``reconstruction`` task; ``None``: none.
         progress: unused (tokenising is fast); accepted like the other feature builders.
 
     Raises:
@@ -244,6 +223,14 @@ def plm_features(
         kg, loaded.tokenizer, loaded.config, texts=kg_texts(kg, **text), max_length=max_length
     )
     report = {**feats.report, "encoder": str(loaded.folder.name)}
+    contexts = None
+    if context is not None:
+        options = check_kwargs(
+            context_tokens, dict(context), where="model.context", context=CONTEXT_FILLED
+        )
+        contexts = context_tokens(kg, loaded.tokenizer, pad=feats.special["pad"], **options)
+        check_context_window(contexts, max_length, limit, "encoder")
+        report["contexts"] = contexts.report
     return PLMFeatures(
         config=feats.config,
         entities=feats.entities,
@@ -252,5 +239,6 @@ def plm_features(
         special=feats.special,
         max_length=max_length,
         state=loaded.state,
+        contexts=contexts,
         report=report,
     )
