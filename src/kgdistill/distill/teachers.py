@@ -26,7 +26,7 @@ from pydantic import Field
 from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.data.kg import KG
 from kgdistill.errors import ConfigError
-from kgdistill.models.base import ModelOutput
+from kgdistill.models.base import KGEModel, ModelOutput
 from kgdistill.registry import Registry
 from kgdistill.types import HEAD, REL, TAIL, TIME, FloatTensor, LongTensor
 
@@ -78,6 +78,12 @@ class KGETeacher(torch.nn.Module):
         super().__init__()
         ckpt = load_checkpoint(path)
         self.model = load_model(ckpt).eval().requires_grad_(False)
+        if self.model.interaction.kind == "joint":
+            raise ConfigError(
+                f"teacher {ckpt.path} is a '{ckpt.meta['model']['name']}' model: it scores (query, entity) pairs "
+                "jointly, one transformer pass per pair, so it cannot answer for every entity at each step; "
+                "use it as a re-ranker, or distil from a bi-encoder or a KGE model"
+            )
         ids = ckpt.meta["id_maps"]
         self.num_relations_teacher = len(ids["relation"])
         self.num_relations = kg.num_relations
@@ -163,8 +169,12 @@ class KGETeacher(torch.nn.Module):
                 out.t = model.entities(candidates if ent is None else ent[candidates].clamp_min(0))
         if "scores" in fields:
             if candidates is None:
-                if ent is None:
-                    scores = model.score_all(q)
+                if ent is None and type(model).score_all is not KGEModel.score_all:
+                    scores = model.score_all(q)  # its own scoring (HyTE's projections)
+                elif ent is None:  # from the queries encoded above: a text encoder does not run twice
+                    scores = model.interaction.score_all(
+                        model.interaction.combine(h, r), model.entities.table()
+                    )
                 else:  # score only the student's entities, in the student's order: (B, E_student)
                     table = model.entities.table()[ent.clamp_min(0)]
                     scores = model.interaction.score_all(model.interaction.combine(h, r), table)
