@@ -206,6 +206,12 @@ class TrainConfig(_Strict):
     eval_max_queries: int | None = Field(
         None, ge=1, description="validate on the first n valid facts only"
     )
+    epoch_queries: int | None = Field(
+        None,
+        ge=1,
+        description="train each epoch on this many queries, a new random draw of the training queries (both "
+        "directions) per epoch; None: all of them. For models whose full epoch takes hours (a PLM on a CPU)",
+    )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, ...")
     amp: bool = Field(False, description="bfloat16 autocast on CUDA")
     tf32: bool = Field(True, description="TF32 matmuls on CUDA")

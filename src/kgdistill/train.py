@@ -346,7 +346,8 @@ def fit(
         model, stages, teachers, queries_all[:2], candidates=sampled, kg=kg
     )
     _warn_unused_aux(model, objectives)
-    num_batches = math.ceil(n / train.batch_size)
+    per_epoch = min(n, train.epoch_queries or n)
+    num_batches = math.ceil(per_epoch / train.batch_size)
     left = sum(s.epochs for s in stages[state.stage :]) - state.stage_epoch
     bar = tqdm(
         total=left * num_batches,
@@ -376,7 +377,7 @@ def fit(
                 # dropout (a text encoder's) draws from the global generators: seeded per epoch as well, so
                 # that a resumed run draws the same masks
                 torch.manual_seed(seed * 1_000_003 + state.epoch)
-                perm = torch.randperm(n, generator=gen).to(device)
+                perm = torch.randperm(n, generator=gen)[:per_epoch].to(device)
                 with model.auxiliary(stage.aux):
                     mean_loss, terms = _epoch(
                         model, kg, stage, queries_all[perm], train, teachers, gen, device, bar
