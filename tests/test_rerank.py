@@ -299,6 +299,11 @@ def test_cli_rerank_of_a_retriever(tmp_path: Path) -> None:
     assert own["protocol"]["rerank"]["retriever_checkpoint"].startswith(str(a))
     top1 = _cli_metrics(str(b), "--rerank", str(a), "--rerank-k", "1")
     assert top1["sides"]["both"] == pytest.approx(plain_a["sides"]["both"], rel=1e-9)
+    few = _cli_metrics(str(b), "--rerank", str(a), "--rerank-k", "1", "--max-queries", "7")
+    assert (
+        few["protocol"]["queries"] == 14 < plain_a["protocol"]["queries"]
+    )  # 7 facts, both directions
+    assert _cli_metrics(str(a), "--max-queries", "7")["protocol"]["queries"] == 14
     other = _tiny_run(tmp_path, "wn18rr-mini", "distmult")
     result = CliRunner().invoke(cli, ["evaluate", str(b), "--rerank", str(other)])
     assert result.exit_code == 2 and str(other) in result.output

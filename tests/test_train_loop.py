@@ -157,12 +157,12 @@ def test_keep_freed_memory_is_taken_on_linux() -> None:
 def test_epoch_queries_draws_a_part_of_the_training_queries_per_epoch(tmp_path: Path) -> None:
     """300 queries of 100 per epoch: 3 optimiser steps an epoch, 6 in two (Adam counts them), where the full
     epochs take all the queries' batches."""
-    run, state = _train(
+    _, state = _train(
         tmp_path, "part", optimizer="adam", lr=0.01, batch_size=100, epoch_queries=300
     )
     steps = [v for k, v in state.items() if k.startswith("optim.") and k.endswith(".step")]
     assert steps and all(float(s) == 6 for s in steps)
-    full, state_full = _train(tmp_path, "full", optimizer="adam", lr=0.01, batch_size=100)
+    _, state_full = _train(tmp_path, "full", optimizer="adam", lr=0.01, batch_size=100)
     n = 2 * len((FIXTURES / "fb15k237-mini" / "train.txt").read_text().splitlines())
     assert all(
         float(v) == 2 * math.ceil(n / 100)

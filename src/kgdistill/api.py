@@ -296,13 +296,15 @@ def evaluate_run(
     progress: bool = True,
     retriever: str | Path | None = None,
     rerank_k: int = 100,
+    max_queries: int | None = None,
 ) -> Metrics:
     """Evaluate a run folder or checkpoint on ``split`` with the protocol it was trained with.
 
     ``overrides`` replace keys of the ``eval`` section (``ties``, ``time_aware``, ``filtered``, ``ks``).
     ``retriever``: another finished run (or checkpoint) on the same graph whose filtered top-``rerank_k`` this
     run re-ranks (:func:`kgdistill.evaluate.evaluate_rerank`): how a cross-encoder or a generative model is
-    evaluated on a real graph.
+    evaluated on a real graph. ``max_queries``: the first that many facts of the split only (a quick look at a
+    slow model; the protocol records it).
     """
     ckpt, cfg = _open(path)
     data = cfg.data.model_copy(update={"root": data_root}) if data_root else cfg.data
@@ -319,7 +321,13 @@ def evaluate_run(
     )
     if first is None:
         metrics = rank_all(
-            model, kg, ev.split, progress=progress, batch_size=ev.batch_size, **eval_kwargs(ev)
+            model,
+            kg,
+            ev.split,
+            progress=progress,
+            batch_size=ev.batch_size,
+            max_queries=max_queries,
+            **eval_kwargs(ev),
         )
     else:
         metrics = evaluate_rerank(
@@ -330,6 +338,7 @@ def evaluate_run(
             k=rerank_k,
             progress=progress,
             batch_size=ev.batch_size,
+            max_queries=max_queries,
             **eval_kwargs(ev),
         )
         metrics.protocol["rerank"].update(retriever_checkpoint=str(first.path))

@@ -199,6 +199,12 @@ def cache(
     help="A retriever run on the same graph: RUN re-ranks its filtered top-k (--rerank-k).",
 )
 @click.option("--rerank-k", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--max-queries",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Only the split's first N facts (a quick look at a slow model).",
+)
 @_friendly
 def evaluate_cmd(
     run: str,
@@ -208,6 +214,7 @@ def evaluate_cmd(
     as_json: bool,
     retriever: str | None,
     rerank_k: int,
+    max_queries: int | None,
 ) -> None:
     """Evaluate a run folder or checkpoint; --set eval.ties=pessimistic changes the protocol, --rerank R
     re-ranks run R's top-k (a cross-encoder or generative model on a real graph)."""
@@ -228,6 +235,7 @@ def evaluate_cmd(
         data_root=data_root,
         retriever=retriever,
         rerank_k=rerank_k,
+        max_queries=max_queries,
     )
     if as_json:
         click.echo(json.dumps(metrics.to_dict(), indent=2))

@@ -171,7 +171,9 @@ class KGETeacher(torch.nn.Module):
             if candidates is None:
                 if ent is None and type(model).score_all is not KGEModel.score_all:
                     scores = model.score_all(q)  # its own scoring (HyTE's projections)
-                elif ent is None:  # from the queries encoded above: a text encoder does not run twice
+                elif (
+                    ent is None
+                ):  # from the queries encoded above: a text encoder does not run twice
                     scores = model.interaction.score_all(
                         model.interaction.combine(h, r), model.entities.table()
                     )
