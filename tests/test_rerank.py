@@ -254,7 +254,9 @@ def test_oracle_reranker_temporal(yago_kg: KG) -> None:
 # -- kgdistill evaluate RUN --rerank RETRIEVER --------------------------------------------------------------------
 
 
-def _tiny_run(tmp_path: Path, data: str, model: str) -> Path:
+def _tiny_run(
+    tmp_path: Path, data: str, model: str, eval: dict | None = None, name: str = ""
+) -> Path:
     from kgdistill import api
     from kgdistill.config import parse_config
 
@@ -265,9 +267,37 @@ def _tiny_run(tmp_path: Path, data: str, model: str) -> Path:
             "model": {"name": model, "dim": 8},
             "stages": [{"epochs": 2}],
             "train": {"optimizer": "adam", "lr": 0.02, "batch_size": 500, "progress": False},
+            "eval": eval or {},
         }
     )
-    return api.train(cfg, out=tmp_path / f"{data}-{model}").run_dir
+    return api.train(cfg, out=tmp_path / f"{data}-{model}{name}").run_dir
+
+
+def test_a_run_evaluated_as_a_reranker_of_its_eval_retriever(tmp_path: Path) -> None:
+    """``eval.retriever``: validation and the final evaluation re-rank the retriever's top-k on the split's
+    first ``eval.max_queries`` facts; with k = 1 the ranks are the retriever's. A retriever of another graph or a
+    missing one is refused before training."""
+    import json
+
+    from kgdistill import api
+    from kgdistill.errors import ConfigError, GraphMismatchError
+
+    a = _tiny_run(tmp_path, "fb15k237-mini", "distmult")
+    rerank = {"retriever": str(a), "rerank_k": 1, "max_queries": 9}
+    b = _tiny_run(tmp_path, "fb15k237-mini", "complex", rerank)
+    metrics = json.loads((b / "metrics.json").read_text())
+    assert metrics["protocol"]["queries"] == 18
+    assert metrics["protocol"]["rerank"]["k"] == 1
+    assert metrics["protocol"]["rerank"]["retriever_checkpoint"] == str(a)
+    base = api.evaluate_run(a, max_queries=9, progress=False)
+    assert metrics["sides"]["both"] == pytest.approx(base.sides["both"], rel=1e-9)
+    log = [json.loads(x) for x in (b / "log.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "valid" for e in log)
+    other = _tiny_run(tmp_path, "wn18rr-mini", "distmult")
+    with pytest.raises(GraphMismatchError):
+        _tiny_run(tmp_path, "fb15k237-mini", "complex", {"retriever": str(other)}, "-x")
+    with pytest.raises(ConfigError, match=r"eval\.retriever"):
+        _tiny_run(tmp_path, "fb15k237-mini", "complex", {"retriever": str(tmp_path / "no")}, "-y")
 
 
 def _cli_metrics(*args: str) -> dict:

@@ -230,6 +230,17 @@ class EvalConfig(_Strict):
     ties: Literal["optimistic", "pessimistic", "realistic"] = "realistic"
     ks: list[int] = Field(default_factory=lambda: [1, 3, 10])
     batch_size: int | None = Field(None, ge=1)
+    max_queries: int | None = Field(
+        None,
+        ge=1,
+        description="the final evaluation reads the split's first n facts only (a slow model)",
+    )
+    retriever: str | None = Field(
+        None,
+        description="a finished run (or checkpoint) on the same graph: validation and the final evaluation "
+        "re-rank its filtered top-rerank_k (how a cross-encoder or a generative model is evaluated)",
+    )
+    rerank_k: int = Field(100, ge=1, description="candidates per query taken from eval.retriever")
 
 
 class RunConfig(_Strict):

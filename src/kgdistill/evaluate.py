@@ -32,6 +32,7 @@ __all__ = [
     "Metrics",
     "default_chunk",
     "evaluate",
+    "evaluate_model",
     "evaluate_rerank",
     "rank_filtered",
     "rank_of_true",
@@ -565,3 +566,19 @@ def evaluate_rerank(
         "reranker": _describe(reranker),
     }
     return Metrics(sides=_sides(ranks, setup.facts, ks), protocol=protocol)
+
+
+def evaluate_model(
+    model: Any,
+    kg: KG,
+    split: str = "test",
+    *,
+    retriever: Scorer | None = None,
+    k: int = 100,
+    **protocol: Any,
+) -> Metrics:
+    """:func:`evaluate`, or :func:`evaluate_rerank` of ``retriever``'s top-``k`` when one is given (a run whose
+    ``eval.retriever`` is set); ``protocol``: their shared keyword arguments."""
+    if retriever is None:
+        return evaluate(model, kg, split, **protocol)
+    return evaluate_rerank(retriever, model, kg, split, k=k, **protocol)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from kgdistill import __version__
-from kgdistill.checkpoint import Checkpoint, load_model
+from kgdistill.checkpoint import Checkpoint, load_checkpoint, load_model
 from kgdistill.config import DataConfig, EvalConfig, RunConfig
 from kgdistill.data.datasets import load_kg
 from kgdistill.data.filters import FilterIndex
@@ -24,7 +24,7 @@ from kgdistill.data.kg import KG
 from kgdistill.distill import TEACHERS, teacher_from_spec
 from kgdistill.distill.teachers import KGETeacher, Teacher, describe_teacher
 from kgdistill.errors import ConfigError
-from kgdistill.evaluate import Metrics, evaluate
+from kgdistill.evaluate import Metrics, evaluate, evaluate_model
 from kgdistill.features import TEXT_OPTIONS, text_features
 from kgdistill.io import write_json
 from kgdistill.models.base import KGEModel, Vocab
@@ -158,6 +158,7 @@ class Run:
     teachers: dict[str, Teacher] = field(default_factory=dict)
     valid_filter: FilterIndex | None = None
     feature_meta: dict[str, Any] = field(default_factory=dict)
+    retriever: KGEModel | None = None
 
     @classmethod
     def build(
@@ -200,7 +201,14 @@ class Run:
             teachers=teachers,
             valid_filter=FilterIndex.build(kg, time_aware=cfg.eval.time_aware),
             feature_meta=feature_meta,
+            retriever=_retriever(cfg.eval.retriever, kg, device),
         )
+
+    def rerank(self) -> dict[str, Any]:
+        """``retriever`` and ``k`` of :func:`~kgdistill.evaluate.evaluate_model` when ``eval.retriever`` is set."""
+        if self.retriever is None:
+            return {}
+        return {"retriever": self.retriever, "k": self.cfg.eval.rerank_k}
 
     @staticmethod
     def _features(cfg: RunConfig, kg: KG, progress: bool) -> dict[str, Any]:
@@ -260,7 +268,7 @@ class Run:
             meta=self.meta(),
             device=self.device,
             valid_filter=self.valid_filter,
-            eval_kwargs=eval_kwargs(self.cfg.eval),
+            eval_kwargs={**eval_kwargs(self.cfg.eval), **self.rerank()},
             teachers=self.teachers,
             resume=resume,
         )
@@ -268,15 +276,20 @@ class Run:
     def evaluate(self, split: str | None = None, *, progress: bool | None = None) -> Metrics:
         """The model's metrics on ``split`` (default: the config's ``eval.split``) under the config's protocol."""
         ev = self.cfg.eval
-        return evaluate(
+        metrics = evaluate_model(
             self.model,
             self.kg,
             split or ev.split,
             filter_index=self.valid_filter,
             progress=self.cfg.train.progress if progress is None else progress,
             batch_size=ev.batch_size,
+            max_queries=ev.max_queries,
             **eval_kwargs(ev),
+            **self.rerank(),
         )
+        if self.retriever is not None:
+            metrics.protocol["rerank"]["retriever_checkpoint"] = ev.retriever
+        return metrics
 
     def retention(self, metrics: Metrics) -> dict[str, dict[str, float]]:
         """What the student keeps of each checkpoint teacher: its share of the teacher's MRR on the same split
@@ -355,3 +368,17 @@ class Run:
         records = JsonlLog(run_dir / "log.jsonl").records()
         if records:
             plot_curves(records, run_dir / "curves.png", title=f"{cfg.model.name} on {kg.name}")
+
+
+def _retriever(path: str | None, kg: KG, device: torch.device) -> KGEModel | None:
+    """The model of ``eval.retriever`` (a run folder or checkpoint on ``kg``'s graph), or ``None``."""
+    if path is None:
+        return None
+    from kgdistill.errors import CheckpointError
+
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as e:
+        raise ConfigError(f"config key 'eval.retriever': {e}") from None
+    check_graph(GraphVocab.of_checkpoint(ckpt.meta), kg, what=str(ckpt.path))
+    return load_model(ckpt).to(device).eval()

@@ -34,7 +34,7 @@ from kgdistill.data.filters import FilterIndex
 from kgdistill.data.kg import KG
 from kgdistill.distill.teachers import ALL_FIELDS, Teacher
 from kgdistill.errors import ConfigError, KGDistillError
-from kgdistill.evaluate import evaluate
+from kgdistill.evaluate import evaluate_model
 from kgdistill.models.base import KGEModel, ModelOutput
 from kgdistill.objective import Objective
 from kgdistill.runs import JsonlLog
@@ -319,7 +319,8 @@ def fit(
         kg: the graph. stages / train: the loop's configuration. seed: seeds every epoch's generator.
         run_dir: receives ``log.jsonl``, ``best.safetensors`` and ``last.safetensors``.
         meta: checkpoint metadata shared by every save (config, model spec, id maps, time spec).
-        valid_filter: the filter for validation. eval_kwargs: ``ties`` / ``ks`` / ``time_aware``.
+        valid_filter: the filter for validation. eval_kwargs: ``ties`` / ``ks`` / ``time_aware`` (and
+            ``retriever`` / ``k``: validation re-ranks a retriever's top-k, :func:`~kgdistill.evaluate.evaluate_model`).
         teachers: frozen teachers by name (see :mod:`kgdistill.distill.teachers`).
         resume: a ``last`` checkpoint to continue from.
 
@@ -547,7 +548,7 @@ def _validate(
     train: TrainConfig,
     stage_idx: int,
 ) -> None:
-    metrics = evaluate(
+    metrics = evaluate_model(
         model,
         kg,
         "valid",
