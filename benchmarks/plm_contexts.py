@@ -1,0 +1,458 @@
+"""PLM link prediction with and without LLM-written contexts (contextualization distillation, seed 001).
+
+For each dataset (FB15k-237N, WN18RR), PLM model (``bi_encoder``, ``cross_encoder``, ``generative``), text source
+and seed, one run of ``kgdistill train`` from the shipped config (``configs/plm``) with the profile's budget
+(``benchmarks/specs/plm-contexts.yaml``):
+
+* ``names``: entity names only; ``descriptions``: the dataset's own descriptions (the "static corpus" baseline);
+* each LLM source (GPT-4, GPT-3.5, Llama-2 summaries of FB15k-237N's entities and Qwen synonyms of WN18RR's
+  synsets from ``llm-text/CP-KGC``, imported into context stores; ``--ours STORE`` adds a store of our own
+  generation): the descriptions plus the auxiliary task over the contexts (``reconstruction`` for the encoders,
+  ``contextualization`` for the generative model, weight ``aux_weight``).
+
+The bi-encoder ranks every entity on the test split (its first ``test_facts`` facts in the cpu profile; filtered,
+realistic ties); the cross-encoder and the
+generative model re-rank the top ``k`` of the same seed's bi-encoder (``descriptions``) on the test split's first
+``queries`` facts, and the bi-encoder's own metrics on those facts are reported beside them. Every row gives the
+parameters, the training time and the time per query (one thread for the bi-encoder's top-10 over all
+entities; a re-ranker's time is its share of the re-ranking pass). Runs resume and finished ones are reused.
+
+    python benchmarks/plm_contexts.py --datasets fb15k237n --models bi_encoder
+    python benchmarks/plm_contexts.py --profile gpu --encoder /models/bert-base-uncased   # the full protocol
+
+Writes ``benchmarks/results/plm_contexts.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+import yaml
+
+from _common import (
+    REPO,
+    NothingFinished,
+    friendly_errors,
+    markdown_table,
+    setup_logging,
+    write_script_result,
+)
+from _latency import single_query_latency_ms
+from kgdistill.api import ensure_run, evaluate_run
+from kgdistill.checkpoint import load_checkpoint, load_model
+from kgdistill.contexts.exchange import import_contexts
+from kgdistill.data import load_kg
+from kgdistill.errors import ConfigError
+
+log = logging.getLogger("plm_contexts")
+
+SPEC = REPO / "benchmarks" / "specs" / "plm-contexts.yaml"
+WORK = REPO / "benchmarks" / "work" / "plm-contexts"
+MODELS = ("bi_encoder", "cross_encoder", "generative")
+CONFIGS = {
+    "bi_encoder": "bi_encoder-wn18rr.yaml",
+    "cross_encoder": "cross_encoder-wn18rr.yaml",
+    "generative": "generative-fb15k237n.yaml",
+}
+AUX = {
+    "bi_encoder": "reconstruction",
+    "cross_encoder": "reconstruction",
+    "generative": "contextualization",
+}
+#: published MRR without contexts (BERT-base SimKGC, KG-S2S with T5-base), for the table's note
+PUBLISHED = {
+    ("bi_encoder", "wn18rr"): 0.666,
+    ("bi_encoder", "fb15k237"): 0.336,
+    ("generative", "wn18rr"): 0.575,
+    ("generative", "fb15k237n"): 0.354,
+}
+
+
+def _root(data_root: str | None) -> Path:
+    root = data_root or os.environ.get("KGDISTILL_DATA")
+    if not root:
+        raise ConfigError("the datasets' folder is needed: pass --data-root or set KGDISTILL_DATA")
+    return Path(root)
+
+
+def _store(dataset: str, source: str, file: Path, work: Path, data_root: Path) -> Path:
+    """The context store of ``source`` for ``dataset``, imported from ``file`` the first time."""
+    path = work / "contexts" / f"{Path(dataset).name}-{source}.jsonl"
+    if not path.is_file():
+        if not file.is_file():
+            raise ConfigError(f"no context file for source '{source}': {file} does not exist")
+        kg = load_kg(dataset, root=str(data_root))
+        report = import_contexts(file, kg, path)
+        log.info("imported %s: %d contexts, coverage %s", file.name, report.added, report.coverage)
+    return path
+
+
+def run_config(
+    model: str,
+    dataset: str,
+    source: str,
+    seed: int,
+    budget: dict[str, Any],
+    *,
+    store: Path | None,
+    aux_weight: float,
+    eval_max_queries: int,
+    encoder: str | None,
+    lm: str | None,
+    device: str,
+) -> dict[str, Any]:
+    """The run config of one row: the shipped config with the dataset, source, seed and budget."""
+    cfg = yaml.safe_load((REPO / "configs" / "plm" / CONFIGS[model]).read_text())
+    cfg = copy.deepcopy(cfg)
+    cfg["name"] = f"{model}-{dataset}-{source}-s{seed}"
+    cfg["seed"] = seed
+    cfg["data"] = {"name": dataset}
+    m = cfg["model"]
+    m["max_length"] = budget["max_length"]
+    m["text"] = {"descriptions": source != "names"}
+    if model == "generative":
+        m["lm"] = lm
+    else:
+        m["encoder"] = encoder
+    if store is not None:
+        m["context"] = {
+            "store": str(store),
+            "max_length": budget["context_length"],
+            "rows": budget["rows"],
+        }
+    stage = cfg["stages"][0]
+    stage["epochs"] = budget["epochs"]
+    if store is not None:
+        stage["objective"].append({"loss": AUX[model], "weight": aux_weight})
+    t = cfg["train"]
+    t.update(
+        batch_size=budget["batch_size"],
+        epoch_queries=budget["epoch_queries"],
+        eval_every=budget["epochs"],  # validate once, at the end
+        patience=0,
+        eval_max_queries=eval_max_queries,
+        progress=False,
+        device=device,
+    )
+    if budget.get("test_facts"):
+        cfg["eval"]["max_queries"] = budget["test_facts"]
+    if "negatives" in budget:
+        t["negatives"] = budget["negatives"]
+    if model == "generative":
+        t["lr"] = budget["lr"]
+    else:
+        t["param_groups"][0]["lr"] = budget["lr"]
+    if isinstance(t.get("scheduler"), dict):
+        steps = budget["epochs"] * -(-(budget["epoch_queries"] or 10**9) // budget["batch_size"])
+        t["scheduler"]["warmup"] = min(t["scheduler"].get("warmup", 0), max(steps // 10, 1))
+    return cfg
+
+
+def _latency_ms(run: Path) -> float:
+    """One thread, one query: top-10 over all entities (the bi-encoder's query encoding included)."""
+    ckpt = load_checkpoint(run / "best.safetensors")
+    model = load_model(ckpt).eval()
+    query = torch.tensor([[0, 0, 0]])
+    with torch.inference_mode():
+        model.entities.table()  # the entity vectors are encoded once per evaluation, not per query
+    return single_query_latency_ms(model, query, repeats=20)
+
+
+def _row(
+    model: str, dataset: str, source: str, seed: int, metrics: dict[str, Any], run: Path
+) -> dict[str, Any]:
+    both = metrics["sides"]["both"]
+    return {
+        "dataset": dataset,
+        "model": model,
+        "source": source,
+        "seed": seed,
+        "parameters": metrics["protocol"].get("num_parameters") or metrics.get("num_parameters"),
+        "train_seconds": metrics.get("train_seconds"),
+        "queries": metrics["protocol"]["queries"],
+        "mrr": both["mrr"],
+        "hits@1": both["hits@1"],
+        "hits@3": both["hits@3"],
+        "hits@10": both["hits@10"],
+        "run": str(run.relative_to(REPO)) if run.is_relative_to(REPO) else run.name,
+    }
+
+
+def run_benchmark(
+    *,
+    spec: dict[str, Any],
+    datasets: list[str],
+    models: list[str],
+    sources: list[str] | None,
+    seeds: list[int],
+    profile: str,
+    encoder: str | None,
+    lm: str | None,
+    ours: str | None,
+    work: Path,
+    data_root: Path,
+    device: str,
+) -> list[dict[str, Any]]:
+    if profile not in spec["profiles"]:
+        raise ConfigError(f"--profile: '{profile}' is not one of {sorted(spec['profiles'])}")
+    prof = spec["profiles"][profile]
+    rows: list[dict[str, Any]] = []
+    for dataset in datasets:
+        llm = {k: data_root / v for k, v in spec["sources"].get(dataset, {}).items()}
+        if ours:
+            llm["ours"] = Path(ours)
+        wanted = sources or ["names", "descriptions", *llm]
+        for seed in seeds:
+            retriever: Path | None = None
+            for model in ["bi_encoder", *[m for m in models if m != "bi_encoder"]]:
+                for source in wanted if model in models else ["descriptions"]:
+                    if source not in ("names", "descriptions") and source not in llm:
+                        raise ConfigError(f"--sources: no '{source}' contexts for {dataset}")
+                    store = (
+                        _store(dataset, source, llm[source], work, data_root)
+                        if source in llm
+                        else None
+                    )
+                    cfg = run_config(
+                        model,
+                        dataset,
+                        source,
+                        seed,
+                        prof[model],
+                        store=store,
+                        aux_weight=float(spec["aux_weight"]),
+                        eval_max_queries=int(prof["eval_max_queries"]),
+                        encoder=encoder,
+                        lm=lm,
+                        device=device,
+                    )
+                    run = work / Path(dataset).name / f"{model}-{source}-s{seed}"
+                    if model != "bi_encoder":
+                        # ranking every entity costs one pass per pair: validation and the final test
+                        # re-rank the bi-encoder's top-k instead
+                        assert retriever is not None
+                        cfg["eval"].update(
+                            retriever=str(retriever),
+                            rerank_k=int(prof["rerank"]["k"]),
+                            max_queries=prof["rerank"]["queries"],
+                        )
+                    metrics = ensure_run(cfg, run)
+                    if model == "bi_encoder":
+                        if source == "descriptions":
+                            retriever = run
+                        if model in models:
+                            row = _row(model, dataset, source, seed, metrics, run)
+                            row["ms_per_query"] = round(_latency_ms(run), 3)
+                            rows.append(row)
+                        continue
+                    assert retriever is not None
+                    rows.extend(_rerank_rows(model, dataset, source, seed, metrics, run, retriever))
+    return rows
+
+
+def _rerank_rows(
+    model: str,
+    dataset: str,
+    source: str,
+    seed: int,
+    metrics: dict[str, Any],
+    run: Path,
+    retriever: Path,
+) -> list[dict[str, Any]]:
+    """The re-ranker's row (its run's own test metrics: the retriever's top-k re-ranked on the split's first
+    facts) and the retriever's row on the same facts. The time per query is measured on 8 facts."""
+    row = _row(model, dataset, source, seed, metrics, run)
+    rerank = metrics["protocol"]["rerank"]
+    row["rerank_k"] = rerank["k"]
+    t0 = time.perf_counter()
+    few = evaluate_run(
+        run, retriever=retriever, rerank_k=rerank["k"], max_queries=8, progress=False
+    )
+    row["ms_per_query"] = round(1000 * (time.perf_counter() - t0) / few.protocol["queries"], 1)
+    base = evaluate_run(retriever, max_queries=metrics["protocol"]["facts"], progress=False)
+    ref = _row("bi_encoder", dataset, "descriptions", seed, base.to_dict(), retriever)
+    ref["model"] = f"bi_encoder (retriever of {model})"
+    ref["ms_per_query"] = None
+    return [row, ref]
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f}"
+    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
+
+
+def _table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["model"], r["source"]), []).append(r)
+    out = []
+    for (dataset, model, source), rs in groups.items():
+        out.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "text": source,
+                "seeds": len(rs),
+                "queries": rs[0]["queries"],
+                "MRR": _mean_std([r["mrr"] for r in rs]),
+                "H@1": _mean_std([r["hits@1"] for r in rs]),
+                "H@3": _mean_std([r["hits@3"] for r in rs]),
+                "H@10": _mean_std([r["hits@10"] for r in rs]),
+                "params (M)": f"{rs[0]['parameters'] / 1e6:.1f}",
+                "train (s)": f"{statistics.mean(r['train_seconds'] or 0 for r in rs):.0f}",
+                "ms / query": (
+                    f"{statistics.mean(r['ms_per_query'] for r in rs):.1f}"
+                    if rs[0]["ms_per_query"] is not None
+                    else None
+                ),
+            }
+        )
+    return out
+
+
+def _markdown(doc: dict[str, Any]) -> str:
+    lines = [
+        "# PLM link prediction with and without LLM-written contexts",
+        "",
+        f"Command: `{doc['command']}`  ",
+        f"Machine: {doc['machine']['cpu']}, {doc['machine']['threads']} threads, "
+        f"CUDA: {doc['machine']['cuda'] or 'none'}, torch {doc['machine']['torch']}; {doc['date']}  ",
+        f"Profile: `{doc['profile']}` (benchmarks/specs/plm-contexts.yaml): {doc['budget_note']}",
+        "",
+        "Filtered ranks with realistic ties, MRR and Hits in percent (mean ± std over the seeds). `text`: "
+        "`names` = entity names only, `descriptions` = the dataset's own descriptions (static corpus), any other "
+        "= the descriptions plus the auxiliary task over that LLM's contexts (reconstruction / "
+        f"contextualization, weight {doc['aux_weight']}). The bi-encoder ranks all entities on the test "
+        "split (`queries` = both directions of its facts); a re-ranker re-ranks the bi-encoder's top-k on the split's first facts (`queries` = both "
+        "directions), next to the bi-encoder's own numbers on those facts. `ms / query`: one thread, a top-10 "
+        "over all entities (bi-encoder), or the re-ranking pass per query.",
+        "",
+        markdown_table(_table(doc["rows"])).rstrip(),
+        "",
+        "Published (BERT-base / T5-base, no contexts, full training): SimKGC WN18RR 66.6, FB15k-237 33.6; "
+        "KG-S2S WN18RR 57.5, FB15k-237N 35.4.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = [r for r in _table(rows) if "retriever" not in r["model"]]
+    if not table:
+        return
+    panels = sorted({(r["dataset"], r["model"]) for r in table})
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
+    for ax, (dataset, model) in zip(axes[0], panels, strict=True):
+        rs = [r for r in table if (r["dataset"], r["model"]) == (dataset, model)]
+        values = [float(r["MRR"].split(" ")[0]) for r in rs]
+        ax.bar([r["text"] for r in rs], values, color="tab:blue")
+        ax.set_title(f"{model}, {dataset}", fontsize=9)
+        ax.set_ylabel("test MRR (%)")
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+@click.command()
+@click.option("--datasets", multiple=True, default=("fb15k237n", "wn18rr"), show_default=True)
+@click.option("--models", multiple=True, type=click.Choice(MODELS), default=MODELS)
+@click.option(
+    "--sources", multiple=True, help="Text sources (default: names, descriptions, every LLM's)."
+)
+@click.option("--seeds", multiple=True, type=int, default=(0,), show_default=True)
+@click.option("--profile", default="cpu", show_default=True, help="A budget of the spec: cpu, gpu.")
+@click.option("--encoder", default=None, help="A local encoder folder (default: packaged MiniLM).")
+@click.option("--lm", default=None, help="A local causal-LM folder (default: packaged SmolLM2).")
+@click.option(
+    "--ours", default=None, help="A context store of our own generation (a source 'ours')."
+)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--work", default=str(WORK), help="Run folders.")
+@click.option("--out", default=str(REPO / "benchmarks" / "results"), help="Result files.")
+@click.option("--data-root", default=None, help="The datasets' folder (default: $KGDISTILL_DATA).")
+@click.option("-v", "--verbose", is_flag=True)
+def main(
+    datasets: tuple[str, ...],
+    models: tuple[str, ...],
+    sources: tuple[str, ...],
+    seeds: tuple[int, ...],
+    profile: str,
+    encoder: str | None,
+    lm: str | None,
+    ours: str | None,
+    device: str,
+    work: str,
+    out: str,
+    data_root: str | None,
+    verbose: bool,
+) -> None:
+    """PLM models x text sources (names, descriptions, + LLM contexts) on FB15k-237N and WN18RR (resumable)."""
+    setup_logging(verbose)
+    with friendly_errors():
+        spec = yaml.safe_load(SPEC.read_text())
+        root = _root(data_root)
+        rows = run_benchmark(
+            spec=spec,
+            datasets=list(datasets),
+            models=list(models),
+            sources=list(sources) or None,
+            seeds=list(seeds),
+            profile=profile,
+            encoder=encoder,
+            lm=lm,
+            ours=ours,
+            work=Path(work),
+            data_root=root,
+            device=device,
+        )
+        if not rows:
+            raise NothingFinished("no row was asked for")
+        budget = spec["profiles"][profile]
+        note = ", ".join(
+            f"{m}: {b['epochs']} epochs of {b['epoch_queries'] or 'all'} queries"
+            for m, b in budget.items()
+            if isinstance(b, dict) and "epochs" in b
+        )
+        out_dir = Path(out)
+        text = write_script_result(
+            out_dir,
+            "plm_contexts",
+            "benchmarks/plm_contexts.py",
+            click.get_current_context().args or _argv(),
+            {
+                "profile": profile,
+                "budget": budget,
+                "budget_note": note,
+                "aux_weight": spec["aux_weight"],
+                "published": {f"{m}/{d}": v for (m, d), v in PUBLISHED.items()},
+                "rows": rows,
+            },
+            _markdown,
+        )
+        _plot(rows, out_dir / "plm_contexts.png")
+    click.echo(text)
+
+
+def _argv() -> list[str]:
+    import sys
+
+    return sys.argv[1:]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""benchmarks/plm_contexts.py end to end on the WN18RR subset with tiny local models: every PLM model with names,
+descriptions and the real Qwen-7B synonyms as LLM contexts (imported by the driver), the re-rankers evaluated on
+the bi-encoder's top-k, runs reused on a second call, result files written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+WN = str(FIXTURES / "wn18rr-mini")
+TINY = {
+    "aux_weight": 0.5,
+    "sources": {WN: {"qwen": str(FIXTURES / "llm-text-mini" / "entity2sysnonyms_Qwen.txt")}},
+    "profiles": {
+        "tiny": {
+            "bi_encoder": {
+                "epochs": 1,
+                "epoch_queries": 128,
+                "batch_size": 32,
+                "max_length": 16,
+                "context_length": 24,
+                "rows": 8,
+                "lr": 1.0e-3,
+            },
+            "cross_encoder": {
+                "epochs": 1,
+                "epoch_queries": 32,
+                "batch_size": 8,
+                "negatives": 3,
+                "max_length": 24,
+                "context_length": 24,
+                "rows": 4,
+                "lr": 1.0e-3,
+            },
+            "generative": {
+                "epochs": 1,
+                "epoch_queries": 16,
+                "batch_size": 4,
+                "max_length": 40,
+                "context_length": 24,
+                "rows": 2,
+                "lr": 1.0e-3,
+            },
+            "rerank": {"k": 5, "queries": 6},
+            "eval_max_queries": 6,
+        }
+    },
+}
+
+
+@pytest.mark.slow
+def test_the_driver_runs_every_model_and_source(
+    tiny_encoder_folder: Path, tiny_lm_path: Path, tmp_path: Path
+) -> None:
+    from plm_contexts import _markdown, _table, run_benchmark
+
+    kwargs = {
+        "spec": TINY,
+        "datasets": [WN],
+        "models": ["bi_encoder", "cross_encoder", "generative"],
+        "sources": None,
+        "seeds": [0],
+        "profile": "tiny",
+        "encoder": str(tiny_encoder_folder),
+        "lm": str(tiny_lm_path),
+        "ours": None,
+        "work": tmp_path / "work",
+        "data_root": FIXTURES,
+        "device": "cpu",
+    }
+    rows = run_benchmark(**kwargs)
+    got = {(r["model"], r["source"]) for r in rows}
+    for model in ("bi_encoder", "cross_encoder", "generative"):
+        assert {(model, s) for s in ("names", "descriptions", "qwen")} <= got
+    assert ("bi_encoder (retriever of cross_encoder)", "descriptions") in got
+    for r in rows:
+        assert 0 < r["mrr"] <= 1 and r["parameters"] > 0
+    rerank = [r for r in rows if r["model"] == "cross_encoder"]
+    assert all(r["rerank_k"] == 5 and r["queries"] == 12 for r in rerank)
+    # the LLM rows trained with the auxiliary term, the others without
+    for model, term in (("bi_encoder", "reconstruction"), ("generative", "contextualization")):
+        for source in ("descriptions", "qwen"):
+            log = (
+                tmp_path / "work" / "wn18rr-mini" / f"{model}-{source}-s0" / "log.jsonl"
+            ).read_text()
+            epoch = next(json.loads(x) for x in log.splitlines() if '"event": "epoch"' in x)
+            assert (term in epoch) == (source == "qwen")
+    assert (tmp_path / "work" / "contexts" / "wn18rr-mini-qwen.jsonl").is_file()
+    # a second call reuses every run
+    before = {p: p.stat().st_mtime for p in (tmp_path / "work").rglob("best.safetensors")}
+    again = run_benchmark(**kwargs)
+    assert [r["mrr"] for r in again] == [r["mrr"] for r in rows]
+    assert before == {p: p.stat().st_mtime for p in (tmp_path / "work").rglob("best.safetensors")}
+    text = _markdown(
+        {
+            "command": "python benchmarks/plm_contexts.py",
+            "machine": {"cpu": "x", "threads": 1, "cuda": None, "torch": "t"},
+            "date": "d",
+            "profile": "tiny",
+            "budget_note": "tiny",
+            "aux_weight": 0.5,
+            "rows": rows,
+        }
+    )
+    assert "| qwen" in text and len(_table(rows)) == len(got)
+
+
+def test_an_unknown_source_or_profile_is_one_error(tmp_path: Path) -> None:
+    from kgdistill.errors import ConfigError
+    from plm_contexts import run_benchmark
+
+    kwargs = {
+        "spec": TINY,
+        "datasets": [WN],
+        "models": ["bi_encoder"],
+        "seeds": [0],
+        "encoder": None,
+        "lm": None,
+        "ours": None,
+        "work": tmp_path,
+        "data_root": FIXTURES,
+        "device": "cpu",
+    }
+    with pytest.raises(ConfigError, match="--profile"):
+        run_benchmark(**kwargs, sources=None, profile="huge")
+    with pytest.raises(ConfigError, match="no 'gpt-4' contexts"):
+        run_benchmark(**kwargs, sources=["gpt-4"], profile="tiny")
