@@ -28,12 +28,17 @@ __all__ = [
     "StageConfig",
     "TermSpec",
     "TimeConfig",
+    "TimeFilter",
     "TrainConfig",
     "apply_overrides",
     "load_config",
     "parse_config",
     "validate_section",
 ]
+
+
+#: Which time-aware filter ranks temporal queries (``eval.time_filter``, see :mod:`kgdistill.data.filters`).
+TimeFilter = Literal["validity", "timestamp"]
 
 
 class _Strict(BaseModel):
