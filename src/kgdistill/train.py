@@ -317,7 +317,7 @@ def fit(
         kg: the graph. stages / train: the loop's configuration. seed: seeds every epoch's generator.
         run_dir: receives ``log.jsonl``, ``best.safetensors`` and ``last.safetensors``.
         meta: checkpoint metadata shared by every save (config, model spec, id maps, time spec).
-        valid_filter: the filter for validation. eval_kwargs: ``ties`` / ``ks`` / ``time_aware``.
+        valid_filter: the filter for validation. eval_kwargs: ``ties`` / ``ks`` / ``time_aware`` / ``time_filter``.
         teachers: frozen teachers by name (see :mod:`kgdistill.distill.teachers`).
         resume: a ``last`` checkpoint to continue from.
 
