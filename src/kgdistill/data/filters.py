@@ -57,19 +57,24 @@ __all__ = ["FILTER_BLOCK", "FILTER_MODES", "TIME_FILTERS", "FilterIndex", "filte
 FILTER_BLOCK = 512
 #: the values of ``time_filter`` (``eval.time_filter``)
 TIME_FILTERS: tuple[str, ...] = get_args(TimeFilter)
-#: every :attr:`FilterIndex.mode`, each with what it removes (for protocol lines and docs)
+#: every :attr:`FilterIndex.mode` and what it removes from a query's ranking (for protocol lines and docs)
 FILTER_MODES = {
     "static": "every known answer of (h, r), times ignored",
-    "point": "answers known on the query's day",
-    "interval": "answers whose validity interval contains the query's time bin (unknown bounds open)",
-    "timestamp": "answers of known quadruples with the query's own time id (tkbc / TeRo)",
+    "point": "the answers known on the query's day",
+    "interval": "the answers whose validity interval contains the query's time bin, unknown bounds open",
+    "timestamp": "the answers of known quadruples with the query's own time id, as tkbc / TeRo",
 }
 #: the modes whose key holds the query's time id
 _TIMED_KEY = ("point", "timestamp")
 
 
-def filter_mode(kg: KG, *, time_aware: bool = True, time_filter: str = "validity") -> str:
-    """The :attr:`FilterIndex.mode` of ``kg`` under the options (see the module docstring).
+def filter_mode(time_kind: str, *, time_aware: bool = True, time_filter: str = "validity") -> str:
+    """The :attr:`FilterIndex.mode` of a graph whose times are ``time_kind`` under the options (see the module
+    docstring).
+
+    Args:
+        time_kind: ``KG.time.kind`` (``none``, ``point``, ``interval``) or a catalog kind (``static``, ...).
+        time_aware / time_filter: as :meth:`FilterIndex.build`.
 
     Raises:
         ConfigError: ``time_filter`` is not one of :data:`TIME_FILTERS` (names ``eval.time_filter``).
@@ -78,11 +83,9 @@ def filter_mode(kg: KG, *, time_aware: bool = True, time_filter: str = "validity
         raise ConfigError(
             f"config key 'eval.time_filter': {time_filter!r} is not one of {', '.join(TIME_FILTERS)}"
         )
-    if not (time_aware and kg.temporal):
+    if not time_aware or time_kind not in ("point", "interval"):
         return "static"
-    if time_filter == "timestamp":
-        return "timestamp"
-    return "point" if kg.time.kind == "point" else "interval"
+    return "timestamp" if time_filter == "timestamp" else time_kind
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ class FilterIndex:
         Raises:
             ConfigError: an unknown ``time_filter``.
         """
-        mode = filter_mode(kg, time_aware=time_aware, time_filter=time_filter)
+        mode = filter_mode(kg.time.kind, time_aware=time_aware, time_filter=time_filter)
         # a timed key reads the time ids of the quadruples as modelled; the others the original facts
         rows = torch.cat([(kg.splits if mode in _TIMED_KEY else kg.facts)[s] for s in splits])
         queries = both_directions(rows, kg.num_relations)  # (2n, 3|4)
