@@ -1,5 +1,5 @@
 """Plumbing shared by the benchmark scripts: the machine, command and date behind their numbers, results
-already written by earlier calls, and their Markdown tables.
+already written by earlier calls, their Markdown tables and the filter their protocol lines name.
 
 The scripts run as ``python benchmarks/NAME.py`` from the repository root, so this folder is on the import path
 (``from _common import ...``); the tests put it there too.
@@ -23,6 +23,8 @@ import click
 import pandas as pd
 import torch
 
+from kgdistill.catalog import DATASET_INFO
+from kgdistill.data.filters import FILTER_MODES, filter_mode
 from kgdistill.errors import KGDistillError
 from kgdistill.io import atomic_write_text
 
@@ -30,6 +32,8 @@ __all__ = [
     "REPO",
     "NothingFinished",
     "earlier_results",
+    "filter_modes",
+    "filter_protocol",
     "friendly_errors",
     "machine_info",
     "markdown_table",
@@ -129,6 +133,49 @@ def markdown_table(
     frame = pd.DataFrame(cells, columns=titles, dtype=object)
     align = [_alignment([row[i] for row in cells]) for i in range(len(titles))]
     return frame.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n"
+
+
+def filter_modes(
+    rows: Sequence[Mapping[str, Any]], eval_section: Mapping[str, Any] | None
+) -> dict[str, str]:
+    """Dataset -> the :attr:`~kgdistill.data.filters.FilterIndex.mode` its rows were ranked under: the row's
+    ``filter_mode`` as its run recorded it, else (rows written before it was recorded) the mode the table's
+    ``eval`` section gives the dataset's kind in the catalog (``?`` for a dataset not in it)."""
+    ev = eval_section or {}
+    out: dict[str, str] = {}
+    for row in rows:
+        ds = str(row["dataset"])
+        info = DATASET_INFO.get(ds)
+        derived = (
+            filter_mode(
+                info.kind,
+                time_aware=ev.get("time_aware", True),
+                time_filter=ev.get("time_filter", "validity"),
+            )
+            if info is not None
+            else "?"
+        )
+        out.setdefault(ds, str(row.get("filter_mode") or derived))
+    return out
+
+
+def filter_protocol(modes: Mapping[str, str]) -> str:
+    """The filters behind a table, for its protocol line: datasets grouped by filter mode, each mode with what it
+    removes, e.g. "`interval` filter on yago11k, wikidata12k (removes the answers whose validity interval ...)";
+    with interval data, the note that the tkbc / TeRo line of papers filters by timestamp instead."""
+    groups: dict[str, list[str]] = {}
+    for ds, mode in modes.items():
+        groups.setdefault(mode, []).append(ds)
+    text = "; ".join(
+        f"`{mode}` filter on {', '.join(names)} (removes {FILTER_MODES.get(mode, 'an unknown set')})"
+        for mode, names in groups.items()
+    )
+    if "interval" in groups:
+        text += (
+            ", not the tkbc / TeRo line's `timestamp` filter (`eval.time_filter: timestamp`, which removes fewer "
+            "answers: numbers under the two are not comparable)"
+        )
+    return text
 
 
 def run_command() -> str:

@@ -8,10 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from _common import markdown_table
+from _common import filter_modes, filter_protocol, markdown_table
 from kgdistill.io import atomic_write_text
 
-__all__ = ["seed_table", "source_lines", "write_temporal_kd"]
+__all__ = ["seed_table", "source_lines", "temporal_kd_markdown", "write_temporal_kd"]
 
 _SHORT = {"yago11k": "YAGO", "wikidata12k": "WIKI"}
 _COLS = (("mrr", "MRR"), ("mr", "MR"), ("hits1", "H@1"), ("hits3", "H@3"), ("hits10", "H@10"))
@@ -195,22 +195,20 @@ def source_lines(doc: dict[str, Any]) -> list[str]:
     return out or [f"Command: `{doc['command']}`  ", f"Machine: {doc['machine']}"]
 
 
-def write_temporal_kd(doc: dict[str, Any], out: Path) -> None:
-    """``temporal_kd.json`` / ``.csv`` / ``.md`` / ``.png`` in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
+def temporal_kd_markdown(doc: dict[str, Any]) -> str:
+    """``temporal_kd.md`` of a result document (what :func:`write_temporal_kd` writes; rewritable from the JSON)."""
     datasets = list(dict.fromkeys(r["dataset"] for r in doc["rows"]))
-    atomic_write_text(out / "temporal_kd.json", json.dumps(doc, indent=2) + "\n")
-    atomic_write_text(out / "temporal_kd.csv", pd.DataFrame(doc["rows"]).to_csv(index=False))
+    filters = filter_protocol(filter_modes(doc["rows"], doc["protocol"].get("eval")))
     md = [
         "# Temporal KD benchmark: teacher -> small students, no KD vs BKD / FitNet / RKD / LLM-guided two-stage",
         "",
         *source_lines(doc),
         "",
-        "Protocol: test split, time-aware filtered ranking, realistic ties, head and tail queries; "
-        f"intervals: {doc['protocol']['data']}. MRR and Hits in percent, mean ± std over the seeds listed in the "
-        "JSON. The seed paper's own numbers (e.g. TA-DistMult + BKD, YAGO MRR 61.90) come from an unstated "
-        "protocol far from the literature's (published TA-DistMult on YAGO11k: 15.5-16.1): compare methods "
-        "within this table, not with those numbers.",
+        f"Protocol: test split, filtered ranking with the time-aware {filters}; realistic ties, head and "
+        f"tail queries; intervals: {doc['protocol']['data']}. MRR and Hits in percent, mean ± std over the seeds "
+        "listed in the JSON. The seed paper's own numbers (e.g. TA-DistMult + BKD, YAGO MRR 61.90) come from an "
+        "unstated protocol far from the literature's (published TA-DistMult on YAGO11k: 15.5-16.1): compare "
+        "methods within this table, not with those numbers.",
         "",
         seed_table(doc["rows"], datasets),
         "## Size and speed",
@@ -222,5 +220,14 @@ def write_temporal_kd(doc: dict[str, Any], out: Path) -> None:
         "",
         _goals(doc["goals"]),
     ]
-    atomic_write_text(out / "temporal_kd.md", "\n".join(md))
+    return "\n".join(md)
+
+
+def write_temporal_kd(doc: dict[str, Any], out: Path) -> None:
+    """``temporal_kd.json`` / ``.csv`` / ``.md`` / ``.png`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    datasets = list(dict.fromkeys(r["dataset"] for r in doc["rows"]))
+    atomic_write_text(out / "temporal_kd.json", json.dumps(doc, indent=2) + "\n")
+    atomic_write_text(out / "temporal_kd.csv", pd.DataFrame(doc["rows"]).to_csv(index=False))
+    atomic_write_text(out / "temporal_kd.md", temporal_kd_markdown(doc))
     _plot(doc["rows"], datasets, out / "temporal_kd.png")

@@ -332,8 +332,9 @@ def _markdown(doc: dict[str, Any]) -> str:
         "`names` = entity names only, `descriptions` = the dataset's own descriptions (static corpus), any other "
         "= the descriptions plus the auxiliary task over that LLM's contexts (reconstruction / "
         f"contextualization, weight {doc['aux_weight']}). The bi-encoder ranks all entities on the test "
-        "split (`queries` = both directions of its facts); a re-ranker re-ranks the bi-encoder's top-k on the split's first facts (`queries` = both "
-        "directions), next to the bi-encoder's own numbers on those facts. `ms / query`: one thread, a top-10 "
+        "split (`queries` = both directions of its facts); a re-ranker re-ranks the bi-encoder's top-k on "
+        "the split's first facts, next to the bi-encoder's own numbers on those facts. `ms / query`: one "
+        "thread, a top-10 "
         "over all entities (bi-encoder), or the re-ranking pass per query.",
         "",
         markdown_table(_table(doc["rows"])).rstrip(),

@@ -56,6 +56,7 @@ import torch
 from _common import (
     REPO,
     NothingFinished,
+    filter_protocol,
     friendly_errors,
     markdown_table,
     setup_logging,
@@ -64,6 +65,7 @@ from _common import (
 from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.config import RunConfig
 from kgdistill.data.batching import both_directions
+from kgdistill.data.filters import filter_mode
 from kgdistill.errors import ConfigError
 from kgdistill.evaluate import evaluate
 from kgdistill.export import ExportError, build_ann_index, export_run, recall_at_k
@@ -128,6 +130,14 @@ class _Model:
         data = cfg.data.model_copy(update={"root": data_root}) if data_root else cfg.data
         self.kg = load_data(data)
         self.protocol = eval_kwargs(cfg.eval)
+        #: the filter its MRR is measured under (named in the table's protocol line)
+        self.filter_mode = (
+            filter_mode(
+                self.kg.time.kind, time_aware=cfg.eval.time_aware, time_filter=cfg.eval.time_filter
+            )
+            if cfg.eval.filtered
+            else "none"
+        )
         test = self.kg.splits["test"]
         g = torch.Generator().manual_seed(0)
         pick = torch.randperm(2 * len(test), generator=g)[:n]
@@ -507,6 +517,8 @@ def _markdown(doc: dict[str, Any]) -> str:
         for r in doc["load"]
     ]
     a = doc["settings"]
+    # (results written before the filter was recorded: the protocol alone)
+    filters = f", {filter_protocol(doc['filter_modes'])}" if "filter_modes" in doc else ""
     lines = [
         "# Serving: latency, size and load of shipped models",
         "",
@@ -518,9 +530,9 @@ def _markdown(doc: dict[str, Any]) -> str:
         "Each variant runs in a fresh process: peak RSS is that process's (Python, PyTorch or ONNX Runtime "
         "included), model RSS what loading the model added. Bytes: PyTorch, the parameters as safetensors; "
         "ONNX, the top-10 graph; ANN, the HNSW index plus the parameters. MRR: test split, the run's protocol "
-        f"({doc['protocol']}); ONNX rows from the all-scores graph of the same weights and dtype; ANN rows from "
-        f"the index's top-{a['ann_candidates']} (answers it misses ranked last), recall@10 against exact search. "
-        "Top-10 agree: share of the export check's test queries whose ONNX top-10 is PyTorch's (up to ties).",
+        f"({doc['protocol']}){filters}; ONNX rows from the all-scores graph of the same weights and dtype; ANN "
+        f"rows from the index's top-{a['ann_candidates']} (answers it misses ranked last), recall@10 against exact "
+        "search. Top-10 agree: share of the export check's test queries whose ONNX top-10 is PyTorch's (up to ties).",
         "",
         markdown_table(table),
         "Load test: `kgdistill serve NAME=RUN --threads 1 --workers W` on 127.0.0.1 and Locust "
@@ -681,6 +693,7 @@ def run(a: dict[str, Any]) -> dict[str, Any]:
         },
         "load_average": load_avg,
         "protocol": models[0].protocol,
+        "filter_modes": {m.kg.name: m.filter_mode for m in models},
         "versions": versions,
         "goals": _goals(rows, load),
         "rows": rows,

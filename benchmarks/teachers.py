@@ -1,10 +1,10 @@
 """Teacher quality: train the teacher configs of ``configs/teacher/`` and report test metrics at what cost.
 
-Every config runs through the normal pipeline (time-aware filtered ranking for temporal data, realistic ties,
-head and tail queries) in a run folder under ``--work``: a finished run is reused, an interrupted one resumed.
-Writes ``teachers.json`` (rows with ``dataset``, ``model``, ``dim``, ``mrr``, ``hits1``, ``hits3``, ``hits10``,
-``mr``, ``device``, ``train_s``, ...) and ``teachers.md`` in ``--out``, each row next to the published figure it
-is measured against.
+Every config runs through the normal pipeline (filtered ranking under the run's own filter, time-aware for
+temporal data and named per dataset in ``teachers.md``; realistic ties, head and tail queries) in a run folder
+under ``--work``: a finished run is reused, an interrupted one resumed. Writes ``teachers.json`` (rows with
+``dataset``, ``model``, ``dim``, ``mrr``, ``hits1``, ``hits3``, ``hits10``, ``mr``, ``device``, ``train_s``,
+``protocol``, ...) and ``teachers.md`` in ``--out``, each row next to the published figure it is measured against.
 
     python benchmarks/teachers.py --configs configs/teacher/tntcomplex-yago11k.yaml \
         configs/teacher/tntcomplex-wikidata12k.yaml configs/teacher/tntcomplex-icews14.yaml
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import yaml
 
-from _common import markdown_table
+from _common import filter_modes, filter_protocol, markdown_table
 from kgdistill.api import ensure_run
 from kgdistill.runs import resolve_device
 
@@ -120,6 +120,26 @@ def _table_row(r: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def teachers_markdown(doc: dict[str, Any]) -> str:
+    """``teachers.md`` of a result document (rewritable from ``teachers.json``); the protocol line names each
+    dataset's filter as its run recorded it."""
+    recorded = [{**r, "filter_mode": r.get("protocol", {}).get("filter_mode")} for r in doc["rows"]]
+    filters = filter_protocol(filter_modes(sorted(recorded, key=lambda r: r["dataset"]), None))
+    lines = [
+        "# Teacher quality",
+        "",
+        f"Test split; filtered ranking with the {filters}; realistic ties; head and tail queries. MRR and Hits "
+        "in percent.",
+        "",
+        f"Command: `{doc['command']}`  ",
+        f"Machine: {doc['machine']}  ",
+        f"Date: {doc['date']}",
+        "",
+        table(doc["rows"]),
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -178,19 +198,7 @@ def main() -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(doc, indent=2) + "\n")
-    lines = [
-        "# Teacher quality",
-        "",
-        "Test split; time-aware filtered ranking for temporal data, static filter "
-        "otherwise; realistic ties; head and tail queries. MRR and Hits in percent.",
-        "",
-        f"Command: `{doc['command']}`  ",
-        f"Machine: {machine}  ",
-        f"Date: {doc['date']}",
-        "",
-        table(rows),
-    ]
-    (args.out / "teachers.md").write_text("\n".join(lines))
+    (args.out / "teachers.md").write_text(teachers_markdown(doc))
 
 
 if __name__ == "__main__":

@@ -228,6 +228,7 @@ def _row(
         "train_s": metrics.get("train_seconds"),
         "best_epoch": metrics.get("best_epoch"),
         "epochs_run": metrics.get("epochs"),
+        "filter_mode": metrics["protocol"].get("filter_mode"),
         "run": str(run_dir),
     }
 
@@ -252,6 +253,9 @@ def _aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row["best_epoch"] = [r.get("best_epoch") for r in rs]
         row["epochs_run"] = [r.get("epochs_run") for r in rs]
         row.update({k: rs[0][k] for k in ("params", "bytes", "latency_ms", "family", "dim")})
+        row["filter_mode"] = rs[0].get(
+            "filter_mode"
+        )  # (runs of results written before: not recorded)
         rows.append(row)
     return rows
 

@@ -113,7 +113,11 @@ def test_benchmark_writes_every_result_file(tmp_path: Path) -> None:
     )
     goals = doc["goals"][ds]
     assert set(goals["students"]["ttranse"]["kd_beats_no_kd"]) == {"bkd", "fitnet", "rkd"}
+    assert {r["filter_mode"] for r in doc["rows"]} == {"interval"}  # as each run recorded it
     md = (out / "temporal_kd.md").read_text()
+    assert (
+        f"time-aware `interval` filter on {ds} (removes the answers whose validity interval" in md
+    )
     cells = table_cells(md)
     assert ["teacher (tntcomplex, dim 8)", "teacher"] in [c[:2] for c in cells]
     assert " ± " in md and "## Goals" in md
@@ -257,6 +261,59 @@ def test_finished_only_tabulates_without_training(tmp_path: Path) -> None:
         "ttranse-bkd-s0",
         "ttranse-none-s0",
     ]
+
+
+def test_filter_protocol_names_each_mode() -> None:
+    from _common import filter_modes, filter_protocol
+
+    rows = [
+        {"dataset": "icews14"},
+        {"dataset": "yago11k"},
+        {"dataset": "wikidata12k", "filter_mode": "timestamp"},  # as its run recorded it
+        {"dataset": "fb15k237"},
+        {"dataset": "my-folder"},
+    ]
+    modes = filter_modes(rows, {"time_aware": True})
+    assert modes == {
+        "icews14": "point",
+        "yago11k": "interval",
+        "wikidata12k": "timestamp",
+        "fb15k237": "static",
+        "my-folder": "?",
+    }
+    assert filter_modes(rows[:2], {"time_filter": "timestamp"}) == {
+        "icews14": "timestamp",
+        "yago11k": "timestamp",
+    }
+    assert filter_modes(rows[:2], {"time_aware": False}) == {
+        "icews14": "static",
+        "yago11k": "static",
+    }
+    text = filter_protocol(modes)
+    assert text.startswith(
+        "`point` filter on icews14 (removes the answers known on the query's day); "
+    )
+    assert (
+        "`timestamp` filter on wikidata12k (removes the answers of known quadruples with the query's own"
+        in text
+    )
+    assert "not the tkbc / TeRo line's `timestamp` filter" in text  # interval data is ranked here
+    assert "tkbc / TeRo line's" not in filter_protocol({"yago11k": "timestamp"})
+
+
+@pytest.mark.parametrize("stem", ["temporal_kd", "teachers"])
+def test_committed_temporal_tables_name_their_filter(stem: str) -> None:
+    """The committed Markdown is what the driver makes of the committed JSON (no training), and its protocol
+    line names the filter mode of every temporal dataset."""
+    from _tables import temporal_kd_markdown
+    from teachers import teachers_markdown
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    doc = json.loads((results / f"{stem}.json").read_text())
+    md = (temporal_kd_markdown if stem == "temporal_kd" else teachers_markdown)(doc)
+    assert (results / f"{stem}.md").read_text() == md
+    assert "`interval` filter on " in md and "wikidata12k" in md and "yago11k" in md
+    assert ("`point` filter on icews14" in md) == (stem == "teachers")
 
 
 def test_write_script_result(tmp_path: Path) -> None:

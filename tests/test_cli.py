@@ -77,6 +77,30 @@ def test_evaluate_and_tie_modes(run_dir: Path) -> None:
     assert code == 0 and "valid" in out
 
 
+def test_evaluate_with_the_timestamp_filter(run_dir: Path) -> None:
+    """``--set eval.time_filter=timestamp``: the tkbc / TeRo filter, named in the JSON and the printed line;
+    it removes a subset of the default (interval) filter's answers, so the MRR cannot rise."""
+    import json
+
+    code, out = _invoke("evaluate", str(run_dir), "--json")
+    assert code == 0, out
+    interval = json.loads(out)
+    assert interval["protocol"]["filter_mode"] == "interval"
+    code, out = _invoke("evaluate", str(run_dir), "--json", "--set", "eval.time_filter=timestamp")
+    assert code == 0, out
+    timestamp = json.loads(out)
+    assert timestamp["protocol"]["filter"] == "time-aware"
+    assert timestamp["protocol"]["filter_mode"] == "timestamp"
+    assert timestamp["sides"]["both"]["mrr"] <= interval["sides"]["both"]["mrr"]
+    code, out = _invoke("evaluate", str(run_dir), "--set", "eval.time_filter=timestamp")
+    assert code == 0 and "test, time-aware (timestamp) filter, realistic ties" in out
+    out = _fails_cleanly(
+        ["evaluate", str(run_dir), "--set", "eval.time_filter=interval"],
+        "config key 'eval.time_filter'",
+    )
+    assert len(out.strip().splitlines()) == 1
+
+
 def test_predict_by_name(run_dir: Path) -> None:
     code, out = _invoke(
         "predict",

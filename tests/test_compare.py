@@ -77,7 +77,7 @@ def test_the_table_shows_each_run(runs: tuple[Path, Path]) -> None:
         row = table[name]
         assert row["dataset"] == "yago11k-mini"
         assert row["params"] == f"{metrics['num_parameters']:,}"
-        assert row["protocol"] == "test, time-aware filter, realistic ties"
+        assert row["protocol"] == "test, time-aware (interval) filter, realistic ties"
         assert row["MRR"] == f"{metrics['sides']['both']['mrr'] * 100:.2f}"
         assert row["H@10"] == f"{metrics['sides']['both']['hits@10'] * 100:.2f}"
         assert row["train s"] == f"{metrics['train_seconds']:.1f}" and row["epochs"] == "2"

@@ -47,6 +47,10 @@ CONFIGS = sorted([*(REPO / "configs").rglob("*.yaml"), REPO / "src/kgdistill/con
             r"quote the key",
         ),
         ({"model": {"name": "distmult"}, "eval": {"ties": "random"}}, r"config key 'eval\.ties'"),
+        (
+            {"model": {"name": "distmult"}, "eval": {"time_filter": "interval"}},
+            r"config key 'eval\.time_filter': Input should be 'validity' or 'timestamp'",
+        ),
     ],
 )
 def test_bad_config_names_the_key(raw: dict, message: str) -> None:
@@ -65,6 +69,17 @@ def test_overrides_coerce_and_index_lists() -> None:
     assert [s.epochs for s in cfg.stages] == [5, 10]
     assert cfg.model.kwargs() == {"dim": 32}
     assert cfg.data.time.interval_mode == "split"
+
+
+def test_time_filter_round_trips() -> None:
+    """``eval.time_filter`` defaults to ``validity``; ``timestamp`` survives --set, the written config and its
+    reading back (what ``kgdistill evaluate RUN`` reads)."""
+    assert parse_config({"model": {"name": "distmult"}}).eval.time_filter == "validity"
+    raw = apply_overrides({"model": {"name": "ta_distmult"}}, ["eval.time_filter=timestamp"])
+    cfg = parse_config(raw)
+    assert cfg.eval.time_filter == "timestamp"
+    written = yaml.safe_dump(cfg.model_dump(mode="json"))
+    assert parse_config(yaml.safe_load(written)) == cfg
 
 
 @pytest.mark.parametrize("bad", ["train.lr", "stages.5.epochs=1", "stages.x.epochs=1", "seed.x=1"])

@@ -308,6 +308,17 @@ def _known(kg: KG, time_aware: bool) -> dict[tuple[int, int], np.ndarray]:
     return known
 
 
+def _same_time(kg: KG) -> dict[tuple[int, int, int], list[int]]:
+    """(h, r, tau) -> answers of the quadruples as modelled (train/valid/test, both directions): the timestamp
+    filter's known answers."""
+    out: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+    for split in ("train", "valid", "test"):
+        for h, r, t, tau in kg.splits[split].tolist():
+            out[(h, r, tau)].append(t)
+            out[(t, r + kg.num_relations, tau)].append(h)
+    return out
+
+
 def _naive_queries(kg: KG, split: str, n: int) -> list[list[int]]:
     facts = kg.splits[split][:n].tolist()
     heads = []
@@ -325,20 +336,26 @@ def _naive_ranks(
     *,
     filtered: bool = True,
     time_aware: bool = True,
+    time_filter: str = "validity",
     ties: str = "realistic",
 ) -> torch.Tensor:
-    """One query at a time: drop the known answers valid at the query's time (never the true one), count.
+    """One query at a time: drop the known answers valid at the query's time (``timestamp``: those of known
+    quadruples with the query's time id; never the true one), count.
 
     (numpy, not torch: thousands of tiny single-row operations.)
     """
-    known = _known(kg, time_aware) if filtered else {}
+    timestamp = filtered and time_aware and kg.temporal and time_filter == "timestamp"
+    same_time = _same_time(kg) if timestamp else {}
+    known = _known(kg, time_aware) if filtered and not timestamp else {}
     ranks = []
     for row, q in zip(scores.numpy(), queries, strict=True):
         h, r, t = q[0], q[1], q[2]
         anchor = kg.time.anchors[q[3]] if kg.temporal else 0
         keep = np.ones(len(row), dtype=bool)
         entries = known.get((h, r))
-        if entries is not None:
+        if timestamp:
+            keep[same_time.get((h, r, q[3]), [])] = False
+        elif entries is not None:
             answer, lo, hi = entries.T
             valid = (lo <= anchor) & (anchor <= hi)
             if anchor == UNKNOWN_ANCHOR:  # a query at the "unknown" time: static filter
@@ -420,6 +437,60 @@ def test_evaluate_matches_naive_loop_with_exact_ties(
     assert (naive < unfiltered).any(), "the filter removed nothing: the comparison proves little"
     raw = evaluate(model, kg, split, filtered=False, max_queries=n, ties=ties)  # type: ignore[arg-type]
     _assert_matches(raw, unfiltered, n_facts)
+
+
+@pytest.mark.parametrize(
+    ("kg_name", "split", "n"),
+    [
+        ("yago", "test", 150),
+        ("yago", "train", 280),
+        ("tiny_tkg", "valid", None),
+        ("tiny_point_kg", "test", 80),
+    ],
+)
+def test_evaluate_timestamp_filter_matches_naive_loop(
+    request: pytest.FixtureRequest, kg_name: str, split: str, n: int | None
+) -> None:
+    """The timestamp filter (tkbc / TeRo) ranks as a per-query loop over the same-time quadruples, and never
+    better than the validity filter (it removes a subset of its answers)."""
+    kg: KG = request.getfixturevalue(kg_name)
+    model = HashScores(kg.num_entities)
+    n_facts = n or len(kg.splits[split])
+    metrics = evaluate(model, kg, split, time_filter="timestamp", max_queries=n, batch_size=50)
+    assert metrics.protocol["filter"] == "time-aware"
+    assert metrics.protocol["filter_mode"] == "timestamp"
+    queries = _naive_queries(kg, split, n_facts)
+    scores = model.score_all(torch.tensor(queries)).detach()
+    naive = _naive_ranks(scores, queries, kg, time_filter="timestamp")
+    _assert_matches(metrics, naive, n_facts)
+    validity = _naive_ranks(scores, queries, kg)
+    assert (naive >= validity).all()
+    if kg.time.kind == "interval":
+        assert (naive > validity).any(), "the two filters agree here: the comparison proves little"
+    else:  # point data: the same filter
+        assert torch.equal(naive, validity)
+
+
+class Oracle:
+    """Scores the query's true answer (column ``t`` of the query) 1, every other entity 0."""
+
+    def __init__(self, num_entities: int) -> None:
+        self.num_entities = num_entities
+
+    def score_all(self, queries: torch.Tensor) -> torch.Tensor:
+        scores = torch.zeros(len(queries), self.num_entities)
+        return scores.scatter_(1, queries[:, 2:3], 1.0)
+
+
+@pytest.mark.parametrize("time_filter", ["validity", "timestamp"])
+def test_the_true_answer_is_never_filtered(yago: KG, time_filter: str) -> None:
+    """Each query's own quadruple is a known fact at its time id, yet its answer is ranked (first, here)."""
+    oracle = Oracle(yago.num_entities)
+    metrics = evaluate(oracle, yago, "test", time_filter=time_filter)  # type: ignore[arg-type]
+    assert metrics.protocol["filter_mode"] == (
+        "timestamp" if time_filter == "timestamp" else "interval"
+    )
+    assert metrics.sides["both"]["mrr"] == 1.0 and metrics.sides["both"]["mr"] == 1.0
 
 
 def test_unknown_time_queries_use_the_static_filter(yago: KG) -> None:

@@ -90,6 +90,20 @@ def test_train_evaluate_real_yago(tmp_path: Path) -> None:
     assert again.mrr == pytest.approx(result.metrics.mrr, abs=1e-12)
 
 
+def test_the_run_records_its_time_filter(tmp_path: Path) -> None:
+    """A run with ``eval.time_filter: timestamp`` validates and tests with it, and says so in ``metrics.json``
+    and ``metrics.md``; ``kgdistill evaluate`` of the run uses it again."""
+    cfg = parse_config(_tiny_cfg(stages=[{"epochs": 1}], eval={"time_filter": "timestamp"}))
+    result = api.train(cfg, out=tmp_path / "run")
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["protocol"]["filter"] == "time-aware"
+    assert metrics["protocol"]["filter_mode"] == "timestamp"
+    assert "time-aware (timestamp) filter" in (result.run_dir / "metrics.md").read_text()
+    again = api.evaluate_run(result.run_dir, progress=False)
+    assert again.protocol["filter_mode"] == "timestamp"
+    assert again.mrr == pytest.approx(result.metrics.mrr, abs=1e-12)
+
+
 def test_early_stopping(tmp_path: Path) -> None:
     cfg = parse_config(
         _tiny_cfg(

@@ -281,7 +281,7 @@ def evaluate(model: Any, kg: KG, split: str = "test", **protocol: Any) -> Metric
 
     Args:
         protocol: keyword arguments of :func:`kgdistill.evaluate.evaluate` (``ties``, ``time_aware``,
-            ``filtered``, ``ks``, ``filter_index``, ``batch_size``, ``progress``, ``max_queries``).
+            ``time_filter``, ``filtered``, ``ks``, ``filter_index``, ``batch_size``, ``progress``, ``max_queries``).
     """
     check_graph(model, kg)
     return rank_all(model, kg, split, **protocol)
@@ -300,7 +300,8 @@ def evaluate_run(
 ) -> Metrics:
     """Evaluate a run folder or checkpoint on ``split`` with the protocol it was trained with.
 
-    ``overrides`` replace keys of the ``eval`` section (``ties``, ``time_aware``, ``filtered``, ``ks``).
+    ``overrides`` replace keys of the ``eval`` section (``ties``, ``time_aware``, ``time_filter``, ``filtered``,
+    ``ks``).
     ``retriever``: another finished run (or checkpoint) on the same graph whose filtered top-``rerank_k`` this
     run re-ranks (:func:`kgdistill.evaluate.evaluate_rerank`): how a cross-encoder or a generative model is
     evaluated on a real graph. ``max_queries``: the first that many facts of the split only (a quick look at a

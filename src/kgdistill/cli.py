@@ -218,6 +218,7 @@ def evaluate_cmd(
 ) -> None:
     """Evaluate a run folder or checkpoint; --set eval.ties=pessimistic changes the protocol, --rerank R
     re-ranks run R's top-k (a cross-encoder or generative model on a real graph)."""
+    from kgdistill.compare import filter_label
     from kgdistill.config import apply_overrides
 
     raw: dict[str, Any] = apply_overrides({}, overrides)
@@ -242,7 +243,9 @@ def evaluate_cmd(
     else:
         p = metrics.protocol
         how = f" re-ranking the top {rerank_k} of {retriever}" if retriever else ""
-        _print_metrics(metrics, f"{run}{how}: {p['split']}, {p['filter']} filter, {p['ties']} ties")
+        _print_metrics(
+            metrics, f"{run}{how}: {p['split']}, {filter_label(p)} filter, {p['ties']} ties"
+        )
 
 
 @cli.command()

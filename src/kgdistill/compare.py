@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ __all__ = [
     "RunSummary",
     "comparison_frame",
     "comparison_table",
+    "filter_label",
     "plot_comparison",
     "read_run",
     "read_runs",
@@ -48,6 +49,13 @@ COLUMNS = (
     "epochs",
     "retention",
 )
+
+
+def filter_label(protocol: Mapping[str, Any]) -> str:
+    """The filter of a metrics protocol in a few words: ``static``, ``none``, or ``time-aware (MODE)`` naming the
+    :attr:`~kgdistill.data.filters.FilterIndex.mode` (``point``, ``interval``, ``timestamp``) of a temporal one."""
+    kind, mode = str(protocol.get("filter", "?")), protocol.get("filter_mode")
+    return f"{kind} ({mode})" if kind == "time-aware" and mode else kind
 
 
 @dataclass(frozen=True)
@@ -152,7 +160,7 @@ def read_run(run: str | Path, name: str | None = None) -> RunSummary:
         dim=model_cfg.get("dim"),
         num_parameters=metrics.get("num_parameters"),
         split=str(protocol.get("split", "?")),
-        filter=str(protocol.get("filter", "?")),
+        filter=filter_label(protocol),
         ties=str(protocol.get("ties", "?")),
         mrr=float(both["mrr"]),
         hits1=both.get("hits@1"),

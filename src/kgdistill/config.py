@@ -28,12 +28,17 @@ __all__ = [
     "StageConfig",
     "TermSpec",
     "TimeConfig",
+    "TimeFilter",
     "TrainConfig",
     "apply_overrides",
     "load_config",
     "parse_config",
     "validate_section",
 ]
+
+
+#: Which time-aware filter ranks temporal queries (``eval.time_filter``, see :mod:`kgdistill.data.filters`).
+TimeFilter = Literal["validity", "timestamp"]
 
 
 class _Strict(BaseModel):
@@ -227,6 +232,12 @@ class EvalConfig(_Strict):
     split: str = "test"
     filtered: bool = True
     time_aware: bool = True
+    time_filter: TimeFilter = Field(
+        "validity",
+        description="which time-aware filter (temporal graphs, time_aware: true): validity = answers true at "
+        "the query's time (its bin inside their interval, or the same day); timestamp = answers of known "
+        "quadruples with the query's own time id (tkbc / TeRo papers)",
+    )
     ties: Literal["optimistic", "pessimistic", "realistic"] = "realistic"
     ks: list[int] = Field(default_factory=lambda: [1, 3, 10])
     batch_size: int | None = Field(None, ge=1)

@@ -3,6 +3,9 @@
 For every query ``(h, r, ?, [tau])`` (tail queries and head queries as reciprocal tail queries) all entities
 are scored in one matrix product per chunk, every other known answer is set to ``-inf`` through the
 :class:`~kgdistill.data.filters.FilterIndex`, and the true answer's rank is counted without a loop over queries.
+Which answers a temporal query filters is ``time_filter``'s choice (``validity``: true at the query's time;
+``timestamp``: known at the query's own time id, as tkbc / TeRo); the metrics' protocol records the filter's
+``filter_mode`` (see :mod:`kgdistill.data.filters`).
 
 Ties (LibKGE's example: scores a:10, b:10, c:10, d:11, e:9 with ``a`` true give ranks 2 / 4 / 3):
 ``optimistic = 1 + #greater``, ``pessimistic = 1 + #greater + #equal``, ``realistic`` = their mean, the
@@ -22,6 +25,7 @@ from typing import Any, Protocol
 import torch
 from tqdm.auto import tqdm
 
+from kgdistill.config import TimeFilter
 from kgdistill.data.batching import both_directions
 from kgdistill.data.filters import FilterIndex
 from kgdistill.data.kg import KG
@@ -247,6 +251,7 @@ def _setup(
     filter_index: FilterIndex | None,
     filtered: bool,
     time_aware: bool,
+    time_filter: TimeFilter,
     batch_size: int | None,
     max_queries: int | None,
     width: int | None,
@@ -258,7 +263,7 @@ def _setup(
     index = None
     if filtered:
         if filter_index is None:
-            filter_index = FilterIndex.build(kg, time_aware=time_aware)
+            filter_index = FilterIndex.build(kg, time_aware=time_aware, time_filter=time_filter)
         index = filter_index.to(device)
     chunk = batch_size or default_chunk(kg.num_entities, device, width)
     return _Setup(queries=queries, facts=len(facts), filter_index=index, batch_size=chunk)
@@ -292,9 +297,7 @@ def _protocol(kg: KG, split: str, setup: _Setup, ties: TieMode) -> dict[str, Any
         "queries": len(setup.queries),
         "facts": setup.facts,
         "filter": (
-            ("time-aware" if index.mode in ("point", "interval") else "static")
-            if index is not None
-            else "none"
+            ("time-aware" if index.time_aware else "static") if index is not None else "none"
         ),
         "filter_mode": index.mode if index is not None else "none",
         "ties": ties,
@@ -335,6 +338,7 @@ def evaluate(
     filter_index: FilterIndex | None = None,
     filtered: bool = True,
     time_aware: bool = True,
+    time_filter: TimeFilter = "validity",
     ties: TieMode = "realistic",
     ks: Sequence[int] = (1, 3, 10),
     batch_size: int | None = None,
@@ -348,6 +352,7 @@ def evaluate(
         kg: the graph; ``split`` names one of ``kg.splits``.
         filter_index: a prebuilt filter (reused across evaluations); built from train/valid/test if ``None``.
         filtered / time_aware: the filter setting (time-aware only applies to temporal graphs).
+        time_filter: which time-aware filter, ``validity`` or ``timestamp`` (see :mod:`kgdistill.data.filters`).
         ties: tie handling. ks: the k of Hits@k.
         batch_size: queries per chunk; by default :func:`default_chunk` for the model's vector width.
         max_queries: evaluate only the first ``max_queries`` facts (quick validation during training).
@@ -361,6 +366,7 @@ def evaluate(
         filter_index=filter_index,
         filtered=filtered,
         time_aware=time_aware,
+        time_filter=time_filter,
         batch_size=batch_size,
         max_queries=max_queries,
         width=score_width(model),
@@ -493,6 +499,7 @@ def evaluate_rerank(
     filter_index: FilterIndex | None = None,
     filtered: bool = True,
     time_aware: bool = True,
+    time_filter: TimeFilter = "validity",
     ties: TieMode = "realistic",
     ks: Sequence[int] = (1, 3, 10),
     batch_size: int | None = None,
@@ -520,7 +527,8 @@ def evaluate_rerank(
     Args:
         retriever: anything with ``score_all``. reranker: anything with ``score_candidates`` (a
             :class:`~kgdistill.models.KGEModel`, a language-model scorer).
-        kg / split / filter_index / filtered / time_aware / ties / ks / max_queries: as :func:`evaluate`.
+        kg / split / filter_index / filtered / time_aware / time_filter / ties / ks / max_queries: as
+            :func:`evaluate`.
         k: candidates per query, ``1 <= k <= E`` (clipped to ``E``).
         batch_size: queries per chunk (the reranker sees ``(batch_size, k)`` candidates at once).
 
@@ -539,6 +547,7 @@ def evaluate_rerank(
         filter_index=filter_index,
         filtered=filtered,
         time_aware=time_aware,
+        time_filter=time_filter,
         batch_size=batch_size,
         max_queries=max_queries,
         width=score_width(retriever),

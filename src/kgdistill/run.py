@@ -17,6 +17,7 @@ import torch
 
 from kgdistill import __version__
 from kgdistill.checkpoint import Checkpoint, load_checkpoint, load_model
+from kgdistill.compare import filter_label
 from kgdistill.config import DataConfig, EvalConfig, RunConfig
 from kgdistill.data.datasets import load_kg
 from kgdistill.data.filters import FilterIndex
@@ -133,6 +134,7 @@ def eval_kwargs(ev: EvalConfig) -> dict[str, Any]:
         "ties": ev.ties,
         "ks": tuple(ev.ks),
         "time_aware": ev.time_aware,
+        "time_filter": ev.time_filter,
         "filtered": ev.filtered,
     }
 
@@ -199,7 +201,9 @@ class Run:
             device=device,
             model=model,
             teachers=teachers,
-            valid_filter=FilterIndex.build(kg, time_aware=cfg.eval.time_aware),
+            valid_filter=FilterIndex.build(
+                kg, time_aware=cfg.eval.time_aware, time_filter=cfg.eval.time_filter
+            ),
             feature_meta=feature_meta,
             retriever=_retriever(cfg.eval.retriever, kg, device),
         )
@@ -361,9 +365,7 @@ class Run:
         }
         write_json(run_dir / "metrics.json", out)
         p = metrics.protocol
-        title = (
-            f"{cfg.model.name} on {kg.name}, {p['split']} ({p['filter']} filter, {p['ties']} ties)"
-        )
+        title = f"{cfg.model.name} on {kg.name}, {p['split']} ({filter_label(p)} filter, {p['ties']} ties)"
         (run_dir / "metrics.md").write_text(metrics_table(metrics.sides, title=title))
         records = JsonlLog(run_dir / "log.jsonl").records()
         if records:

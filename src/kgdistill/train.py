@@ -319,8 +319,9 @@ def fit(
         kg: the graph. stages / train: the loop's configuration. seed: seeds every epoch's generator.
         run_dir: receives ``log.jsonl``, ``best.safetensors`` and ``last.safetensors``.
         meta: checkpoint metadata shared by every save (config, model spec, id maps, time spec).
-        valid_filter: the filter for validation. eval_kwargs: ``ties`` / ``ks`` / ``time_aware`` (and
-            ``retriever`` / ``k``: validation re-ranks a retriever's top-k, :func:`~kgdistill.evaluate.evaluate_model`).
+        valid_filter: the filter for validation. eval_kwargs: ``ties`` / ``ks`` / ``time_aware`` / ``time_filter``
+            (and ``retriever`` / ``k``: validation re-ranks a retriever's top-k,
+            :func:`~kgdistill.evaluate.evaluate_model`).
         teachers: frozen teachers by name (see :mod:`kgdistill.distill.teachers`).
         resume: a ``last`` checkpoint to continue from.
 

@@ -15,6 +15,7 @@ from kgdistill.data.batching import Batch, both_directions, sample_candidates
 from kgdistill.data.filters import FilterIndex
 from kgdistill.data.raw import RawKG, RawSplit
 from kgdistill.data.time import UNKNOWN, UNKNOWN_ANCHOR
+from kgdistill.errors import ConfigError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 SPLITS = ("train", "valid", "test")
@@ -353,6 +354,155 @@ def test_hand_point_filter(hand_point: RawKG) -> None:
     assert _by_row(known(FilterIndex.build(kg), q), len(q)) == [c[3] for c in cases]
     static = _by_row(known(FilterIndex.build(kg, time_aware=False), q), len(q))
     assert static[:3] == [{1, 2, 3}] * 3 and static[8] == {2}
+
+
+# -- the timestamp filter: the same time id (tkbc / TeRo) --------------------------------------------------------
+
+#: INTERVAL_CASES' queries under the timestamp filter (start mode): only facts modelled at the query's time id,
+#: i.e. at their start bin (end bin when the start is unknown; ``unknown`` when no year is known)
+TIMESTAMP_CASES = [
+    (
+        0,
+        0,
+        "2000",
+        {1},
+    ),  # (0, 0, 1) starts in 2000; (0, 0, 3) and (0, 0, 4) are true then but elsewhere
+    (
+        0,
+        0,
+        "2002",
+        {4},
+    ),  # (0, 0, 4) is modelled at its end, 2001..2002; (0, 0, 1) covers it, starts earlier
+    (0, 0, "2003", {2}),
+    (0, 0, "2007", {1}),  # the valid fact (0, 0, 1) starts in 2005..2009
+    (0, 0, "2010", set()),
+    (0, 0, "unknown", {3}),  # only the fact with no known year, not the static filter
+    (1, 0 + R_HAND, "2007", {0}),
+    (1, 0 + R_HAND, "2010", set()),
+    (2, 0 + R_HAND, "2001", set()),
+    (2, 0 + R_HAND, "2004", {0}),
+    (2, 1, "2001", {3}),
+    (2, 1, "2010", set()),
+    (2, 1 + R_HAND, "2010", {1}),
+    (2, 1 + R_HAND, "2005", set()),
+    (3, 1 + R_HAND, "2002", {2}),
+    (3, 0 + R_HAND, "2000", set()),
+    (3, 0 + R_HAND, "unknown", {0}),
+    (4, 0 + R_HAND, "2000", set()),
+    (4, 0 + R_HAND, "2002", {0}),
+    (4, 0 + R_HAND, "2005", set()),
+    (3, 1, "2001", set()),
+]
+
+#: the split protocol: ``since`` / ``until`` time ids, the modifier part of the id
+TIMESTAMP_SPLIT_CASES = [
+    (0, 0, "since 2000", {1}),
+    (0, 0, "since 2002", set()),  # (0, 0, 4) is "until 2001..2002" only
+    (0, 0, "until 2002", {4}),
+    (0, 0, "since 2003", {2}),
+    (0, 0, "since 2007", {1}),  # the valid fact
+    (0, 0, "until 2007", {1}),  # the train fact ends and the valid fact starts and ends there
+    (0, 0, "unknown", {3}),
+    (1, 0 + R_HAND, "since 2000", {0}),
+    (1, 0 + R_HAND, "since 2010", set()),
+    (2, 1 + R_HAND, "since 2010", {1}),
+    (2, 1 + R_HAND, "until 2010", {1}),
+    (3, 1 + R_HAND, "since 2001", {2}),
+    (3, 1 + R_HAND, "until 2001", {2}),
+]
+
+
+@pytest.mark.parametrize(
+    ("mode", "cases"), [("start", TIMESTAMP_CASES), ("split", TIMESTAMP_SPLIT_CASES)]
+)
+def test_hand_timestamp_filter(
+    hand_interval: RawKG, mode: str, cases: list[tuple[int, int, str, set[int]]]
+) -> None:
+    kg = build_kg(hand_interval, granularity="year", interval_mode=mode)  # type: ignore[arg-type]
+    q = _hand_queries(kg, cases)
+    index = FilterIndex.build(kg, time_filter="timestamp")
+    assert index.mode == "timestamp" and index.lo is None
+    timestamp = _by_row(known(index, q), len(q))
+    assert timestamp == [c[3] for c in cases]
+    interval = _by_row(known(FilterIndex.build(kg), q), len(q))
+    assert all(t <= i for t, i in zip(timestamp, interval, strict=True))
+    assert timestamp != interval  # the cases tell the two filters apart
+
+
+def test_hand_timestamp_filter_differs_from_interval_where_an_interval_covers_the_query(
+    hand_interval: RawKG,
+) -> None:
+    """(0, 0, 1) holds from 2000 to 2005: the interval filter removes answer 1 at 2002, the timestamp filter
+    only at 2000 (its start bin) and 2007 (the valid fact's)."""
+    kg = build_kg(hand_interval, granularity="year")
+    q = _hand_queries(kg, [(0, 0, "2002", set())])
+    assert _by_row(known(FilterIndex.build(kg), q), 1) == [{1, 3, 4}]
+    assert _by_row(known(FilterIndex.build(kg, time_filter="timestamp"), q), 1) == [{4}]
+
+
+def naive_same_time(kg: KG, queries: torch.Tensor, splits: tuple[str, ...] = SPLITS) -> Pairs:
+    """Known answers by the timestamp rule, from a dict: ``(i, a)`` when ``(h, r, a, tau)`` of query ``i`` is a
+    quadruple of ``splits`` as modelled, either direction."""
+    answers: dict[tuple[int, int, int], set[int]] = defaultdict(set)
+    for s in splits:
+        for h, r, a, tau in both_directions(kg.splits[s], kg.num_relations).tolist():
+            answers[(h, r, tau)].add(a)
+    return {
+        (i, a) for i, (h, r, _, tau) in enumerate(queries.tolist()) for a in answers[(h, r, tau)]
+    }
+
+
+@pytest.mark.parametrize("mode", ["start", "split"])
+def test_timestamp_yago(raw_yago: RawKG, yago: KG, mode: str) -> None:
+    """On the real YAGO11k: every answer the timestamp filter removes is a known quadruple with the query's time
+    id, and every such quadruple is removed; each query's own answer is among them (the ranking keeps it, see
+    tests/test_evaluate.py); the interval filter removes at least as much."""
+    kg = yago if mode == "start" else build_kg(raw_yago, interval_mode="split")
+    index = FilterIndex.build(kg, time_filter="timestamp")
+    # train: the first 1100 facts include two with no known year (masked years), at the time id "unknown"
+    own = torch.cat([_queries(kg, "test"), _queries(kg, "valid", 300), _queries(kg, "train", 1100)])
+    assert (own[:, 3] == kg.time.labels.index("unknown")).any()
+    q = torch.cat([own, _grid(kg, 24)])
+    got = known(index, q)
+    assert got == naive_same_time(kg, q)
+    assert {(i, int(t)) for i, t in enumerate(own[:, 2].tolist())} <= got
+    assert got < known(FilterIndex.build(kg), q)
+    train_only = known(FilterIndex.build(kg, ("train",), time_filter="timestamp"), q)
+    assert train_only == naive_same_time(kg, q, ("train",))
+
+
+@pytest.mark.parametrize("mode", ["start", "expand", "split"])
+def test_timestamp_tiny_tkg(mode: str) -> None:
+    """A real Wikidata12k subset: facts with an unknown start are modelled at their end bin; ``expand`` repeats
+    a training fact at every bin of its interval."""
+    from kgdistill.data import read_hyte
+
+    raw = read_hyte(FIXTURES / "wikidata12k-mini")
+    kg = build_kg(raw, granularity="year", interval_mode=mode)  # type: ignore[arg-type]
+    q = torch.cat(
+        [_queries(kg, "test"), _queries(kg, "valid"), _queries(kg, "train"), _grid(kg, 20)]
+    )
+    got = known(FilterIndex.build(kg, time_filter="timestamp"), q)
+    assert got == naive_same_time(kg, q)
+    assert got < known(FilterIndex.build(kg), q)
+
+
+def test_timestamp_is_the_point_filter_on_point_data(tiny_point_kg: KG) -> None:
+    q = torch.cat([_queries(tiny_point_kg, "test"), _queries(tiny_point_kg, "train", 300)])
+    index = FilterIndex.build(tiny_point_kg, time_filter="timestamp")
+    assert index.mode == "timestamp"
+    assert known(index, q) == known(FilterIndex.build(tiny_point_kg), q)
+    static = FilterIndex.build(tiny_point_kg, time_aware=False, time_filter="timestamp")
+    assert static.mode == "static"
+
+
+def test_timestamp_on_a_static_graph_is_the_static_filter(tiny_kg: KG) -> None:
+    assert FilterIndex.build(tiny_kg, time_filter="timestamp").mode == "static"
+
+
+def test_unknown_time_filter_names_the_key(tiny_tkg: KG) -> None:
+    with pytest.raises(ConfigError, match=r"config key 'eval\.time_filter': 'bins' is not one of"):
+        FilterIndex.build(tiny_tkg, time_filter="bins")  # type: ignore[arg-type]
 
 
 def test_filter_index_to_and_empty_queries(hand_point: RawKG) -> None:

@@ -111,4 +111,6 @@ def test_benchmark_end_to_end(temporal_run: Path, tmp_path: Path) -> None:
         for x in levels:  # bounded in count (150 requests) and time, and no request failed
             assert 0 < x["requests"] <= 150 + x["concurrency"] and x["errors"] == 0
     assert set(doc["goals"]) == {"small"}
-    assert "## Goals" in (out / "serving.md").read_text()
+    assert doc["filter_modes"] == {"yago11k-mini": "interval"}
+    md = (out / "serving.md").read_text()
+    assert "## Goals" in md and "`interval` filter on yago11k-mini (removes the answers whose" in md

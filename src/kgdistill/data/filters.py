@@ -1,31 +1,91 @@
 """Known answers per query, for filtered ranking (static and time-aware), as immutable CSR tensors.
 
-The index is built once from the original facts of the filter splits in both directions (``(h, r) -> t`` and
+The index is built once from the facts of the filter splits in both directions (``(h, r) -> t`` and
 ``(t, r + R) -> h``) and answers a batch of queries without a Python loop: sorted keys are looked up with
 :func:`torch.searchsorted`, the segments gathered with :func:`torch.repeat_interleave`.
 
-* static: key ``(h, r)``;
-* time-aware, point times (ICEWS): key ``(h, r, tau)``, answers true on the same day (tkbc);
-* time-aware, intervals: key ``(h, r)`` plus each answer's validity ``[lo, hi]`` in bins; an answer is removed
-  when the query's bin lies inside it (open bounds for unknown years, see :mod:`kgdistill.data.time`).
+Modes (:attr:`FilterIndex.mode`), chosen by :meth:`FilterIndex.build` from the graph and two options,
+``time_aware`` and ``time_filter`` (the config's ``eval.time_aware`` / ``eval.time_filter``):
+
+* ``static`` (a static graph, or ``time_aware=False``): key ``(h, r)`` over the original facts, times ignored.
+* ``time_filter="validity"`` (default): an answer is removed when it is *true at the query's time*:
+
+  - ``point`` (point times, ICEWS): key ``(h, r, tau)``, answers true on the same day (tkbc);
+  - ``interval`` (YAGO11k, Wikidata12k): key ``(h, r)`` over the original facts plus each answer's validity
+    ``[lo, hi]`` in bins; an answer is removed when the query's bin lies inside it (open bounds for unknown
+    years, see :mod:`kgdistill.data.time`). A query at the ``unknown`` time id uses the static filter.
+
+* ``timestamp`` (``time_filter="timestamp"``, the protocol of the tkbc / TeRo line of papers): key
+  ``(h, r, tau)`` over the quadruples *as modelled* (``kg.splits``, the rows the queries are built from, not
+  the original facts): an answer ``a`` of a query ``(h, r, ?, tau)`` is removed exactly when a quadruple
+  ``(h, r, a, tau)`` (or ``(a, r, h, tau)`` for a head query) of the filter splits carries the **same time
+  id** ``tau``. Nothing else about time is compared. On point data this is the ``point`` filter. On interval
+  data the time id is the one the fact is modelled at (``data.time.interval_mode``):
+
+  - ``start``: the bin of its start year (of its end year when the start is unknown), so a fact removes
+    answers only of queries in that one bin, even where its interval covers the query's bin;
+  - ``split``: its ``since <start bin>`` and ``until <end bin>`` time ids; the modifier is part of the id, so a
+    ``since`` query is filtered by ``since`` quadruples of the same bin only (TeRo's split);
+  - ``expand``: a training fact at every bin of its known interval, a valid / test fact at its start bin;
+  - a fact with no known year is modelled at the time id ``unknown`` and filters (and is filtered by) queries
+    at ``unknown`` only.
+
+  Use it to compare with papers that filter this way. On interval data every time id a fact is modelled at lies
+  inside its validity, so the ``validity`` filter removes every answer ``timestamp`` removes and usually more
+  (every answer still true at the query's time): MRR under the two is not comparable.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import get_args
 
 import torch
 
+from kgdistill.config import TimeFilter
+from kgdistill.data.batching import both_directions
 from kgdistill.data.kg import KG
 from kgdistill.data.time import UNKNOWN_ANCHOR
-from kgdistill.types import HEAD, REL, TIME, LongTensor
+from kgdistill.errors import ConfigError
+from kgdistill.types import HEAD, REL, TAIL, TIME, LongTensor
 
-__all__ = ["FILTER_BLOCK", "FilterIndex"]
+__all__ = ["FILTER_BLOCK", "FILTER_MODES", "TIME_FILTERS", "FilterIndex", "filter_mode"]
 
 #: queries looked up at once by :meth:`FilterIndex.known_chunks` (at least one chunk): a lookup costs a dozen
 #: small tensor operations whatever its size, so small evaluation chunks share one.
 FILTER_BLOCK = 512
+#: the values of ``time_filter`` (``eval.time_filter``)
+TIME_FILTERS: tuple[str, ...] = get_args(TimeFilter)
+#: every :attr:`FilterIndex.mode` and what it removes from a query's ranking (for protocol lines and docs)
+FILTER_MODES = {
+    "static": "every known answer of (h, r), times ignored",
+    "point": "the answers known on the query's day",
+    "interval": "the answers whose validity interval contains the query's time bin, unknown bounds open",
+    "timestamp": "the answers of known quadruples with the query's own time id, as tkbc / TeRo",
+}
+#: the modes whose key holds the query's time id
+_TIMED_KEY = ("point", "timestamp")
+
+
+def filter_mode(time_kind: str, *, time_aware: bool = True, time_filter: str = "validity") -> str:
+    """The :attr:`FilterIndex.mode` of a graph whose times are ``time_kind`` under the options (see the module
+    docstring).
+
+    Args:
+        time_kind: ``KG.time.kind`` (``none``, ``point``, ``interval``) or a catalog kind (``static``, ...).
+        time_aware / time_filter: as :meth:`FilterIndex.build`.
+
+    Raises:
+        ConfigError: ``time_filter`` is not one of :data:`TIME_FILTERS` (names ``eval.time_filter``).
+    """
+    if time_filter not in TIME_FILTERS:
+        raise ConfigError(
+            f"config key 'eval.time_filter': {time_filter!r} is not one of {', '.join(TIME_FILTERS)}"
+        )
+    if not time_aware or time_kind not in ("point", "interval"):
+        return "static"
+    return "timestamp" if time_filter == "timestamp" else time_kind
 
 
 @dataclass(frozen=True)
@@ -38,7 +98,7 @@ class FilterIndex:
         answers: ``(N,)`` answer entity ids.
         lo / hi: ``(N,)`` validity bounds of each answer (interval mode), else ``None``.
         anchors: ``(T,)`` the bin / ordinal of each time id (interval mode), else ``None``.
-        mode: ``static``, ``point`` or ``interval``.
+        mode: ``static``, ``point``, ``interval`` or ``timestamp`` (see :data:`FILTER_MODES`).
     """
 
     keys: LongTensor
@@ -53,30 +113,37 @@ class FilterIndex:
 
     @classmethod
     def build(
-        cls, kg: KG, splits: Sequence[str] = ("train", "valid", "test"), *, time_aware: bool = True
+        cls,
+        kg: KG,
+        splits: Sequence[str] = ("train", "valid", "test"),
+        *,
+        time_aware: bool = True,
+        time_filter: TimeFilter = "validity",
     ) -> FilterIndex:
-        """Index the facts of ``splits``; ``time_aware=False`` on a temporal KG gives the static filter."""
-        facts = torch.cat([kg.facts[s] for s in splits])
-        R2 = 2 * kg.num_relations
-        h = torch.cat([facts[:, 0], facts[:, 2]])
-        r = torch.cat([facts[:, 1], facts[:, 1] + kg.num_relations])
-        t = torch.cat([facts[:, 2], facts[:, 0]])
-        key = h * R2 + r
-        mode = "static"
+        """Index the facts of ``splits``.
+
+        Args:
+            time_aware: ``False`` on a temporal KG gives the static filter.
+            time_filter: ``validity`` (default: ``point`` or ``interval`` by the graph's time kind) or
+                ``timestamp`` (see the module docstring); ignored on a static graph or with ``time_aware=False``.
+
+        Raises:
+            ConfigError: an unknown ``time_filter``.
+        """
+        mode = filter_mode(kg.time.kind, time_aware=time_aware, time_filter=time_filter)
+        # a timed key reads the time ids of the quadruples as modelled; the others the original facts
+        rows = torch.cat([(kg.splits if mode in _TIMED_KEY else kg.facts)[s] for s in splits])
+        queries = both_directions(rows, kg.num_relations)  # (2n, 3|4)
+        key = cls._key(queries, 2 * kg.num_relations, kg.num_times, mode)
         lo = hi = anchors = None
-        if time_aware and kg.temporal:
+        if mode == "interval":
             assert kg.validity is not None
             val = torch.cat([kg.validity[s] for s in splits]).repeat(2, 1)
-            if kg.time.kind == "point":
-                mode = "point"
-                ordinals = torch.tensor(kg.time.anchors, dtype=torch.long)
-                key = key * kg.num_times + torch.searchsorted(ordinals, val[:, 0].contiguous())
-            else:
-                mode = "interval"
-                lo, hi = val[:, 0], val[:, 1]
-                anchors = torch.tensor(kg.time.anchors, dtype=torch.long)
+            lo, hi = val[:, 0], val[:, 1]
+            anchors = torch.tensor(kg.time.anchors, dtype=torch.long)
         key, order = torch.sort(key, stable=True)
-        t = t.index_select(0, order)  # index_select: a 1-D gather ~3x faster than t[order]
+        # index_select: a 1-D gather ~3x faster than t[order]
+        t = queries[:, TAIL].index_select(0, order)
         if lo is not None and hi is not None:
             lo, hi = lo.index_select(0, order), hi.index_select(0, order)
         keys, counts = torch.unique_consecutive(key, return_counts=True)
@@ -93,6 +160,23 @@ class FilterIndex:
             hi=hi,
             anchors=anchors,
         )
+
+    @staticmethod
+    def _key(queries: LongTensor, num_directed: int, num_times: int, mode: str) -> LongTensor:
+        """``(B,)`` lookup keys of ``queries (B, 3|4)``: ``(h, r)``, with the time id in a timed mode.
+
+        Args:
+            num_directed: relations counting reciprocals (``2R``).
+        """
+        key = queries[:, HEAD] * num_directed + queries[:, REL]
+        if mode in _TIMED_KEY:
+            key = key * num_times + queries[:, TIME]
+        return key
+
+    @property
+    def time_aware(self) -> bool:
+        """Whether the filter reads the queries' time (every mode but ``static``)."""
+        return self.mode != "static"
 
     def to(self, device: torch.device | str) -> FilterIndex:
         """A copy with every tensor on ``device``."""
@@ -119,9 +203,7 @@ class FilterIndex:
             ``(rows, cols)``: index pairs into a ``(B, E)`` score matrix, one per known answer, ``rows``
             ascending (the answers of query 0 first).
         """
-        key = queries[:, HEAD] * (2 * self.num_relations) + queries[:, REL]
-        if self.mode == "point":
-            key = key * self.num_times + queries[:, TIME]
+        key = self._key(queries, 2 * self.num_relations, self.num_times, self.mode)
         pos = torch.searchsorted(self.keys, key).clamp_max_(len(self.keys) - 1)
         # index_select throughout: 1-D gathers ~3x faster than advanced indexing (x[idx])
         start = self.offsets.index_select(0, pos)
