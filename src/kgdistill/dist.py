@@ -52,6 +52,7 @@ from kgdistill.types import BoolTensor, LongTensor
 
 __all__ = [
     "BACKEND_ENV",
+    "FIND_UNUSED_ENV",
     "LossStep",
     "World",
     "all_sum",
@@ -75,6 +76,9 @@ log = logging.getLogger(__name__)
 
 #: environment variable naming the backend (``gloo`` or ``nccl``); default: gloo, plus NCCL for CUDA tensors
 BACKEND_ENV = "KGDISTILL_DIST_BACKEND"
+
+#: ``0``: DistributedDataParallel without ``find_unused_parameters`` (see :func:`parallel`)
+FIND_UNUSED_ENV = "KGDISTILL_DDP_FIND_UNUSED"
 
 T = TypeVar("T")
 
@@ -316,7 +320,9 @@ def parallel(step: LossStep, device: torch.device) -> nn.Module:
     """``step`` under DistributedDataParallel when there are several ranks, else ``step`` itself.
 
     ``find_unused_parameters``: a stage's objective may leave parameters without gradient (a time table no
-    term reads); DDP then finds them from the loss instead of waiting for their gradients.
+    term reads); DDP then finds them from the loss instead of waiting for their gradients, at the cost of one
+    walk over the autograd graph a step. ``KGDISTILL_DDP_FIND_UNUSED=0`` turns the walk off when every trained
+    parameter always gets a gradient (a run that then misses one stops with DDP's error naming it).
     """
     if not world().active:
         return step
@@ -331,7 +337,7 @@ def parallel(step: LossStep, device: torch.device) -> nn.Module:
     return ddp(
         step,
         device_ids=[device.index] if device.type == "cuda" else None,
-        find_unused_parameters=True,
+        find_unused_parameters=os.environ.get(FIND_UNUSED_ENV, "1") != "0",
         **quiet,
     )
 
