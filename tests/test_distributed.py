@@ -6,6 +6,7 @@ The multi-process tests start ``python -m torch.distributed.run --nproc-per-node
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -41,8 +42,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def test_spans_cover_the_queries_in_whole_chunks(n: int, chunk: int, size: int) -> None:
     spans = [dist.span(n, chunk, rank, size) for rank in range(size)]
     assert spans[0][0] == 0 and spans[-1][1] == n
-    for (lo, hi), (lo2, _) in zip(spans, spans[1:], strict=False):
-        assert hi == lo2  # contiguous and disjoint
+    for (_, hi), (lo, _) in itertools.pairwise(spans):
+        assert hi == lo  # contiguous and disjoint
     for lo, hi in spans:
         assert lo <= hi and lo % chunk == 0 and (hi % chunk == 0 or hi == n)
     counts = [-(-(hi - lo) // chunk) for lo, hi in spans]
@@ -107,10 +108,10 @@ def test_nccl_without_gpus_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv(dist.BACKEND_ENV, "nccl")
-    with pytest.raises(ConfigError, match="NCCL.*no CUDA device"):
+    with pytest.raises(ConfigError, match=r"NCCL.*no CUDA device"):
         dist.init_from_env()
     monkeypatch.setenv(dist.BACKEND_ENV, "mpi")
-    with pytest.raises(ConfigError, match="gloo.*nccl"):
+    with pytest.raises(ConfigError, match=r"gloo.*nccl"):
         dist.init_from_env()
     monkeypatch.setenv("RANK", "5")
     with pytest.raises(ConfigError, match="RANK=5"):
@@ -128,7 +129,7 @@ def test_pinned_gpu_and_small_batches_are_refused_under_torchrun(
     # the training loop's check, before any collective: 3 queries a step cannot feed 4 processes
     monkeypatch.setattr(dist, "init_from_env", lambda: dist.World(rank=0, size=4))
     cfg = parse_config({**_tiny_cfg(), "train": {"batch_size": 3, "progress": False}})
-    with pytest.raises(ConfigError, match="train.batch_size.*4 processes"):
+    with pytest.raises(ConfigError, match=r"train.batch_size.*4 processes"):
         api.train(cfg, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
@@ -238,7 +239,9 @@ def test_two_processes_evaluate_yago11k_exactly_as_one(tmp_path: Path) -> None:
     with safe_open(str(best), framework="pt") as fh:
         header = fh.metadata()
     table = tensors["model.entities.weight"]
-    table[::3] = 0.0  # every third entity scores 0 for every query: many ties, some with the true answer
+    table[::3] = (
+        0.0  # every third entity scores 0 for every query: many ties, some with the true answer
+    )
     save_file(tensors, str(best), metadata=header)
     script = tmp_path / "eval.py"
     script.write_text(_EVAL_SCRIPT)
