@@ -351,3 +351,18 @@ def test_distill_two_processes_each_rank_reads_its_teachers(tmp_path: Path) -> N
     assert _close(tmp_path / "one", tmp_path / "two", loss_rel=1e-3)
     retention = json.loads((tmp_path / "two" / "metrics.json").read_text())["retention"]
     assert set(retention) == {"kge"}  # the teacher's own evaluation, shared by the ranks
+
+
+def test_memory_model_of_the_scaling_benchmark() -> None:
+    """benchmarks/distributed.py's bytes per rank: replication adds DDP's buckets, sharding divides the rows."""
+    from distributed import WIKIDATA5M_ENTITIES, model_bytes
+
+    one = model_bytes(WIKIDATA5M_ENTITIES, 128, optimizer="adam")
+    assert one["table"] == WIKIDATA5M_ENTITIES * 128 * 4 and one["optimizer"] == 2 * one["table"]
+    assert one["total"] == 4 * one["table"]  # table, gradient, 2 Adam states
+    ddp = model_bytes(WIKIDATA5M_ENTITIES, 128, optimizer="adam", ranks=8)
+    assert ddp["total"] == 5 * one["table"]  # + DDP's gradient buckets, on every rank
+    sharded = model_bytes(WIKIDATA5M_ENTITIES, 128, optimizer="adam", ranks=8, sharded=True)
+    assert sharded["total"] == pytest.approx(one["total"] / 8, rel=1e-6)
+    bf16 = model_bytes(WIKIDATA5M_ENTITIES, 128, precision=2, optimizer="adagrad")
+    assert bf16["total"] == 3 * WIKIDATA5M_ENTITIES * 128 * 2
