@@ -214,6 +214,7 @@ out = {}
 for ties in ("realistic", "optimistic", "pessimistic"):
     m = api.evaluate_run(sys.argv[1], split="test", overrides={"ties": ties}, progress=False)
     out[ties] = m.sides
+out["rerank"] = api.evaluate_run(sys.argv[1], retriever=sys.argv[1], rerank_k=20, progress=False).sides
 if dist.is_main():
     print(json.dumps(out))
 """
@@ -222,7 +223,8 @@ if dist.is_main():
 @pytest.mark.slow
 def test_two_processes_evaluate_yago11k_exactly_as_one(tmp_path: Path) -> None:
     """The full YAGO11k test split (4,000 queries) ranked by 2 gloo ranks: every metric equal to the last bit,
-    in all three tie modes; a third of the entities share one score, so realistic ranks end in .5."""
+    in all three tie modes and re-ranking; a third of the entities share one score, so realistic ranks end in
+    .5."""
     cfg = parse_config(
         {
             "data": {"name": "yago11k"},
