@@ -118,14 +118,18 @@ def test_nccl_without_gpus_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -
         dist.init_from_env()
 
 
-def test_pinned_gpu_and_small_batches_are_refused_under_torchrun(
+def test_pinned_gpu_cpu_under_nccl_and_small_batches_are_refused(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     with monkeypatch.context() as m:
         m.setattr(dist, "world", lambda: dist.World(rank=0, size=4))
         with pytest.raises(ConfigError, match="every rank on one GPU"):
             dist.local_device(torch.device("cuda", 1))
+        m.setattr(dist.tdist, "get_backend", lambda: "gloo")
         assert dist.local_device(torch.device("cpu")) == torch.device("cpu")
+        m.setattr(dist.tdist, "get_backend", lambda: "nccl")
+        with pytest.raises(ConfigError, match="GPU tensors only"):
+            dist.local_device(torch.device("cpu"))
     # the training loop's check, before any collective: 3 queries a step cannot feed 4 processes
     monkeypatch.setattr(dist, "init_from_env", lambda: dist.World(rank=0, size=4))
     cfg = parse_config({**_tiny_cfg(), "train": {"batch_size": 3, "progress": False}})

@@ -196,11 +196,18 @@ def local_device(device: torch.device) -> torch.device:
     """The rank's own device: ``cuda`` becomes ``cuda:LOCAL_RANK`` under torchrun; CPU is unchanged.
 
     Raises:
-        ConfigError: a device pinned to one GPU (``cuda:1``) while several ranks share a node, or a rank with
-            no GPU of its own.
+        ConfigError: a device pinned to one GPU (``cuda:1``) while several ranks share a node, a rank with no
+            GPU of its own, or a CPU device under an NCCL-only process group.
     """
     w = world()
-    if not w.active or device.type != "cuda":
+    if not w.active:
+        return device
+    if device.type != "cuda":
+        if tdist.get_backend() == "nccl":
+            raise ConfigError(
+                f"config key 'train.device': '{device}' under NCCL, which reduces GPU tensors only; use "
+                f"'cuda' (or 'auto'), or {BACKEND_ENV}=gloo"
+            )
         return device
     if device.index is not None:
         raise ConfigError(
