@@ -341,6 +341,9 @@ def fit(
     validation MRR over all stages. One line per epoch is logged (loss terms, seconds, time left) whatever the
     output; in a terminal a progress bar covers the whole run.
 
+    Under ``torchrun`` (:mod:`kgdistill.dist`) every rank calls this: ``train.batch_size`` is the global batch,
+    split over the ranks; rank 0 writes the log and checkpoints, every rank takes rank 0's decisions.
+
     Returns:
         The final :class:`FitState` (best validation MRR and epoch, time spent).
     """
