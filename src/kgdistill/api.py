@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from kgdistill import dist
 from kgdistill.checkpoint import Checkpoint, load_checkpoint, load_model
 from kgdistill.config import (
     DataConfig,
@@ -35,7 +36,6 @@ from kgdistill.io import atomic_write_text
 from kgdistill.models.base import KGEModel
 from kgdistill.predict import Answer, Predictor, Query
 from kgdistill.run import Run, check, eval_kwargs, load_data
-from kgdistill.runfolder import claim
 from kgdistill.runs import (
     finished,
     keep_freed_memory,
@@ -96,6 +96,7 @@ def train(
     Returns:
         :class:`RunResult` with the run folder, the test metrics and the best model.
     """
+    dist.init_from_env()  # under torchrun: join the process group (nothing for one process)
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "last.safetensors").is_file():
@@ -107,7 +108,8 @@ def train(
         run_dir = (
             Path(out) if out is not None else new_run_dir(runs_root, cfg.name or cfg.model.name)
         )
-    with claim(run_dir, fresh=resume is None, overwrite=overwrite):
+    run_dir = Path(dist.broadcast(str(run_dir)))  # rank 0's timestamped folder
+    with dist.claim(run_dir, fresh=resume is None, overwrite=overwrite):
         return _train_in(run_dir, cfg, resume=resume is not None)
 
 
@@ -122,7 +124,7 @@ def _train_in(run_dir: Path, cfg: RunConfig | None, *, resume: bool) -> RunResul
     if cfg.train.keep_freed_memory:
         keep_freed_memory()
     run = Run.build(cfg, checkpoint=ckpt)
-    if ckpt is None:
+    if ckpt is None and dist.is_main():
         atomic_write_text(
             run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
         )
@@ -131,7 +133,10 @@ def _train_in(run_dir: Path, cfg: RunConfig | None, *, resume: bool) -> RunResul
     if best.is_file():
         load_model(load_checkpoint(best), run.model)
     metrics = run.evaluate()
-    run.write_results(run_dir, metrics, state)
+    retention = run.retention(metrics)  # every rank: the teachers' evaluations are shared too
+    if dist.is_main():
+        with dist.alone():
+            run.write_results(run_dir, metrics, state, retention=retention)
     return RunResult(run_dir=run_dir, metrics=metrics, model=run.model)
 
 
@@ -307,11 +312,12 @@ def evaluate_run(
     evaluated on a real graph. ``max_queries``: the first that many facts of the split only (a quick look at a
     slow model; the protocol records it).
     """
+    dist.init_from_env()  # under torchrun the ranks share the queries (kgdistill.dist)
     ckpt, cfg = _open(path)
     data = cfg.data.model_copy(update={"root": data_root}) if data_root else cfg.data
     kg = load_data(data)
     check_graph(GraphVocab.of_checkpoint(ckpt.meta), kg, what=str(ckpt.path))  # before building it
-    device = resolve_device(cfg.train.device)
+    device = dist.local_device(resolve_device(cfg.train.device))
     first = None
     if retriever is not None:
         first, _ = _open(retriever)

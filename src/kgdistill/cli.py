@@ -101,8 +101,17 @@ def _run(
         extra = [f"data.root={data_root}"] if data_root else []
         cfg, _ = _api().load_config(config, [*overrides, *extra])
         result = pipeline(cfg, out=out, overwrite=overwrite)
+    if not _main_rank():
+        return
     _print_metrics(result.metrics, f"{result.run_dir} ({result.metrics.protocol['split']})")
     _print_retention(result.run_dir / "metrics.json")
+
+
+def _main_rank() -> bool:
+    """Whether this process prints results: the only one, or rank 0 under torchrun."""
+    from kgdistill import dist
+
+    return dist.is_main()
 
 
 def _print_retention(path: Path) -> None:
@@ -238,6 +247,8 @@ def evaluate_cmd(
         rerank_k=rerank_k,
         max_queries=max_queries,
     )
+    if not _main_rank():
+        return
     if as_json:
         click.echo(json.dumps(metrics.to_dict(), indent=2))
     else:

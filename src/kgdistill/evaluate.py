@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import torch
 from tqdm.auto import tqdm
 
+from kgdistill import dist
 from kgdistill.config import TimeFilter
 from kgdistill.data.batching import both_directions
 from kgdistill.data.filters import FilterIndex
@@ -274,9 +275,14 @@ def _chunks(
 ) -> Iterator[tuple[int, LongTensor, LongTensor | None, LongTensor | None]]:
     """``(start, queries (B, 3|4), rows, cols)`` per chunk; ``rows`` / ``cols``: its known answers or ``None``."""
     q, chunk = setup.queries, setup.batch_size
-    starts = range(0, len(q), chunk)
-    known = setup.filter_index.known_chunks(q, chunk) if setup.filter_index is not None else None
-    for s in tqdm(starts, desc=desc, leave=False, disable=None if progress else True):
+    lo, hi = dist.span(len(q), chunk)  # this rank's chunks (all of them with one process)
+    starts = range(lo, hi, chunk)
+    known = (
+        setup.filter_index.known_chunks(q[lo:hi], chunk) if setup.filter_index is not None else None
+    )
+    for s in tqdm(
+        starts, desc=desc, leave=False, disable=None if progress and dist.is_main() else True
+    ):
         rows, cols = next(known) if known is not None else (None, None)
         yield s, q[s : s + chunk], rows, cols
 
@@ -373,11 +379,16 @@ def evaluate(
     )
     ranks = torch.empty(len(setup.queries), dtype=torch.float64, device=device)
     q, chunk, index = setup.queries, setup.batch_size, setup.filter_index
-    known = index.known_flat_chunks(q, chunk, kg.num_entities) if index is not None else None
-    starts = range(0, len(q), chunk)
+    # with several ranks (kgdistill.dist) each ranks its own run of whole chunks, then the ranks are gathered
+    lo, hi = dist.span(len(q), chunk)
+    known = index.known_flat_chunks(q[lo:hi], chunk, kg.num_entities) if index is not None else None
+    starts = range(lo, hi, chunk)
     with _EvalMode(model):
         for s in tqdm(
-            starts, desc=f"eval {split}", leave=False, disable=None if progress else True
+            starts,
+            desc=f"eval {split}",
+            leave=False,
+            disable=None if progress and dist.is_main() else True,
         ):
             part = q[s : s + chunk]
             scores = model.score_all(part)
@@ -385,6 +396,7 @@ def evaluate(
                 scores = scores.float()
             flat = next(known) if known is not None else None
             ranks[s : s + len(part)] = rank_filtered(scores, part[:, TAIL], flat, ties)
+    ranks = dist.gather_span(ranks, lo, hi)
     return Metrics(sides=_sides(ranks, setup.facts, ks), protocol=_protocol(kg, split, setup, ties))
 
 
@@ -568,6 +580,7 @@ def evaluate_rerank(
             ranks[s : s + len(q)] = rerank_ranks(
                 retrieval, valid, targets, candidates, taken, chosen, rescored, ties
             )
+    ranks = dist.gather_span(ranks, *dist.span(len(setup.queries), setup.batch_size))
     protocol = _protocol(kg, split, setup, ties)
     protocol["rerank"] = {
         "k": k,

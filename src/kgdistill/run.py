@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from kgdistill import __version__
+from kgdistill import __version__, dist
 from kgdistill.checkpoint import Checkpoint, load_checkpoint, load_model
 from kgdistill.compare import filter_label
 from kgdistill.config import DataConfig, EvalConfig, RunConfig
@@ -175,7 +175,8 @@ class Run:
         check(cfg, teacher_fields=dict.fromkeys(cfg.teachers))
         kg = load_data(cfg)
         check(cfg, kg, teacher_fields=dict.fromkeys(cfg.teachers))
-        device = resolve_device(cfg.train.device)
+        # under torchrun, cuda is each rank's own cuda:LOCAL_RANK
+        device = dist.local_device(resolve_device(cfg.train.device))
         if device.type == "cuda" and cfg.train.tf32:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -327,9 +328,16 @@ class Run:
             **eval_kwargs(ev),
         )
 
-    def write_results(self, run_dir: Path, metrics: Metrics, state: FitState) -> None:
+    def write_results(
+        self,
+        run_dir: Path,
+        metrics: Metrics,
+        state: FitState,
+        *,
+        retention: dict[str, dict[str, float]] | None = None,
+    ) -> None:
         """``metrics.json`` (numbers with their protocol, sizes, data report, teachers, features),
-        ``metrics.md`` and ``curves.png``."""
+        ``metrics.md`` and ``curves.png``; ``retention``: :meth:`retention`'s answer when already known."""
         cfg, kg, model = self.cfg, self.kg, self.model
         out = {
             "dataset": kg.name,
@@ -343,7 +351,7 @@ class Run:
             "epochs": state.epoch,
             "train_seconds": round(state.train_seconds, 2),
             "teachers": {name: describe_teacher(t) for name, t in self.teachers.items()},
-            "retention": self.retention(metrics),
+            "retention": self.retention(metrics) if retention is None else retention,
             # text-based models: which texts were encoded, from which sources, how many fell back to ids
             **(
                 {"text": self.feature_meta["text"].get("report", {})}

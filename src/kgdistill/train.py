@@ -27,9 +27,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from kgdistill import dist
 from kgdistill.checkpoint import Checkpoint, save_checkpoint
 from kgdistill.config import ParamGroup, SchedulerConfig, StageConfig, TrainConfig
-from kgdistill.data.batching import Batch, both_directions, in_batch_candidates, sample_candidates
+from kgdistill.data.batching import both_directions, in_batch_candidates, sample_candidates
 from kgdistill.data.filters import FilterIndex
 from kgdistill.data.kg import KG
 from kgdistill.distill.teachers import ALL_FIELDS, Teacher
@@ -184,6 +185,9 @@ class _Stage:
     used: dict[str, frozenset[str]]
     steps_per_epoch: int
     aux: frozenset[str] = frozenset()  # the model's auxiliary losses the objective reads
+    loss: torch.nn.Module | None = (
+        None  # model + teachers + objective (under DDP with several ranks)
+    )
 
 
 def _open_stage(
@@ -257,12 +261,17 @@ def _epoch(
     stage: _Stage,
     queries: LongTensor,
     train: TrainConfig,
-    teachers: Mapping[str, Teacher],
     gen: torch.Generator,
     device: torch.device,
     bar: tqdm | None,
 ) -> tuple[float, dict[str, float]]:
-    """One pass over ``queries`` (already shuffled): the mean loss and the mean of every term."""
+    """One pass over ``queries`` (already shuffled): the mean loss and the mean of every term.
+
+    With several ranks (:mod:`kgdistill.dist`) the batches are global: each rank runs its rows of each, weighted
+    by their share, and the means are summed over the ranks.
+    """
+    assert stage.loss is not None
+    ranks = dist.world()
     sums: dict[str, torch.Tensor] = {}
     total = torch.zeros((), device=device)
     starts = range(0, len(queries), train.batch_size)
@@ -274,15 +283,19 @@ def _epoch(
     stage.optimizer.zero_grad(set_to_none=True)
     for n, i in enumerate(starts, start=1):
         q = queries[i : i + train.batch_size]
+        size = len(q)
         cand, cand_mask = _candidates(q, kg, train, gen)
-        batch = Batch(q, cand, cand_mask)
-        with _autocast(device, train.amp):
-            out = model(q, cand)
-            with torch.no_grad():
-                t_outs = {name: teachers[name](q, cand, need) for name, need in stage.used.items()}
-            loss, parts = stage.objective(out, t_outs, batch)
-        (loss * (len(q) / window[(n - 1) // train.accumulate])).backward()
-        if n % train.accumulate == 0 or n == len(starts):
+        q, cand, cand_mask, share = dist.batch_rows(q, cand, cand_mask)
+        sync = n % train.accumulate == 0 or n == len(starts)
+        with dist.no_sync(stage.loss, sync):
+            with _autocast(device, train.amp):
+                loss, parts = stage.loss(q, cand, cand_mask)
+            # DDP averages the ranks' gradients: a rank's weight is its share of the window times the ranks
+            weight = size / window[(n - 1) // train.accumulate]
+            (loss * (weight * share * ranks.size if ranks.active else weight)).backward()
+        if ranks.active:
+            loss, parts = loss * share, {k: v * share for k, v in parts.items()}
+        if sync:
             if train.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(stage.params, train.grad_clip)
             stage.optimizer.step()
@@ -293,6 +306,9 @@ def _epoch(
             sums[k] = sums.get(k, 0) + v.float()
         if bar is not None:
             bar.update(1)
+    if ranks.active:  # the mean of the global batches' losses, the same on every rank
+        summed = dist.all_sum(torch.stack([total, *sums.values()]))
+        total, sums = summed[0], dict(zip(sums, summed[1:], strict=True))
     steps = max(len(starts), 1)
     return float(total) / steps, {k: float(v) / steps for k, v in sums.items()}
 
@@ -329,14 +345,23 @@ def fit(
     validation MRR over all stages. One line per epoch is logged (loss terms, seconds, time left) whatever the
     output; in a terminal a progress bar covers the whole run.
 
+    Under ``torchrun`` (:mod:`kgdistill.dist`) every rank calls this: ``train.batch_size`` is the global batch,
+    split over the ranks; rank 0 writes the log and checkpoints, every rank takes rank 0's decisions.
+
     Returns:
         The final :class:`FitState` (best validation MRR and epoch, time spent).
     """
     teachers = dict(teachers or {})
+    ranks = dist.init_from_env()
+    if train.batch_size < ranks.size:
+        raise ConfigError(
+            f"config key 'train.batch_size': {train.batch_size} queries cannot be split over {ranks.size} "
+            "processes (the batch is global: each process takes batch_size / processes of it)"
+        )
     model.to(device)
     queries_all = both_directions(kg.splits["train"], kg.num_relations).to(device)
     n = len(queries_all)
-    journal = JsonlLog(run_dir / "log.jsonl")
+    journal = dist.journal(run_dir / "log.jsonl")
     state = FitState()
     if resume is not None:
         state = FitState(**resume.meta["state"])
@@ -355,7 +380,7 @@ def fit(
         total=left * num_batches,
         desc="training",
         unit="batch",
-        disable=None if train.progress else True,
+        disable=None if train.progress and dist.is_main() else True,
     )
     started, epochs_done = time.perf_counter(), 0
     with bar:
@@ -370,6 +395,9 @@ def fit(
                 state,
                 resume,
             )
+            stage.loss = dist.parallel(
+                dist.LossStep(model, stage.objective, teachers, stage.used), device
+            )
             log.info(
                 "stage %d: %d epochs, objective %s", stage_idx, stage.config.epochs, stage.objective
             )
@@ -382,7 +410,7 @@ def fit(
                 perm = torch.randperm(n, generator=gen)[:per_epoch].to(device)
                 with model.auxiliary(stage.aux):
                     mean_loss, terms = _epoch(
-                        model, kg, stage, queries_all[perm], train, teachers, gen, device, bar
+                        model, kg, stage, queries_all[perm], train, gen, device, bar
                     )
                 state.epoch += 1
                 state.stage_epoch += 1
@@ -421,8 +449,9 @@ def fit(
                         stage_idx,
                     )
                 state.log_lines = journal.lines
+                _sync_state(state)
                 last = state.stage_epoch == stage.config.epochs or state.stage_stopped
-                if last or state.stage_epoch % train.checkpoint_every == 0:
+                if (last or state.stage_epoch % train.checkpoint_every == 0) and dist.is_main():
                     save_checkpoint(
                         run_dir / "last.safetensors",
                         model=model,
@@ -436,12 +465,22 @@ def fit(
                         },
                         rng=True,
                     )
+                dist.barrier()  # the other ranks wait for rank 0's checkpoint
             state.stage += 1
             state.stage_epoch = 0
             state.bad_evals = 0
             state.stage_stopped = False
     state.stage = len(stages)
+    dist.barrier()
     return state
+
+
+def _sync_state(state: FitState) -> None:
+    """Rank 0's loop state (validation, early stopping, time spent) on every rank: every rank takes the
+    same decisions."""
+    if dist.world().active:
+        for k, v in dist.broadcast(asdict(state)).items():
+            setattr(state, k, v)
 
 
 def _log_epoch(
@@ -569,6 +608,7 @@ def _validate(
     log.info("epoch %d valid MRR %.4f%s", state.epoch, metrics.mrr, " (best)" if improved else "")
     if improved:
         state.best_value, state.best_epoch = metrics.mrr, state.epoch
+    if improved and dist.is_main():
         save_checkpoint(
             run_dir / "best.safetensors",
             model=model,
