@@ -51,6 +51,7 @@ from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.contexts.exchange import import_contexts
 from kgdistill.data import load_kg
 from kgdistill.errors import ConfigError
+from kgdistill.runs import finished
 
 log = logging.getLogger("plm_contexts")
 
@@ -200,7 +201,10 @@ def run_benchmark(
     work: Path,
     data_root: Path,
     device: str,
+    train: bool = True,
 ) -> list[dict[str, Any]]:
+    """The rows of every (dataset, seed, model, source) asked for, training what is missing (``train``; else
+    only the finished runs are tabulated)."""
     if profile not in spec["profiles"]:
         raise ConfigError(f"--profile: '{profile}' is not one of {sorted(spec['profiles'])}")
     prof = spec["profiles"][profile]
@@ -238,12 +242,15 @@ def run_benchmark(
                     if model != "bi_encoder":
                         # ranking every entity costs one pass per pair: validation and the final test
                         # re-rank the bi-encoder's top-k instead
-                        assert retriever is not None
+                        if retriever is None:  # --finished-only without the retriever's run
+                            continue
                         cfg["eval"].update(
                             retriever=str(retriever),
                             rerank_k=int(prof["rerank"]["k"]),
                             max_queries=prof["rerank"]["queries"],
                         )
+                    if not train and not finished(run):
+                        continue
                     metrics = ensure_run(cfg, run)
                     if model == "bi_encoder":
                         if source == "descriptions":
@@ -386,6 +393,9 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
 @click.option("--work", default=str(WORK), help="Run folders.")
 @click.option("--out", default=str(REPO / "benchmarks" / "results"), help="Result files.")
 @click.option("--data-root", default=None, help="The datasets' folder (default: $KGDISTILL_DATA).")
+@click.option(
+    "--finished-only", is_flag=True, help="Train nothing: tabulate the finished runs asked for."
+)
 @click.option("-v", "--verbose", is_flag=True)
 def main(
     datasets: tuple[str, ...],
@@ -400,6 +410,7 @@ def main(
     work: str,
     out: str,
     data_root: str | None,
+    finished_only: bool,
     verbose: bool,
 ) -> None:
     """PLM models x text sources (names, descriptions, + LLM contexts) on FB15k-237N and WN18RR (resumable)."""
@@ -420,9 +431,12 @@ def main(
             work=Path(work),
             data_root=root,
             device=device,
+            train=not finished_only,
         )
         if not rows:
-            raise NothingFinished("no row was asked for")
+            raise NothingFinished(
+                f"no finished run under {work}" if finished_only else "no row was asked for"
+            )
         budget = spec["profiles"][profile]
         note = ", ".join(
             f"{m}: {b['epochs']} epochs of {b['epoch_queries'] or 'all'} queries"

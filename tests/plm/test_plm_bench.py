@@ -128,3 +128,24 @@ def test_an_unknown_source_or_profile_is_one_error(tmp_path: Path) -> None:
         run_benchmark(**kwargs, sources=None, profile="huge")
     with pytest.raises(ConfigError, match="no 'gpt-4' contexts"):
         run_benchmark(**kwargs, sources=["gpt-4"], profile="tiny")
+
+
+def test_finished_only_with_nothing_finished_trains_nothing(tmp_path: Path) -> None:
+    from plm_contexts import run_benchmark
+
+    rows = run_benchmark(
+        spec=TINY,
+        datasets=[WN],
+        models=["bi_encoder", "cross_encoder"],
+        sources=None,
+        seeds=[0],
+        profile="tiny",
+        encoder=None,
+        lm=None,
+        ours=None,
+        work=tmp_path,
+        data_root=FIXTURES,
+        device="cpu",
+        train=False,
+    )
+    assert rows == [] and not list(tmp_path.rglob("*.safetensors"))
