@@ -46,6 +46,7 @@ from _common import (
     write_script_result,
 )
 from _latency import single_query_latency_ms
+from _plm_kge import kge_rows
 from kgdistill.api import ensure_run, evaluate_run
 from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.contexts.exchange import import_contexts
@@ -202,9 +203,11 @@ def run_benchmark(
     data_root: Path,
     device: str,
     train: bool = True,
+    kge: bool = False,
 ) -> list[dict[str, Any]]:
     """The rows of every (dataset, seed, model, source) asked for, training what is missing (``train``; else
-    only the finished runs are tabulated)."""
+    only the finished runs are tabulated); with ``kge``, the ComplEx teacher and students of each seed too
+    (:mod:`_plm_kge`), distilled from the bi-encoder of the first LLM source asked for."""
     if profile not in spec["profiles"]:
         raise ConfigError(f"--profile: '{profile}' is not one of {sorted(spec['profiles'])}")
     prof = spec["profiles"][profile]
@@ -255,6 +258,10 @@ def run_benchmark(
                     if model == "bi_encoder":
                         if source == "descriptions":
                             retriever = run
+                        if kge and source == next((x for x in wanted if x in llm), None):
+                            rows.extend(
+                                kge_rows(dataset, seed, run, source, prof["kge"], work, device)
+                            )
                         if model in models:
                             row = _row(model, dataset, source, seed, metrics, run)
                             row["ms_per_query"] = round(_latency_ms(run), 3)
@@ -359,7 +366,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    table = [r for r in _table(rows) if "retriever" not in r["model"]]
+    table = [r for r in _table(rows) if r["model"] in MODELS]
     if not table:
         return
     panels = sorted({(r["dataset"], r["model"]) for r in table})
@@ -396,6 +403,11 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
 @click.option(
     "--finished-only", is_flag=True, help="Train nothing: tabulate the finished runs asked for."
 )
+@click.option(
+    "--kge",
+    is_flag=True,
+    help="Add a ComplEx teacher and small ComplEx students distilled from the bi-encoder (and the teacher).",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def main(
     datasets: tuple[str, ...],
@@ -411,6 +423,7 @@ def main(
     out: str,
     data_root: str | None,
     finished_only: bool,
+    kge: bool,
     verbose: bool,
 ) -> None:
     """PLM models x text sources (names, descriptions, + LLM contexts) on FB15k-237N and WN18RR (resumable)."""
@@ -432,6 +445,7 @@ def main(
             data_root=root,
             device=device,
             train=not finished_only,
+            kge=kge,
         )
         if not rows:
             raise NothingFinished(

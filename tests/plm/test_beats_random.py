@@ -1,8 +1,9 @@
 """Short real runs of the PLM models with the packaged all-MiniLM-L6-v2 on the WN18RR subset, with the dataset's
 names and definitions (kg-bert files of the full dataset: without them the subset's texts are synset offsets,
-which no text model can rank by): each ranks every entity far better than random after a few dozen steps (a random rank among E entities has an expected
-reciprocal of H_E / E). The generative model is left out here: ranking every entity with SmolLM2-135M costs one
-LM pass per entity and query, minutes on a CPU even for a few queries (tests/plm/test_generative.py trains it)."""
+which no text model can rank by): each ranks every entity far better than random after a few dozen steps (a
+random rank among E entities has an expected reciprocal of H_E / E). The generative model is left out here:
+ranking every entity with SmolLM2-135M costs one LM pass per entity and query, minutes on a CPU even for a few
+queries (tests/plm/test_generative.py trains it)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,17 @@ def _config(name: str, **train: Any) -> dict[str, Any]:
     ("name", "train", "queries"),
     [
         ("bi_encoder", {"batch_size": 32, "epoch_queries": 320}, 50),
-        ("cross_encoder", {"batch_size": 8, "negatives": 7, "epoch_queries": 160}, 8),
+        (
+            "cross_encoder",
+            {
+                "batch_size": 8,
+                "negatives": 7,
+                "epoch_queries": 320,
+                "eval_max_queries": 2,
+                "param_groups": [{"match": ["encoder.*"], "lr": 1.0e-4}],
+            },
+            4,
+        ),
     ],
 )
 def test_a_short_run_beats_random_ranking_by_far(

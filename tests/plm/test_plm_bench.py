@@ -46,6 +46,15 @@ TINY = {
             },
             "rerank": {"k": 5, "queries": 6},
             "eval_max_queries": 6,
+            "kge": {
+                "teacher_dim": 16,
+                "teacher_epochs": 2,
+                "student_dim": 8,
+                "student_epochs": 2,
+                "cache_k": 16,
+                "temperature": 2.0,
+                "weight": 0.5,
+            },
         }
     },
 }
@@ -70,12 +79,21 @@ def test_the_driver_runs_every_model_and_source(
         "work": tmp_path / "work",
         "data_root": FIXTURES,
         "device": "cpu",
+        "kge": True,
     }
     rows = run_benchmark(**kwargs)
     got = {(r["model"], r["source"]) for r in rows}
     for model in ("bi_encoder", "cross_encoder", "generative"):
         assert {(model, s) for s in ("names", "descriptions", "qwen")} <= got
     assert ("bi_encoder (retriever of cross_encoder)", "descriptions") in got
+    # the KGE rows: the teacher and three students, two of them distilled from the qwen bi-encoder
+    assert {("complex-16 (teacher)", "-"), ("complex-8", "-")} <= got
+    assert {("complex-8 <- bi_encoder (qwen)", "qwen")} <= got
+    assert ("complex-8 <- bi_encoder (qwen) + complex-16", "qwen") in got
+    both = json.loads(
+        (tmp_path / "work" / "wn18rr-mini" / "complex-8-student2-s0" / "metrics.json").read_text()
+    )
+    assert set(both["teachers"]) == {"plm", "kge"}
     for r in rows:
         assert 0 < r["mrr"] <= 1 and r["parameters"] > 0
     rerank = [r for r in rows if r["model"] == "cross_encoder"]

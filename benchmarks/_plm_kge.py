@@ -1,0 +1,135 @@
+"""The KGE rows of benchmarks/plm_contexts.py: a ComplEx teacher on the same split, and small ComplEx students
+without distillation, distilled from the bi-encoder (through a top-k cache of its scores) and from the
+bi-encoder and the ComplEx teacher together: the deployable form of what the texts and contexts taught."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from _latency import single_query_latency_ms
+from kgdistill.api import cache, ensure_run
+from kgdistill.checkpoint import load_checkpoint, load_model
+
+__all__ = ["kge_rows"]
+
+log = logging.getLogger("plm_contexts")
+
+
+def _config(
+    name: str,
+    dataset: str,
+    seed: int,
+    dim: int,
+    epochs: int,
+    objective: list[dict[str, Any]],
+    teachers: dict[str, Any],
+    device: str,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "seed": seed,
+        "data": {"name": dataset},
+        "model": {"name": "complex", "dim": dim, "init_scale": 0.001},
+        "teachers": teachers,
+        "stages": [{"epochs": epochs, "objective": objective}],
+        "train": {
+            "batch_size": 1000,
+            "optimizer": "adagrad",
+            "lr": 0.1,
+            "eval_every": max(epochs // 4, 1),
+            "patience": 0,
+            "progress": False,
+            "device": device,
+        },
+        "eval": {"split": "test", "ties": "realistic"},
+    }
+
+
+def _row(label: str, dataset: str, source: str, seed: int, run: Path) -> dict[str, Any]:
+    import json
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    both = metrics["sides"]["both"]
+    model = load_model(load_checkpoint(run / "best.safetensors")).eval()
+    with torch.inference_mode():
+        ms = single_query_latency_ms(model, torch.tensor([[0, 0, 0]]), repeats=50)
+    return {
+        "dataset": dataset,
+        "model": label,
+        "source": source,
+        "seed": seed,
+        "parameters": metrics["num_parameters"],
+        "train_seconds": metrics.get("train_seconds"),
+        "queries": metrics["protocol"]["queries"],
+        "mrr": both["mrr"],
+        "hits@1": both["hits@1"],
+        "hits@3": both["hits@3"],
+        "hits@10": both["hits@10"],
+        "ms_per_query": round(ms, 3),
+        "run": run.name,
+    }
+
+
+def kge_rows(
+    dataset: str,
+    seed: int,
+    plm_run: Path,
+    source: str,
+    budget: dict[str, Any],
+    work: Path,
+    device: str,
+) -> list[dict[str, Any]]:
+    """The ComplEx teacher and the three students of one seed (``budget``: the profile's ``kge`` block)."""
+    folder = work / Path(dataset).name
+    sup = [{"loss": "supervised_ce"}, {"loss": "n3", "weight": 0.05}]
+    teacher = folder / f"complex-{budget['teacher_dim']}-s{seed}"
+    ensure_run(
+        _config(
+            teacher.name,
+            dataset,
+            seed,
+            budget["teacher_dim"],
+            budget["teacher_epochs"],
+            sup,
+            {},
+            device,
+        ),
+        teacher,
+    )
+    scores = folder / f"cache-bi_encoder-{source}-s{seed}.safetensors"
+    if not scores.is_file():
+        log.info("writing the bi-encoder's top-%d for every training query", budget["cache_k"])
+        cache(plm_run, scores, k=int(budget["cache_k"]), progress=False)
+    kd = {"temperature": budget["temperature"], "weight": budget["weight"]}
+    variants = {
+        "": ({}, sup),
+        f" <- bi_encoder ({source})": (
+            {"plm": {"name": "cache", "path": str(scores)}},
+            [*sup, {"loss": "kd_kl", "teacher": "plm", **kd}],
+        ),
+        f" <- bi_encoder ({source}) + complex-{budget['teacher_dim']}": (
+            {
+                "plm": {"name": "cache", "path": str(scores)},
+                "kge": {"name": "checkpoint", "path": str(teacher)},
+            },
+            [
+                *sup,
+                {"loss": "kd_kl", "teacher": "plm", **kd},
+                {"loss": "kd_kl", "teacher": "kge", **kd},
+            ],
+        ),
+    }
+    dim = budget["student_dim"]
+    rows = [_row(f"complex-{budget['teacher_dim']} (teacher)", dataset, "-", seed, teacher)]
+    for i, (suffix, (teachers, objective)) in enumerate(variants.items()):
+        run = folder / f"complex-{dim}-student{i}-s{seed}"
+        cfg = _config(
+            run.name, dataset, seed, dim, budget["student_epochs"], objective, teachers, device
+        )
+        ensure_run(cfg, run)
+        rows.append(_row(f"complex-{dim}{suffix}", dataset, source if i else "-", seed, run))
+    return rows
