@@ -1,0 +1,189 @@
+"""The language model of the text task: relation classification of an entity pair, with or without knowledge
+injected from a KGE (:class:`~kgdistill.kglm.fusion.KnowledgeInjection`).
+
+The input is ``[CLS] head text [SEP] tail text [SEP]`` assembled from the token tables of
+:func:`kgdistill.plm.plm_features` (no tokenizer at run time); the head's tokens mention the head entity and the
+tail's the tail entity. The encoder's mean-pooled last hidden states go through a linear layer to the labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kgdistill.kglm.fusion import KnowledgeInjection
+from kgdistill.kglm.task import RelationTask, macro_f1
+from kgdistill.models.plm import _const, _cut, _piece, mean_pool, pack
+from kgdistill.plm.encoders import build_encoder_module
+from kgdistill.plm.features import PLMFeatures
+from kgdistill.types import FloatTensor, LongTensor
+
+__all__ = ["RelationClassifier", "align_table", "evaluate_task", "fit_task"]
+
+log = logging.getLogger(__name__)
+
+
+def align_table(
+    labels: list[str], kge_labels: list[str], table: FloatTensor
+) -> tuple[FloatTensor, torch.Tensor]:
+    """The KGE rows of the task's entities ``(E, d_k)`` by label (zeros where the KGE lacks one) and which rows
+    it knows ``(E,)``; unknown entities are not injected (a counted fallback)."""
+    from kgdistill.distill.teachers import align
+
+    rows = align(labels, kge_labels)
+    known = rows >= 0
+    out = torch.zeros(len(labels), table.shape[1])
+    out[known] = table[rows[known]].float()
+    return out, known
+
+
+class RelationClassifier(nn.Module):
+    """See the module docstring.
+
+    Args:
+        features: the encoder's config and weights and the entity token tables.
+        num_labels: the relation labels.
+        entity_table: ``(E, d_k)`` KGE vectors to inject, or ``None`` (the plain language model).
+        known: ``(E,)`` entities the KGE knows (others are not injected), or ``None`` (all).
+        layer / train_kge / gate_bias: of :class:`KnowledgeInjection`.
+    """
+
+    def __init__(
+        self,
+        features: PLMFeatures,
+        num_labels: int,
+        *,
+        entity_table: FloatTensor | None = None,
+        known: torch.Tensor | None = None,
+        layer: int = -1,
+        train_kge: bool = False,
+        gate_bias: float = -2.0,
+    ) -> None:
+        super().__init__()
+        encoder = build_encoder_module(dict(features.config))
+        if features.state is not None:
+            encoder.load_state_dict(features.state, strict=True)
+        # the encoder is a submodule of the injection when there is one, else of this module
+        self.injection = (
+            KnowledgeInjection(
+                encoder, entity_table, layer=layer, train_kge=train_kge, gate_bias=gate_bias
+            )
+            if entity_table is not None
+            else None
+        )
+        self.plain = encoder if self.injection is None else None
+        self.register_buffer("tokens", features.entities.ids.clone())
+        self.register_buffer("lengths", features.entities.lengths.clone())
+        n = features.entities.ids.shape[0]
+        self.register_buffer(
+            "known", torch.ones(n, dtype=torch.bool) if known is None else known.clone()
+        )
+        self.special = dict(features.special)
+        self.max_length = features.max_length
+        self.head = nn.Linear(features.dim, num_labels)
+
+    def sequences(self, pairs: LongTensor) -> tuple[LongTensor, torch.Tensor, LongTensor]:
+        """``pairs (N, 2)`` -> packed ``ids``, ``mask`` and ``mentions (N, L)`` (the entity id of each head and
+        tail token the KGE knows, else -1). Head and tail share the window, each at least half of it."""
+        h, t = pairs[:, 0], pairs[:, 1]
+        n, dev = len(pairs), pairs.device
+        room = torch.full((n,), self.max_length - 3, device=dev)
+        len_h, len_t = self.lengths[h].long(), self.lengths[t].long()
+        tail_room = torch.minimum(len_t, torch.maximum(room // 2, room - len_h))
+        head = _cut(_piece(self.tokens, self.lengths, h, 0), room - tail_room)
+        tail = _cut(_piece(self.tokens, self.lengths, t, 0), tail_room)
+        cls, sep = self.special["cls"], self.special["sep"]
+        ids, mask, _ = pack(
+            [_const(cls, n, dev, 0), head, _const(sep, n, dev, 0), tail, _const(sep, n, dev, 0)]
+        )
+
+        def entity(rows: LongTensor, piece: Any) -> Any:
+            who = torch.where(self.known[rows], rows, -1)[:, None].expand_as(piece[0])
+            return who, piece[1], 0
+
+        marks, _, _ = pack(
+            [
+                _const(-1, n, dev, 0),
+                entity(h, head),
+                _const(-1, n, dev, 0),
+                entity(t, tail),
+                _const(-1, n, dev, 0),
+            ]
+        )
+        return ids, mask, marks.masked_fill(~mask, -1)
+
+    def forward(self, pairs: LongTensor) -> FloatTensor:
+        """``pairs (N, 2)`` -> label logits ``(N, num_labels)``."""
+        ids, mask, mentions = self.sequences(pairs)
+        if self.injection is not None:
+            hidden = self.injection(ids, mask.long(), mentions)
+        else:
+            assert self.plain is not None
+            hidden = self.plain(input_ids=ids, attention_mask=mask.long())[0]
+        return self.head(mean_pool(hidden, mask))
+
+
+def evaluate_task(
+    model: RelationClassifier, task: RelationTask, split: str, batch_size: int = 256
+) -> dict[str, float]:
+    """Accuracy and macro-F1 of ``model`` on ``split``."""
+    model.eval()
+    pairs, gold = task.pairs[split], task.labels[split]
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        predicted = torch.cat(
+            [model(p.to(device)).argmax(-1).cpu() for p in pairs.split(batch_size)]
+        )
+    return {
+        "accuracy": float((predicted == gold).float().mean()),
+        "macro_f1": macro_f1(predicted, gold, task.num_labels),
+        "examples": len(gold),
+    }
+
+
+def fit_task(
+    model: RelationClassifier,
+    task: RelationTask,
+    *,
+    epochs: int = 3,
+    batch_size: int = 32,
+    lr: float = 5e-5,
+    head_lr: float = 1e-3,
+    seed: int = 0,
+) -> list[dict[str, float]]:
+    """Fine-tune on the training examples (AdamW, cross-entropy; the head, the gate and the projection at
+    ``head_lr``, the encoder and a trainable KGE at ``lr``); validation metrics after each epoch."""
+    fast = [
+        p
+        for n, p in model.named_parameters()
+        if n.startswith(("head.", "injection.gate", "injection.proj"))
+    ]
+    slow = [
+        p
+        for n, p in model.named_parameters()
+        if p.requires_grad and not n.startswith(("head.", "injection.gate", "injection.proj"))
+    ]
+    opt = torch.optim.AdamW([{"params": fast, "lr": head_lr}, {"params": slow, "lr": lr}])
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    pairs, labels = task.pairs["train"], task.labels["train"]
+    history = []
+    for epoch in range(epochs):
+        model.train()
+        perm = torch.randperm(len(pairs), generator=g)
+        total, steps = 0.0, math.ceil(len(pairs) / batch_size)
+        for rows in perm.split(batch_size):
+            loss = F.cross_entropy(model(pairs[rows].to(device)), labels[rows].to(device))
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            total += float(loss.detach())
+        metrics = {"epoch": epoch + 1, "loss": total / steps, **evaluate_task(model, task, "valid")}
+        log.info("relation task epoch %d: %s", epoch + 1, metrics)
+        history.append(metrics)
+    return history

@@ -1,0 +1,100 @@
+"""The text task of the KG -> LM direction on the FB15k-237 subset: relation classification of entity pairs with
+a held-out entity split (no test entity read in training), sequences whose mention marks cover exactly the head
+and tail tokens, macro-F1 by hand, and fine-tuning with and without injected DistMult vectors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from kgdistill.data import KG, build_kg, read_static_names
+from kgdistill.errors import ConfigError
+from kgdistill.kglm import (
+    RelationClassifier,
+    align_table,
+    evaluate_task,
+    fit_task,
+    macro_f1,
+    relation_task,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def fb_mini() -> KG:
+    return build_kg(read_static_names(FIXTURES / "fb15k237-mini"))
+
+
+def test_held_out_entities_never_occur_in_training_pairs(fb_mini: KG) -> None:
+    task = relation_task(fb_mini, num_labels=8, test_entities=0.2, seed=3)
+    held = task.held_out
+    assert not held[task.pairs["train"]].any() and not held[task.pairs["valid"]].any()
+    assert held[task.pairs["test"]].any(1).all()
+    assert task.num_labels == 8 and all(0 <= int(x) < 8 for x in task.labels["train"])
+    # every example is a fact of the graph with its label's relation (or a more frequent one of the pair)
+    facts = {
+        tuple(f) for f in torch.cat([fb_mini.splits[s][:, :3] for s in fb_mini.splits]).tolist()
+    }
+    for (h, t), y in zip(task.pairs["test"].tolist(), task.labels["test"].tolist(), strict=True):
+        assert (h, task.relations[y], t) in facts
+    again = relation_task(fb_mini, num_labels=8, test_entities=0.2, seed=3)
+    assert torch.equal(again.pairs["test"], task.pairs["test"])
+    with pytest.raises(ConfigError, match="no test example"):
+        relation_task(fb_mini, test_entities=0.0)
+
+
+def test_macro_f1_by_hand() -> None:
+    gold = torch.tensor([0, 0, 1, 1, 2])
+    pred = torch.tensor([0, 1, 1, 1, 0])
+    # label 0: tp 1, pred 2, true 2 -> 0.5; label 1: tp 2, pred 3, true 2 -> 0.8; label 2: 0
+    assert macro_f1(pred, gold, 4) == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+
+
+def test_mentions_mark_the_head_and_tail_tokens(fb_mini: KG, tiny_plm: Callable[..., Any]) -> None:
+    features = tiny_plm(fb_mini, max_length=24)
+    known = torch.ones(fb_mini.num_entities, dtype=torch.bool)
+    known[5] = False
+    torch.manual_seed(0)
+    model = RelationClassifier(
+        features, 4, entity_table=torch.randn(fb_mini.num_entities, 8), known=known
+    )
+    pairs = torch.tensor([[1, 2], [5, 7]])
+    ids, mask, mentions = model.sequences(pairs)
+    lengths = features.entities.lengths
+    for row, (h, t) in enumerate(pairs.tolist()):
+        n_h, n_t = int((mentions[row] == h).sum()), int((mentions[row] == t).sum())
+        expect_h = 0 if h == 5 else min(int(lengths[h]), 21 - min(int(lengths[t]), 10))
+        assert n_t == min(int(lengths[t]), max(10, 21 - int(lengths[h])))
+        if h != 5:
+            assert n_h == expect_h
+            first = ids[row][mentions[row] == h].tolist()
+            assert first == features.entities.ids[h, :n_h].tolist()
+        else:
+            assert n_h == 0  # the KGE does not know entity 5: its tokens are not injected
+    assert (mentions[~mask] == -1).all()
+
+
+@pytest.mark.parametrize("inject", [False, True])
+def test_fine_tuning_lowers_the_loss(
+    fb_mini: KG, tiny_plm: Callable[..., Any], inject: bool
+) -> None:
+    task = relation_task(fb_mini, num_labels=5, test_entities=0.2)
+    features = tiny_plm(fb_mini, max_length=24)
+    table, known = align_table(
+        list(fb_mini.entity_labels),
+        list(fb_mini.entity_labels),
+        torch.randn(fb_mini.num_entities, 8),
+    )
+    torch.manual_seed(0)
+    model = RelationClassifier(
+        features, task.num_labels, entity_table=table if inject else None, known=known
+    )
+    history = fit_task(model, task, epochs=3, batch_size=64, lr=1e-3, head_lr=1e-2)
+    assert history[-1]["loss"] < history[0]["loss"]
+    metrics = evaluate_task(model, task, "test")
+    assert metrics["examples"] == len(task.labels["test"]) and 0 <= metrics["accuracy"] <= 1
