@@ -64,7 +64,7 @@ def test_mentions_mark_the_head_and_tail_tokens(fb_mini: KG, tiny_plm: Callable[
         features, 4, entity_table=torch.randn(fb_mini.num_entities, 8), known=known
     )
     pairs = torch.tensor([[1, 2], [5, 7]])
-    ids, mask, mentions = model.sequences(pairs)
+    ids, mask, mentions, side = model.sequences(pairs)
     lengths = features.entities.lengths
     for row, (h, t) in enumerate(pairs.tolist()):
         n_h, n_t = int((mentions[row] == h).sum()), int((mentions[row] == t).sum())
@@ -77,6 +77,9 @@ def test_mentions_mark_the_head_and_tail_tokens(fb_mini: KG, tiny_plm: Callable[
         else:
             assert n_h == 0  # the KGE does not know entity 5: its tokens are not injected
     assert (mentions[~mask] == -1).all()
+    # side marks the head's and the tail's tokens whether the KGE knows them or not
+    assert torch.equal((side == 1), (mentions == pairs[:, 1:2]))
+    assert int((side[1] == 0).sum()) == min(int(lengths[5]), 21 - min(int(lengths[7]), 10))
 
 
 @pytest.mark.parametrize("inject", [False, True])
@@ -98,3 +101,33 @@ def test_fine_tuning_lowers_the_loss(
     assert history[-1]["loss"] < history[0]["loss"]
     metrics = evaluate_task(model, task, "test")
     assert metrics["examples"] == len(task.labels["test"]) and 0 <= metrics["accuracy"] <= 1
+
+
+@pytest.mark.parametrize("loss", ["fitnet", "rkd"])
+def test_the_distillation_form_pulls_entity_states_to_the_kge(
+    fb_mini: KG, tiny_plm: Callable[..., Any], loss: str
+) -> None:
+    """A plain language model (no injection) with the engine's FitNet / RKD term towards the KGE vectors: the
+    term is logged and falls; without the KGE table it is one error."""
+    task = relation_task(fb_mini, num_labels=5, test_entities=0.2)
+    features = tiny_plm(fb_mini, max_length=24)
+    g = torch.Generator().manual_seed(1)
+    table = torch.randn(fb_mini.num_entities, 8, generator=g)
+    torch.manual_seed(0)
+    model = RelationClassifier(features, task.num_labels)
+    history = fit_task(
+        model,
+        task,
+        epochs=3,
+        batch_size=64,
+        lr=1e-3,
+        head_lr=1e-2,
+        distill={"loss": loss, "weight": 1.0},
+        teacher_table=table,
+    )
+    assert all("distill" in h for h in history)
+    assert history[-1]["distill"] < history[0]["distill"]
+    with pytest.raises(ConfigError, match="teacher_table"):
+        fit_task(model, task, epochs=1, distill={"loss": "fitnet"})
+    with pytest.raises(ConfigError, match="not fitnet or rkd"):
+        fit_task(model, task, epochs=1, distill={"loss": "kd_kl"}, teacher_table=table)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kgdistill.errors import ConfigError
 from kgdistill.kglm.fusion import KnowledgeInjection
 from kgdistill.kglm.task import RelationTask, macro_f1
 from kgdistill.models.plm import _const, _cut, _piece, mean_pool, pack
@@ -87,9 +88,12 @@ class RelationClassifier(nn.Module):
         self.max_length = features.max_length
         self.head = nn.Linear(features.dim, num_labels)
 
-    def sequences(self, pairs: LongTensor) -> tuple[LongTensor, torch.Tensor, LongTensor]:
-        """``pairs (N, 2)`` -> packed ``ids``, ``mask`` and ``mentions (N, L)`` (the entity id of each head and
-        tail token the KGE knows, else -1). Head and tail share the window, each at least half of it."""
+    def sequences(
+        self, pairs: LongTensor
+    ) -> tuple[LongTensor, torch.Tensor, LongTensor, LongTensor]:
+        """``pairs (N, 2)`` -> packed ``ids``, ``mask``, ``mentions (N, L)`` (the entity id of each head and
+        tail token the KGE knows, else -1) and ``side (N, L)`` (0 on the head's tokens, 1 on the tail's, else
+        -1). Head and tail share the window, each at least half of it."""
         h, t = pairs[:, 0], pairs[:, 1]
         n, dev = len(pairs), pairs.device
         room = torch.full((n,), self.max_length - 3, device=dev)
@@ -106,26 +110,32 @@ class RelationClassifier(nn.Module):
             who = torch.where(self.known[rows], rows, -1)[:, None].expand_as(piece[0])
             return who, piece[1], 0
 
-        marks, _, _ = pack(
-            [
-                _const(-1, n, dev, 0),
-                entity(h, head),
-                _const(-1, n, dev, 0),
-                entity(t, tail),
-                _const(-1, n, dev, 0),
-            ]
-        )
-        return ids, mask, marks.masked_fill(~mask, -1)
+        def marked(value: int, piece: Any) -> Any:
+            return torch.full_like(piece[0], value), piece[1], 0
+
+        def spread(head_piece: Any, tail_piece: Any) -> LongTensor:
+            pieces = [_const(-1, n, dev, 0), head_piece, _const(-1, n, dev, 0)]
+            out, _, _ = pack([*pieces, tail_piece, _const(-1, n, dev, 0)])
+            return out.masked_fill(~mask, -1)
+
+        mentions = spread(entity(h, head), entity(t, tail))
+        return ids, mask, mentions, spread(marked(0, head), marked(1, tail))
 
     def forward(self, pairs: LongTensor) -> FloatTensor:
         """``pairs (N, 2)`` -> label logits ``(N, num_labels)``."""
-        ids, mask, mentions = self.sequences(pairs)
+        return self.forward_states(pairs)[0]
+
+    def forward_states(self, pairs: LongTensor) -> tuple[FloatTensor, FloatTensor]:
+        """``pairs (N, 2)`` -> label logits ``(N, num_labels)`` and the entities' states ``(2N, D)``: the mean
+        last hidden state over the head's tokens (rows ``0..N-1``), then over the tail's."""
+        ids, mask, mentions, side = self.sequences(pairs)
         if self.injection is not None:
             hidden = self.injection(ids, mask.long(), mentions)
         else:
             assert self.plain is not None
             hidden = self.plain(input_ids=ids, attention_mask=mask.long())[0]
-        return self.head(mean_pool(hidden, mask))
+        states = torch.cat([mean_pool(hidden, side == 0), mean_pool(hidden, side == 1)])
+        return self.head(mean_pool(hidden, mask)), states
 
 
 def evaluate_task(
@@ -146,6 +156,45 @@ def evaluate_task(
     }
 
 
+class _Distill(nn.Module):
+    """A term of the distillation engine (``fitnet`` or ``rkd``, on ``h``) between the language model's entity
+    states and the KGE's vectors of the same entities (those the KGE knows)."""
+
+    def __init__(self, spec: dict[str, Any], table: FloatTensor, known: torch.Tensor) -> None:
+        super().__init__()
+        from kgdistill.losses import LOSSES
+
+        spec = dict(spec)
+        name, self.weight = spec.pop("loss"), float(spec.pop("weight", 1.0))
+        if name == "fitnet":
+            self.term = LOSSES.get(name)(fields=["h"], **spec)
+        elif name == "rkd":
+            self.term = LOSSES.get(name)(field="h", **spec)
+        else:
+            raise ConfigError(f"config key 'distill.loss': '{name}' is not fitnet or rkd")
+        self.register_buffer("table", table.float().clone())
+        self.register_buffer("known", known.clone())
+        self.ready = False
+
+    def forward(self, states: FloatTensor, pairs: LongTensor) -> FloatTensor:
+        """``states (2N, D)`` of :meth:`RelationClassifier.forward_states` for ``pairs (N, 2)`` -> the weighted
+        term (a scalar)."""
+        from kgdistill.data.batching import Batch
+        from kgdistill.models.base import ModelOutput
+
+        ents = torch.cat([pairs[:, 0], pairs[:, 1]])
+        keep = self.known[ents]
+        student = ModelOutput(scores=states.new_zeros(0), h=states[keep])
+        teacher = ModelOutput(scores=states.new_zeros(0), h=self.table[ents[keep]])
+        if not self.ready:
+            self.term.setup(student, teacher)
+            self.term.to(states.device)
+            self.ready = True
+        if not bool(keep.any()):
+            return states.sum() * 0.0
+        return self.weight * self.term(student, teacher, Batch(pairs))
+
+
 def fit_task(
     model: RelationClassifier,
     task: RelationTask,
@@ -155,35 +204,66 @@ def fit_task(
     lr: float = 5e-5,
     head_lr: float = 1e-3,
     seed: int = 0,
+    distill: dict[str, Any] | None = None,
+    teacher_table: FloatTensor | None = None,
+    teacher_known: torch.Tensor | None = None,
 ) -> list[dict[str, float]]:
     """Fine-tune on the training examples (AdamW, cross-entropy; the head, the gate and the projection at
-    ``head_lr``, the encoder and a trainable KGE at ``lr``); validation metrics after each epoch."""
-    fast = [
-        p
-        for n, p in model.named_parameters()
-        if n.startswith(("head.", "injection.gate", "injection.proj"))
-    ]
+    ``head_lr``, the encoder and a trainable KGE at ``lr``); validation metrics after each epoch.
+
+    ``distill``: ``{"loss": "fitnet" | "rkd", "weight": w, ...}`` adds the distillation form of KG -> LM: the
+    language model's entity states (the mean states of the head's and the tail's tokens) are pulled towards the
+    KGE's vectors ``teacher_table (E, d_k)`` of the same entities (``teacher_known``: those it has) by that term
+    of the distillation engine (FitNet's learned projection, or RKD's distances and angles).
+    """
+    term = None
+    if distill is not None:
+        if teacher_table is None:
+            raise ConfigError(
+                "config key 'distill': the distillation form needs the KGE's table (teacher_table)"
+            )
+        known = teacher_known
+        if known is None:
+            known = torch.ones(len(teacher_table), dtype=torch.bool)
+        term = _Distill(distill, teacher_table, known)
+    device = next(model.parameters()).device
+    pairs, labels = task.pairs["train"], task.labels["train"]
+    if term is not None:
+        term.to(device)
+        with torch.no_grad():  # the term's projection, from the widths of a probe batch
+            probe = pairs[:2].to(device)
+            term(model.forward_states(probe)[1], probe)
+    fast_names = ("head.", "injection.gate", "injection.proj")
+    fast = [p for n, p in model.named_parameters() if n.startswith(fast_names)]
+    fast += [] if term is None else list(term.parameters())
     slow = [
-        p
-        for n, p in model.named_parameters()
-        if p.requires_grad and not n.startswith(("head.", "injection.gate", "injection.proj"))
+        p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(fast_names)
     ]
     opt = torch.optim.AdamW([{"params": fast, "lr": head_lr}, {"params": slow, "lr": lr}])
-    device = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
-    pairs, labels = task.pairs["train"], task.labels["train"]
     history = []
     for epoch in range(epochs):
         model.train()
         perm = torch.randperm(len(pairs), generator=g)
-        total, steps = 0.0, math.ceil(len(pairs) / batch_size)
+        total, kd, steps = 0.0, 0.0, math.ceil(len(pairs) / batch_size)
         for rows in perm.split(batch_size):
-            loss = F.cross_entropy(model(pairs[rows].to(device)), labels[rows].to(device))
+            batch = pairs[rows].to(device)
+            logits, states = model.forward_states(batch)
+            loss = F.cross_entropy(logits, labels[rows].to(device))
+            if term is not None:
+                extra = term(states, batch)
+                loss = loss + extra
+                kd += float(extra.detach())
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
             total += float(loss.detach())
-        metrics = {"epoch": epoch + 1, "loss": total / steps, **evaluate_task(model, task, "valid")}
+        metrics = {
+            "epoch": epoch + 1,
+            "loss": total / steps,
+            **({"distill": kd / steps} if term is not None else {}),
+            **evaluate_task(model, task, "valid"),
+        }
         log.info("relation task epoch %d: %s", epoch + 1, metrics)
         history.append(metrics)
     return history
