@@ -1,6 +1,15 @@
-"""KG <-> language model: knowledge-graph embeddings injected into a language model (KG -> LM), and, to come, the
-language model's triples back into the graph (LM -> KG) in alternating rounds (seed 002, methods.md section 4)."""
+"""KG <-> language model (seed 002, methods.md section 4): knowledge-graph embeddings injected into a language
+model (KG -> LM), and the language model's confident triples back into the graph (LM -> KG); alternating rounds
+are to come."""
 
+from kgdistill.kglm.augment import (
+    hold_out,
+    lm_confidence,
+    precision,
+    propose,
+    select,
+    write_static_graph,
+)
 from kgdistill.kglm.classifier import RelationClassifier, align_table, evaluate_task, fit_task
 from kgdistill.kglm.fusion import KnowledgeInjection, encoder_layers
 from kgdistill.kglm.task import RelationTask, macro_f1, relation_task
@@ -13,6 +22,12 @@ __all__ = [
     "encoder_layers",
     "evaluate_task",
     "fit_task",
+    "hold_out",
+    "lm_confidence",
     "macro_f1",
+    "precision",
+    "propose",
     "relation_task",
+    "select",
+    "write_static_graph",
 ]

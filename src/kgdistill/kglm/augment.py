@@ -1,0 +1,167 @@
+"""LM -> KG: the language model scores candidate triples; confident ones augment the graph, the KGE retrains.
+
+The steps, each measurable on its own:
+
+1. :func:`hold_out` removes a stated share of the training facts on purpose (each removed fact's entities and
+   relation keep at least one other training fact, so the vocabulary, and with it the test protocol, stays the
+   same): the ground truth for the precision of what is added;
+2. :func:`propose`: the KGE's filtered top-``k`` tails for training queries ``(h, r)`` are the candidates; any
+   candidate that is a known fact of any split (train, valid or test) is dropped, so nothing evaluated is ever
+   added (the leak rule);
+3. :func:`lm_confidence`: the relation classifier's probability of the candidate's relation for its entity pair
+   (candidates whose relation is not one of its labels get none, counted);
+4. :func:`select` keeps those at or above a threshold (or the ``top`` most confident), and :func:`precision`
+   says how many are held-out facts;
+5. :func:`write_static_graph` writes the graph with the added facts as a dataset folder that a KGE run reads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from kgdistill.data.filters import FilterIndex
+from kgdistill.data.kg import KG
+from kgdistill.errors import ConfigError
+from kgdistill.io import atomic_write_text
+from kgdistill.types import LongTensor
+
+__all__ = ["hold_out", "lm_confidence", "precision", "propose", "select", "write_static_graph"]
+
+
+def hold_out(kg: KG, rate: float, *, seed: int = 0) -> tuple[LongTensor, LongTensor]:
+    """Remove ``rate`` of ``kg``'s training facts at random, never the last training fact of an entity or a
+    relation. Returns the kept and the removed facts, ``(N', 3)`` and ``(M, 3)``.
+
+    Raises:
+        ConfigError: ``rate`` is not in ``[0, 1)``.
+    """
+    if not 0 <= rate < 1:
+        raise ConfigError(f"config key 'hold_out': {rate} is not in [0, 1)")
+    train = kg.splits["train"][:, :3]
+    uses = Counter(train[:, 0].tolist()) + Counter(train[:, 2].tolist())
+    rel_uses = Counter(train[:, 1].tolist())
+    want = round(rate * len(train))
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
+    removed = torch.zeros(len(train), dtype=torch.bool)
+    taken = 0
+    for i in order:
+        if taken == want:
+            break
+        h, r, t = train[i].tolist()
+        need = 2 if h == t else 1
+        if uses[h] > need and uses[t] > need and rel_uses[r] > 1:
+            uses[h] -= 1
+            uses[t] -= 1
+            rel_uses[r] -= 1
+            removed[i] = True
+            taken += 1
+    return train[~removed], train[removed]
+
+
+def propose(
+    model: torch.nn.Module, kg: KG, train: LongTensor, *, k: int = 5, max_queries: int | None = None
+) -> LongTensor:
+    """The KGE's top-``k`` tails of the training queries ``(h, r)`` of ``train (N, 3)`` (tail direction),
+    filtered against every known fact of ``kg`` (all splits) and of ``train``: candidate facts ``(C, 3)``.
+
+    ``max_queries`` caps the distinct queries (the first ones, in the order of ``train``)."""
+    queries = torch.unique(train[:, :2], dim=0)
+    if max_queries is not None:
+        queries = queries[:max_queries]
+    known = FilterIndex.build(kg, ("train", "valid", "test"), time_aware=False)
+    extra = {tuple(f) for f in train.tolist()}
+    out = []
+    model.eval()
+    with torch.no_grad():
+        for chunk in queries.split(256):
+            q = torch.cat([chunk, torch.zeros(len(chunk), 1, dtype=torch.long)], dim=1)
+            scores = model.score_all(q).float()
+            rows, cols = known.known(q)
+            scores[rows, cols] = float("-inf")
+            top = scores.topk(min(k, scores.shape[1]), dim=1)
+            for (h, r), ts, vs in zip(
+                chunk.tolist(), top.indices.tolist(), top.values.tolist(), strict=True
+            ):
+                out.extend(
+                    (h, r, t)
+                    for t, v in zip(ts, vs, strict=True)
+                    if v > float("-inf") and (h, r, t) not in extra
+                )
+    return torch.tensor(out, dtype=torch.long).view(-1, 3)
+
+
+def lm_confidence(
+    classifier: torch.nn.Module, relations: list[int], facts: LongTensor
+) -> torch.Tensor:
+    """The classifier's probability of each fact's relation for its pair ``(C,)``; NaN where the relation is
+    not one of its labels (``relations``: the graph's relation of each label)."""
+    label = {r: i for i, r in enumerate(relations)}
+    idx = torch.tensor([label.get(r, -1) for r in facts[:, 1].tolist()], dtype=torch.long)
+    conf = torch.full((len(facts),), float("nan"))
+    scored = (idx >= 0).nonzero()[:, 0]
+    classifier.eval()
+    device = next(classifier.parameters()).device
+    with torch.no_grad():
+        for rows in scored.split(256):
+            probs = classifier(facts[rows][:, [0, 2]].to(device)).float().softmax(-1).cpu()
+            conf[rows] = probs[torch.arange(len(rows)), idx[rows]]
+    return conf
+
+
+def select(
+    facts: LongTensor,
+    confidence: torch.Tensor,
+    *,
+    threshold: float | None = 0.5,
+    top: int | None = None,
+) -> LongTensor:
+    """The facts with ``confidence >= threshold``, the ``top`` most confident of them when given (NaN never)."""
+    ok = ~confidence.isnan()
+    if threshold is not None:
+        ok &= confidence >= threshold
+    rows = ok.nonzero()[:, 0]
+    if top is not None:
+        rows = rows[confidence[rows].argsort(descending=True, stable=True)[:top]]
+    return facts[rows]
+
+
+def precision(added: LongTensor, held: LongTensor) -> float:
+    """Share of ``added (A, 3)`` that are held-out facts ``held (M, 3)`` (NaN when nothing is added)."""
+    if not len(added):
+        return float("nan")
+    truth = {tuple(f) for f in held.tolist()}
+    return sum(tuple(f) in truth for f in added.tolist()) / len(added)
+
+
+def write_static_graph(
+    folder: str | os.PathLike[str], kg: KG, train: LongTensor, added: LongTensor | None = None
+) -> Path:
+    """Write ``train (N, 3)`` plus ``added (A, 3)`` as ``train.txt`` and ``kg``'s valid and test facts as they
+    are, by label, tab-separated: a folder :func:`kgdistill.data.read_static_names` reads (``data.name``).
+
+    Raises:
+        ConfigError: ``added`` holds a valid or test fact (the leak rule).
+    """
+    facts = train if added is None else torch.cat([train, added])
+    if added is not None and len(added):
+        evaluated = {tuple(f) for s in ("valid", "test") for f in kg.splits[s][:, :3].tolist()}
+        leaked = [f for f in added.tolist() if tuple(f) in evaluated]
+        if leaked:
+            raise ConfigError(
+                f"{len(leaked)} added facts are valid or test facts (first: {leaked[0]})"
+            )
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    ent, rel = kg.entity_labels, kg.relation_labels
+
+    def lines(rows: LongTensor) -> str:
+        return "".join(f"{ent[h]}\t{rel[r]}\t{ent[t]}\n" for h, r, t in rows.tolist())
+
+    atomic_write_text(out / "train.txt", lines(facts))
+    for split in ("valid", "test"):
+        atomic_write_text(out / f"{split}.txt", lines(kg.splits[split][:, :3]))
+    return out

@@ -1,0 +1,99 @@
+"""LM -> KG on the FB15k-237 subset: the held-out facts keep the vocabulary, candidates from a trained DistMult
+never include a known fact of any split (the leak test), the classifier's confidence picks the added facts,
+precision is counted against the held-out facts, and the augmented graph is a dataset folder a run reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from kgdistill import api
+from kgdistill.config import parse_config
+from kgdistill.data import KG, build_kg, read_static_names
+from kgdistill.errors import ConfigError
+from kgdistill.kglm import (
+    RelationClassifier,
+    hold_out,
+    lm_confidence,
+    precision,
+    propose,
+    relation_task,
+    select,
+    write_static_graph,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def fb_mini() -> KG:
+    return build_kg(read_static_names(FIXTURES / "fb15k237-mini"))
+
+
+def _distmult(data: str | Path, out: Path) -> Any:
+    cfg = {
+        "seed": 0,
+        "data": {"name": str(data)},
+        "model": {"name": "distmult", "dim": 16, "init_scale": 0.1},
+        "stages": [{"epochs": 3}],
+        "train": {"optimizer": "adam", "lr": 0.02, "batch_size": 500, "progress": False},
+    }
+    return api.train(parse_config(cfg), out=out)
+
+
+def test_hold_out_keeps_every_entity_and_relation(fb_mini: KG) -> None:
+    kept, held = hold_out(fb_mini, 0.2, seed=1)
+    train = fb_mini.splits["train"][:, :3]
+    assert len(kept) + len(held) == len(train)
+    assert abs(len(held) - round(0.2 * len(train))) <= 0.05 * len(train)
+
+    def entities(facts: torch.Tensor) -> set[int]:
+        return set(facts[:, 0].tolist()) | set(facts[:, 2].tolist())
+
+    assert entities(kept) == entities(train)
+    assert set(kept[:, 1].tolist()) == set(train[:, 1].tolist())
+    with pytest.raises(ConfigError, match="hold_out"):
+        hold_out(fb_mini, 1.0)
+
+
+def test_augmentation_never_adds_a_known_or_evaluated_fact(
+    fb_mini: KG, tiny_plm: Callable[..., Any], tmp_path: Path
+) -> None:
+    kept, held = hold_out(fb_mini, 0.2, seed=1)
+    reduced = write_static_graph(tmp_path / "reduced", fb_mini, kept)
+    model = _distmult(reduced, tmp_path / "kge").model
+    candidates = propose(model, fb_mini, kept, k=5, max_queries=200)
+    assert len(candidates) > 0
+    known = {
+        tuple(f) for s in ("train", "valid", "test") for f in fb_mini.splits[s][:, :3].tolist()
+    }
+    held_set = {tuple(f) for f in held.tolist()}
+    # the filter removes every known fact: held-out facts are the only "true" candidates left
+    assert not any(tuple(f) in known - held_set for f in candidates.tolist())
+    task = relation_task(fb_mini, num_labels=8, test_entities=0.2)
+    torch.manual_seed(0)
+    classifier = RelationClassifier(tiny_plm(fb_mini, max_length=24), task.num_labels)
+    conf = lm_confidence(classifier, task.relations, candidates)
+    scored = ~conf.isnan()
+    labelled = torch.tensor([r in task.relations for r in candidates[:, 1].tolist()])
+    assert torch.equal(scored, labelled) and ((conf[scored] >= 0) & (conf[scored] <= 1)).all()
+    added = select(candidates, conf, threshold=None, top=20)
+    assert len(added) == min(20, int(scored.sum()))
+    assert conf[scored].sort(descending=True).values[: len(added)].min() >= 0
+    p = precision(added, held)
+    assert 0 <= p <= 1
+    folder = write_static_graph(tmp_path / "augmented", fb_mini, kept, added)
+    graph = build_kg(read_static_names(folder))
+    assert graph.entity_labels == fb_mini.entity_labels
+    assert len(graph.splits["train"]) == len(kept) + len(added)
+    assert torch.equal(graph.splits["test"][:, :3], fb_mini.splits["test"][:, :3])
+    leak = fb_mini.splits["test"][:3, :3]
+    with pytest.raises(ConfigError, match="valid or test facts"):
+        write_static_graph(tmp_path / "bad", fb_mini, kept, leak)
+    assert precision(held[:4], held) == 1.0 and precision(added[:0], held) != precision(
+        added[:0], held
+    )
