@@ -183,6 +183,29 @@ def tiny_plm() -> Callable[..., Any]:
     return make
 
 
+@pytest.fixture(scope="session")
+def tiny_encoder_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local encoder folder: a random 1-layer 32-d BERT (dropout 0.1) with the real MiniLM tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from kgdistill.plm import encoder_folder
+
+    tokenizer = AutoTokenizer.from_pretrained(str(encoder_folder(None)), local_files_only=True)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-encoder")
+    BertModel(config).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
 # -- generative model -----------------------------------------------------------------------------------------
 
 

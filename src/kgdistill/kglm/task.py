@@ -57,13 +57,15 @@ def relation_task(
     test_entities: float = 0.1,
     valid_share: float = 0.1,
     seed: int = 0,
+    splits: tuple[str, ...] = ("train", "valid", "test"),
 ) -> RelationTask:
-    """Relation classification examples from every fact of ``kg`` (see the module docstring).
+    """Relation classification examples from the facts of ``kg``'s ``splits`` (see the module docstring; the
+    LM -> KG rounds take the training facts only, so the language model never reads an evaluated fact).
 
     Raises:
         ConfigError: the graph has fewer than two relations, or the split leaves a part empty.
     """
-    facts = torch.cat([kg.splits[s][:, :3] for s in ("train", "valid", "test")])
+    facts = torch.cat([kg.splits[s][:, :3] for s in splits])
     counts = Counter(facts[:, 1].tolist())
     if len(counts) < 2:
         raise ConfigError(f"dataset '{kg.name}' has fewer than two relations: nothing to classify")

@@ -1,0 +1,185 @@
+"""Alternating KG -> LM -> KG rounds with a stopping rule, resumable per round.
+
+Round ``i`` (``0, 1, ...``):
+
+1. a KGE run on the round's graph (round 0: the training facts left after :func:`~kgdistill.kglm.augment.hold_out`;
+   round ``i > 0``: those plus every fact added so far), evaluated by link prediction on the untouched valid and
+   test splits;
+2. the language model of the text task (relation classification, built from the held-out-free training facts
+   only, so the language model never reads an evaluated or held-out fact) fine-tuned with that KGE injected;
+3. LM -> KG: the KGE's filtered top-k candidates, scored by the language model; those selected are added to the
+   next round's graph; their precision is counted against the held-out facts.
+
+The rounds stop after ``max_rounds``, or when a round gains on neither side (the KGE's validation MRR and the
+language model's validation accuracy both at most the best so far). Each finished round writes
+``round-<i>/round.json``; a rerun skips the finished rounds (the KGE runs resume on their own).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kgdistill.api import ensure_run
+from kgdistill.checkpoint import load_checkpoint, load_model
+from kgdistill.data import build_kg, load_kg, read_static_names
+from kgdistill.errors import ConfigError
+from kgdistill.io import atomic_write_text
+from kgdistill.kglm.augment import (
+    hold_out,
+    lm_confidence,
+    precision,
+    propose,
+    select,
+    write_static_graph,
+)
+from kgdistill.kglm.classifier import RelationClassifier, align_table, evaluate_task, fit_task
+from kgdistill.kglm.task import relation_task
+from kgdistill.plm import plm_features
+
+__all__ = ["RoundsConfig", "run_rounds"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RoundsConfig:
+    """What the rounds read.
+
+    Attributes:
+        data: a static dataset (name or folder). data_root: where names resolve.
+        hold_out: share of the training facts removed on purpose (the precision's ground truth).
+        kge: the KGE run's ``model``, ``stages`` and ``train`` sections (``data`` is set per round).
+        lm: ``max_length`` and ``encoder`` of :func:`kgdistill.plm.plm_features`, and ``num_labels``,
+            ``test_entities``, ``epochs``, ``batch_size``, ``lr``, ``head_lr``, ``layer``.
+        k / max_queries / threshold / top: of :func:`~kgdistill.kglm.augment.propose` and ``select``.
+        max_rounds: the most rounds. seed: every seeded step.
+    """
+
+    data: str
+    data_root: str | None = None
+    hold_out: float = 0.1
+    kge: dict[str, Any] = field(default_factory=dict)
+    lm: dict[str, Any] = field(default_factory=dict)
+    k: int = 5
+    max_queries: int | None = None
+    threshold: float | None = 0.5
+    top: int | None = None
+    max_rounds: int = 3
+    seed: int = 0
+
+
+def _kge(cfg: RoundsConfig, graph: Path, run: Path) -> dict[str, Any]:
+    raw = {"seed": cfg.seed, "data": {"name": str(graph)}, **cfg.kge}
+    raw.setdefault("eval", {"split": "test", "ties": "realistic"})
+    return ensure_run(raw, run)
+
+
+def _lm_round(cfg: RoundsConfig, kg: Any, task: Any, kge_run: Path) -> tuple[Any, dict[str, Any]]:
+    lm = dict(cfg.lm)
+    kge = load_model(load_checkpoint(kge_run / "best.safetensors"))
+    ckpt_labels = load_checkpoint(kge_run / "best.safetensors").meta["id_maps"]["entity"]
+    table, known = align_table(
+        list(kg.entity_labels), list(ckpt_labels), kge.entities.table().detach()
+    )
+    features = plm_features(kg, encoder=lm.get("encoder"), max_length=int(lm.get("max_length", 48)))
+    torch.manual_seed(cfg.seed)
+    model = RelationClassifier(
+        features, task.num_labels, entity_table=table, known=known, layer=int(lm.get("layer", -1))
+    )
+    history = fit_task(
+        model,
+        task,
+        epochs=int(lm.get("epochs", 2)),
+        batch_size=int(lm.get("batch_size", 32)),
+        lr=float(lm.get("lr", 5e-5)),
+        head_lr=float(lm.get("head_lr", 1e-3)),
+        seed=cfg.seed,
+    )
+    return model, {
+        "valid": history[-1],
+        "test": evaluate_task(model, task, "test"),
+        "kge_known": int(known.sum()),
+    }
+
+
+def run_rounds(cfg: RoundsConfig, work: str | Path) -> list[dict[str, Any]]:
+    """Run (or finish) the rounds of ``cfg`` under ``work``; returns one record per round (see the module
+    docstring)."""
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(work / "rounds-config.json", json.dumps(asdict(cfg), indent=2) + "\n")
+    kg = load_kg(cfg.data, root=cfg.data_root)
+    kept, held = hold_out(kg, cfg.hold_out, seed=cfg.seed)
+    base = write_static_graph(work / "graph-0", kg, kept)
+    reduced = build_kg(read_static_names(base))
+    if reduced.entity_labels != kg.entity_labels or reduced.relation_labels != kg.relation_labels:
+        raise ConfigError(
+            f"config key 'data': the rounds need a dataset of labelled triples whose ids follow the labels' "
+            f"order (train.txt / valid.txt / test.txt); '{cfg.data}' is not one"
+        )
+    task = relation_task(
+        reduced,
+        num_labels=int(cfg.lm.get("num_labels", 20)),
+        test_entities=float(cfg.lm.get("test_entities", 0.1)),
+        seed=cfg.seed,
+        splits=("train",),
+    )
+    records: list[dict[str, Any]] = []
+    added = torch.zeros(0, 3, dtype=torch.long)
+    best_kge, best_lm = float("-inf"), float("-inf")
+    for i in range(cfg.max_rounds):
+        folder = work / f"round-{i}"
+        done = folder / "round.json"
+        graph = base if i == 0 else work / f"graph-{i}"
+        if done.is_file():
+            record = json.loads(done.read_text())
+            added = torch.tensor(record["added_total"], dtype=torch.long).view(-1, 3)
+        else:
+            metrics = _kge(cfg, graph, folder / "kge")
+            model, lm_metrics = _lm_round(cfg, reduced, task, folder / "kge")
+            kge_model = load_model(load_checkpoint(folder / "kge" / "best.safetensors"))
+            current = torch.cat([kept, added])
+            candidates = propose(kge_model, kg, current, k=cfg.k, max_queries=cfg.max_queries)
+            conf = lm_confidence(model, task.relations, candidates)
+            new = select(candidates, conf, threshold=cfg.threshold, top=cfg.top)
+            added = torch.cat([added, new])
+            write_static_graph(work / f"graph-{i + 1}", kg, kept, added)
+            record = {
+                "round": i,
+                "graph_facts": len(current),
+                "kge": {
+                    "valid_mrr": metrics["best_valid_mrr"],
+                    "test": metrics["sides"]["both"],
+                },
+                "lm": lm_metrics,
+                "candidates": len(candidates),
+                "scored": int((~conf.isnan()).sum()),
+                "added": len(new),
+                "precision": precision(new, held),
+                "added_total": added.tolist(),
+            }
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(done, json.dumps(record, indent=2) + "\n")
+        log.info(
+            "round %d: KGE valid MRR %.4f, LM valid accuracy %.4f, %d facts added (precision %s)",
+            i,
+            record["kge"]["valid_mrr"],
+            record["lm"]["valid"]["accuracy"],
+            record["added"],
+            record["precision"],
+        )
+        records.append(record)
+        gain_kge = record["kge"]["valid_mrr"] > best_kge
+        gain_lm = record["lm"]["valid"]["accuracy"] > best_lm
+        best_kge = max(best_kge, record["kge"]["valid_mrr"])
+        best_lm = max(best_lm, record["lm"]["valid"]["accuracy"])
+        if i > 0 and not gain_kge and not gain_lm:
+            log.info("round %d gained on neither side: stop", i)
+            break
+    return records
