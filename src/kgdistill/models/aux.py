@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kgdistill.errors import ConfigError
 from kgdistill.models.plm import (
     EntityTexts,
     Piece,
@@ -190,8 +191,6 @@ class Reconstruction(nn.Module):
     ) -> None:
         super().__init__()
         if "mask" not in special:
-            from kgdistill.errors import ConfigError
-
             raise ConfigError(
                 "config key 'model.context': the encoder's tokenizer has no mask token, which the "
                 "reconstruction task needs"
