@@ -8,7 +8,9 @@ and seed, one run of ``kgdistill train`` from the shipped config (``configs/plm`
 * each LLM source (GPT-4, GPT-3.5, Llama-2 summaries of FB15k-237N's entities and Qwen synonyms of WN18RR's
   synsets from ``llm-text/CP-KGC``, imported into context stores; ``--ours STORE`` adds a store of our own
   generation): the descriptions plus the auxiliary task over the contexts (``reconstruction`` for the encoders,
-  ``contextualization`` for the generative model, weight ``aux_weight``).
+  ``contextualization`` for the generative model, weight ``aux_weight``);
+* ``static`` (asked for by name, ``--sources static``): the same auxiliary task over the dataset's own
+  descriptions, the control that tells the LLM contexts' part from the extra masked-token training.
 
 The bi-encoder ranks every entity on the test split (its first ``test_facts`` facts in the cpu profile; filtered,
 realistic ties); the cross-encoder and the
@@ -85,10 +87,34 @@ def _root(data_root: str | None) -> Path:
     return Path(root)
 
 
-def _store(dataset: str, source: str, file: Path, work: Path, data_root: Path) -> Path:
-    """The context store of ``source`` for ``dataset``, imported from ``file`` the first time."""
+#: the control source: reconstruction over the dataset's own descriptions (no LLM), to tell the contexts' part
+#: from the extra masked-token training
+STATIC = "static"
+
+
+def _static_file(dataset: str, work: Path, data_root: Path) -> Path:
+    """The dataset's own entity texts (``name: description``) as an exchange file (``label<TAB>text``)."""
+    from kgdistill.contexts.exchange import escape
+    from kgdistill.text import kg_texts
+
+    kg = load_kg(dataset, root=str(data_root))
+    texts = kg_texts(kg, descriptions=True).entities
+    path = work / "contexts" / f"{Path(dataset).name}-static.tsv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"{label}\t{escape(text)}\n" for label, text in zip(kg.entity_labels, texts, strict=True)
+    ]
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def _store(dataset: str, source: str, file: Path | None, work: Path, data_root: Path) -> Path:
+    """The context store of ``source`` for ``dataset``, imported from ``file`` the first time (``static``: from
+    the dataset's own descriptions)."""
     path = work / "contexts" / f"{Path(dataset).name}-{source}.jsonl"
     if not path.is_file():
+        if file is None:
+            file = _static_file(dataset, work, data_root)
         if not file.is_file():
             raise ConfigError(f"no context file for source '{source}': {file} does not exist")
         kg = load_kg(dataset, root=str(data_root))
@@ -213,9 +239,13 @@ def run_benchmark(
     prof = spec["profiles"][profile]
     rows: list[dict[str, Any]] = []
     for dataset in datasets:
-        llm = {k: data_root / v for k, v in spec["sources"].get(dataset, {}).items()}
+        llm: dict[str, Path | None] = {
+            k: data_root / v for k, v in spec["sources"].get(dataset, {}).items()
+        }
         if ours:
             llm["ours"] = Path(ours)
+        if sources and STATIC in sources:
+            llm[STATIC] = None  # asked for by name only: the control, not one of the default rows
         wanted = sources or ["names", "descriptions", *llm]
         for seed in seeds:
             retriever: Path | None = None

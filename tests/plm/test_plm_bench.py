@@ -167,3 +167,35 @@ def test_finished_only_with_nothing_finished_trains_nothing(tmp_path: Path) -> N
         train=False,
     )
     assert rows == [] and not list(tmp_path.rglob("*.safetensors"))
+
+
+@pytest.mark.slow
+def test_the_static_control_reconstructs_the_datasets_own_texts(
+    tiny_encoder_folder: Path, tmp_path: Path
+) -> None:
+    from kgdistill.contexts.store import ContextStore
+    from kgdistill.data import build_kg, read_static_names
+    from kgdistill.text import kg_texts
+    from plm_contexts import run_benchmark
+
+    rows = run_benchmark(
+        spec=TINY,
+        datasets=[WN],
+        models=["bi_encoder"],
+        sources=["static"],
+        seeds=[0],
+        profile="tiny",
+        encoder=str(tiny_encoder_folder),
+        lm=None,
+        ours=None,
+        work=tmp_path,
+        data_root=FIXTURES,
+        device="cpu",
+    )
+    assert [(r["model"], r["source"]) for r in rows] == [("bi_encoder", "static")]
+    store = ContextStore(tmp_path / "contexts" / "wn18rr-mini-static.jsonl")
+    kg = build_kg(read_static_names(Path(WN)))
+    texts = kg_texts(kg, descriptions=True).entities
+    assert store.entity(kg.entity_labels[0]) == texts[0] and len(store.entities) == kg.num_entities
+    log = (tmp_path / "wn18rr-mini" / "bi_encoder-static-s0" / "log.jsonl").read_text()
+    assert '"reconstruction"' in log
