@@ -28,6 +28,7 @@ Writes ``benchmarks/results/plm_contexts.{json,md,png}``.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import statistics
@@ -54,6 +55,7 @@ from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.contexts.exchange import import_contexts
 from kgdistill.data import load_kg
 from kgdistill.errors import ConfigError
+from kgdistill.io import atomic_write_text
 from kgdistill.runs import finished
 
 log = logging.getLogger("plm_contexts")
@@ -185,7 +187,17 @@ def run_config(
 
 
 def _latency_ms(run: Path) -> float:
-    """One thread, one query: top-10 over all entities (the bi-encoder's query encoding included)."""
+    """One thread, one query: top-10 over all entities (the bi-encoder's query encoding included); measured
+    once per run and kept in its ``latency.json``."""
+    cached = run / "latency.json"
+    if cached.is_file():
+        return float(json.loads(cached.read_text())["ms_per_query"])
+    ms = _measure_latency_ms(run)
+    atomic_write_text(cached, json.dumps({"ms_per_query": ms, "threads": 1}) + "\n")
+    return ms
+
+
+def _measure_latency_ms(run: Path) -> float:
     ckpt = load_checkpoint(run / "best.safetensors")
     model = load_model(ckpt).eval()
     query = torch.tensor([[0, 0, 0]])
