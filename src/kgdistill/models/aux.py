@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kgdistill.errors import ConfigError
+from kgdistill.models.base import KGEModel
 from kgdistill.models.plm import (
     EntityTexts,
     Piece,
@@ -36,6 +37,7 @@ __all__ = [
     "ContextTexts",
     "MaskedLMHead",
     "Reconstruction",
+    "ReconstructionModel",
     "canonical",
     "mask_tokens",
     "reconstruction_task",
@@ -250,3 +252,28 @@ def reconstruction_task(features: PLMFeatures) -> Reconstruction | None:
         special=features.special,
         eps=float(features.config.get("layer_norm_eps", 1e-12)),
     )
+
+
+class ReconstructionModel(KGEModel):
+    """An encoder model with the ``reconstruction`` task when built with contexts: subclasses set
+    :attr:`reconstruction` (:func:`reconstruction_task`) and name the encoder it trains (:meth:`text_encoder`)."""
+
+    reconstruction: Reconstruction | None  # set by subclasses (a submodule, or None)
+
+    def text_encoder(self) -> TextEncoder:
+        """The encoder whose masked-token recovery the task trains."""
+        raise NotImplementedError
+
+    @property
+    def aux_tasks(self) -> frozenset[str]:
+        """``reconstruction`` when built with contexts."""
+        return frozenset() if self.reconstruction is None else frozenset({"reconstruction"})
+
+    def aux_loss(self, name: str, queries: LongTensor) -> FloatTensor:
+        if name != "reconstruction" or self.reconstruction is None:
+            return super().aux_loss(name, queries)
+        entities, relations = self.entities, self.relations
+        assert isinstance(entities, EntityTexts) and isinstance(relations, QueryTexts)
+        return self.reconstruction(
+            self.text_encoder(), relations, entities, queries, self._tau(queries)
+        )

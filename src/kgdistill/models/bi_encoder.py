@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import copy
 
-from kgdistill.models.aux import reconstruction_task
-from kgdistill.models.base import KGEModel, ModelOutput
+from kgdistill.models.aux import ReconstructionModel, reconstruction_task
+from kgdistill.models.base import ModelOutput
 from kgdistill.models.plm import PLMEntities, QueryTexts, ScaledCosine, TextEncoder
 from kgdistill.plm.features import PLMFeatures
 from kgdistill.types import HEAD, REL, FloatTensor, LongTensor
@@ -26,7 +26,7 @@ from kgdistill.types import HEAD, REL, FloatTensor, LongTensor
 __all__ = ["BiEncoder"]
 
 
-class BiEncoder(KGEModel):
+class BiEncoder(ReconstructionModel):
     """See the module docstring.
 
     Args:
@@ -77,19 +77,11 @@ class BiEncoder(KGEModel):
         self.query_encoder = None if shared_encoder else copy.deepcopy(encoder)
         self.reconstruction = reconstruction_task(features)
 
-    @property
-    def aux_tasks(self) -> frozenset[str]:
-        """``reconstruction`` when built with contexts (masked-token recovery with the entity encoder)."""
-        return frozenset() if self.reconstruction is None else frozenset({"reconstruction"})
-
-    def aux_loss(self, name: str, queries: LongTensor) -> FloatTensor:
-        if name != "reconstruction" or self.reconstruction is None:
-            return super().aux_loss(name, queries)
+    def text_encoder(self) -> TextEncoder:
+        """The entity encoder: ``reconstruction`` trains it."""
         entities = self.entities
-        assert isinstance(entities, PLMEntities) and isinstance(self.relations, QueryTexts)
-        return self.reconstruction(
-            entities.encoder, self.relations, entities, queries, self._tau(queries)
-        )
+        assert isinstance(entities, PLMEntities)
+        return entities.encoder
 
     def encode(self, queries: LongTensor) -> tuple[FloatTensor, FloatTensor]:
         """``queries (B, 3|4)`` -> the unit query vector twice, as ``(h, r)`` ``(B, d)`` (head and relation are

@@ -20,8 +20,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from kgdistill.models.aux import reconstruction_task
-from kgdistill.models.base import KGEModel, ModelOutput
+from kgdistill.models.aux import ReconstructionModel, reconstruction_task
+from kgdistill.models.base import ModelOutput
 from kgdistill.models.interactions import Interaction
 from kgdistill.models.plm import EntityTexts, QueryTexts, TextEncoder, mean_pool
 from kgdistill.plm.features import PLMFeatures
@@ -60,7 +60,7 @@ class PairHead(Interaction):
         )
 
 
-class CrossEncoder(KGEModel):
+class CrossEncoder(ReconstructionModel):
     """See the module docstring.
 
     Args:
@@ -98,17 +98,9 @@ class CrossEncoder(KGEModel):
         self.chunk_size = chunk_size
         self.reconstruction = reconstruction_task(features)
 
-    @property
-    def aux_tasks(self) -> frozenset[str]:
-        """``reconstruction`` when built with contexts (masked-token recovery with the pair encoder)."""
-        return frozenset() if self.reconstruction is None else frozenset({"reconstruction"})
-
-    def aux_loss(self, name: str, queries: LongTensor) -> FloatTensor:
-        if name != "reconstruction" or self.reconstruction is None:
-            return super().aux_loss(name, queries)
-        entities, relations = self.entities, self.relations
-        assert isinstance(entities, EntityTexts) and isinstance(relations, QueryTexts)
-        return self.reconstruction(self.encoder, relations, entities, queries, self._tau(queries))
+    def text_encoder(self) -> TextEncoder:
+        """The pair encoder: ``reconstruction`` trains it."""
+        return self.encoder
 
     def score_pairs(self, queries: LongTensor, tails: LongTensor) -> FloatTensor:
         """``queries (N, 3|4)`` and one tail each ``(N,)`` -> scores ``(N,)``, in one encoder pass."""
