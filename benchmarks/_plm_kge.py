@@ -4,17 +4,19 @@ bi-encoder and the ComplEx teacher together: the deployable form of what the tex
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from _common import REPO
 from _latency import single_query_latency_ms
 from kgdistill.api import cache, ensure_run
 from kgdistill.checkpoint import load_checkpoint, load_model
 
-__all__ = ["kge_rows"]
+__all__ = ["kge_rows", "result_row"]
 
 log = logging.getLogger("plm_contexts")
 
@@ -49,29 +51,33 @@ def _config(
     }
 
 
-def _row(label: str, dataset: str, source: str, seed: int, run: Path) -> dict[str, Any]:
-    import json
-
-    metrics = json.loads((run / "metrics.json").read_text())
+def result_row(
+    model: str, dataset: str, source: str, seed: int, metrics: dict[str, Any], run: Path
+) -> dict[str, Any]:
+    """One row of the table from a run's (or an evaluation's) metrics."""
     both = metrics["sides"]["both"]
-    model = load_model(load_checkpoint(run / "best.safetensors")).eval()
-    with torch.inference_mode():
-        ms = single_query_latency_ms(model, torch.tensor([[0, 0, 0]]), repeats=50)
     return {
         "dataset": dataset,
-        "model": label,
+        "model": model,
         "source": source,
         "seed": seed,
-        "parameters": metrics["num_parameters"],
+        "parameters": metrics["protocol"].get("num_parameters") or metrics.get("num_parameters"),
         "train_seconds": metrics.get("train_seconds"),
         "queries": metrics["protocol"]["queries"],
         "mrr": both["mrr"],
         "hits@1": both["hits@1"],
         "hits@3": both["hits@3"],
         "hits@10": both["hits@10"],
-        "ms_per_query": round(ms, 3),
-        "run": run.name,
+        "run": str(run.relative_to(REPO)) if run.is_relative_to(REPO) else run.name,
     }
+
+
+def _row(label: str, dataset: str, source: str, seed: int, run: Path) -> dict[str, Any]:
+    metrics = json.loads((run / "metrics.json").read_text())
+    model = load_model(load_checkpoint(run / "best.safetensors")).eval()
+    with torch.inference_mode():
+        ms = single_query_latency_ms(model, torch.tensor([[0, 0, 0]]), repeats=50)
+    return {**result_row(label, dataset, source, seed, metrics, run), "ms_per_query": round(ms, 3)}
 
 
 def kge_rows(

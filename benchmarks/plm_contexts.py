@@ -50,6 +50,7 @@ from _common import (
 )
 from _latency import single_query_latency_ms
 from _plm_kge import kge_rows
+from _plm_kge import result_row as _row
 from kgdistill.api import ensure_run, evaluate_run
 from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.contexts.exchange import import_contexts
@@ -204,26 +205,6 @@ def _measure_latency_ms(run: Path) -> float:
     with torch.inference_mode():
         model.entities.table()  # the entity vectors are encoded once per evaluation, not per query
     return single_query_latency_ms(model, query, repeats=20)
-
-
-def _row(
-    model: str, dataset: str, source: str, seed: int, metrics: dict[str, Any], run: Path
-) -> dict[str, Any]:
-    both = metrics["sides"]["both"]
-    return {
-        "dataset": dataset,
-        "model": model,
-        "source": source,
-        "seed": seed,
-        "parameters": metrics["protocol"].get("num_parameters") or metrics.get("num_parameters"),
-        "train_seconds": metrics.get("train_seconds"),
-        "queries": metrics["protocol"]["queries"],
-        "mrr": both["mrr"],
-        "hits@1": both["hits@1"],
-        "hits@3": both["hits@3"],
-        "hits@10": both["hits@10"],
-        "run": str(run.relative_to(REPO)) if run.is_relative_to(REPO) else run.name,
-    }
 
 
 def run_benchmark(
