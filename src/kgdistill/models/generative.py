@@ -48,6 +48,23 @@ class LMTexts(RelationEncoder):
         self.register_buffer("name_tokens", features.names.ids.clone())
         self.register_buffer("name_lengths", features.names.lengths.clone())
 
+    def relation_pieces(
+        self, r: LongTensor, tau: LongTensor | None
+    ) -> tuple[list[Piece], LongTensor]:
+        """``r, tau (B,)`` -> the relation (and `` | time``) pieces, and the tokens ``(B,)`` they and the chat
+        frame take."""
+        n, dev, sp = len(r), r.device, self.special
+        rel = [_piece(self.rel_tokens, self.rel_lengths, r, 0)]
+        used = self.rel_lengths[r].long() + len(sp["prefix"]) + len(sp["suffix"])
+        if self.temporal:
+            assert tau is not None, "a temporal model needs a time column"
+            rel += [
+                _tokens(sp["sep"], n, dev, 0),
+                _piece(self.time_tokens, self.time_lengths, tau, 0),
+            ]
+            used = used + self.time_lengths[tau].long() + len(sp["sep"])
+        return rel, used
+
     def sequences(
         self,
         entities: EntityTexts,
@@ -61,16 +78,8 @@ class LMTexts(RelationEncoder):
 
         The head's text is cut to what the frame, separators, relation and time leave of the window."""
         n, dev, sp = len(h), h.device, self.special
-        rel = [_piece(self.rel_tokens, self.rel_lengths, r, 0)]
-        used = self.rel_lengths[r].long() + len(sp["prefix"]) + len(sp["suffix"]) + len(sp["sep"])
-        if self.temporal:
-            assert tau is not None, "a temporal model needs a time column"
-            rel += [
-                _tokens(sp["sep"], n, dev, 0),
-                _piece(self.time_tokens, self.time_lengths, tau, 0),
-            ]
-            used = used + self.time_lengths[tau].long() + len(sp["sep"])
-        room = (self.max_length - used).clamp_min(0)
+        rel, used = self.relation_pieces(r, tau)
+        room = (self.max_length - used - len(sp["sep"])).clamp_min(0)
         return pack(
             [
                 _tokens(sp["prefix"], n, dev, 0),
@@ -96,21 +105,8 @@ class LMTexts(RelationEncoder):
         relation [| time] | name(t) suffix context eos``, ``answer`` 1 on the context and end tokens, and the
         context tokens of each row ``(N,)`` (0: none; its row only holds the end token as answer)."""
         n, dev, sp = len(h), h.device, self.special
-        rel = [_piece(self.rel_tokens, self.rel_lengths, r, 0)]
-        used = (
-            self.rel_lengths[r].long()
-            + self.name_lengths[t].long()
-            + len(sp["prefix"])
-            + len(sp["suffix"])
-            + 2 * len(sp["sep"])
-        )
-        if self.temporal:
-            assert tau is not None, "a temporal model needs a time column"
-            rel += [
-                _tokens(sp["sep"], n, dev, 0),
-                _piece(self.time_tokens, self.time_lengths, tau, 0),
-            ]
-            used = used + self.time_lengths[tau].long() + len(sp["sep"])
+        rel, used = self.relation_pieces(r, tau)
+        used = used + self.name_lengths[t].long() + 2 * len(sp["sep"])
         room = (self.max_length - used).clamp_min(0)
         context, count = contexts.pieces(h, r, t, 1)
         ids, mask, answer = pack(
