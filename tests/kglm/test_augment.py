@@ -29,11 +29,6 @@ from kgdistill.kglm import (
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
-@pytest.fixture(scope="module")
-def fb_mini() -> KG:
-    return build_kg(read_static_names(FIXTURES / "fb15k237-mini"))
-
-
 def _distmult(data: str | Path, out: Path) -> Any:
     cfg = {
         "seed": 0,

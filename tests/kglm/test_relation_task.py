@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from kgdistill.data import KG, build_kg, read_static_names
+from kgdistill.data import KG
 from kgdistill.errors import ConfigError
 from kgdistill.kglm import (
     RelationClassifier,
@@ -23,11 +23,6 @@ from kgdistill.kglm import (
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-
-
-@pytest.fixture(scope="module")
-def fb_mini() -> KG:
-    return build_kg(read_static_names(FIXTURES / "fb15k237-mini"))
 
 
 def test_held_out_entities_never_occur_in_training_pairs(fb_mini: KG) -> None:
