@@ -1,8 +1,9 @@
 """Shared fixtures: small real graphs (committed fixtures and the bundled YAGO11k) and the full-data root.
 
 Full datasets are found through ``KGDISTILL_DATA`` (default: the nearest ``shared/data`` beside the repository
-or one of its parent folders). Tests that need them use the ``data_root`` fixture, which skips with a message
-only when the data is absent (CI always has it).
+or one of its parent folders; the session then exports it as ``KGDISTILL_DATA``, so the library finds the same
+texts the tests do). Tests that need them use the ``data_root`` fixture, which skips with a message only when
+the data is absent (CI always has it).
 """
 
 from __future__ import annotations
@@ -96,6 +97,11 @@ def pytest_configure(config: pytest.Config) -> None:
     import sys
 
     sys.path.append(str(REPO / "benchmarks"))
+    # The library reads dataset texts (kg-bert, KG-S2S, ...) through $KGDISTILL_DATA only: a root found beside
+    # the repository is exported, or a test's real texts would silently fall back to ids.
+    root = _data_root()
+    if root is not None and root.is_dir():
+        os.environ.setdefault("KGDISTILL_DATA", str(root))
 
 
 # -- text generators ------------------------------------------------------------------------------------------

@@ -68,6 +68,10 @@ def test_a_short_run_beats_random_ranking_by_far(
     cfg["eval"] |= {"max_queries": queries, "batch_size": 4}
     result = api.train(parse_config(cfg), out=tmp_path / name)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    entities = metrics["plm"]["texts"]["entities"]
+    assert entities["sources"] == {"kg-bert": entities["total"]}, (
+        "the dataset's texts were not found"
+    )
     chance = _random_mrr(result.model.entities.tokens.shape[0])
     assert metrics["protocol"]["queries"] == 2 * queries
     assert metrics["sides"]["both"]["mrr"] > 10 * chance, (metrics["sides"]["both"], chance)
