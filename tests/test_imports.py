@@ -35,6 +35,7 @@ FULL: dict[str, set[str]] = {
         "generation",
         "reconstruction",
         "contextualization",
+        "soft_labels",
     },
     "kgdistill.models:MODELS": {
         "transe",

@@ -52,8 +52,12 @@ def _linked(kg: KG) -> MultiKG:
     )
 
 
+#: Options a term needs to read a model teacher's raw scores (its default reads a cache of confidences).
+TERM_OPTIONS: dict[str, dict[str, object]] = {"soft_labels": {"confidence": "sigmoid"}}
+
+
 def _run(loss_name: str, model_name: str, kg: KG) -> tuple[torch.Tensor, KGEModel]:
-    term: LossTerm = LOSSES.get(loss_name)()
+    term: LossTerm = LOSSES.get(loss_name)(**TERM_OPTIONS.get(loss_name, {}))
     term.bind(_linked(kg))
     model = _model(model_name, kg)
     queries = both_directions(kg.splits["train"][:24], kg.num_relations)
@@ -315,3 +319,32 @@ def test_margin_ranking() -> None:
 def test_terms_without_options_accept_no_keys() -> None:
     with pytest.raises(TypeError):
         LOSSES.get("n3")(weight=1.0)
+
+
+def test_soft_labels_are_weighted_positives_of_the_student_softmax() -> None:
+    term = LOSSES.get("soft_labels")()
+    student = _out(torch.tensor([[1.0, 2.0, 0.5, -1.0], [0.0, 0.0, 3.0, 1.0]], requires_grad=True))
+    # a top-k teacher: query 0 has answers 1 (0.8) and 3 (0.2); query 1 none (masked row)
+    teacher = _out(
+        torch.tensor([[0.8, 0.2], [0.9, 0.0]]),
+        ids=torch.tensor([[1, 3], [0, 0]]),
+        mask=torch.tensor([[True, True], [False, False]]),
+    )
+    log_p = F.log_softmax(student.scores, -1)
+    want = -(0.8 * log_p[0, 1] + 0.2 * log_p[0, 3]) / 2
+    got = term(student, teacher, Batch(torch.zeros(2, 3, dtype=torch.long)))
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    got.backward()
+    assert student.scores.grad is not None and student.scores.grad[1].abs().sum() == 0
+    floor = LOSSES.get("soft_labels")(min_confidence=0.5)
+    assert floor(
+        student, teacher, Batch(torch.zeros(2, 3, dtype=torch.long))
+    ).item() == pytest.approx((-0.8 * log_p[0, 1] / 2).item(), rel=1e-6)
+    raw = _out(torch.tensor([[2.0, -3.0], [0.0, 0.0]]), ids=teacher.ids, mask=teacher.mask)
+    with pytest.raises(ConfigError, match="confidence: sigmoid"):
+        term(student, raw, Batch(torch.zeros(2, 3, dtype=torch.long)))
+    squash = LOSSES.get("soft_labels")(confidence="sigmoid")
+    w = torch.tensor([2.0, -3.0]).sigmoid()
+    assert squash(student, raw, Batch(torch.zeros(2, 3, dtype=torch.long))).item() == pytest.approx(
+        (-(w[0] * log_p[0, 1] + w[1] * log_p[0, 3]) / 2).item(), rel=1e-6
+    )

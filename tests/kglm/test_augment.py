@@ -18,11 +18,13 @@ from kgdistill.errors import ConfigError
 from kgdistill.kglm import (
     RelationClassifier,
     hold_out,
+    kge_confidence,
     lm_confidence,
     precision,
     propose,
     relation_task,
     select,
+    soft_label_cache,
     write_static_graph,
 )
 
@@ -92,3 +94,46 @@ def test_augmentation_never_adds_a_known_or_evaluated_fact(
     assert precision(held[:4], held) == 1.0 and precision(added[:0], held) != precision(
         added[:0], held
     )
+
+
+def test_soft_labels_are_a_cache_the_teacher_reads_in_both_directions(
+    fb_mini: KG, tmp_path: Path
+) -> None:
+    from kgdistill.distill.cache import CachedTeacher
+
+    kept, held = hold_out(fb_mini, 0.2, seed=1)
+    facts = held[:30]
+    conf = torch.linspace(0.05, 1.0, len(facts))
+    path = soft_label_cache(tmp_path / "soft.safetensors", fb_mini, facts, conf)
+    teacher = CachedTeacher(path=str(path), kg=fb_mini)
+    r = fb_mini.num_relations
+    zero = torch.zeros(len(facts), 1, dtype=torch.long)
+    for q, answer in (
+        (torch.cat([facts[:, :2], zero], 1), facts[:, 2]),
+        (torch.stack([facts[:, 2], facts[:, 1] + r, zero[:, 0]], 1), facts[:, 0]),
+    ):
+        out = teacher(q)
+        assert out.ids is not None and out.mask is not None
+        hit = (out.ids == answer[:, None]) & out.mask
+        assert hit.sum(1).eq(1).all()  # each fact's answer once under its query
+        assert torch.allclose(out.scores[hit], conf)
+        assert out.scores[out.mask].min() >= 0.05 - 1e-6
+    # queries of no soft fact come back fully masked
+    other = kept[~torch.isin(kept[:, 0], facts[:, 0])][:5]
+    assert not teacher(torch.cat([other[:, :2], torch.zeros(5, 1, dtype=torch.long)], 1)).mask.any()
+    with pytest.raises(ConfigError, match="valid or test facts"):
+        soft_label_cache(
+            tmp_path / "bad.safetensors", fb_mini, fb_mini.splits["valid"][:2, :3], conf[:2]
+        )
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        soft_label_cache(tmp_path / "bad.safetensors", fb_mini, facts[:2], torch.tensor([0.5, 1.5]))
+
+
+def test_the_kge_confidence_is_its_softmax_probability(fb_mini: KG, tmp_path: Path) -> None:
+    model = _distmult(FIXTURES / "fb15k237-mini", tmp_path / "kge").model
+    facts = fb_mini.splits["train"][:7, :3]
+    conf = kge_confidence(model, facts)
+    q = torch.cat([facts, torch.zeros(7, 1, dtype=torch.long)], 1)
+    with torch.no_grad():
+        want = model.score_all(q).softmax(-1)[torch.arange(7), facts[:, 2]]
+    assert torch.allclose(conf, want, atol=1e-6)

@@ -27,7 +27,7 @@ from kgdistill.io import atomic_save_tensors, read_safetensors
 from kgdistill.models.base import ModelOutput
 from kgdistill.types import HEAD, REL, TIME, LongTensor
 
-__all__ = ["CachedTeacher", "query_keys", "vocab_digest", "write_cache"]
+__all__ = ["CachedTeacher", "query_keys", "save_topk", "vocab_digest", "write_cache"]
 
 log = logging.getLogger(__name__)
 _KIND = "kgdistill-teacher-cache"
@@ -82,8 +82,52 @@ def write_cache(
             top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
             parts["topk_ids"].append(top.indices.cpu())
             parts["topk_scores"].append(top.values.cpu())
-    tensors = {"keys": keys.contiguous()}
-    tensors.update({name: torch.cat(v) for name, v in parts.items() if v})
+    tensors = {name: torch.cat(v) for name, v in parts.items() if v}
+    return _save(Path(path), kg, keys, tensors, split=split, k=k, source=source)
+
+
+def save_topk(
+    path: str | Path,
+    kg: KG,
+    queries: LongTensor,
+    ids: LongTensor,
+    scores: torch.Tensor,
+    *,
+    source: str,
+) -> Path:
+    """Write scores computed elsewhere as a top-k cache: ``queries (N, 3|4)`` (distinct), their entity ids
+    ``(N, k)`` and scores ``(N, k)`` (``-inf`` pads a row with fewer than ``k``). :class:`CachedTeacher` reads it
+    like one written by :func:`write_cache`; queries not in it come back fully masked.
+
+    Raises:
+        ConfigError: two rows of ``queries`` are the same query, or the shapes disagree.
+    """
+    if ids.shape != scores.shape or len(ids) != len(queries):
+        raise ConfigError(
+            f"top-k cache {path}: {len(queries)} queries, ids {tuple(ids.shape)}, "
+            f"scores {tuple(scores.shape)}"
+        )
+    keys = query_keys(queries, kg.num_relations, kg.num_times)
+    order = torch.argsort(keys)
+    keys = keys[order]
+    if len(keys) > 1 and bool((keys[1:] == keys[:-1]).any()):
+        raise ConfigError(f"top-k cache {path}: a query appears twice")
+    tensors = {"topk_ids": ids[order].long(), "topk_scores": scores[order].float()}
+    return _save(Path(path), kg, keys, tensors, split="train", k=ids.shape[1], source=source)
+
+
+def _save(
+    path: Path,
+    kg: KG,
+    keys: LongTensor,
+    tensors: dict[str, torch.Tensor],
+    *,
+    split: str,
+    k: int | None,
+    source: str,
+) -> Path:
+    """The cache file: sorted ``keys`` and the score tensors, with the JSON header of the module docstring."""
+    tensors = {"keys": keys.contiguous(), **{n: t.contiguous() for n, t in tensors.items()}}
     meta = {
         "kind": _KIND,
         "format": 1,
@@ -97,7 +141,6 @@ def write_cache(
         "source": source,
         "queries": len(keys),
     }
-    path = Path(path)
     atomic_save_tensors(path, tensors, {"kgdistill": json.dumps(meta)})
     log.info("wrote %d teacher rows (%s) to %s", len(keys), f"top-{k}" if k else "full", path)
     return path

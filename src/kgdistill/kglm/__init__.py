@@ -1,13 +1,15 @@
 """KG <-> language model (seed 002, methods.md section 4): knowledge-graph embeddings injected into a language
-model (KG -> LM), and the language model's confident triples back into the graph (LM -> KG); alternating rounds
-are to come."""
+model (KG -> LM), the language model's confident triples back into the graph as hard facts or soft labels (LM -> KG),
+and alternating rounds of both (:mod:`kgdistill.kglm.rounds`)."""
 
 from kgdistill.kglm.augment import (
     hold_out,
+    kge_confidence,
     lm_confidence,
     precision,
     propose,
     select,
+    soft_label_cache,
     write_static_graph,
 )
 from kgdistill.kglm.classifier import RelationClassifier, align_table, evaluate_task, fit_task
@@ -23,11 +25,13 @@ __all__ = [
     "evaluate_task",
     "fit_task",
     "hold_out",
+    "kge_confidence",
     "lm_confidence",
     "macro_f1",
     "precision",
     "propose",
     "relation_task",
     "select",
+    "soft_label_cache",
     "write_static_graph",
 ]

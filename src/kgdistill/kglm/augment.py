@@ -12,7 +12,9 @@ The steps, each measurable on its own:
    (candidates whose relation is not one of its labels get none, counted);
 4. :func:`select` keeps those at or above a threshold (or the ``top`` most confident), and :func:`precision`
    says how many are held-out facts;
-5. :func:`write_static_graph` writes the graph with the added facts as a dataset folder that a KGE run reads.
+5. :func:`write_static_graph` writes the graph with the added facts as a dataset folder that a KGE run reads
+   (hard facts); or :func:`soft_label_cache` writes them with their confidences as a top-k teacher cache that the
+   ``soft_labels`` term of the KGE's objective reads (soft labels: weighted positives).
 """
 
 from __future__ import annotations
@@ -29,7 +31,16 @@ from kgdistill.errors import ConfigError
 from kgdistill.io import atomic_write_text
 from kgdistill.types import LongTensor
 
-__all__ = ["hold_out", "lm_confidence", "precision", "propose", "select", "write_static_graph"]
+__all__ = [
+    "hold_out",
+    "kge_confidence",
+    "lm_confidence",
+    "precision",
+    "propose",
+    "select",
+    "soft_label_cache",
+    "write_static_graph",
+]
 
 
 def hold_out(kg: KG, rate: float, *, seed: int = 0) -> tuple[LongTensor, LongTensor]:
@@ -63,15 +74,22 @@ def hold_out(kg: KG, rate: float, *, seed: int = 0) -> tuple[LongTensor, LongTen
 
 
 def propose(
-    model: torch.nn.Module, kg: KG, train: LongTensor, *, k: int = 5, max_queries: int | None = None
+    model: torch.nn.Module,
+    kg: KG,
+    train: LongTensor,
+    *,
+    k: int = 5,
+    max_queries: int | None = None,
+    seed: int = 0,
 ) -> LongTensor:
     """The KGE's top-``k`` tails of the training queries ``(h, r)`` of ``train (N, 3)`` (tail direction),
     filtered against every known fact of ``kg`` (all splits) and of ``train``: candidate facts ``(C, 3)``.
 
-    ``max_queries`` caps the distinct queries (the first ones, in the order of ``train``)."""
+    ``max_queries`` caps the distinct queries (a ``seed``-ed random draw of them, in id order)."""
     queries = torch.unique(train[:, :2], dim=0)
-    if max_queries is not None:
-        queries = queries[:max_queries]
+    if max_queries is not None and max_queries < len(queries):
+        g = torch.Generator().manual_seed(seed)
+        queries = queries[torch.randperm(len(queries), generator=g)[:max_queries].sort().values]
     known = FilterIndex.build(kg, ("train", "valid", "test"), time_aware=False)
     extra = {tuple(f) for f in train.tolist()}
     out = []
@@ -129,6 +147,60 @@ def select(
     return facts[rows]
 
 
+def kge_confidence(model: torch.nn.Module, facts: LongTensor) -> torch.Tensor:
+    """The KGE's own softmax probability of each fact's tail among all entities ``(C,)``: the self-training
+    control of LM -> KG (the same selection without the language model)."""
+    model.eval()
+    out = torch.empty(len(facts))
+    with torch.no_grad():
+        for rows in torch.arange(len(facts)).split(256):
+            f = facts[rows]
+            q = torch.cat([f, torch.zeros(len(f), 1, dtype=torch.long)], dim=1)
+            probs = model.score_all(q).float().softmax(-1)
+            out[rows] = probs[torch.arange(len(f)), f[:, 2]].cpu()
+    return out
+
+
+def soft_label_cache(
+    path: str | os.PathLike[str], kg: KG, facts: LongTensor, confidence: torch.Tensor
+) -> Path:
+    """Write ``facts (A, 3)`` with their ``confidence (A,)`` as a top-k teacher cache over ``kg``'s ids, in both
+    directions (``(h, r) -> t`` and ``(t, r + R) -> h``, as the 1-N training queries are): what the
+    ``soft_labels`` term reads (``teachers: {soft: {name: cache, path: ...}}``).
+
+    Raises:
+        ConfigError: a fact is a valid or test fact (the leak rule), or a confidence is outside [0, 1].
+    """
+    from kgdistill.distill.cache import save_topk
+
+    _check_leaks(kg, facts)
+    conf = confidence.float()
+    if len(conf) != len(facts) or bool(((conf < 0) | (conf > 1) | conf.isnan()).any()):
+        raise ConfigError("soft labels: every confidence must be a number in [0, 1], one per fact")
+    h, r, t = facts[:, 0], facts[:, 1], facts[:, 2]
+    queries = torch.cat([torch.stack([h, r], 1), torch.stack([t, r + kg.num_relations], 1)])
+    answers, weights = torch.cat([t, h]), torch.cat([conf, conf])
+    uniq, inverse = torch.unique(queries, dim=0, return_inverse=True)
+    width = max(int(torch.bincount(inverse).max()) if len(inverse) else 0, 1)
+    ids = torch.zeros(len(uniq), width, dtype=torch.long)
+    scores = torch.full((len(uniq), width), float("-inf"))
+    order = torch.argsort(inverse, stable=True)
+    row = inverse[order]
+    start = torch.searchsorted(row, row, right=False)
+    col = torch.arange(len(row)) - start
+    ids[row, col] = answers[order]
+    scores[row, col] = weights[order]
+    full = torch.cat([uniq, torch.zeros(len(uniq), 1, dtype=torch.long)], dim=1)
+    return save_topk(path, kg, full, ids, scores, source="kgdistill.kglm soft labels")
+
+
+def _check_leaks(kg: KG, added: LongTensor) -> None:
+    evaluated = {tuple(f) for s in ("valid", "test") for f in kg.splits[s][:, :3].tolist()}
+    leaked = [f for f in added.tolist() if tuple(f) in evaluated]
+    if leaked:
+        raise ConfigError(f"{len(leaked)} added facts are valid or test facts (first: {leaked[0]})")
+
+
 def precision(added: LongTensor, held: LongTensor) -> float:
     """Share of ``added (A, 3)`` that are held-out facts ``held (M, 3)`` (NaN when nothing is added)."""
     if not len(added):
@@ -148,12 +220,7 @@ def write_static_graph(
     """
     facts = train if added is None else torch.cat([train, added])
     if added is not None and len(added):
-        evaluated = {tuple(f) for s in ("valid", "test") for f in kg.splits[s][:, :3].tolist()}
-        leaked = [f for f in added.tolist() if tuple(f) in evaluated]
-        if leaked:
-            raise ConfigError(
-                f"{len(leaked)} added facts are valid or test facts (first: {leaked[0]})"
-            )
+        _check_leaks(kg, added)
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     ent, rel = kg.entity_labels, kg.relation_labels
