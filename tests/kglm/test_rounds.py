@@ -1,13 +1,21 @@
 """Alternating KG -> LM -> KG rounds on the FB15k-237 subset with a tiny DistMult and the tiny local encoder:
-one record per round, facts added only from candidates (never an evaluated fact), the stopping rule, and a rerun
-that reuses the finished rounds."""
+one record per round, facts added only from candidates (never an evaluated fact), the stopping rule, a rerun
+that reuses the finished rounds, soft labels with the self-training control, and kill -9 in the middle of a
+round."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kgdistill.data import build_kg, read_static_names
 from kgdistill.errors import ConfigError
@@ -71,3 +79,67 @@ def test_a_dataset_whose_ids_do_not_follow_the_labels_is_one_error(
     cfg.data = str(FIXTURES / "fb15k237n-mini")  # OpenKE ids, not in label order
     with pytest.raises(ConfigError, match="labelled triples"):
         run_rounds(cfg, tmp_path)
+
+
+@pytest.mark.slow
+def test_soft_labels_and_the_kge_control(tiny_encoder_folder: Path, tmp_path: Path) -> None:
+    """``labels: soft``: round 1 trains on round 0's graph, the selected facts read as a soft_labels term."""
+    cfg = _cfg(tiny_encoder_folder, max_rounds=2, labels="soft", select_by="kge", soft_weight=0.5)
+    records = run_rounds(cfg, tmp_path)
+    assert len(records) == 2 and records[0]["added"] == 25
+    assert records[1]["graph_facts"] == records[0]["graph_facts"] + 25  # counted, not written
+    assert 0 < min(records[0]["weights_total"]) <= max(records[0]["weights_total"]) <= 1
+    run = yaml.safe_load((tmp_path / "round-1" / "kge" / "config.yaml").read_text())
+    assert run["data"]["name"] == str(tmp_path / "graph-0")  # the hard graph is not read
+    assert run["teachers"]["soft"]["path"] == str(tmp_path / "soft-1.safetensors")
+    assert {"loss": "soft_labels", "teacher": "soft", "weight": 0.5} in [
+        {k: t[k] for k in ("loss", "teacher", "weight") if k in t}
+        for t in run["stages"][0]["objective"]
+    ]
+    log = [
+        json.loads(x) for x in (tmp_path / "round-1" / "kge" / "log.jsonl").read_text().splitlines()
+    ]
+    assert all(e["soft_labels[soft]"] > 0 for e in log if e["event"] == "epoch")
+    with pytest.raises(ConfigError, match="labels"):
+        _cfg(tiny_encoder_folder, labels="fuzzy")
+
+
+def _spawn(spec: Path, work: Path) -> subprocess.Popen:
+    """The rounds of ``spec`` (a RoundsConfig as JSON) in a process of one thread (as the rerun: same sums)."""
+    code = (
+        "import json, sys, torch; from kgdistill.kglm.rounds import RoundsConfig, run_rounds; "
+        "torch.set_num_threads(1); "
+        "run_rounds(RoundsConfig(**json.load(open(sys.argv[1]))), sys.argv[2])"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(spec), str(work)], env=env, stderr=subprocess.PIPE
+    )
+
+
+@pytest.mark.slow
+def test_rounds_resume_after_kill_9(tiny_encoder_folder: Path, tmp_path: Path) -> None:
+    """Killed in round 1 (its KGE run has a checkpoint), rerun: the same records as a run never killed."""
+    spec = tmp_path / "rounds.json"
+    spec.write_text(json.dumps(asdict(_cfg(tiny_encoder_folder, max_rounds=2))))
+    ref = _spawn(spec, tmp_path / "ref")
+    assert ref.wait(timeout=600) == 0, ref.stderr.read().decode()  # type: ignore[union-attr]
+    work = tmp_path / "killed"
+    proc = _spawn(spec, work)
+    deadline = time.time() + 600
+    while not (work / "round-1" / "kge" / "last.safetensors").exists() and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    if proc.poll() is not None:
+        pytest.fail(
+            f"the rounds finished before they could be killed: {proc.stderr.read().decode()}"
+        )  # type: ignore[union-attr]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (work / "round-1" / "round.json").exists()
+    again = _spawn(spec, work)
+    assert again.wait(timeout=600) == 0, again.stderr.read().decode()  # type: ignore[union-attr]
+    for i in (0, 1):
+        a = json.loads((tmp_path / "ref" / f"round-{i}" / "round.json").read_text())
+        b = json.loads((work / f"round-{i}" / "round.json").read_text())
+        assert a == b, i

@@ -7,8 +7,11 @@ Round ``i`` (``0, 1, ...``):
    test splits;
 2. the language model of the text task (relation classification, built from the held-out-free training facts
    only, so the language model never reads an evaluated or held-out fact) fine-tuned with that KGE injected;
-3. LM -> KG: the KGE's filtered top-k candidates, scored by the language model; those selected are added to the
-   next round's graph; their precision is counted against the held-out facts.
+3. LM -> KG: the KGE's filtered top-k candidates, scored by the language model (``select_by: lm``; ``kge``: by
+   the KGE's own softmax, the self-training control without a language model); those selected are added to the
+   next round's graph as hard facts (``labels: hard``), or kept as soft labels (``labels: soft``): a top-k teacher
+   cache of the facts with their confidences, read by a ``soft_labels`` term of the next KGE's objective at
+   ``soft_weight``; their precision is counted against the held-out facts.
 
 The rounds stop after ``max_rounds``, or when a round gains on neither side (the KGE's validation MRR and the
 language model's validation accuracy both at most the best so far). Each finished round writes
@@ -32,10 +35,12 @@ from kgdistill.errors import ConfigError
 from kgdistill.io import atomic_write_text
 from kgdistill.kglm.augment import (
     hold_out,
+    kge_confidence,
     lm_confidence,
     precision,
     propose,
     select,
+    soft_label_cache,
     write_static_graph,
 )
 from kgdistill.kglm.classifier import RelationClassifier, align_table, evaluate_task, fit_task
@@ -57,7 +62,10 @@ class RoundsConfig:
         kge: the KGE run's ``model``, ``stages`` and ``train`` sections (``data`` is set per round).
         lm: ``max_length`` and ``encoder`` of :func:`kgdistill.plm.plm_features`, and ``num_labels``,
             ``test_entities``, ``epochs``, ``batch_size``, ``lr``, ``head_lr``, ``layer``.
+            ``max_examples`` caps each split of the task (a seeded draw; a CPU-sized run).
         k / max_queries / threshold / top: of :func:`~kgdistill.kglm.augment.propose` and ``select``.
+        select_by: ``lm`` (the language model's confidence) or ``kge`` (the KGE's own: the control).
+        labels: ``hard`` (facts added to the graph) or ``soft`` (weighted positives, ``soft_weight``).
         max_rounds: the most rounds. seed: every seeded step.
     """
 
@@ -70,13 +78,33 @@ class RoundsConfig:
     max_queries: int | None = None
     threshold: float | None = 0.5
     top: int | None = None
+    select_by: str = "lm"
+    labels: str = "hard"
+    soft_weight: float = 1.0
     max_rounds: int = 3
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for key, value, allowed in (
+            ("select_by", self.select_by, ("lm", "kge")),
+            ("labels", self.labels, ("hard", "soft")),
+        ):
+            if value not in allowed:
+                raise ConfigError(
+                    f"config key '{key}': '{value}' is not one of {', '.join(allowed)}"
+                )
 
-def _kge(cfg: RoundsConfig, graph: Path, run: Path) -> dict[str, Any]:
+
+def _kge(cfg: RoundsConfig, graph: Path, run: Path, soft: Path | None = None) -> dict[str, Any]:
     raw = {"seed": cfg.seed, "data": {"name": str(graph)}, **cfg.kge}
     raw.setdefault("eval", {"split": "test", "ties": "realistic"})
+    if soft is not None:  # the added facts as soft labels: a term of every stage's objective
+        raw["teachers"] = {**raw.get("teachers", {}), "soft": {"name": "cache", "path": str(soft)}}
+        term = {"loss": "soft_labels", "teacher": "soft", "weight": cfg.soft_weight}
+        raw["stages"] = [
+            {**st, "objective": [*st.get("objective", [{"loss": "supervised_ce"}]), term]}
+            for st in raw.get("stages", [{}])
+        ]
     return ensure_run(raw, run)
 
 
@@ -129,9 +157,11 @@ def run_rounds(cfg: RoundsConfig, work: str | Path) -> list[dict[str, Any]]:
         test_entities=float(cfg.lm.get("test_entities", 0.1)),
         seed=cfg.seed,
         splits=("train",),
+        max_examples=cfg.lm.get("max_examples"),
     )
     records: list[dict[str, Any]] = []
     added = torch.zeros(0, 3, dtype=torch.long)
+    weights = torch.zeros(0)
     best_kge, best_lm = float("-inf"), float("-inf")
     for i in range(cfg.max_rounds):
         folder = work / f"round-{i}"
@@ -140,16 +170,30 @@ def run_rounds(cfg: RoundsConfig, work: str | Path) -> list[dict[str, Any]]:
         if done.is_file():
             record = json.loads(done.read_text())
             added = torch.tensor(record["added_total"], dtype=torch.long).view(-1, 3)
+            weights = torch.tensor(record.get("weights_total", [1.0] * len(added)))
         else:
-            metrics = _kge(cfg, graph, folder / "kge")
+            soft = work / f"soft-{i}.safetensors" if cfg.labels == "soft" and i > 0 else None
+            metrics = _kge(cfg, base if soft else graph, folder / "kge", soft)
             model, lm_metrics = _lm_round(cfg, reduced, task, folder / "kge")
             kge_model = load_model(load_checkpoint(folder / "kge" / "best.safetensors"))
             current = torch.cat([kept, added])
-            candidates = propose(kge_model, kg, current, k=cfg.k, max_queries=cfg.max_queries)
-            conf = lm_confidence(model, task.relations, candidates)
-            new = select(candidates, conf, threshold=cfg.threshold, top=cfg.top)
+            candidates = propose(
+                kge_model, kg, current, k=cfg.k, max_queries=cfg.max_queries, seed=cfg.seed + i
+            )
+            conf = (
+                lm_confidence(model, task.relations, candidates)
+                if cfg.select_by == "lm"
+                else kge_confidence(kge_model, candidates)
+            )
+            keep = select(
+                torch.arange(len(candidates))[:, None], conf, threshold=cfg.threshold, top=cfg.top
+            )[:, 0]
+            new = candidates[keep]
             added = torch.cat([added, new])
+            weights = torch.cat([weights, conf[keep].float()])
             write_static_graph(work / f"graph-{i + 1}", kg, kept, added)
+            if cfg.labels == "soft":
+                soft_label_cache(work / f"soft-{i + 1}.safetensors", reduced, added, weights)
             record = {
                 "round": i,
                 "graph_facts": len(current),
@@ -163,6 +207,7 @@ def run_rounds(cfg: RoundsConfig, work: str | Path) -> list[dict[str, Any]]:
                 "added": len(new),
                 "precision": precision(new, held),
                 "added_total": added.tolist(),
+                "weights_total": weights.tolist(),
             }
             folder.mkdir(parents=True, exist_ok=True)
             atomic_write_text(done, json.dumps(record, indent=2) + "\n")

@@ -58,9 +58,12 @@ def relation_task(
     valid_share: float = 0.1,
     seed: int = 0,
     splits: tuple[str, ...] = ("train", "valid", "test"),
+    max_examples: int | None = None,
 ) -> RelationTask:
     """Relation classification examples from the facts of ``kg``'s ``splits`` (see the module docstring; the
     LM -> KG rounds take the training facts only, so the language model never reads an evaluated fact).
+    ``max_examples`` caps each part of the split (a seeded draw, made after the split: the held-out entities
+    and the rule stay the same).
 
     Raises:
         ConfigError: the graph has fewer than two relations, or the split leaves a part empty.
@@ -93,6 +96,13 @@ def relation_task(
         "valid": train_rows[:n_valid].sort().values,
         "test": unseen.nonzero()[:, 0],
     }
+    if max_examples is not None:
+        if max_examples < 1:
+            raise ConfigError(f"config key 'max_examples': {max_examples} is not >= 1")
+        rows = {
+            s: r[torch.randperm(len(r), generator=g)[:max_examples].sort().values]
+            for s, r in rows.items()
+        }
     for split, r in rows.items():
         if not len(r):
             raise ConfigError(
@@ -109,6 +119,7 @@ def relation_task(
         dataset=kg.name,
         num_labels=len(relations),
         examples={s: len(r) for s, r in rows.items()},
+        max_examples=max_examples,
         held_out_entities=int(held.sum()),
         split="test pairs have at least one held-out entity; train and valid pairs none",
         seed=seed,
