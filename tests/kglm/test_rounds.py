@@ -19,7 +19,7 @@ import yaml
 
 from kgdistill.data import build_kg, read_static_names
 from kgdistill.errors import ConfigError
-from kgdistill.kglm.rounds import RoundsConfig, run_rounds
+from kgdistill.kglm.rounds import RoundsConfig, lm_baseline, run_rounds
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -70,6 +70,18 @@ def test_rounds_add_facts_stop_and_resume(tiny_encoder_folder: Path, tmp_path: P
     assert [r["added"] for r in again] == [r["added"] for r in records]
     assert stamp == {p: p.stat().st_mtime for p in tmp_path.rglob("round.json")}
     assert json.loads((tmp_path / "rounds-config.json").read_text())["hold_out"] == 0.2
+    # the one-sided baselines of the language model: plain, and the distillation form alone
+    plain = lm_baseline(_cfg(tiny_encoder_folder), tmp_path)
+    assert plain["task"]["examples"] == first["lm"]["task_examples"]
+    assert plain["kge_known"] == 0 and 0 <= plain["test"]["accuracy"] <= 1
+    fit = lm_baseline(
+        _cfg(tiny_encoder_folder),
+        tmp_path,
+        kge_run=tmp_path / "round-0" / "kge",
+        distill={"loss": "fitnet", "weight": 0.5},
+    )
+    assert fit["test"]["examples"] == plain["test"]["examples"]
+    assert (tmp_path / "lm-fitnet.json").is_file()
 
 
 def test_a_dataset_whose_ids_do_not_follow_the_labels_is_one_error(
@@ -107,7 +119,7 @@ def test_soft_labels_and_the_kge_control(tiny_encoder_folder: Path, tmp_path: Pa
 def _spawn(spec: Path, work: Path) -> subprocess.Popen:
     """The rounds of ``spec`` (a RoundsConfig as JSON) in a process of one thread (as the rerun: same sums)."""
     code = (
-        "import json, sys, torch; from kgdistill.kglm.rounds import RoundsConfig, run_rounds; "
+        "import json, sys, torch; from kgdistill.kglm.rounds import RoundsConfig, lm_baseline, run_rounds; "
         "torch.set_num_threads(1); "
         "run_rounds(RoundsConfig(**json.load(open(sys.argv[1]))), sys.argv[2])"
     )

@@ -47,7 +47,7 @@ from kgdistill.kglm.classifier import RelationClassifier, align_table, evaluate_
 from kgdistill.kglm.task import relation_task
 from kgdistill.plm import plm_features
 
-__all__ = ["RoundsConfig", "run_rounds"]
+__all__ = ["RoundsConfig", "lm_baseline", "run_rounds"]
 
 log = logging.getLogger(__name__)
 
@@ -108,17 +108,34 @@ def _kge(cfg: RoundsConfig, graph: Path, run: Path, soft: Path | None = None) ->
     return ensure_run(raw, run)
 
 
-def _lm_round(cfg: RoundsConfig, kg: Any, task: Any, kge_run: Path) -> tuple[Any, dict[str, Any]]:
+def _lm_round(
+    cfg: RoundsConfig,
+    kg: Any,
+    task: Any,
+    kge_run: Path | None,
+    *,
+    inject: bool = True,
+    distill: dict[str, Any] | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """The language model of the task, fine-tuned: with the KGE of ``kge_run`` injected (``inject``), pulled
+    towards it (``distill``, the distillation form), both, or neither (``kge_run`` None: the plain PLM)."""
     lm = dict(cfg.lm)
-    kge = load_model(load_checkpoint(kge_run / "best.safetensors"))
-    ckpt_labels = load_checkpoint(kge_run / "best.safetensors").meta["id_maps"]["entity"]
-    table, known = align_table(
-        list(kg.entity_labels), list(ckpt_labels), kge.entities.table().detach()
-    )
+    table = known = None
+    if kge_run is not None:
+        ckpt = load_checkpoint(kge_run / "best.safetensors")
+        table, known = align_table(
+            list(kg.entity_labels),
+            list(ckpt.meta["id_maps"]["entity"]),
+            load_model(ckpt).entities.table().detach(),
+        )
     features = plm_features(kg, encoder=lm.get("encoder"), max_length=int(lm.get("max_length", 48)))
     torch.manual_seed(cfg.seed)
     model = RelationClassifier(
-        features, task.num_labels, entity_table=table, known=known, layer=int(lm.get("layer", -1))
+        features,
+        task.num_labels,
+        entity_table=table if inject else None,
+        known=known if inject else None,
+        layer=int(lm.get("layer", -1)),
     )
     history = fit_task(
         model,
@@ -128,20 +145,20 @@ def _lm_round(cfg: RoundsConfig, kg: Any, task: Any, kge_run: Path) -> tuple[Any
         lr=float(lm.get("lr", 5e-5)),
         head_lr=float(lm.get("head_lr", 1e-3)),
         seed=cfg.seed,
+        distill=distill,
+        teacher_table=table if distill else None,
+        teacher_known=known if distill else None,
     )
     return model, {
         "valid": history[-1],
         "test": evaluate_task(model, task, "test"),
-        "kge_known": int(known.sum()),
+        "kge_known": int(known.sum()) if known is not None and inject else 0,
+        "task_examples": task.report["examples"],
     }
 
 
-def run_rounds(cfg: RoundsConfig, work: str | Path) -> list[dict[str, Any]]:
-    """Run (or finish) the rounds of ``cfg`` under ``work``; returns one record per round (see the module
-    docstring)."""
-    work = Path(work)
-    work.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(work / "rounds-config.json", json.dumps(asdict(cfg), indent=2) + "\n")
+def _prepare(cfg: RoundsConfig, work: Path) -> tuple[Any, Any, Any, Path, Any, Any]:
+    """The graph, its kept and held-out facts, round 0's graph folder, that graph, and the text task."""
     kg = load_kg(cfg.data, root=cfg.data_root)
     kept, held = hold_out(kg, cfg.hold_out, seed=cfg.seed)
     base = write_static_graph(work / "graph-0", kg, kept)
@@ -159,6 +176,42 @@ def run_rounds(cfg: RoundsConfig, work: str | Path) -> list[dict[str, Any]]:
         splits=("train",),
         max_examples=cfg.lm.get("max_examples"),
     )
+    return kg, kept, held, base, reduced, task
+
+
+def lm_baseline(
+    cfg: RoundsConfig,
+    work: str | Path,
+    *,
+    kge_run: str | Path | None = None,
+    distill: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The language model of the rounds' task without injection: the plain PLM (``distill`` None), or pulled
+    towards the KGE of ``kge_run`` by ``distill`` (the distillation form alone). Same task, seed and settings as
+    :func:`run_rounds` under ``work``; returns (and writes) ``{"valid", "test"}`` metrics, reused when there."""
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    name = "lm-plain" if distill is None else f"lm-{distill['loss']}"
+    done = work / f"{name}.json"
+    if done.is_file():
+        return json.loads(done.read_text())  # type: ignore[no-any-return]
+    if distill is not None and kge_run is None:
+        raise ConfigError("config key 'distill': the distillation form needs a KGE run (kge_run)")
+    _, _, _, _, reduced, task = _prepare(cfg, work)
+    run = None if distill is None or kge_run is None else Path(kge_run)
+    _, metrics = _lm_round(cfg, reduced, task, run, inject=False, distill=distill)
+    metrics["task"] = task.report
+    atomic_write_text(done, json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def run_rounds(cfg: RoundsConfig, work: str | Path) -> list[dict[str, Any]]:
+    """Run (or finish) the rounds of ``cfg`` under ``work``; returns one record per round (see the module
+    docstring)."""
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(work / "rounds-config.json", json.dumps(asdict(cfg), indent=2) + "\n")
+    kg, kept, held, base, reduced, task = _prepare(cfg, work)
     records: list[dict[str, Any]] = []
     added = torch.zeros(0, 3, dtype=torch.long)
     weights = torch.zeros(0)
@@ -172,7 +225,9 @@ def run_rounds(cfg: RoundsConfig, work: str | Path) -> list[dict[str, Any]]:
             added = torch.tensor(record["added_total"], dtype=torch.long).view(-1, 3)
             weights = torch.tensor(record.get("weights_total", [1.0] * len(added)))
         else:
-            soft = work / f"soft-{i}.safetensors" if cfg.labels == "soft" and i > 0 else None
+            soft = None
+            if cfg.labels == "soft" and i > 0:  # the facts added so far, with their confidences
+                soft = soft_label_cache(work / f"soft-{i}.safetensors", reduced, added, weights)
             metrics = _kge(cfg, base if soft else graph, folder / "kge", soft)
             model, lm_metrics = _lm_round(cfg, reduced, task, folder / "kge")
             kge_model = load_model(load_checkpoint(folder / "kge" / "best.safetensors"))
@@ -191,9 +246,8 @@ def run_rounds(cfg: RoundsConfig, work: str | Path) -> list[dict[str, Any]]:
             new = candidates[keep]
             added = torch.cat([added, new])
             weights = torch.cat([weights, conf[keep].float()])
-            write_static_graph(work / f"graph-{i + 1}", kg, kept, added)
-            if cfg.labels == "soft":
-                soft_label_cache(work / f"soft-{i + 1}.safetensors", reduced, added, weights)
+            if cfg.labels == "hard":
+                write_static_graph(work / f"graph-{i + 1}", kg, kept, added)
             record = {
                 "round": i,
                 "graph_facts": len(current),
