@@ -64,7 +64,8 @@ class RoundsConfig:
             ``test_entities``, ``epochs``, ``batch_size``, ``lr``, ``head_lr``, ``layer``.
             ``max_examples`` caps each split of the task (a seeded draw; a CPU-sized run).
         k / max_queries / threshold / top: of :func:`~kgdistill.kglm.augment.propose` and ``select``.
-        select_by: ``lm`` (the language model's confidence) or ``kge`` (the KGE's own: the control).
+        select_by: ``lm`` (the language model's confidence) or ``kge`` (the KGE's own: the control, which
+            trains no language model; its records' ``lm`` is ``None``).
         labels: ``hard`` (facts added to the graph) or ``soft`` (weighted positives, ``soft_weight``).
         max_rounds: the most rounds. seed: every seeded step.
     """
@@ -229,7 +230,12 @@ def run_rounds(cfg: RoundsConfig, work: str | Path) -> list[dict[str, Any]]:
             if cfg.labels == "soft" and i > 0:  # the facts added so far, with their confidences
                 soft = soft_label_cache(work / f"soft-{i}.safetensors", reduced, added, weights)
             metrics = _kge(cfg, base if soft else graph, folder / "kge", soft)
-            model, lm_metrics = _lm_round(cfg, reduced, task, folder / "kge")
+            # the control (select_by: kge) is the loop without a language model: none is trained
+            model, lm_metrics = (
+                _lm_round(cfg, reduced, task, folder / "kge")
+                if cfg.select_by == "lm"
+                else (None, None)
+            )
             kge_model = load_model(load_checkpoint(folder / "kge" / "best.safetensors"))
             current = torch.cat([kept, added])
             candidates = propose(
@@ -265,19 +271,20 @@ def run_rounds(cfg: RoundsConfig, work: str | Path) -> list[dict[str, Any]]:
             }
             folder.mkdir(parents=True, exist_ok=True)
             atomic_write_text(done, json.dumps(record, indent=2) + "\n")
+        lm_valid = record["lm"]["valid"]["accuracy"] if record["lm"] else float("-inf")
         log.info(
             "round %d: KGE valid MRR %.4f, LM valid accuracy %.4f, %d facts added (precision %s)",
             i,
             record["kge"]["valid_mrr"],
-            record["lm"]["valid"]["accuracy"],
+            lm_valid,
             record["added"],
             record["precision"],
         )
         records.append(record)
         gain_kge = record["kge"]["valid_mrr"] > best_kge
-        gain_lm = record["lm"]["valid"]["accuracy"] > best_lm
+        gain_lm = lm_valid > best_lm
         best_kge = max(best_kge, record["kge"]["valid_mrr"])
-        best_lm = max(best_lm, record["lm"]["valid"]["accuracy"])
+        best_lm = max(best_lm, lm_valid)
         if i > 0 and not gain_kge and not gain_lm:
             log.info("round %d gained on neither side: stop", i)
             break

@@ -1,0 +1,105 @@
+"""benchmarks/kglm_rounds.py end to end on the FB15k-237 subset with a tiny DistMult and the tiny local encoder, two
+seeds: every variant's rounds (round 0 shared), both LM baselines, the tables, the plot, and a second call that
+reuses every finished round."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+DATA = str(FIXTURES / "fb15k237-mini")
+
+
+def _spec(encoder: Path) -> dict:
+    return {
+        "hold_out": 0.2,
+        "profiles": {
+            "tiny": {
+                "kge": {
+                    "model": {"name": "distmult", "dim": 16, "init_scale": 0.1},
+                    "stages": [{"epochs": 2}],
+                    "train": {
+                        "optimizer": "adam",
+                        "lr": 0.02,
+                        "batch_size": 500,
+                        "progress": False,
+                    },
+                },
+                "lm": {
+                    "encoder": str(encoder),
+                    "max_length": 24,
+                    "num_labels": 6,
+                    "test_entities": 0.2,
+                    "max_examples": 150,
+                    "epochs": 1,
+                    "batch_size": 64,
+                    "lr": 1e-3,
+                    "head_lr": 1e-2,
+                },
+                "fitnet_weight": 0.5,
+                "k": 3,
+                "max_queries": 150,
+                "top": 20,
+                "soft_weight": 1.0,
+                "max_rounds": 2,
+            }
+        },
+    }
+
+
+@pytest.mark.slow
+def test_the_driver_runs_every_variant_and_tabulates(
+    tiny_encoder_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kglm_rounds as kglm
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(_spec(tiny_encoder_folder)))
+    monkeypatch.setattr(kglm, "SPEC", spec)
+    work, out = tmp_path / "work", tmp_path / "out"
+    args = ["--datasets", DATA, "--seeds", "0", "--seeds", "1", "--profile", "tiny"]
+    args += ["--work", str(work), "--out", str(out), "-q"]
+    result = CliRunner().invoke(kglm.main, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "kglm_rounds.json").read_text())
+    assert (out / "kglm_rounds.md").is_file() and (out / "kglm_rounds.png").stat().st_size > 0
+    models = [r["model"] for r in doc["kge"]]
+    assert models[0] == "KGE alone (round 0)" and len(models) == 4
+    assert all(r["seeds"] == 2 and "±" in r["test mrr"] for r in doc["kge"])
+    assert [r["model"] for r in doc["lm"]][:3] == [
+        "PLM alone",
+        "PLM + FitNet to the KGE (no injection)",
+        "PLM + injected KGE (round 0)",
+    ]
+    assert {(r["variant"], r["round"]) for r in doc["rounds"]} >= {
+        ("lm-hard", 0),
+        ("lm-hard", 1),
+        ("lm-soft", 1),
+        ("kge-hard", 1),
+    }
+    seed = work / "fb15k237-mini" / "seed-0"
+    # round 0 is shared: the soft variant's is lm-hard's, the control's KGE run is lm-hard's
+    assert json.loads((seed / "lm-soft" / "round-0" / "round.json").read_text()) == json.loads(
+        (seed / "lm-hard" / "round-0" / "round.json").read_text()
+    )
+    control = json.loads((seed / "kge-hard" / "round-0" / "round.json").read_text())
+    assert control["lm"] is None and control["added"] == 20
+    assert (
+        control["kge"]
+        == json.loads((seed / "lm-hard" / "round-0" / "round.json").read_text())["kge"]
+    )
+    # a second call reuses every finished round and baseline
+    stamps = {
+        p: p.stat().st_mtime
+        for p in work.rglob("*.json")
+        if p.name in ("round.json", "lm-plain.json")
+    }
+    again = CliRunner().invoke(kglm.main, args)
+    assert again.exit_code == 0, again.output
+    assert stamps == {p: p.stat().st_mtime for p in stamps}
+    assert json.loads((out / "kglm_rounds.json").read_text())["kge"] == doc["kge"]
