@@ -12,11 +12,22 @@ from kgdistill.kglm.augment import (
     soft_label_cache,
     write_static_graph,
 )
-from kgdistill.kglm.classifier import RelationClassifier, align_table, evaluate_task, fit_task
+from kgdistill.kglm.classifier import (
+    EncoderClassifier,
+    RelationClassifier,
+    align_table,
+    evaluate_task,
+    fit_task,
+)
+from kgdistill.kglm.forecast import ANSWERS, ForecastClassifier, ForecastTask, forecast_task
 from kgdistill.kglm.fusion import KnowledgeInjection, encoder_layers
 from kgdistill.kglm.task import RelationTask, macro_f1, relation_task
 
 __all__ = [
+    "ANSWERS",
+    "EncoderClassifier",
+    "ForecastClassifier",
+    "ForecastTask",
     "KnowledgeInjection",
     "RelationClassifier",
     "RelationTask",
@@ -24,6 +35,7 @@ __all__ = [
     "encoder_layers",
     "evaluate_task",
     "fit_task",
+    "forecast_task",
     "hold_out",
     "kge_confidence",
     "lm_confidence",

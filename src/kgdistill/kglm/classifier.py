@@ -18,13 +18,13 @@ from torch import nn
 
 from kgdistill.errors import ConfigError
 from kgdistill.kglm.fusion import KnowledgeInjection
-from kgdistill.kglm.task import RelationTask, macro_f1
+from kgdistill.kglm.task import macro_f1
 from kgdistill.models.plm import _const, _cut, _piece, mean_pool, pack
 from kgdistill.plm.encoders import build_encoder_module
 from kgdistill.plm.features import PLMFeatures
 from kgdistill.types import FloatTensor, LongTensor
 
-__all__ = ["RelationClassifier", "align_table", "evaluate_task", "fit_task"]
+__all__ = ["EncoderClassifier", "RelationClassifier", "align_table", "evaluate_task", "fit_task"]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,54 @@ def align_table(
     return out, known
 
 
-class RelationClassifier(nn.Module):
+class EncoderClassifier(nn.Module):
+    """A Hugging Face encoder (with KGE vectors injected at entity mentions, or plain) and a linear head over
+    its mean-pooled last states: what the text tasks share.
+
+    Args:
+        config / state: the encoder's Hugging Face config and weights (``state`` ``None``: random).
+        num_labels: the classes. dim: the encoder's width.
+        entity_table: ``(E, d_k)`` KGE vectors to inject, or ``None`` (the plain language model).
+        layer / train_kge / gate_bias: of :class:`KnowledgeInjection`.
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        state: dict[str, torch.Tensor] | None,
+        num_labels: int,
+        dim: int,
+        *,
+        entity_table: FloatTensor | None = None,
+        layer: int = -1,
+        train_kge: bool = False,
+        gate_bias: float = -2.0,
+    ) -> None:
+        super().__init__()
+        encoder = build_encoder_module(dict(config))
+        if state is not None:
+            encoder.load_state_dict(state, strict=True)
+        # the encoder is a submodule of the injection when there is one, else of this module
+        self.injection = (
+            KnowledgeInjection(
+                encoder, entity_table, layer=layer, train_kge=train_kge, gate_bias=gate_bias
+            )
+            if entity_table is not None
+            else None
+        )
+        self.plain = encoder if self.injection is None else None
+        self.head = nn.Linear(dim, num_labels)
+
+    def hidden(self, ids: LongTensor, mask: torch.Tensor, mentions: LongTensor) -> FloatTensor:
+        """``ids``, ``mask``, ``mentions (N, L)`` -> the last hidden states ``(N, L, D)`` (KGE vectors injected
+        at the mentions when there is an injection)."""
+        if self.injection is not None:
+            return self.injection(ids, mask.long(), mentions)  # type: ignore[no-any-return]
+        assert self.plain is not None
+        return self.plain(input_ids=ids, attention_mask=mask.long())[0]  # type: ignore[no-any-return]
+
+
+class RelationClassifier(EncoderClassifier):
     """See the module docstring.
 
     Args:
@@ -65,19 +112,16 @@ class RelationClassifier(nn.Module):
         train_kge: bool = False,
         gate_bias: float = -2.0,
     ) -> None:
-        super().__init__()
-        encoder = build_encoder_module(dict(features.config))
-        if features.state is not None:
-            encoder.load_state_dict(features.state, strict=True)
-        # the encoder is a submodule of the injection when there is one, else of this module
-        self.injection = (
-            KnowledgeInjection(
-                encoder, entity_table, layer=layer, train_kge=train_kge, gate_bias=gate_bias
-            )
-            if entity_table is not None
-            else None
+        super().__init__(
+            features.config,
+            features.state,
+            num_labels,
+            features.dim,
+            entity_table=entity_table,
+            layer=layer,
+            train_kge=train_kge,
+            gate_bias=gate_bias,
         )
-        self.plain = encoder if self.injection is None else None
         self.register_buffer("tokens", features.entities.ids.clone())
         self.register_buffer("lengths", features.entities.lengths.clone())
         n = features.entities.ids.shape[0]
@@ -86,7 +130,6 @@ class RelationClassifier(nn.Module):
         )
         self.special = dict(features.special)
         self.max_length = features.max_length
-        self.head = nn.Linear(features.dim, num_labels)
 
     def sequences(
         self, pairs: LongTensor
@@ -129,17 +172,13 @@ class RelationClassifier(nn.Module):
         """``pairs (N, 2)`` -> label logits ``(N, num_labels)`` and the entities' states ``(2N, D)``: the mean
         last hidden state over the head's tokens (rows ``0..N-1``), then over the tail's."""
         ids, mask, mentions, side = self.sequences(pairs)
-        if self.injection is not None:
-            hidden = self.injection(ids, mask.long(), mentions)
-        else:
-            assert self.plain is not None
-            hidden = self.plain(input_ids=ids, attention_mask=mask.long())[0]
+        hidden = self.hidden(ids, mask, mentions)
         states = torch.cat([mean_pool(hidden, side == 0), mean_pool(hidden, side == 1)])
         return self.head(mean_pool(hidden, mask)), states
 
 
 def evaluate_task(
-    model: RelationClassifier, task: RelationTask, split: str, batch_size: int = 256
+    model: EncoderClassifier, task: Any, split: str, batch_size: int = 256
 ) -> dict[str, float]:
     """Accuracy and macro-F1 of ``model`` on ``split``."""
     model.eval()
@@ -196,8 +235,8 @@ class _Distill(nn.Module):
 
 
 def fit_task(
-    model: RelationClassifier,
-    task: RelationTask,
+    model: EncoderClassifier,
+    task: Any,
     *,
     epochs: int = 3,
     batch_size: int = 32,
@@ -218,6 +257,11 @@ def fit_task(
     """
     term = None
     if distill is not None:
+        if not isinstance(model, RelationClassifier):
+            raise ConfigError(
+                "config key 'distill': the distillation form pulls entity-pair states, which only the "
+                "relation task has"
+            )
         if teacher_table is None:
             raise ConfigError(
                 "config key 'distill': the distillation form needs the KGE's table (teacher_table)"
