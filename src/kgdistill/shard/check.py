@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from kgdistill.config import RunConfig
 from kgdistill.errors import ConfigError
 from kgdistill.models.base import Vocab
@@ -38,7 +40,9 @@ def check_config(cfg: RunConfig) -> None:
         )
     # a 2-entity copy of the configured model tells how it scores (cheap; its keys were checked already)
     kwargs = {k: v for k, v in cfg.model.kwargs().items() if k not in feature_options(name)}
-    probe = MODELS.build(kwargs, where="model", vocab=Vocab(2, 1, ("0", "1")))
+    # built without drawing from the seeded generator the run's own model is initialised from
+    with torch.random.fork_rng(devices=[]):
+        probe = MODELS.build({"name": name, **kwargs}, where="model", vocab=Vocab(2, 1, ("0", "1")))
     reason = unshardable_reason(probe)
     if reason is not None:
         raise refuse(
