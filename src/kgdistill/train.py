@@ -219,9 +219,8 @@ def _open_stage(
         assert resume is not None
         objective.load_state_dict(resume.group("objective"))
         opt_state = resume.optimizer_state()
-        if opt_state is not None and shard.is_sharded(
-            model
-        ):  # the checkpoint holds the whole table
+        if opt_state is not None and shard.is_sharded(model):
+            # the checkpoint holds the whole table's state: this rank loads its rows
             opt_state = shard.local_optimizer_state(opt_state, optimizer, model)
         if opt_state is not None:
             optimizer.load_state_dict(opt_state)
@@ -383,9 +382,8 @@ def fit(
     elif journal.lines:
         journal.truncate(0)
     sampled = train.negatives > 0 or train.negative_sampling == "in_batch"
-    if (
-        sharded
-    ):  # its terms (the cross-entropy, regularisers) have no width-dependent parameters to probe
+    if sharded:
+        # its terms (the cross-entropy, regularisers) have no width-dependent parameters: no probe pass
         objectives = [shard.build_objective(s, i, kg).to(device) for i, s in enumerate(stages)]
     else:
         objectives = build_objectives(
