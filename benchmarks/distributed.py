@@ -7,7 +7,9 @@ graphs.
 the epochs' own seconds in ``log.jsonl`` (training only: no validation, no checkpoint), the median of the epochs
 after the first (the first warms up). CPU layouts: 1 process x 1 thread, 1 process x ``--cores`` threads (the
 honest single-process baseline on this machine), and ``P`` processes x 1 thread for ``P`` in 2..``--cores``
-(gloo). With CUDA devices, GPU rows are added: ``P`` processes for ``P`` in 1..the device count (NCCL). Each
+(gloo); for 1-N configurations also ``P`` processes with the entity table sharded by rows
+(``train.shard_entities``, :mod:`kgdistill.shard`), each rank recording the entity rows and bytes it holds.
+With CUDA devices, GPU rows are added: ``P`` processes for ``P`` in 1..the device count (NCCL). Each
 rank records its peak resident memory (and on GPU its peak allocated CUDA memory). The load average before each
 run is recorded: on a small machine the other processes compete for the same cores.
 
@@ -102,6 +104,7 @@ def worker(spec: dict[str, Any], out: Path) -> None:
                 "patience": 0,
                 "progress": False,
                 "device": spec["device"],
+                "shard_entities": spec.get("sharded", False),
             },
         }
     )
@@ -113,8 +116,11 @@ def worker(spec: dict[str, Any], out: Path) -> None:
         torch.cuda.reset_peak_memory_stats(run.device)
     before = _rss_bytes()
     run.fit(run_dir)
+    block = run.model.entities.weight  # the rank's rows when the table is sharded
     record: dict[str, Any] = {
         "rank": ranks.rank,
+        "entity_rows": int(block.shape[0]),
+        "entity_bytes": int(block.numel() * block.element_size()),
         "rss_before": before,
         "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "cuda_peak": torch.cuda.max_memory_allocated(run.device)
@@ -177,24 +183,39 @@ def _launch(spec: dict[str, Any], procs: int, backend: str | None) -> list[dict[
         return [json.loads((Path(tmp) / f"rank{r}.json").read_text()) for r in range(procs)]
 
 
-def _layouts(cores: int) -> list[tuple[str, int, int, str | None]]:
-    """``(device, processes, threads per process, backend)`` to measure."""
-    out: list[tuple[str, int, int, str | None]] = [("cpu", 1, 1, None)]
+def _layouts(cores: int, one_n: bool) -> list[tuple[str, int, int, str | None, bool]]:
+    """``(device, processes, threads per process, backend, sharded table)`` to measure; sharded layouts only for
+    1-N training (``one_n``)."""
+    out: list[tuple[str, int, int, str | None, bool]] = [("cpu", 1, 1, None, False)]
     if cores > 1:
-        out.append(("cpu", 1, cores, None))
-    out += [("cpu", p, 1, "gloo") for p in range(2, cores + 1)]
+        out.append(("cpu", 1, cores, None, False))
+    out += [("cpu", p, 1, "gloo", False) for p in range(2, cores + 1)]
+    if one_n:
+        out += [("cpu", p, 1, "gloo", True) for p in range(2, cores + 1)]
     if torch.cuda.is_available():
-        out += [("cuda", p, 1, "nccl") for p in range(1, torch.cuda.device_count() + 1)]
+        gpus = range(1, torch.cuda.device_count() + 1)
+        out += [("cuda", p, 1, "nccl", False) for p in gpus]
+        if one_n:
+            out += [("cuda", p, 1, "nccl", True) for p in gpus if p > 1]
     return out
 
 
 def throughput_row(
-    name: str, spec: dict[str, Any], device: str, procs: int, threads: int, backend: str | None
+    name: str,
+    spec: dict[str, Any],
+    device: str,
+    procs: int,
+    threads: int,
+    backend: str | None,
+    sharded: bool = False,
 ) -> dict[str, Any]:
-    """Measure one layout; the row (with the main rank's raw record under ``_record``)."""
+    """Measure one layout; the row (with the main rank's raw record under ``_record``, every rank's entity
+    rows and bytes under ``_ranks``)."""
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    ranks = _launch({**spec, "device": device, "threads": threads}, procs, backend)
+    ranks = _launch(
+        {**spec, "device": device, "threads": threads, "sharded": sharded}, procs, backend
+    )
     main = ranks[0]
     seconds = main["epoch_seconds"][1:] or main["epoch_seconds"]
     per_epoch = statistics.median(seconds)
@@ -204,6 +225,7 @@ def throughput_row(
         "processes": procs,
         "threads": threads,
         "backend": backend or "-",
+        "sharded": sharded,
         "queries_per_s": round(main["queries"] / per_epoch, 1),
         "epoch_s": round(per_epoch, 3),
         "peak_rss_gib": round(max(r["rss_peak"] for r in ranks) / _GIB, 3),
@@ -214,6 +236,7 @@ def throughput_row(
         "load_avg_1m": round(load, 2),
         "wall_s": round(time.perf_counter() - t0, 1),
         "_record": main,
+        "_ranks": [{"rows": r["entity_rows"], "bytes": r["entity_bytes"]} for r in ranks],
     }
 
 
@@ -287,23 +310,39 @@ def check_row(row: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     """The model against one measured run: tensor bytes (exact) and the training overhead (approximate)."""
     rec = row["_record"]
     procs = row["processes"]
-    local = -(-spec["batch"] // procs)
+    sharded = row["sharded"]
+    # a sharded rank scores the whole global batch against its E / N columns; a replicated one its rows
+    local = spec["batch"] if sharded else -(-spec["batch"] // procs)
     pred = model_bytes(
         rec["entities"],
         rec["width"],
         optimizer=spec["optimizer"],
         ranks=procs,
+        sharded=sharded,
         batch_rows=0 if spec["negatives"] else local,
     )
     params = rec["param_bytes"]
     states = {"adam": 2, "adagrad": 1}[spec["optimizer"]]
-    overhead = params + rec["optim_bytes"] + (params if procs > 1 else 0) + pred["activations"]
+    if sharded:  # the checkpoint holds the whole table; a rank trains its block (+ the small replicated rest)
+        rest = params - rec["table_bytes"]
+        mine = pred["table"] + rest
+        overhead = mine * (1 + states) + pred["activations"]
+    else:
+        overhead = params + rec["optim_bytes"] + (params if procs > 1 else 0) + pred["activations"]
     return {
         "config": row["config"],
         "device": row["device"],
         "processes": procs,
         "threads": row["threads"],
-        "table_mib_model": round(pred["table"] / 2**20, 2),
+        "sharded": sharded,
+        "rank_table_mib_model": round(pred["table"] / 2**20, 3),
+        "rank_table_mib_measured": round(max(r["bytes"] for r in row["_ranks"]) / 2**20, 3),
+        "rank_rows": "/".join(str(r["rows"]) for r in row["_ranks"]),
+        "table_mib_model": round(
+            model_bytes(rec["entities"], rec["width"], optimizer=spec["optimizer"])["table"]
+            / 2**20,
+            2,
+        ),
         "table_mib_checkpoint": round(rec["table_bytes"] / 2**20, 2),
         "optimizer_mib_model": round(params * states / 2**20, 2),
         "optimizer_mib_checkpoint": round(rec["optim_bytes"] / 2**20, 2),
@@ -322,6 +361,7 @@ def _markdown(doc: dict[str, Any]) -> str:
         "processes",
         "threads",
         "backend",
+        "sharded",
         "queries_per_s",
         "epoch_s",
         "peak_rss_gib",
@@ -339,7 +379,9 @@ def _markdown(doc: dict[str, Any]) -> str:
         "every repeat's value and load average are in the JSON). Peak RSS: the largest rank's.\n",
         markdown_table(doc["rows"], cols),
         "\n## Memory model, checked\n",
-        "Tensor bytes of the entity table and the optimiser state: the model against the checkpoint. Training "
+        "Tensor bytes of the entity table and the optimiser state: the model against the checkpoint; "
+        "`rank_table`: the entity bytes one rank holds (sharded: its block of rows), model against measured "
+        "(the largest rank). Training "
         "overhead: peak resident memory minus memory before training (largest rank), against gradients + "
         f"optimiser state + DDP buckets (several processes) + 1-N activations ({ACTIVATION_COPIES} x rows x E "
         "floats; none with sampled negatives), plus what the model leaves out (the allocator, the loss's "
@@ -349,8 +391,9 @@ def _markdown(doc: dict[str, Any]) -> str:
         "GiB per rank: table + gradient + optimiser state (+ DDP's gradient buckets when replicated), "
         "without activations. `width`: numbers per entity row (ComplEx of dim d: 2d). `one_process`: no "
         "DDP; `ddp_any_n`: data parallel over any number of ranks (each holds the table, its gradient, the "
-        "optimiser state and DDP's gradient buckets); `sharded_xN`: the rows divided over N ranks (the "
-        "design in docs/distributed.md, not implemented). bf16: parameters and state stored in bf16 "
+        "optimiser state and DDP's gradient buckets); `sharded_xN`: the rows divided over N ranks "
+        "(`train.shard_entities`, docs/distributed.md; the `rank_table` columns above check it on "
+        "YAGO11k). bf16: parameters and state stored in bf16 "
         "(train.amp keeps fp32 parameters and only computes in bf16).\n",
         markdown_table(doc["paper"]),
         f"\nCommand: `{doc['command']}`\n",
@@ -376,7 +419,7 @@ def main(argv: list[str] | None = None) -> None:
     rows, checks = [], []
     for name in args.configs:
         spec = {**CONFIGS[name], "epochs": args.epochs, "root": args.data_root}
-        layouts = _layouts(args.cores)
+        layouts = _layouts(args.cores, one_n=not spec["negatives"])
         # the layouts alternate, repeat after repeat, so that a burst of load from elsewhere hits all of them
         tries = [
             [throughput_row(name, spec, *layout) for layout in layouts] for _ in range(args.repeats)
@@ -386,9 +429,9 @@ def main(argv: list[str] | None = None) -> None:
             row = max(runs, key=lambda r: r["queries_per_s"])  # the least disturbed run
             row["queries_per_s_all"] = [r["queries_per_s"] for r in runs]
             row["load_avg_all"] = [r["load_avg_1m"] for r in runs]
-            print(json.dumps({k: v for k, v in row.items() if k != "_record"}), flush=True)
+            print(json.dumps({k: v for k, v in row.items() if k[0] != "_"}), flush=True)
             checks.append(check_row(row, spec))
-            rows.append({k: v for k, v in row.items() if k != "_record"})
+            rows.append({k: v for k, v in row.items() if k[0] != "_"})
     note = (
         f"This machine has {args.cores} cores: P processes compete with each other and with everything "
         "else running (see the load average), so CPU scaling here is a lower bound."

@@ -10,6 +10,7 @@ data (nanoGPT's ``model_args``), and nothing is ever unpickled. Files are writte
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,16 +65,19 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 def save_checkpoint(
     path: Path,
     *,
-    model: torch.nn.Module,
+    model: torch.nn.Module | Mapping[str, torch.Tensor],
     meta: dict[str, Any],
-    optimizer: torch.optim.Optimizer | None = None,
+    optimizer: torch.optim.Optimizer | Mapping[str, Any] | None = None,
     objective: torch.nn.Module | None = None,
     rng: bool = False,
 ) -> None:
-    """Write ``model`` (+ optimizer, objective parameters, RNG state) with ``meta`` as one atomic file."""
-    tensors = {
-        f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()
-    }
+    """Write ``model`` (+ optimizer, objective parameters, RNG state) with ``meta`` as one atomic file.
+
+    ``model`` / ``optimizer``: the objects, or their state dicts (a sharded table gathered whole,
+    :mod:`kgdistill.shard.state`).
+    """
+    state = model.state_dict() if isinstance(model, torch.nn.Module) else model
+    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in state.items()}
     meta = {"format": FORMAT, **meta}
     if objective is not None:
         tensors.update(
@@ -83,7 +87,10 @@ def save_checkpoint(
             }
         )
     if optimizer is not None:
-        opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+        opt_state = (
+            optimizer.state_dict() if isinstance(optimizer, torch.optim.Optimizer) else optimizer
+        )
+        opt_tensors, opt_meta = _flatten_optimizer(dict(opt_state))
         tensors.update(opt_tensors)
         meta["optimizer"] = opt_meta
     if rng:

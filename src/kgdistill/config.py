@@ -217,6 +217,12 @@ class TrainConfig(_Strict):
         description="train each epoch on this many queries, a new random draw of the training queries (both "
         "directions) per epoch; None: all of them. For models whose full epoch takes hours (a PLM on a CPU)",
     )
+    shard_entities: bool = Field(
+        False,
+        description="under torchrun with several processes: each rank holds a contiguous block of the entity "
+        "table's rows (with its gradient and optimiser state) instead of the whole table; 1-N training of "
+        "q @ E^T models (distmult, complex, tntcomplex, ta_distmult) without teachers. One process: ignored",
+    )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, ...")
     amp: bool = Field(False, description="bfloat16 autocast on CUDA")
     tf32: bool = Field(True, description="TF32 matmuls on CUDA")

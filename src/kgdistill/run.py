@@ -37,6 +37,8 @@ from kgdistill.plm.features import PLM_OPTIONS, plm_features
 from kgdistill.registry import check_kwargs
 from kgdistill.report import metrics_table, plot_curves
 from kgdistill.runs import JsonlLog, resolve_device
+from kgdistill.shard import check_config as check_sharding
+from kgdistill.shard import evaluate_sharded, is_sharded
 from kgdistill.train import FitState, fit
 from kgdistill.vocab import GraphVocab, check_graph, record_vocab
 
@@ -115,6 +117,7 @@ def check(
         check_kwargs(
             TEACHERS.get(spec["name"]), t_kwargs, where=f"teachers.{t_name}", context={"kg": None}
         )
+    check_sharding(cfg)
     if kg is not None and is_temporal(name) and not kg.temporal:
         raise ConfigError(
             f"config key 'model.name': '{name}' is temporal but dataset '{kg.name}' has no time column"
@@ -281,7 +284,8 @@ class Run:
     def evaluate(self, split: str | None = None, *, progress: bool | None = None) -> Metrics:
         """The model's metrics on ``split`` (default: the config's ``eval.split``) under the config's protocol."""
         ev = self.cfg.eval
-        metrics = evaluate_model(
+        rank = evaluate_sharded if is_sharded(self.model) else evaluate_model
+        metrics = rank(
             self.model,
             self.kg,
             split or ev.split,

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from kgdistill import dist
+from kgdistill import dist, shard
 from kgdistill.checkpoint import Checkpoint, save_checkpoint
 from kgdistill.config import ParamGroup, SchedulerConfig, StageConfig, TrainConfig
 from kgdistill.data.batching import both_directions, in_batch_candidates, sample_candidates
@@ -219,6 +219,9 @@ def _open_stage(
         assert resume is not None
         objective.load_state_dict(resume.group("objective"))
         opt_state = resume.optimizer_state()
+        if opt_state is not None and shard.is_sharded(model):
+            # the checkpoint holds the whole table's state: this rank loads its rows
+            opt_state = shard.local_optimizer_state(opt_state, optimizer, model)
         if opt_state is not None:
             optimizer.load_state_dict(opt_state)
     steps_per_epoch = math.ceil(num_batches / train.accumulate)
@@ -272,6 +275,7 @@ def _epoch(
     """
     assert stage.loss is not None
     ranks = dist.world()
+    sharded = isinstance(stage.loss, shard.ShardedStep)
     sums: dict[str, torch.Tensor] = {}
     total = torch.zeros((), device=device)
     starts = range(0, len(queries), train.batch_size)
@@ -289,14 +293,20 @@ def _epoch(
         sync = n % train.accumulate == 0 or n == len(starts)
         with dist.no_sync(stage.loss, sync):
             with _autocast(device, train.amp):
-                loss, parts = stage.loss(q, cand, cand_mask)
-            # DDP averages the ranks' gradients: a rank's weight is its share of the window times the ranks
+                loss, parts = stage.loss(q, share) if sharded else stage.loss(q, cand, cand_mask)
+            # DDP averages the ranks' gradients: a rank's weight is its share of the window times the ranks;
+            # a sharded step's loss is the global batch's already (its replicated gradients are summed)
             weight = size / window[(n - 1) // train.accumulate]
-            (loss * (weight * share * ranks.size if ranks.active else weight)).backward()
+            factor = share * ranks.size if ranks.active and not sharded else 1.0
+            (loss * (weight * factor)).backward()
         if ranks.active:
             loss, parts = loss * share, {k: v * share for k, v in parts.items()}
         if sync:
-            if train.grad_clip is not None:
+            if sharded:
+                stage.loss.reduce_gradients()  # type: ignore[operator]
+            if train.grad_clip is not None and sharded:
+                shard.clip_grad_norm(stage.loss, train.grad_clip)  # type: ignore[arg-type]
+            elif train.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(stage.params, train.grad_clip)
             stage.optimizer.step()
             stage.scheduler.step()
@@ -358,6 +368,9 @@ def fit(
             f"config key 'train.batch_size': {train.batch_size} queries cannot be split over {ranks.size} "
             "processes (the batch is global: each process takes batch_size / processes of it)"
         )
+    sharded = train.shard_entities and ranks.active
+    if sharded:  # before the model goes to the device: only the rank's block does
+        _shard(model, kg, ranks)
     model.to(device)
     queries_all = both_directions(kg.splits["train"], kg.num_relations).to(device)
     n = len(queries_all)
@@ -369,9 +382,13 @@ def fit(
     elif journal.lines:
         journal.truncate(0)
     sampled = train.negatives > 0 or train.negative_sampling == "in_batch"
-    objectives = build_objectives(
-        model, stages, teachers, queries_all[:2], candidates=sampled, kg=kg
-    )
+    if sharded:
+        # its terms (the cross-entropy, regularisers) have no width-dependent parameters: no probe pass
+        objectives = [shard.build_objective(s, i, kg).to(device) for i, s in enumerate(stages)]
+    else:
+        objectives = build_objectives(
+            model, stages, teachers, queries_all[:2], candidates=sampled, kg=kg
+        )
     _warn_unused_aux(model, objectives)
     per_epoch = min(n, train.epoch_queries or n)
     num_batches = math.ceil(per_epoch / train.batch_size)
@@ -395,8 +412,12 @@ def fit(
                 state,
                 resume,
             )
-            stage.loss = dist.parallel(
-                dist.LossStep(model, stage.objective, teachers, stage.used), device
+            stage.loss = (
+                shard.ShardedStep(model, stage.objective)
+                if sharded
+                else dist.parallel(
+                    dist.LossStep(model, stage.objective, teachers, stage.used), device
+                )
             )
             log.info(
                 "stage %d: %d epochs, objective %s", stage_idx, stage.config.epochs, stage.objective
@@ -451,8 +472,8 @@ def fit(
                 state.log_lines = journal.lines
                 _sync_state(state)
                 last = state.stage_epoch == stage.config.epochs or state.stage_stopped
-                if (last or state.stage_epoch % train.checkpoint_every == 0) and dist.is_main():
-                    save_checkpoint(
+                if last or state.stage_epoch % train.checkpoint_every == 0:
+                    _write(
                         run_dir / "last.safetensors",
                         model=model,
                         optimizer=stage.optimizer,
@@ -473,6 +494,46 @@ def fit(
     state.stage = len(stages)
     dist.barrier()
     return state
+
+
+def _shard(model: KGEModel, kg: KG, ranks: dist.World) -> None:
+    """Keep this rank's block of the entity table (``train.shard_entities``), or one clear error."""
+    reason = shard.unshardable_reason(model)
+    if reason is not None:
+        raise shard.refuse(f"the model cannot be sharded: {reason}")
+    if kg.num_entities < ranks.size:
+        raise shard.refuse(
+            f"{kg.num_entities} entities cannot be split over {ranks.size} processes"
+        )
+    shard.shard_model(model, ranks.rank, ranks.size)
+    log.info(
+        "entity table sharded: rank %d holds rows [%d, %d) of %d",
+        ranks.rank,
+        model.entities.lo,  # type: ignore[union-attr]
+        model.entities.hi,  # type: ignore[union-attr]
+        kg.num_entities,
+    )
+
+
+def _write(
+    path: Path,
+    model: KGEModel,
+    meta: Mapping[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+    objective: torch.nn.Module | None = None,
+    rng: bool = False,
+) -> None:
+    """Rank 0 writes a checkpoint (every rank calls this); a sharded table and its optimiser state are first
+    gathered whole on rank 0, so the file is the one a single process writes."""
+    state: Any = model
+    opt: Any = optimizer
+    if shard.is_sharded(model):
+        state = shard.gather_model_state(model)
+        opt = None if optimizer is None else shard.gather_optimizer_state(optimizer, model)
+    if dist.is_main():
+        save_checkpoint(
+            path, model=state, meta=dict(meta), optimizer=opt, objective=objective, rng=rng
+        )
 
 
 def _sync_state(state: FitState) -> None:
@@ -588,7 +649,8 @@ def _validate(
     train: TrainConfig,
     stage_idx: int,
 ) -> None:
-    metrics = evaluate_model(
+    rank = shard.evaluate_sharded if shard.is_sharded(model) else evaluate_model
+    metrics = rank(
         model,
         kg,
         "valid",
@@ -608,8 +670,8 @@ def _validate(
     log.info("epoch %d valid MRR %.4f%s", state.epoch, metrics.mrr, " (best)" if improved else "")
     if improved:
         state.best_value, state.best_epoch = metrics.mrr, state.epoch
-    if improved and dist.is_main():
-        save_checkpoint(
+    if improved:
+        _write(
             run_dir / "best.safetensors",
             model=model,
             meta={

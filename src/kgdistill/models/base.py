@@ -237,10 +237,17 @@ class KGEModel(nn.Module):
         """Score of each fact's own tail: ``(B, 3|4) -> (B,)``."""
         return self.interaction.score_hrt(self.query_vectors(facts), self.entities(facts[:, TAIL]))
 
+    def _remote(self) -> int:
+        """Entity parameters held by the other ranks when the table is sharded (:mod:`kgdistill.shard`)."""
+        remote = getattr(self.entities, "remote_parameters", None)
+        return int(remote()) if callable(remote) else 0
+
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Parameters of the model (a sharded entity table counted whole)."""
+        return sum(p.numel() for p in self.parameters()) + self._remote()
 
     def num_bytes(self) -> int:
-        """Bytes of parameters and buffers (what a shipped student weighs)."""
+        """Bytes of parameters and buffers (what a shipped student weighs; a sharded table counted whole)."""
         tensors: Sequence[torch.Tensor] = [*self.parameters(), *self.buffers()]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        remote = self._remote() * (self.entities.weight.element_size() if self._remote() else 0)
+        return sum(t.numel() * t.element_size() for t in tensors) + remote

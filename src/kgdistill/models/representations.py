@@ -49,6 +49,11 @@ class EntityRepresentation(nn.Module):
         """All entity vectors ``(E, d)``, in id order."""
         raise NotImplementedError
 
+    def remote_parameters(self) -> int:
+        """Parameters of the representation held by other processes (a table sharded by rows, see
+        :mod:`kgdistill.shard`); 0 here."""
+        return 0
+
 
 class EmbeddingTable(nn.Embedding, EntityRepresentation):
     """Free embeddings ``(E, d)`` (an :class:`torch.nn.Embedding`: its state-dict key stays ``weight``)."""
