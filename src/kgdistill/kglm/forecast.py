@@ -52,6 +52,7 @@ class ForecastTask:
         answers: ``(N,)`` label ids (:data:`ANSWERS`).
         rows: split -> ``(n,)`` example rows.
         entities: the graph's entity labels (what a mention's id means).
+        held_out: the held-out actors' entity ids (sorted).
         report: counts, the split rule and the mention coverage.
     """
 
@@ -61,6 +62,7 @@ class ForecastTask:
     answers: LongTensor
     rows: dict[str, LongTensor]
     entities: list[str]
+    held_out: list[int] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -197,6 +199,7 @@ def forecast_task(
         answers=labels,
         rows=rows,
         entities=list(entity_labels),
+        held_out=sorted(held),
     )
     task.report.update(
         file=path.name,
