@@ -6,8 +6,8 @@ The steps, each measurable on its own:
    relation keep at least one other training fact, so the vocabulary, and with it the test protocol, stays the
    same): the ground truth for the precision of what is added;
 2. :func:`propose`: the KGE's filtered top-``k`` tails for training queries ``(h, r)`` are the candidates; any
-   candidate that is a known fact of any split (train, valid or test) is dropped, so nothing evaluated is ever
-   added (the leak rule);
+   candidate that is a fact of the augmented graph or a valid or test fact is dropped, so nothing evaluated is
+   ever added (the leak rule); held-out training facts may come back;
 3. :func:`lm_confidence`: the relation classifier's probability of the candidate's relation for its entity pair
    (candidates whose relation is not one of its labels get none, counted);
 4. :func:`select` keeps those at or above a threshold (or the ``top`` most confident), and :func:`precision`
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -83,15 +84,17 @@ def propose(
     seed: int = 0,
 ) -> LongTensor:
     """The KGE's top-``k`` tails of the training queries ``(h, r)`` of ``train (N, 3)`` (tail direction),
-    filtered against every known fact of ``kg`` (all splits) and of ``train``: candidate facts ``(C, 3)``.
+    filtered against the facts of ``train`` (the graph being augmented) and ``kg``'s valid and test facts:
+    candidate facts ``(C, 3)``. ``kg``'s own training facts are not filtered: the ones held out of ``train`` may
+    come back (what :func:`precision` counts).
 
     ``max_queries`` caps the distinct queries (a ``seed``-ed random draw of them, in id order)."""
     queries = torch.unique(train[:, :2], dim=0)
     if max_queries is not None and max_queries < len(queries):
         g = torch.Generator().manual_seed(seed)
         queries = queries[torch.randperm(len(queries), generator=g)[:max_queries].sort().values]
-    known = FilterIndex.build(kg, ("train", "valid", "test"), time_aware=False)
-    extra = {tuple(f) for f in train.tolist()}
+    graph = replace(kg, splits={**kg.splits, "train": train}, facts={**kg.facts, "train": train})
+    known = FilterIndex.build(graph, ("train", "valid", "test"), time_aware=False)
     out = []
     model.eval()
     with torch.no_grad():
@@ -104,11 +107,7 @@ def propose(
             for (h, r), ts, vs in zip(
                 chunk.tolist(), top.indices.tolist(), top.values.tolist(), strict=True
             ):
-                out.extend(
-                    (h, r, t)
-                    for t, v in zip(ts, vs, strict=True)
-                    if v > float("-inf") and (h, r, t) not in extra
-                )
+                out.extend((h, r, t) for t, v in zip(ts, vs, strict=True) if v > float("-inf"))
     return torch.tensor(out, dtype=torch.long).view(-1, 3)
 
 
