@@ -308,6 +308,6 @@ def fit_task(
             **({"distill": kd / steps} if term is not None else {}),
             **evaluate_task(model, task, "valid"),
         }
-        log.info("relation task epoch %d: %s", epoch + 1, metrics)
+        log.info("text task epoch %d: %s", epoch + 1, metrics)
         history.append(metrics)
     return history
