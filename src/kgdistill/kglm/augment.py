@@ -19,6 +19,7 @@ The steps, each measurable on its own:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from dataclasses import replace
@@ -42,6 +43,8 @@ __all__ = [
     "soft_label_cache",
     "write_static_graph",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def hold_out(kg: KG, rate: float, *, seed: int = 0) -> tuple[LongTensor, LongTensor]:
@@ -167,6 +170,10 @@ def soft_label_cache(
     directions (``(h, r) -> t`` and ``(t, r + R) -> h``, as the 1-N training queries are): what the
     ``soft_labels`` term reads (``teachers: {soft: {name: cache, path: ...}}``).
 
+    The term sees a query's soft answers each time one of ``kg``'s training facts asks that query, so each
+    weight is the confidence divided by that count: over an epoch a soft fact weighs its confidence, as a hard
+    fact weighs 1. A query no training fact asks is never read (counted in the log).
+
     Raises:
         ConfigError: a fact is a valid or test fact (the leak rule), or a confidence is outside [0, 1].
     """
@@ -177,9 +184,28 @@ def soft_label_cache(
     if len(conf) != len(facts) or bool(((conf < 0) | (conf > 1) | conf.isnan()).any()):
         raise ConfigError("soft labels: every confidence must be a number in [0, 1], one per fact")
     h, r, t = facts[:, 0], facts[:, 1], facts[:, 2]
-    queries = torch.cat([torch.stack([h, r], 1), torch.stack([t, r + kg.num_relations], 1)])
+    nr = kg.num_relations
+    queries = torch.cat([torch.stack([h, r], 1), torch.stack([t, r + nr], 1)])
     answers, weights = torch.cat([t, h]), torch.cat([conf, conf])
     uniq, inverse = torch.unique(queries, dim=0, return_inverse=True)
+    # how often the training queries ask each of these queries (both directions)
+    train = kg.splits["train"][:, :3]
+    asked = torch.cat([train[:, 0] * 2 * nr + train[:, 1], train[:, 2] * 2 * nr + train[:, 1] + nr])
+    keys = uniq[:, 0] * 2 * nr + uniq[:, 1]
+    values, counts = torch.unique(asked, return_counts=True)
+    pos = torch.searchsorted(values, keys).clamp_max(max(len(values) - 1, 0))
+    times = (
+        torch.where(values[pos] == keys, counts[pos], torch.zeros_like(keys))
+        if len(values)
+        else keys * 0
+    )
+    log.info(
+        "soft labels: %d facts, %d of their %d queries asked by no training fact (never read)",
+        len(facts),
+        int((times == 0).sum()),
+        len(uniq),
+    )
+    weights = weights / times[inverse].clamp_min(1).float()
     width = max(int(torch.bincount(inverse).max()) if len(inverse) else 0, 1)
     ids = torch.zeros(len(uniq), width, dtype=torch.long)
     scores = torch.full((len(uniq), width), float("-inf"))

@@ -3,8 +3,10 @@ weighted positives of the 1-N objective, read from a teacher (usually a top-k ca
 
 For a query ``q`` with soft answers ``e_j`` of confidence ``w_j`` (the teacher's entries), the term adds
 ``-sum_j w_j log p_S(e_j | q)`` with the student's softmax over all entities, the same cross-entropy as a hard
-fact's at weight ``w_j``; averaged over the batch's queries (those without soft answers add zero), so a
-confidence-1 soft fact weighs what one hard fact does at ``weight: 1``.
+fact's at weight ``w_j``; averaged over the batch's queries (those without soft answers add zero). The term
+reads a query's soft answers each time a training fact asks that query: a cache written by
+:func:`kgdistill.kglm.augment.soft_label_cache` divides each confidence by that count, so over an epoch a soft
+fact of confidence 1 weighs one hard fact at ``weight: 1``.
 """
 
 from __future__ import annotations
