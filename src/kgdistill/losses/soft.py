@@ -33,6 +33,9 @@ class SoftLabels(LossTerm):
             lie in [0, 1]: a cache written by :func:`kgdistill.kglm.augment.soft_label_cache`), ``sigmoid``
             squashes raw scores (any teacher model).
         min_confidence: entries below it weigh nothing.
+
+    Paper: Chen et al. 2019, triples with confidence scores as soft targets of a KG embedding (UKGE),
+    https://arxiv.org/abs/1811.10667
     """
 
     requires_teacher: ClassVar[bool] = True
