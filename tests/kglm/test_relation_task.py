@@ -5,6 +5,7 @@ and tail tokens, macro-F1 by hand, and fine-tuning with and without injected Dis
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,27 @@ def test_held_out_entities_never_occur_in_training_pairs(fb_mini: KG) -> None:
     assert torch.equal(again.pairs["test"], task.pairs["test"])
     with pytest.raises(ConfigError, match="no test example"):
         relation_task(fb_mini, test_entities=0.0)
+
+
+def test_test_pairs_from_facts_no_training_fact_links(fb_mini: KG) -> None:
+    """The rounds' LM test pairs come from the held-out facts: a held-out entity each, and no training fact
+    between the two entities (so neither the LM nor an injected KGE has read the pair)."""
+    from kgdistill.kglm import hold_out
+
+    kept, held = hold_out(fb_mini, 0.3, seed=0)
+    graph = replace(fb_mini, splits={**fb_mini.splits, "train": kept})
+    task = relation_task(graph, num_labels=8, test_entities=0.3, splits=("train",), test_facts=held)
+    linked = {(h, t) for h, _, t in kept.tolist()} | {(t, h) for h, _, t in kept.tolist()}
+    by_pair = {(h, t): r for h, r, t in held.tolist()}
+    test = task.pairs["test"]
+    assert len(test) > 0 and "outside the training facts" in task.report["split"]
+    for (h, t), label in zip(test.tolist(), task.labels["test"].tolist(), strict=True):
+        assert (h, t) not in linked and (task.held_out[h] or task.held_out[t])
+        assert (h, t) in by_pair and task.relations[label] in {
+            r for hh, r, tt in held.tolist() if (hh, tt) == (h, t)
+        }
+    for split in ("train", "valid"):
+        assert not task.held_out[task.pairs[split]].any()
 
 
 def test_macro_f1_by_hand() -> None:

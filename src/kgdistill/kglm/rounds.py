@@ -5,8 +5,10 @@ Round ``i`` (``0, 1, ...``):
 1. a KGE run on the round's graph (round 0: the training facts left after :func:`~kgdistill.kglm.augment.hold_out`;
    round ``i > 0``: those plus every fact added so far), evaluated by link prediction on the untouched valid and
    test splits;
-2. the language model of the text task (relation classification, built from the held-out-free training facts
-   only, so the language model never reads an evaluated or held-out fact) fine-tuned with that KGE injected;
+2. the language model of the text task (relation classification: trained on pairs of the held-out-free training
+   facts; tested on pairs of the held-out facts, between entities no training fact links, each with an entity no
+   training pair names: no KGE of round 0 and no language model has read them) fine-tuned with that KGE
+   injected; a later round's KGE may have trained on held-out facts that LM -> KG added back;
 3. LM -> KG: the KGE's filtered top-k candidates, scored by the language model (``select_by: lm``; ``kge``: by
    the KGE's own softmax, the self-training control without a language model); those selected are added to the
    next round's graph as hard facts (``labels: hard``), or kept as soft labels (``labels: soft``): a top-k teacher
@@ -176,6 +178,7 @@ def _prepare(cfg: RoundsConfig, work: Path) -> tuple[Any, Any, Any, Path, Any, A
         seed=cfg.seed,
         splits=("train",),
         max_examples=cfg.lm.get("max_examples"),
+        test_facts=held,
     )
     return kg, kept, held, base, reduced, task
 

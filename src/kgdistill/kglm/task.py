@@ -59,11 +59,17 @@ def relation_task(
     seed: int = 0,
     splits: tuple[str, ...] = ("train", "valid", "test"),
     max_examples: int | None = None,
+    test_facts: LongTensor | None = None,
 ) -> RelationTask:
     """Relation classification examples from the facts of ``kg``'s ``splits`` (see the module docstring; the
     LM -> KG rounds take the training facts only, so the language model never reads an evaluated fact).
     ``max_examples`` caps each part of the split (a seeded draw, made after the split: the held-out entities
     and the rule stay the same).
+
+    ``test_facts (M, 3)``: facts outside ``splits`` (the LM -> KG rounds' held-out facts, which no KGE of the
+    rounds trains on) give the test pairs instead: those with a held-out entity and with no fact of ``splits``
+    between the two entities (in either direction), so neither the language model nor a KGE injected into it
+    has read anything about the pair itself.
 
     Raises:
         ConfigError: the graph has fewer than two relations, or the split leaves a part empty.
@@ -74,11 +80,15 @@ def relation_task(
         raise ConfigError(f"dataset '{kg.name}' has fewer than two relations: nothing to classify")
     relations = [r for r, _ in counts.most_common(num_labels)]
     rank = {r: i for i, r in enumerate(relations)}
-    label_of: dict[tuple[int, int], int] = {}
-    for h, r, t in facts.tolist():
-        if r in rank and h != t:
-            key = (h, t)
-            label_of[key] = min(label_of.get(key, rank[r]), rank[r])
+
+    def labelled(rows: LongTensor) -> dict[tuple[int, int], int]:
+        out: dict[tuple[int, int], int] = {}
+        for h, r, t in rows.tolist():
+            if r in rank and h != t:
+                out[(h, t)] = min(out.get((h, t), rank[r]), rank[r])
+        return out
+
+    label_of = labelled(facts)
     g = torch.Generator().manual_seed(seed)
     held = torch.zeros(kg.num_entities, dtype=torch.bool)
     held[torch.randperm(kg.num_entities, generator=g)[: round(test_entities * kg.num_entities)]] = (
@@ -88,13 +98,30 @@ def relation_task(
     pairs = torch.tensor(keys, dtype=torch.long).view(-1, 2)
     labels = torch.tensor([label_of[k] for k in keys], dtype=torch.long)
     unseen = held[pairs[:, 0]] | held[pairs[:, 1]]
+    if test_facts is not None:  # test pairs: new pairs of the given facts, about a held-out entity
+        linked = {(h, t) for h, _, t in facts.tolist()} | {(t, h) for h, _, t in facts.tolist()}
+        extra = {
+            k: v
+            for k, v in labelled(test_facts[:, :3]).items()
+            if k not in linked and (held[k[0]] or held[k[1]])
+        }
+        first = len(keys)
+        keys += sorted(extra)
+        pairs = torch.tensor(keys, dtype=torch.long).view(-1, 2)
+        labels = torch.cat(
+            [labels, torch.tensor([extra[k] for k in keys[first:]], dtype=torch.long)]
+        )
+        unseen = torch.cat([unseen, torch.ones(len(extra), dtype=torch.bool)])
+        test_rows = torch.arange(first, len(keys))
+    else:
+        test_rows = unseen.nonzero()[:, 0]
     train_rows = (~unseen).nonzero()[:, 0]
     train_rows = train_rows[torch.randperm(len(train_rows), generator=g)]
     n_valid = round(valid_share * len(train_rows))
     rows = {
         "train": train_rows[n_valid:].sort().values,
         "valid": train_rows[:n_valid].sort().values,
-        "test": unseen.nonzero()[:, 0],
+        "test": test_rows,
     }
     if max_examples is not None:
         if max_examples < 1:
@@ -121,7 +148,12 @@ def relation_task(
         examples={s: len(r) for s, r in rows.items()},
         max_examples=max_examples,
         held_out_entities=int(held.sum()),
-        split="test pairs have at least one held-out entity; train and valid pairs none",
+        split="test pairs have at least one held-out entity; train and valid pairs none"
+        + (
+            "; test pairs come from facts outside the training facts, between entities no training fact links"
+            if test_facts is not None
+            else ""
+        ),
         seed=seed,
     )
     return task
