@@ -35,7 +35,14 @@ from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.data import load_kg
 from kgdistill.errors import ConfigError
 from kgdistill.io import atomic_write_text
-from kgdistill.kglm import ForecastClassifier, align_table, evaluate_task, fit_task, forecast_task
+from kgdistill.kglm import (
+    ForecastClassifier,
+    align_table,
+    evaluate_task,
+    fit_task,
+    forecast_task,
+    macro_f1,
+)
 from kgdistill.plm.encoders import load_encoder
 
 log = logging.getLogger("kglm_forecast")
@@ -257,8 +264,6 @@ def main(
         train_labels = task.labels["train"]
         top = int(train_labels.mode().values)
         gold = task.labels["test"]
-        from kgdistill.kglm import macro_f1
-
         majority = {
             "accuracy": float((gold == top).float().mean()),
             "macro_f1": macro_f1(torch.full_like(gold, top), gold, task.num_labels),

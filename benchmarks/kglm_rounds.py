@@ -25,10 +25,12 @@ Writes ``benchmarks/results/kglm_rounds.{json,md,png}``.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
 import statistics
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -112,8 +114,6 @@ def run_seed(cfg: RoundsConfig, work: Path, fitnet_weight: float) -> None:
 
 # -- tables ---------------------------------------------------------------------------------------------------------
 def _records(folder: Path) -> list[dict[str, Any]]:
-    import json
-
     out = []
     for i in range(100):
         path = folder / f"round-{i}" / "round.json"
@@ -124,8 +124,6 @@ def _records(folder: Path) -> list[dict[str, Any]]:
 
 
 def _baseline(folder: Path, name: str) -> dict[str, Any] | None:
-    import json
-
     path = folder / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -412,8 +410,6 @@ def main(
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
         _plot(entries, out_dir / "kglm_rounds.png")
-        import sys
-
         text = write_script_result(
             out_dir,
             "kglm_rounds",

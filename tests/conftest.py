@@ -100,8 +100,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # The library reads dataset texts (kg-bert, KG-S2S, ...) through $KGDISTILL_DATA only: a root found beside
     # the repository is exported, or a test's real texts would silently fall back to ids.
     root = _data_root()
-    if root is not None and root.is_dir():
-        os.environ.setdefault("KGDISTILL_DATA", str(root))
+    if root is not None and root.is_dir() and not os.environ.get("KGDISTILL_DATA"):
+        os.environ["KGDISTILL_DATA"] = str(root)  # also when set but empty
 
 
 # -- text generators ------------------------------------------------------------------------------------------

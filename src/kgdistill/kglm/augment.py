@@ -40,6 +40,7 @@ __all__ = [
     "precision",
     "propose",
     "select",
+    "selected_rows",
     "soft_label_cache",
     "write_static_graph",
 ]
@@ -132,6 +133,19 @@ def lm_confidence(
     return conf
 
 
+def selected_rows(
+    confidence: torch.Tensor, *, threshold: float | None = 0.5, top: int | None = None
+) -> LongTensor:
+    """Rows with ``confidence >= threshold``, the ``top`` most confident of them when given (NaN never)."""
+    ok = ~confidence.isnan()
+    if threshold is not None:
+        ok &= confidence >= threshold
+    rows = ok.nonzero()[:, 0]
+    if top is not None:
+        rows = rows[confidence[rows].argsort(descending=True, stable=True)[:top]]
+    return rows
+
+
 def select(
     facts: LongTensor,
     confidence: torch.Tensor,
@@ -139,14 +153,8 @@ def select(
     threshold: float | None = 0.5,
     top: int | None = None,
 ) -> LongTensor:
-    """The facts with ``confidence >= threshold``, the ``top`` most confident of them when given (NaN never)."""
-    ok = ~confidence.isnan()
-    if threshold is not None:
-        ok &= confidence >= threshold
-    rows = ok.nonzero()[:, 0]
-    if top is not None:
-        rows = rows[confidence[rows].argsort(descending=True, stable=True)[:top]]
-    return facts[rows]
+    """The facts of :func:`selected_rows`."""
+    return facts[selected_rows(confidence, threshold=threshold, top=top)]
 
 
 def kge_confidence(model: torch.nn.Module, facts: LongTensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ from kgdistill.kglm.augment import (
     lm_confidence,
     precision,
     propose,
-    select,
+    selected_rows,
     soft_label_cache,
     write_static_graph,
 )
@@ -249,9 +249,7 @@ def run_rounds(cfg: RoundsConfig, work: str | Path) -> list[dict[str, Any]]:
                 if cfg.select_by == "lm"
                 else kge_confidence(kge_model, candidates)
             )
-            keep = select(
-                torch.arange(len(candidates))[:, None], conf, threshold=cfg.threshold, top=cfg.top
-            )[:, 0]
+            keep = selected_rows(conf, threshold=cfg.threshold, top=cfg.top)
             new = candidates[keep]
             added = torch.cat([added, new])
             weights = torch.cat([weights, conf[keep].float()])
