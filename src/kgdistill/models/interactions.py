@@ -51,7 +51,9 @@ class Interaction(nn.Module):
     def score_candidates(self, q: FloatTensor, t: FloatTensor) -> FloatTensor:
         """Score queries against their own candidates: ``q (B, d), t (B, C, d) -> (B, C)``."""
         if self.kind == "dot":
-            return torch.einsum("bd,bcd->bc", q, t)
+            # a batched (C, d) @ (d, 1) product reads ``t`` in place; einsum copied it into another layout
+            # first (1.5x slower forward + backward at B=1000, C=33, d=200, one CPU thread)
+            return torch.matmul(t, q.unsqueeze(-1)).squeeze(-1)
         return -(q.unsqueeze(1) - t).norm(p=self.p, dim=-1)
 
     def score_hrt(self, q: FloatTensor, t: FloatTensor) -> FloatTensor:
