@@ -16,13 +16,14 @@ from kgdistill.data.batching import Batch, both_directions, in_batch_candidates
 from kgdistill.errors import ConfigError
 from kgdistill.evaluate import evaluate
 from kgdistill.losses import LOSSES
-from kgdistill.models import Vocab, build_model
 from kgdistill.models.bi_encoder import BiEncoder
 from kgdistill.plm import PLMFeatures, load_encoder, plm_features
 from kgdistill.plm.features import window_budgets
 from kgdistill.text import kg_texts
 from kgdistill.train import lr_factor, make_optimizer, param_groups
 from kgdistill.types import TAIL
+
+from .conftest import build_text_model
 
 #: the user's entity file of the ``minilm_wn`` fixture
 SYNONYMS = (
@@ -31,13 +32,7 @@ SYNONYMS = (
 
 
 def _model(kg: KG, features: PLMFeatures, **kwargs: Any) -> BiEncoder:
-    model = build_model(
-        {"name": "bi_encoder", **kwargs},
-        Vocab(kg.num_entities, kg.num_relations),
-        {"plm": features},
-    )
-    assert isinstance(model, BiEncoder)
-    return model
+    return build_text_model("bi_encoder", kg, features, BiEncoder, **kwargs)
 
 
 def test_infonce_training_steps_lower_the_loss_and_reach_the_encoder(

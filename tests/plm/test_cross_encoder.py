@@ -5,18 +5,12 @@ folders."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file
 
 from kgdistill import api
 from kgdistill.checkpoint import load_checkpoint, load_model, save_checkpoint
@@ -32,18 +26,14 @@ from kgdistill.plm import PLMFeatures
 from kgdistill.train import make_optimizer, param_groups
 from kgdistill.types import TAIL
 
+from .conftest import assert_same_weights, build_text_model, check_scoring_paths, killed_and_resumed
+
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
 
 
 def _model(kg: KG, features: PLMFeatures, **kwargs: Any) -> CrossEncoder:
-    model = build_model(
-        {"name": "cross_encoder", **kwargs},
-        Vocab(kg.num_entities, kg.num_relations, tuple(kg.time.labels)),
-        {"plm": features},
-    )
-    assert isinstance(model, CrossEncoder)
-    return model
+    return build_text_model("cross_encoder", kg, features, CrossEncoder, **kwargs)
 
 
 def test_training_steps_with_sampled_negatives_lower_the_loss(
@@ -83,22 +73,7 @@ def test_training_steps_with_sampled_negatives_lower_the_loss(
 def test_score_all_agrees_with_score_candidates_in_any_chunking(wn_mini: KG, tiny_plm: Any) -> None:
     torch.manual_seed(0)
     model = _model(wn_mini, tiny_plm(wn_mini), chunk_size=97).eval()
-    q = both_directions(wn_mini.splits["test"][:3], wn_mini.num_relations)
-    cand = torch.randint(
-        wn_mini.num_entities, (len(q), 40), generator=torch.Generator().manual_seed(0)
-    )
-    with torch.no_grad():
-        full = model.score_all(q)
-        some = model.score_candidates(q, cand)
-        hrt = model.score_hrt(q)
-        model.chunk_size = 7
-        again = model.score_candidates(q, cand)
-    assert full.shape == (len(q), wn_mini.num_entities)
-    torch.testing.assert_close(some, full.gather(1, cand), rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(again, some, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(
-        hrt, full.gather(1, q[:, TAIL : TAIL + 1])[:, 0], rtol=1e-4, atol=1e-5
-    )
+    q, cand, _ = check_scoring_paths(model, wn_mini, facts=3, candidates=40, tol=1e-5)
     assert model.score_candidates(q, cand[:, :0]).shape == (len(q), 0)
 
 
@@ -192,45 +167,17 @@ def _config(encoder: Path) -> dict[str, Any]:
     return cfg
 
 
-def _cli(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "kgdistill", "train", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-
-
 @pytest.mark.slow
 def test_the_shipped_config_trains_and_a_killed_run_resumes_exactly(
     tiny_encoder_folder: Path, tmp_path: Path
 ) -> None:
     config = tmp_path / "cross.yaml"
     config.write_text(yaml.safe_dump(_config(tiny_encoder_folder)))
-    ref = _cli(str(config), "--out", str(tmp_path / "ref"))
-    assert ref.wait(timeout=900) == 0, ref.stderr.read().decode()  # type: ignore[union-attr]
-    log = [json.loads(x) for x in (tmp_path / "ref" / "log.jsonl").read_text().splitlines()]
+    ref, run = killed_and_resumed(config, tmp_path, timeout=900)
+    log = [json.loads(x) for x in (ref / "log.jsonl").read_text().splitlines()]
     epochs = [e for e in log if e["event"] == "epoch"]
     assert len(epochs) == 3 and epochs[-1]["negative_sampling"] < epochs[0]["negative_sampling"]
-    run = tmp_path / "killed"
-    proc = _cli(str(config), "--out", str(run))
-    deadline = time.time() + 900
-    while (
-        not (run / "last.safetensors").exists() and proc.poll() is None and time.time() < deadline
-    ):  # killed after its first checkpoint, inside the stage
-        time.sleep(0.01)
-    if proc.poll() is not None:
-        pytest.fail("the run finished before it could be killed")
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    resumed = _cli("--resume", str(run))
-    assert resumed.wait(timeout=900) == 0, resumed.stderr.read().decode()  # type: ignore[union-attr]
-    a = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    a = json.loads((ref / "metrics.json").read_text())
     b = json.loads((run / "metrics.json").read_text())
     assert a["sides"] == b["sides"] and 0 < a["sides"]["both"]["mrr"] <= 1
-    wa = load_file(str(tmp_path / "ref" / "last.safetensors"))
-    wb = load_file(str(run / "last.safetensors"))
-    for k in wa:
-        if k.startswith(("model.", "optim.")):
-            assert torch.equal(wa[k], wb[k]), k
+    assert_same_weights(ref, run, ("model.", "optim."))

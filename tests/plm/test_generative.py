@@ -25,19 +25,15 @@ from kgdistill.plm.causal import LMFeatures, lm_features
 from kgdistill.train import make_optimizer, param_groups
 from kgdistill.types import TAIL
 
+from .conftest import build_text_model, check_scoring_paths
+
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
 CONFIG = REPO / "configs" / "plm" / "generative-fb15k237n.yaml"
 
 
 def _model(kg: KG, features: LMFeatures, **kwargs: Any) -> GenerativeLM:
-    model = build_model(
-        {"name": "generative", **kwargs},
-        Vocab(kg.num_entities, kg.num_relations, tuple(kg.time.labels)),
-        {"lm": features},
-    )
-    assert isinstance(model, GenerativeLM)
-    return model
+    return build_text_model("generative", kg, features, GenerativeLM, **kwargs)
 
 
 def _train(model: GenerativeLM, q: torch.Tensor, cand: torch.Tensor, steps: int, lr: float) -> list:
@@ -138,23 +134,9 @@ def test_loglik_equals_a_hand_computation_from_the_logits(tiny_kg: KG, tiny_lm: 
 def test_score_all_agrees_with_score_candidates_in_any_chunking(tiny_kg: KG, tiny_lm: Any) -> None:
     torch.manual_seed(0)
     model = _model(tiny_kg, tiny_lm(tiny_kg), chunk_size=97).eval()
-    q = both_directions(tiny_kg.splits["test"][:1], tiny_kg.num_relations)
-    cand = torch.randint(
-        tiny_kg.num_entities, (len(q), 20), generator=torch.Generator().manual_seed(0)
-    )
+    q, cand, hrt = check_scoring_paths(model, tiny_kg, facts=1, candidates=20, tol=1e-4)
     with torch.no_grad():
-        full = model.score_all(q)
-        some = model.score_candidates(q, cand)
-        hrt = model.score_hrt(q)
-        model.chunk_size = 7
-        again = model.score_candidates(q, cand)
         out = model(q, cand)
-    assert full.shape == (len(q), tiny_kg.num_entities)
-    torch.testing.assert_close(some, full.gather(1, cand), rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(again, some, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(
-        hrt, full.gather(1, q[:, TAIL : TAIL + 1])[:, 0], rtol=1e-4, atol=1e-4
-    )
     # the true answer is not among the candidates: its generation loss comes from one more pass
     assert out.generation is not None and out.generation.shape == (len(q),)
     n_tokens = model.relations.name_lengths[q[:, TAIL]] + 1

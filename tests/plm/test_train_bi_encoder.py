@@ -4,21 +4,16 @@ dropout), and a run killed with SIGKILL that resumes to identical weights and me
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
-from safetensors.torch import load_file
 
 from kgdistill import api
 from kgdistill.config import parse_config
 from kgdistill.errors import ConfigError
+
+from .conftest import assert_same_weights, killed_and_resumed
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -61,16 +56,6 @@ def test_the_shipped_config_trains_and_evaluates(tiny_encoder_folder: Path, tmp_
     assert metrics["plm"]["max_length"] == 16 and "relations" in metrics["plm"]["truncated"]
 
 
-def _cli(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "kgdistill", "train", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-
-
 @pytest.mark.slow
 def test_contexts_train_with_the_reconstruction_term(
     tiny_encoder_folder: Path, wn_store: Path, tmp_path: Path
@@ -98,31 +83,8 @@ def test_kill_9_and_resume_gives_identical_weights(
     config.write_text(
         yaml.safe_dump(_config(tiny_encoder_folder, contexts=wn_store if contexts else None))
     )
-    ref = _cli(str(config), "--out", str(tmp_path / "ref"))
-    assert ref.wait(timeout=600) == 0, ref.stderr.read().decode()  # type: ignore[union-attr]
-    run = tmp_path / "killed"
-    proc = _cli(str(config), "--out", str(run))
-    deadline = time.time() + 600
-    while (
-        not (run / "last.safetensors").exists() and proc.poll() is None and time.time() < deadline
-    ):  # killed after its first checkpoint, inside the stage
-        time.sleep(0.01)
-    if proc.poll() is not None:
-        pytest.fail("the run finished before it could be killed")
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    resumed = _cli("--resume", str(run))
-    assert resumed.wait(timeout=600) == 0, resumed.stderr.read().decode()  # type: ignore[union-attr]
-    a = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    ref, run = killed_and_resumed(config, tmp_path, timeout=600)
+    a = json.loads((ref / "metrics.json").read_text())
     b = json.loads((run / "metrics.json").read_text())
     assert a["sides"] == b["sides"]
-    wa, wb = (
-        load_file(str(tmp_path / "ref" / "last.safetensors")),
-        load_file(str(run / "last.safetensors")),
-    )
-    for k in wa:
-        if k.startswith(("model.", "optim.", "objective.")):
-            assert torch.equal(wa[k], wb[k]), k
-    assert any(
-        k.startswith("objective.") and "queue" in k for k in wa
-    )  # the pre-batch queue resumed
+    assert_same_weights(ref, run, ("model.", "optim.", "objective."))
