@@ -23,7 +23,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import torch
 from pydantic import Field
@@ -36,6 +36,7 @@ from kgdistill.plm.contexts import (
     check_context_window,
     context_tokens,
 )
+from kgdistill.plm.meta import TokenFeatures
 from kgdistill.plm.tokens import TokenTable, tokenize
 
 __all__ = ["LM_OPTIONS", "LMFeatures", "build_causal_lm", "lm_features", "tokenize_graph_lm"]
@@ -51,7 +52,7 @@ _MARK = "\x00KGDISTILL\x00"
 
 
 @dataclass(frozen=True)
-class LMFeatures:
+class LMFeatures(TokenFeatures):
     """What a generative model is built from.
 
     Attributes:
@@ -65,6 +66,9 @@ class LMFeatures:
         report: texts' sources and truncation counts.
     """
 
+    TABLES: ClassVar[tuple[str, ...]] = ("entities", "names", "relations")
+    SIZES: ClassVar[tuple[str, ...]] = ("max_length", "answer_length")
+
     config: dict[str, Any]
     entities: TokenTable
     names: TokenTable
@@ -76,38 +80,6 @@ class LMFeatures:
     state: dict[str, torch.Tensor] | None = None
     contexts: ContextTokens | None = None
     report: dict[str, Any] = field(default_factory=dict)
-
-    def meta(self) -> dict[str, Any]:
-        """What a checkpoint records to rebuild the model without tokenizer or weights."""
-        shapes = {k: list(getattr(self, k).ids.shape) for k in ("entities", "names", "relations")}
-        if self.times is not None:
-            shapes["times"] = list(self.times.ids.shape)
-        return {
-            "config": self.config,
-            "special": self.special,
-            "max_length": self.max_length,
-            "answer_length": self.answer_length,
-            "shapes": shapes,
-            "report": self.report,
-            **({"contexts": self.contexts.meta()} if self.contexts is not None else {}),
-        }
-
-    @classmethod
-    def placeholder(cls, meta: dict[str, Any]) -> LMFeatures:
-        """Zero token tables of the shapes in ``meta`` (from :meth:`meta`); a state dict fills them."""
-        shapes = meta["shapes"]
-        times = shapes.get("times")
-        return cls(
-            config=dict(meta["config"]),
-            entities=TokenTable.zeros(*shapes["entities"]),
-            names=TokenTable.zeros(*shapes["names"]),
-            relations=TokenTable.zeros(*shapes["relations"]),
-            times=TokenTable.zeros(*times) if times else None,
-            special=dict(meta["special"]),
-            max_length=int(meta["max_length"]),
-            answer_length=int(meta["answer_length"]),
-            contexts=ContextTokens.placeholder(meta["contexts"]) if "contexts" in meta else None,
-        )
 
 
 def build_causal_lm(config: dict[str, Any]) -> torch.nn.Module:

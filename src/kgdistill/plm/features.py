@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import torch
 from pydantic import Field
@@ -30,6 +30,7 @@ from kgdistill.plm.contexts import (
     check_context_window,
     context_tokens,
 )
+from kgdistill.plm.meta import TokenFeatures
 from kgdistill.plm.tokens import TokenTable, tokenize
 
 __all__ = [
@@ -55,7 +56,7 @@ def window_budgets(max_length: int) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
-class PLMFeatures:
+class PLMFeatures(TokenFeatures):
     """What a bi-encoder is built from.
 
     Attributes:
@@ -69,6 +70,9 @@ class PLMFeatures:
         contexts: the training triples' contexts for the ``reconstruction`` task, or ``None``.
         report: texts' sources and truncation counts.
     """
+
+    TABLES: ClassVar[tuple[str, ...]] = ("entities", "relations")
+    SIZES: ClassVar[tuple[str, ...]] = ("max_length",)
 
     config: dict[str, Any]
     entities: TokenTable
@@ -85,38 +89,8 @@ class PLMFeatures:
         """Width of the encoder's hidden states."""
         return int(self.config["hidden_size"])
 
-    def meta(self) -> dict[str, Any]:
-        """What a checkpoint records to rebuild the model without tokenizer or weights."""
-        shapes = {
-            "entities": list(self.entities.ids.shape),
-            "relations": list(self.relations.ids.shape),
-        }
-        if self.times is not None:
-            shapes["times"] = list(self.times.ids.shape)
-        return {
-            "dim": self.dim,
-            "config": self.config,
-            "special": self.special,
-            "max_length": self.max_length,
-            "shapes": shapes,
-            "report": self.report,
-            **({"contexts": self.contexts.meta()} if self.contexts is not None else {}),
-        }
-
-    @classmethod
-    def placeholder(cls, meta: dict[str, Any]) -> PLMFeatures:
-        """Zero token tables of the shapes in ``meta`` (from :meth:`meta`); a state dict fills them."""
-        shapes = meta["shapes"]
-        times = shapes.get("times")
-        return cls(
-            config=dict(meta["config"]),
-            entities=TokenTable.zeros(*shapes["entities"]),
-            relations=TokenTable.zeros(*shapes["relations"]),
-            times=TokenTable.zeros(*times) if times else None,
-            special=dict(meta["special"]),
-            max_length=int(meta["max_length"]),
-            contexts=ContextTokens.placeholder(meta["contexts"]) if "contexts" in meta else None,
-        )
+    def _extra_meta(self) -> dict[str, Any]:
+        return {"dim": self.dim}
 
 
 def _special(tokenizer: Any) -> dict[str, int]:
