@@ -2,12 +2,14 @@
 
 For each dataset (FB15k-237, WN18RR) and seed, with the profile's budget (``benchmarks/specs/kglm-rounds.yaml``), a
 share of the training facts is held out on purpose (the ground truth of what LM -> KG adds), and the
-alternating rounds of :mod:`kgdistill.kglm.rounds` run in three variants sharing round 0:
+alternating rounds of :mod:`kgdistill.kglm.rounds` run in four variants sharing round 0's KGE:
 
 * ``lm-hard``: the (KGE-injected) language model scores the KGE's filtered top-k candidates; the most confident
   are added to the graph as facts; the KGE retrains;
 * ``lm-soft``: the same facts as soft labels (the ``soft_labels`` term, weighted by the LM's confidence);
-* ``kge-hard``: the KGE's own softmax picks the facts: self-training, the control without a language model.
+* ``kge-hard``: the KGE's own softmax picks the facts: self-training, the control without a language model;
+* ``both-hard``: the product of the language model's and the KGE's probabilities picks them (a product of
+  experts: a fact both find likely).
 
 The language model's task is relation classification of an entity pair from the entities' texts (names and
 descriptions), built from the held-out-free training facts; its test pairs each hold an entity never seen in
@@ -52,7 +54,12 @@ from kgdistill.kglm.rounds import RoundsConfig, lm_baseline, run_rounds
 
 log = logging.getLogger("kglm")
 SPEC = REPO / "benchmarks" / "specs" / "kglm-rounds.yaml"
-VARIANTS = {"lm-hard": ("lm", "hard"), "lm-soft": ("lm", "soft"), "kge-hard": ("kge", "hard")}
+VARIANTS = {
+    "lm-hard": ("lm", "hard"),
+    "lm-soft": ("lm", "soft"),
+    "kge-hard": ("kge", "hard"),
+    "both-hard": ("both", "hard"),
+}
 METRICS = ("mrr", "hits@1", "hits@10")
 
 
@@ -172,6 +179,7 @@ def _kge_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             ("lm-hard", "+ LM-selected facts (hard)"),
             ("lm-soft", "+ LM-selected facts (soft labels)"),
             ("kge-hard", "+ KGE-selected facts (self-training control)"),
+            ("both-hard", "+ facts selected by LM x KGE (hard)"),
         ):
             pairs = [
                 (e["variants"][v][1], e["variants"][v][0])

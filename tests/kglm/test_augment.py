@@ -17,6 +17,7 @@ from kgdistill.data import KG, build_kg, read_static_names
 from kgdistill.errors import ConfigError
 from kgdistill.kglm import (
     RelationClassifier,
+    candidate_confidence,
     hold_out,
     kge_confidence,
     lm_confidence,
@@ -79,6 +80,15 @@ def test_augmentation_never_adds_a_known_or_evaluated_fact(
     scored = ~conf.isnan()
     labelled = torch.tensor([r in task.relations for r in candidates[:, 1].tolist()])
     assert torch.equal(scored, labelled) and ((conf[scored] >= 0) & (conf[scored] <= 1)).all()
+    # select_by: both, the product of the two models' probabilities
+    both = candidate_confidence("both", classifier, task.relations, model, candidates)
+    kge = kge_confidence(model, candidates)
+    assert torch.equal(both.isnan(), conf.isnan())
+    torch.testing.assert_close(both[scored], conf[scored] * kge[scored])
+    assert torch.equal(
+        candidate_confidence("lm", classifier, task.relations, model, candidates).isnan(), ~scored
+    )
+    assert torch.equal(candidate_confidence("kge", None, [], model, candidates), kge)
     added = select(candidates, conf, threshold=None, top=20)
     assert len(added) == min(20, int(scored.sum()))
     assert conf[scored].sort(descending=True).values[: len(added)].min() >= 0

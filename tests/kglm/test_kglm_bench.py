@@ -1,5 +1,5 @@
 """benchmarks/kglm_rounds.py end to end on the FB15k-237 subset with a tiny DistMult and the tiny local encoder, two
-seeds: every variant's rounds (round 0 shared), both LM baselines, the tables, the plot, and a second call that
+seeds: every variant's rounds (round 0's KGE shared), both LM baselines, the tables, the plot, and a second call that
 reuses every finished round."""
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def test_the_driver_runs_every_variant_and_tabulates(
     doc = json.loads((out / "kglm_rounds.json").read_text())
     assert (out / "kglm_rounds.md").is_file() and (out / "kglm_rounds.png").stat().st_size > 0
     models = [r["model"] for r in doc["kge"]]
-    assert models[0] == "KGE alone (round 0)" and len(models) == 4
+    assert models[0] == "KGE alone (round 0)" and len(models) == 5
     assert all(r["seeds"] == 2 and "±" in r["test mrr"] for r in doc["kge"])
     assert [r["model"] for r in doc["lm"]][:3] == [
         "PLM alone",
@@ -81,6 +81,7 @@ def test_the_driver_runs_every_variant_and_tabulates(
         ("lm-hard", 1),
         ("lm-soft", 1),
         ("kge-hard", 1),
+        ("both-hard", 1),
     }
     seed = work / "fb15k237-mini" / "seed-0"
     # round 0 is shared: the soft variant's is lm-hard's, the control's KGE run is lm-hard's
@@ -93,6 +94,9 @@ def test_the_driver_runs_every_variant_and_tabulates(
         control["kge"]
         == json.loads((seed / "lm-hard" / "round-0" / "round.json").read_text())["kge"]
     )
+    # the product-of-experts variant trains its own round-0 language model on the shared KGE
+    both = json.loads((seed / "both-hard" / "round-0" / "round.json").read_text())
+    assert both["lm"] is not None and both["added"] == 20 and both["kge"] == control["kge"]
     # a second call reuses every finished round and baseline
     stamps = {
         p: p.stat().st_mtime

@@ -3,6 +3,7 @@ model (KG -> LM), the language model's confident triples back into the graph as 
 and alternating rounds of both (:mod:`kgdistill.kglm.rounds`)."""
 
 from kgdistill.kglm.augment import (
+    candidate_confidence,
     hold_out,
     kge_confidence,
     lm_confidence,
@@ -32,6 +33,7 @@ __all__ = [
     "RelationClassifier",
     "RelationTask",
     "align_table",
+    "candidate_confidence",
     "encoder_layers",
     "evaluate_task",
     "fit_task",

@@ -34,6 +34,7 @@ from kgdistill.io import atomic_write_text
 from kgdistill.types import LongTensor
 
 __all__ = [
+    "candidate_confidence",
     "hold_out",
     "kge_confidence",
     "lm_confidence",
@@ -169,6 +170,24 @@ def kge_confidence(model: torch.nn.Module, facts: LongTensor) -> torch.Tensor:
             probs = model.score_all(q).float().softmax(-1)
             out[rows] = probs[torch.arange(len(f)), f[:, 2]].cpu()
     return out
+
+
+def candidate_confidence(
+    select_by: str,
+    classifier: torch.nn.Module | None,
+    relations: list[int],
+    kge: torch.nn.Module,
+    facts: LongTensor,
+) -> torch.Tensor:
+    """``(C,)`` confidences of the candidate ``facts (C, 3)``: ``lm`` (:func:`lm_confidence`), ``kge``
+    (:func:`kge_confidence`) or ``both`` (their product; NaN where the classifier has no label for the
+    relation)."""
+    if select_by == "kge":
+        return kge_confidence(kge, facts)
+    if classifier is None:
+        raise ValueError(f"select_by '{select_by}' needs the language model")
+    conf = lm_confidence(classifier, relations, facts)
+    return conf * kge_confidence(kge, facts) if select_by == "both" else conf
 
 
 def soft_label_cache(

@@ -10,7 +10,8 @@ Round ``i`` (``0, 1, ...``):
    training pair names: no KGE of round 0 and no language model has read them) fine-tuned with that KGE
    injected; a later round's KGE may have trained on held-out facts that LM -> KG added back;
 3. LM -> KG: the KGE's filtered top-k candidates, scored by the language model (``select_by: lm``; ``kge``: by
-   the KGE's own softmax, the self-training control without a language model); those selected are added to the
+   the KGE's own softmax, the self-training control without a language model; ``both``: the product of the two,
+   a product of experts that keeps a candidate only where both models find it likely); those selected are added to the
    next round's graph as hard facts (``labels: hard``), or kept as soft labels (``labels: soft``): a top-k teacher
    cache of the facts with their confidences, read by a ``soft_labels`` term of the next KGE's objective at
    ``soft_weight``; their precision is counted against the held-out facts.
@@ -36,9 +37,8 @@ from kgdistill.data import build_kg, load_kg, read_static_names
 from kgdistill.errors import ConfigError
 from kgdistill.io import atomic_write_text
 from kgdistill.kglm.augment import (
+    candidate_confidence,
     hold_out,
-    kge_confidence,
-    lm_confidence,
     precision,
     propose,
     selected_rows,
@@ -66,8 +66,9 @@ class RoundsConfig:
             ``test_entities``, ``epochs``, ``batch_size``, ``lr``, ``head_lr``, ``layer``.
             ``max_examples`` caps each split of the task (a seeded draw; a CPU-sized run).
         k / max_queries / threshold / top: of :func:`~kgdistill.kglm.augment.propose` and ``select``.
-        select_by: ``lm`` (the language model's confidence) or ``kge`` (the KGE's own: the control, which
-            trains no language model; its records' ``lm`` is ``None``).
+        select_by: ``lm`` (the language model's confidence), ``kge`` (the KGE's own: the control, which
+            trains no language model; its records' ``lm`` is ``None``) or ``both`` (their product: the language
+            model's probability of the relation given the pair times the KGE's of the tail given the query).
         labels: ``hard`` (facts added to the graph) or ``soft`` (weighted positives, ``soft_weight``).
         max_rounds: the most rounds. seed: every seeded step.
     """
@@ -89,7 +90,7 @@ class RoundsConfig:
 
     def __post_init__(self) -> None:
         for key, value, allowed in (
-            ("select_by", self.select_by, ("lm", "kge")),
+            ("select_by", self.select_by, ("lm", "kge", "both")),
             ("labels", self.labels, ("hard", "soft")),
         ):
             if value not in allowed:
@@ -236,7 +237,7 @@ def run_rounds(cfg: RoundsConfig, work: str | Path) -> list[dict[str, Any]]:
             # the control (select_by: kge) is the loop without a language model: none is trained
             model, lm_metrics = (
                 _lm_round(cfg, reduced, task, folder / "kge")
-                if cfg.select_by == "lm"
+                if cfg.select_by != "kge"
                 else (None, None)
             )
             kge_model = load_model(load_checkpoint(folder / "kge" / "best.safetensors"))
@@ -244,11 +245,7 @@ def run_rounds(cfg: RoundsConfig, work: str | Path) -> list[dict[str, Any]]:
             candidates = propose(
                 kge_model, kg, current, k=cfg.k, max_queries=cfg.max_queries, seed=cfg.seed + i
             )
-            conf = (
-                lm_confidence(model, task.relations, candidates)
-                if cfg.select_by == "lm"
-                else kge_confidence(kge_model, candidates)
-            )
+            conf = candidate_confidence(cfg.select_by, model, task.relations, kge_model, candidates)
             keep = selected_rows(conf, threshold=cfg.threshold, top=cfg.top)
             new = candidates[keep]
             added = torch.cat([added, new])
