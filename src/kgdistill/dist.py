@@ -35,6 +35,7 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -188,8 +189,19 @@ def init_from_env() -> World:
 
 
 def _destroy() -> None:
-    if tdist.is_available() and tdist.is_initialized():
-        tdist.destroy_process_group()
+    """At exit: wait until every rank is done (a rank that tears its connections down while another still
+    talks to it can abort that one), then destroy the group. A rank that never arrives (it crashed; torchrun
+    stops the others) is waited for at most a minute on gloo."""
+    if not (tdist.is_available() and tdist.is_initialized()):
+        return
+    try:
+        if tdist.get_backend() == "gloo":
+            tdist.monitored_barrier(timeout=timedelta(seconds=60))
+        else:
+            tdist.barrier()
+    except Exception as e:
+        log.debug("exit barrier: %s", e)
+    tdist.destroy_process_group()
 
 
 def local_device(device: torch.device) -> torch.device:
