@@ -1,8 +1,8 @@
 """Time to a validation MRR: kgdistill (1-N and sampled negatives) vs PyKEEN 1.11.1 (LCWA and sLCWA), side by side.
 
-Per configuration (dataset x model x dim, ``--datasets`` / ``--models`` / ``--dims``) four methods train the same
+Per configuration (dataset x model x dim, ``--datasets`` / ``--models`` / ``--dims``) five methods train the same
 model (DistMult, or ComplEx of complex rank ``dim``) on the same training triples, with kgdistill's own ids, the
-same batch size, optimiser and learning rate (four methods, two regimes):
+same batch size, optimiser and learning rate (five methods, two regimes):
 
 1. ``kgdistill``: 1-N training with reciprocal relations and ``supervised_ce`` (cross-entropy of the true answer
    against all entities), the step of :func:`kgdistill.train.fit` rebuilt from its public pieces
@@ -12,6 +12,8 @@ same batch size, optimiser and learning rate (four methods, two regimes):
    bit for bit); only validation and checkpoints are left out.
    ``kgdistill_sampled``: the same with ``train.negatives`` = ``--negatives`` uniformly drawn tails per query
    and the ``negative_sampling`` loss in its ``softplus`` form (sLCWA's regime; the weights equal ``fit``'s too).
+   ``kgdistill_shared``: the same, the ``--negatives`` tails drawn once per batch and shared by its queries
+   (``train.negative_sampling: shared``, joint negative sampling as DGL-KE's: one ``(B, d) x (d, k)`` product).
 2. ``pykeen_lcwa``: PyKEEN's ``LCWATrainingLoop`` with ``CrossEntropyLoss`` (softmax cross-entropy) on a
    ``TriplesFactory`` with ``create_inverse_triples=True`` (tail prediction on every unique (head, relation) pair
    of the triples and their inverses; multi-hot labels normalised to sum 1).
@@ -76,7 +78,7 @@ from torch import nn
 
 from _common import earlier_results, machine_info, markdown_table, write_script_result
 from kgdistill.config import StageConfig, TermSpec
-from kgdistill.data.batching import Batch, both_directions, sample_candidates
+from kgdistill.data.batching import Batch, both_directions, sample_candidates, shared_candidates
 from kgdistill.data.datasets import load_kg
 from kgdistill.data.filters import FilterIndex
 from kgdistill.data.kg import KG
@@ -86,8 +88,8 @@ from kgdistill.runs import keep_freed_memory
 from kgdistill.train import build_objectives, make_optimizer, param_groups
 from kgdistill.types import FloatTensor, LongTensor
 
-METHODS = ("kgdistill", "kgdistill_sampled", "pykeen_lcwa", "pykeen_slcwa")
-KGDISTILL_METHODS = ("kgdistill", "kgdistill_sampled")
+METHODS = ("kgdistill", "kgdistill_sampled", "kgdistill_shared", "pykeen_lcwa", "pykeen_slcwa")
+KGDISTILL_METHODS = ("kgdistill", "kgdistill_sampled", "kgdistill_shared")
 PYKEEN_METHODS = ("pykeen_lcwa", "pykeen_slcwa")
 #: the like-for-like pairs: (ratio key, PyKEEN method, the kgdistill method of the same training regime)
 REGIMES = (("lcwa", "pykeen_lcwa", "kgdistill"), ("slcwa", "pykeen_slcwa", "kgdistill_sampled"))
@@ -154,8 +156,17 @@ class KgdistillTrainer:
 
     eval_chunk: int | None = None
 
-    def __init__(self, kg: KG, model: str, dim: int, s: Settings, *, sampled: bool = False) -> None:
-        self.kg, self.s, self.sampled = kg, s, sampled
+    def __init__(
+        self,
+        kg: KG,
+        model: str,
+        dim: int,
+        s: Settings,
+        *,
+        sampled: bool = False,
+        shared: bool = False,
+    ) -> None:
+        self.kg, self.s, self.sampled, self.shared = kg, s, sampled or shared, shared
         torch.manual_seed(s.seed)
         self.model: KGEModel = build_model(
             {"name": model, "dim": dim}, Vocab(kg.num_entities, kg.num_relations)
@@ -202,7 +213,8 @@ class KgdistillTrainer:
             q = self.shuffled[self.position : self.position + bs]
             cand = None
             if self.sampled:
-                cand = sample_candidates(q, self.kg.num_entities, self.s.negatives, self.gen)
+                draw = shared_candidates if self.shared else sample_candidates
+                cand = draw(q, self.kg.num_entities, self.s.negatives, self.gen)
             out = self.model(q, cand)
             loss, _ = self.objective(out, {}, Batch(q, cand))
             loss.backward()
@@ -227,8 +239,9 @@ class KgdistillTrainer:
         if self.sampled:
             return info | {
                 "loss": "negative_sampling, form softplus (logistic loss over the positive and negatives)",
-                "training": f"{self.s.negatives} uniform negative tails per query, reciprocal relations (one "
-                "tail query and one head query per triple)",
+                "training": f"{self.s.negatives} uniform negative tails "
+                + ("per batch, shared by its queries" if self.shared else "per query")
+                + ", reciprocal relations (one tail query and one head query per triple)",
             }
         return info | {
             "loss": "supervised_ce (softmax cross-entropy over all entities)",
@@ -479,7 +492,14 @@ class PykeenTrainer:
 
 def make_trainer(method: str, kg: KG, model: str, dim: int, s: Settings) -> Trainer:
     if method in KGDISTILL_METHODS:
-        return KgdistillTrainer(kg, model, dim, s, sampled=method == "kgdistill_sampled")
+        return KgdistillTrainer(
+            kg,
+            model,
+            dim,
+            s,
+            sampled=method == "kgdistill_sampled",
+            shared=method == "kgdistill_shared",
+        )
     return PykeenTrainer(kg, model, dim, s, lcwa=method == "pykeen_lcwa")
 
 
@@ -753,6 +773,7 @@ def _ratio(c: dict[str, Any], key: str) -> str | None:
 SHORT = {
     "kgdistill": "1-N",
     "kgdistill_sampled": "sampled",
+    "kgdistill_shared": "shared",
     "pykeen_lcwa": "LCWA",
     "pykeen_slcwa": "sLCWA",
 }
@@ -802,9 +823,11 @@ def markdown(doc: dict[str, Any]) -> str:
         "Same model, data (kgdistill's ids), batch size, optimiser and learning rate; training seconds only "
         "(validation excluded); methods alternate in chunks between validations. kgdistill 1-N: "
         "`supervised_ce` with reciprocal relations; kgdistill sampled: uniform negative tails, "
-        "`negative_sampling` softplus, reciprocal relations; LCWA: PyKEEN LCWA, softmax cross-entropy, inverse "
-        "triples; sLCWA: PyKEEN sLCWA, basic sampler, softplus loss. All validated by kgdistill's filtered "
-        "evaluator (realistic ties) on the first valid facts. One row per PyKEEN method: the target is 0.95 x "
+        "`negative_sampling` softplus, reciprocal relations; kgdistill shared: the same, the negatives drawn "
+        "once per batch and shared by its queries (`train.negative_sampling: shared`); LCWA: PyKEEN LCWA, "
+        "softmax cross-entropy, inverse triples; sLCWA: PyKEEN sLCWA, basic sampler, softplus loss. All "
+        "validated by kgdistill's filtered evaluator (realistic ties) on the first valid facts. One row per "
+        "PyKEEN method: the target is 0.95 x "
         "the lower of its best validation MRR and kgdistill's best (the highest level both reach) unless set; "
         "seconds to it are read at the first validation at or above it (resolution: the validation spacing). "
         "Ratios: PyKEEN's seconds over the fastest kgdistill method's, and over kgdistill's method of the same "

@@ -133,6 +133,21 @@ def test_schedule_and_in_batch_negatives_train_and_log_the_lr(tmp_path: Path) ->
     assert metrics["sides"]["both"]["mrr"] > 3 / metrics["protocol"]["queries"]
 
 
+def test_shared_negatives_train_and_repeat_exactly(tmp_path: Path) -> None:
+    """Negatives shared by each batch (joint negative sampling) train the model and come from the epoch's
+    seeded generator: the same config gives bit-identical weights."""
+    cfg = _cfg(optimizer="adagrad", lr=0.1, negatives=16, negative_sampling="shared")
+    cfg["stages"] = [{"epochs": 4, "objective": [{"loss": "negative_sampling", "form": "softplus"}]}]
+    runs = [api.train(parse_config(cfg), out=tmp_path / n).run_dir for n in ("a", "b")]
+    records = [json.loads(x) for x in (runs[0] / "log.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if r["event"] == "epoch"]
+    assert epochs[-1]["loss"] < epochs[0]["loss"]
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    assert metrics["sides"]["both"]["mrr"] > 0.05, metrics["sides"]["both"]
+    a, b = (load_file(str(r / "last.safetensors")) for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_checkpoint_every_spaces_the_last_checkpoint(tmp_path: Path) -> None:
     cfg = _cfg(checkpoint_every=2)
     cfg["stages"] = [{"epochs": 3}]

@@ -33,12 +33,17 @@ SETTINGS = Settings(
 )
 
 
-@pytest.mark.parametrize("sampled", [False, True])
+@pytest.mark.parametrize("negatives", ["none", "uniform", "shared"])
 @pytest.mark.parametrize("model", ["distmult", "complex"])
-def test_kgdistill_epochs_equal_fit(tiny_kg: KG, tmp_path: Path, model: str, sampled: bool) -> None:
-    """Two epochs of the benchmark's loop (1-N, or sampled negatives with the softplus loss), cut into chunks
-    anywhere, leave exactly the weights two epochs of ``fit`` leave."""
-    trainer = KgdistillTrainer(tiny_kg, model, 8, SETTINGS, sampled=sampled)
+def test_kgdistill_epochs_equal_fit(
+    tiny_kg: KG, tmp_path: Path, model: str, negatives: str
+) -> None:
+    """Two epochs of the benchmark's loop (1-N, or sampled negatives, per query or shared by the batch, with
+    the softplus loss), cut into chunks anywhere, leave exactly the weights two epochs of ``fit`` leave."""
+    sampled = negatives != "none"
+    trainer = KgdistillTrainer(
+        tiny_kg, model, 8, SETTINGS, sampled=negatives == "uniform", shared=negatives == "shared"
+    )
     reference = copy.deepcopy(trainer.model)
     start = trainer.model.entities.weight.detach().clone()
     per_epoch = trainer.batches_per_epoch
@@ -46,16 +51,21 @@ def test_kgdistill_epochs_equal_fit(tiny_kg: KG, tmp_path: Path, model: str, sam
     for chunk in (5, 10, 9):  # cut inside both epochs and across their border
         assert trainer.train(lambda done, chunk=chunk: done >= chunk)[0] == chunk
     assert (trainer.epoch, trainer.position) == (2, 0)
-    stage, negatives = StageConfig(epochs=2), 0
+    stage, k = StageConfig(epochs=2), 0
     if sampled:
         term = TermSpec(loss="negative_sampling", form="softplus")  # type: ignore[call-arg]
-        stage, negatives = StageConfig(epochs=2, objective=[term]), SETTINGS.negatives
+        stage, k = StageConfig(epochs=2, objective=[term]), SETTINGS.negatives
     fit(
         reference,
         tiny_kg,
         stages=[stage],
         train=TrainConfig(
-            batch_size=256, optimizer="adagrad", lr=0.1, negatives=negatives, progress=False
+            batch_size=256,
+            optimizer="adagrad",
+            lr=0.1,
+            negatives=k,
+            negative_sampling="shared" if negatives == "shared" else "uniform",
+            progress=False,
         ),
         seed=SETTINGS.seed,
         run_dir=tmp_path,
@@ -216,7 +226,7 @@ def test_benchmark_end_to_end(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "train_speed.json").read_text())
     (entry,) = doc["configs"]
     assert entry["config"] == "fb15k237-mini/distmult/8"
-    for m in ("kgdistill", "kgdistill_sampled", "pykeen_lcwa", "pykeen_slcwa"):
+    for m in ("kgdistill", "kgdistill_sampled", "kgdistill_shared", "pykeen_lcwa", "pykeen_slcwa"):
         curve = entry["methods"][m]["curve"]
         assert curve[0][:2] == [0.0, 0.0] and curve[-1][0] >= 0.5 and curve[-1][1] > 0
         assert entry["methods"][m]["chunks"] and entry["methods"][m]["batches"] >= 1

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from kgdistill.errors import ConfigError
 
@@ -175,10 +175,12 @@ class TrainConfig(_Strict):
     negatives: int = Field(
         0, ge=0, description="0: score all entities (1-N); k > 0: k sampled tails"
     )
-    negative_sampling: Literal["uniform", "in_batch"] = Field(
+    negative_sampling: Literal["uniform", "shared", "in_batch"] = Field(
         "uniform",
-        description="sampled tails drawn uniformly, or the other queries' true tails of the batch "
-        "(in_batch: negatives > 0 caps them; a candidate that is the query's own answer is masked)",
+        description="sampled tails drawn uniformly per query; drawn uniformly once per batch and shared by "
+        "its queries (shared: joint negative sampling as DGL-KE's, one (B, d) x (d, k) product a step); or "
+        "the other queries' true tails of the batch (in_batch: negatives > 0 caps them; a candidate that is "
+        "the query's own answer is masked)",
     )
     param_groups: list[ParamGroup] = Field(
         default_factory=list,
@@ -232,6 +234,13 @@ class TrainConfig(_Strict):
         description="Linux: keep freed large blocks for reuse (1-N steps about 1.8x faster on CPU; memory "
         "is returned to the OS only when the run ends)",
     )
+
+    @field_validator("negative_sampling")
+    @classmethod
+    def _shared_needs_negatives(cls, value: str, info: ValidationInfo) -> str:
+        if value == "shared" and info.data.get("negatives", 0) == 0:
+            raise ValueError("shared negatives need train.negatives > 0 (how many a batch shares)")
+        return value
 
 
 class EvalConfig(_Strict):

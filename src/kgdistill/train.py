@@ -30,7 +30,12 @@ from tqdm.auto import tqdm
 from kgdistill import dist, shard
 from kgdistill.checkpoint import Checkpoint, save_checkpoint
 from kgdistill.config import ParamGroup, SchedulerConfig, StageConfig, TrainConfig
-from kgdistill.data.batching import both_directions, in_batch_candidates, sample_candidates
+from kgdistill.data.batching import (
+    both_directions,
+    in_batch_candidates,
+    sample_candidates,
+    shared_candidates,
+)
 from kgdistill.data.filters import FilterIndex
 from kgdistill.data.kg import KG
 from kgdistill.distill.teachers import ALL_FIELDS, Teacher
@@ -254,7 +259,8 @@ def _candidates(
     if train.negative_sampling == "in_batch":
         return in_batch_candidates(q, train.negatives or None)
     if train.negatives:
-        return sample_candidates(q, kg.num_entities, train.negatives, gen), None
+        draw = shared_candidates if train.negative_sampling == "shared" else sample_candidates
+        return draw(q, kg.num_entities, train.negatives, gen), None
     return None, None
 
 

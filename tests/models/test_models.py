@@ -14,7 +14,13 @@ from torch.profiler import ProfilerActivity, profile
 
 from kgdistill.checkpoint import load_checkpoint, load_model, save_checkpoint
 from kgdistill.data import KG
-from kgdistill.data.batching import Batch, both_directions
+from kgdistill.data.batching import (
+    Batch,
+    both_directions,
+    sample_candidates,
+    shared_candidates,
+    shared_negatives,
+)
 from kgdistill.features import TextFeatures
 from kgdistill.losses import LOSSES
 from kgdistill.models import MODELS, KGEModel, Vocab, build_model, is_temporal
@@ -147,6 +153,43 @@ VECTOR_CASES = [c for c in CASES if c.values[0][0] not in ("cross_encoder", "gen
 #: every LM pass's vocabulary logits (gigabytes); tests/plm/test_generative.py trains it with sampled
 #: candidates and checks that its loss falls.
 GRAD_CASES = [c for c in CASES if c.values[0][0] != "generative"]
+
+
+@pytest.mark.parametrize("case", VECTOR_CASES, indirect=True)
+def test_shared_negatives_score_like_all_entities(case: Case) -> None:
+    """Candidates shared by the whole batch (``train.negative_sampling: shared``) take the one-product path:
+    the scores, the candidate vectors and the gradients are those of the same columns of 1-N scoring."""
+    _, kg, model, q = case
+    g = torch.Generator().manual_seed(2)
+    cand = shared_candidates(q, kg.num_entities, 7, g)
+    assert shared_negatives(cand) is not None and torch.equal(cand[3, 1:], cand[0, 1:])
+    shared = model(q, cand)
+    model.zero_grad()
+    shared.scores.square().sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    reference = model.score_all(q).gather(1, cand)
+    torch.testing.assert_close(shared.scores, reference, rtol=1e-4, atol=1e-5)
+    if shared.t is not None and shared.t.dim() == 3:
+        torch.testing.assert_close(shared.t, model.entities(cand), rtol=1e-4, atol=1e-5)
+    model.zero_grad()
+    model.score_all(q).gather(1, cand).square().sum().backward()
+    for n, p in model.named_parameters():
+        if n in grads:
+            # relative to the whole gradient: a text encoder's batch changes its float rounding
+            err = float((grads[n] - p.grad).norm())
+            assert err <= 1e-3 * float(p.grad.norm()) + 1e-6, f"{n}: {err}"
+
+
+def test_shared_negatives_detection() -> None:
+    q = torch.tensor([[0, 0, 1], [2, 1, 3], [4, 0, 5]])
+    g = torch.Generator().manual_seed(0)
+    per_query = sample_candidates(q, 50, 4, g)
+    assert shared_negatives(per_query) is None
+    cand = shared_candidates(q, 50, 4, g)
+    assert torch.equal(cand[:, 0], q[:, TAIL]) and cand.shape == (3, 5)
+    assert torch.equal(shared_negatives(cand), cand[0, 1:])
+    assert shared_negatives(cand[:1]) is None  # one row: nothing to share
+    assert shared_negatives(cand[:, :1]) is None  # no negatives
 
 
 @pytest.mark.parametrize("case", VECTOR_CASES, indirect=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
+from kgdistill.data.batching import shared_negatives
 from kgdistill.models.interactions import Interaction
 from kgdistill.models.representations import EntityRepresentation, RelationEncoder
 from kgdistill.types import HEAD, REL, TAIL, TIME, BoolTensor, FloatTensor, LongTensor
@@ -220,8 +221,22 @@ class KGEModel(nn.Module):
         if candidates is None:
             t = self.entities.table()
             return h, r, t, self.interaction.score_all(q, t)
-        t = self.entities(candidates)
-        return h, r, t, self.interaction.score_candidates(q, t)
+        shared = shared_negatives(candidates)
+        if shared is None:
+            t = self.entities(candidates)
+            return h, r, t, self.interaction.score_candidates(q, t)
+        # negatives shared by the batch: one (B, d) x (d, k) product; ``t`` keeps its (B, 1 + k, d) shape
+        # (a copy without gradient unless a term reads it)
+        pos, neg = self.entities(candidates[:, 0]), self.entities(shared)
+        scores = torch.cat(
+            [
+                self.interaction.score_hrt(q, pos).unsqueeze(1),
+                self.interaction.score_all(q, neg),
+            ],
+            dim=1,
+        )
+        t = torch.cat([pos.unsqueeze(1), neg.expand(len(pos), *neg.shape)], dim=1)
+        return h, r, t, scores
 
     def score_candidates(self, queries: LongTensor, candidates: LongTensor) -> FloatTensor:
         """Scores of given entities as the tail: ``queries (B, 3|4)``, ``candidates (B, C)`` ids -> ``(B, C)``.
