@@ -11,7 +11,7 @@ Complex embeddings are stored as real vectors ``[re | im]`` of width ``2 * rank`
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -26,6 +26,32 @@ def complex_mul(a: FloatTensor, b: FloatTensor) -> FloatTensor:
     ar, ai = a.chunk(2, dim=-1)
     br, bi = b.chunk(2, dim=-1)
     return torch.cat([ar * br - ai * bi, ar * bi + ai * br], dim=-1)
+
+
+class _CandidateDot(torch.autograd.Function):
+    """``q (B, d), t (B, C, d) -> (B, C)`` dot products, with a hand-written backward.
+
+    On CPU a batched matrix-vector product (``bmm``) is slow, worst of all for the gradient of ``q``, which reads
+    ``t`` transposed: at B=1000, C=33, d=200 on one thread, forward + backward took 17 ms through autograd's
+    ``bmm`` (9.6 ms for the gradient of ``q`` alone) and 26 ms through ``(t * q).sum(-1)``; here the forward is
+    one ``vecdot`` (1.7 ms), the gradient of ``q`` is ``grad (B, 1, C) @ t`` (1.5 ms, ``t`` read in place) and
+    that of ``t`` one broadcast product (0.8 ms).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, q: FloatTensor, t: FloatTensor) -> FloatTensor:
+        ctx.save_for_backward(q, t)
+        return torch.linalg.vecdot(t, q.unsqueeze(1))
+
+    @staticmethod
+    def backward(ctx: Any, grad: FloatTensor) -> tuple[FloatTensor | None, FloatTensor | None]:
+        q, t = ctx.saved_tensors
+        grad_q = grad_t = None
+        if ctx.needs_input_grad[0]:
+            grad_q = torch.bmm(grad.unsqueeze(1).to(t.dtype), t).squeeze(1).to(q.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_t = grad.unsqueeze(-1).to(q.dtype) * q.unsqueeze(1)
+        return grad_q, grad_t
 
 
 class Interaction(nn.Module):
@@ -51,8 +77,10 @@ class Interaction(nn.Module):
     def score_candidates(self, q: FloatTensor, t: FloatTensor) -> FloatTensor:
         """Score queries against their own candidates: ``q (B, d), t (B, C, d) -> (B, C)``."""
         if self.kind == "dot":
-            # a batched (C, d) @ (d, 1) product reads ``t`` in place; einsum copied it into another layout
-            # first (1.5x slower forward + backward at B=1000, C=33, d=200, one CPU thread)
+            if (
+                q.device.type == "cpu" and q.dtype == t.dtype
+            ):  # measured on CPU; GPUs keep cuBLAS' bmm
+                return _CandidateDot.apply(q, t)  # type: ignore[no-any-return]
             return torch.matmul(t, q.unsqueeze(-1)).squeeze(-1)
         return -(q.unsqueeze(1) - t).norm(p=self.p, dim=-1)
 
