@@ -137,7 +137,9 @@ def test_shared_negatives_train_and_repeat_exactly(tmp_path: Path) -> None:
     """Negatives shared by each batch (joint negative sampling) train the model and come from the epoch's
     seeded generator: the same config gives bit-identical weights."""
     cfg = _cfg(optimizer="adagrad", lr=0.1, negatives=16, negative_sampling="shared")
-    cfg["stages"] = [{"epochs": 4, "objective": [{"loss": "negative_sampling", "form": "softplus"}]}]
+    cfg["stages"] = [
+        {"epochs": 4, "objective": [{"loss": "negative_sampling", "form": "softplus"}]}
+    ]
     runs = [api.train(parse_config(cfg), out=tmp_path / n).run_dir for n in ("a", "b")]
     records = [json.loads(x) for x in (runs[0] / "log.jsonl").read_text().splitlines()]
     epochs = [r for r in records if r["event"] == "epoch"]

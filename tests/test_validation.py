@@ -41,7 +41,10 @@ def _invoke(*args: str) -> tuple[int, str]:
         ("train.batch_size=0", "config key 'train.batch_size'"),
         ("eval.ties=median", "config key 'eval.ties': Input should be 'optimistic', 'pessimistic'"),
         ("teachers.t.name=checkpoint", "config key 'teachers.t.path' is missing"),
-        ("train.negative_sampling=shared", "config key 'train.negative_sampling': Value error, shared"),
+        (
+            "train.negative_sampling=shared",
+            "config key 'train.negative_sampling': Value error, shared",
+        ),
     ],
 )
 def test_train_rejects_bad_values_in_one_line(override: str, message: str, tmp_path: Path) -> None:

@@ -490,3 +490,43 @@ def test_ta_distmult_tokens_follow_the_kg_time_labels(tiny_tkg: KG) -> None:
     table, _ = time_tokens(tiny_tkg.time.labels)
     assert torch.equal(model.relations.tokens, table)
     assert model.relations.tokens.shape[0] == tiny_tkg.num_times
+
+
+def test_table_lookups_share_one_gradient_table_equal_to_torch_embedding() -> None:
+    """``EmbeddingTable.many`` (one lookup for several index tensors, the training path on CPU) gives the
+    values and the gradient of PyTorch's own embedding, repeated ids and an unused output included."""
+    from kgdistill.models.representations import embedding
+
+    table = embedding(50, 8, 0.1)
+    g = torch.Generator().manual_seed(0)
+    a, b, c = (torch.randint(50, shape, generator=g) for shape in [(30,), (6, 9), (4,)])
+    xa, xb, xc = table.many(a, b, c)
+    ((xa**2).sum() + (xb * torch.arange(8.0)).sum()).backward()  # xc unused
+    mine = table.weight.grad.clone()
+    table.weight.grad = None
+    w = table.weight
+    ((F.embedding(a, w) ** 2).sum() + (F.embedding(b, w) * torch.arange(8.0)).sum()).backward()
+    torch.testing.assert_close(mine, table.weight.grad)
+    assert torch.equal(xa, F.embedding(a, w)) and torch.equal(xc, F.embedding(c, w))
+    assert xb.shape == (6, 9, 8) and torch.equal(table(b), xb)
+    with torch.no_grad():  # PyTorch's own path: same values
+        assert torch.equal(table(b), xb)
+
+
+@pytest.mark.parametrize("interaction", [DistMult(), ComplEx()], ids=repr)
+def test_candidate_dot_backward_equals_autograd(interaction: Interaction) -> None:
+    """Per-query candidates are scored by a dot product with a hand-written backward (CPU): its scores and
+    gradients are those of autograd through a plain ``(t * q).sum(-1)``."""
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(7, 12, generator=g, requires_grad=True)
+    t = torch.randn(7, 5, 12, generator=g, requires_grad=True)
+    w = torch.randn(7, 5, generator=g)
+    scores = interaction.score_candidates(q, t)
+    (scores * w).sum().backward()
+    mine = q.grad.clone(), t.grad.clone()
+    q.grad = t.grad = None
+    reference = (t * q.unsqueeze(1)).sum(-1)
+    (reference * w).sum().backward()
+    torch.testing.assert_close(scores, reference)
+    torch.testing.assert_close(mine[0], q.grad)
+    torch.testing.assert_close(mine[1], t.grad)

@@ -216,18 +216,26 @@ class KGEModel(nn.Module):
     ) -> tuple[FloatTensor, FloatTensor, FloatTensor, FloatTensor]:
         """``(h, r, t, scores)`` of :meth:`forward`: the encoded queries, the entity vectors scored (``(E, d)``
         or ``(B, C, d)``) and the scores ``(B, E)`` or ``(B, C)``."""
-        h, r = self.encode(queries)
-        q = self.interaction.combine(h, r)
         if candidates is None:
+            h, r = self.encode(queries)
+            q = self.interaction.combine(h, r)
             t = self.entities.table()
             return h, r, t, self.interaction.score_all(q, t)
         shared = shared_negatives(candidates)
+        wanted = (candidates,) if shared is None else (candidates[:, 0], shared)
+        if (
+            type(self).encode is KGEModel.encode
+        ):  # heads from the entity table too: one lookup for all
+            h, *ts = self.entities.many(queries[:, HEAD], *wanted)
+            r = self.relations(queries[:, REL], self._tau(queries))
+        else:
+            (h, r), ts = self.encode(queries), list(self.entities.many(*wanted))
+        q = self.interaction.combine(h, r)
         if shared is None:
-            t = self.entities(candidates)
-            return h, r, t, self.interaction.score_candidates(q, t)
+            return h, r, ts[0], self.interaction.score_candidates(q, ts[0])
         # negatives shared by the batch: one (B, d) x (d, k) product; ``t`` keeps its (B, 1 + k, d) shape
         # (a copy without gradient unless a term reads it)
-        pos, neg = self.entities(candidates[:, 0]), self.entities(shared)
+        pos, neg = ts
         scores = torch.cat(
             [
                 self.interaction.score_hrt(q, pos).unsqueeze(1),
