@@ -221,10 +221,12 @@ def test_nan_score_of_a_filtered_entry_raises() -> None:
 def test_default_chunk_by_width() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert default_chunk(14541, cpu) == (1 << 22) // 14541  # unknown width: the old fixed budget
-    assert default_chunk(14541, cpu, 16) == (1 << 19) // 14541
+    assert default_chunk(14541, cpu, 16) == (1 << 20) // 14541
+    assert default_chunk(14541, cpu, 32) == (1 << 20) // 14541  # 2^14 * 32 is below the floor
     assert default_chunk(14541, cpu, 200) == (200 << 14) // 14541
     assert default_chunk(14541, cpu, 2000) == (1 << 22) // 14541
-    assert default_chunk(40943, cpu, 16) == 16  # at least 16 queries
+    assert default_chunk(40943, cpu, 16) == (1 << 20) // 40943
+    assert default_chunk(100_000, cpu, 16) == 16  # at least 16 queries
     assert default_chunk(10, cpu, 16) == 4096  # at most 4096
     assert default_chunk(14541, cuda, 16) == 4096
     model = build_model({"name": "complex", "dim": 8}, Vocab(20, 3))
