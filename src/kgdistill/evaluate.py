@@ -209,9 +209,9 @@ def default_chunk(num_entities: int, device: torch.device, width: int | None = N
     matrix product (masking, the sign pass, its sum), while a wide matrix product wants many rows to amortise
     packing the entity table: about ``2^14 * width`` scores, between 2^20 and 2^22; ``width`` is the length of
     the vectors the scores are dot products of (``None``: 2^22). Measured on FB15k-237 (2-core AMD EPYC, the
-    evaluation speed benchmark, medians of 7): DistMult dim 16 took 0.37 s with 36-query chunks (2^19 scores),
-    0.29-0.32 s with 72-108 (2^20), 0.41 s with 144 and 0.63 s with 288 (2^22); dim 32 0.50 s with 36, 0.41 s
-    with 72; at dim 200 the 288-query chunks were the fastest.
+    evaluation speed benchmark with ``--chunk N --repeats 7``, medians): DistMult dim 16 took 0.37 s with
+    36-query chunks (2^19 scores), 0.29-0.32 s with 72-108 (2^20), 0.41 s with 144 and 0.63 s with 288 (2^22);
+    dim 32 0.50 s with 36, 0.41 s with 72; at dim 200 the 288-query chunks were the fastest.
     """
     if device.type == "cuda":
         budget = 1 << 26

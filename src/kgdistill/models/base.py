@@ -223,9 +223,8 @@ class KGEModel(nn.Module):
             return h, r, t, self.interaction.score_all(q, t)
         shared = shared_negatives(candidates)
         wanted = (candidates,) if shared is None else (candidates[:, 0], shared)
-        if (
-            type(self).encode is KGEModel.encode
-        ):  # heads from the entity table too: one lookup for all
+        # heads from the entity table too (the encoder is not overridden): one lookup for all
+        if type(self).encode is KGEModel.encode:
             h, *ts = self.entities.many(queries[:, HEAD], *wanted)
             r = self.relations(queries[:, REL], self._tau(queries))
         else:
