@@ -73,9 +73,9 @@ def shared_candidates(
 
     A model scores them with one ``(B, d) x (d, k)`` product instead of ``B x k`` gathered vectors (see
     :func:`shared_negatives`): on WN18RR, DistMult dim 200, batch 1000, 32 negatives, one CPU thread, a whole
-    step (forward, backward, Adagrad) took 12.5 ms against 24.7 ms with per-query negatives (``python
-    benchmarks/sampled_step.py --threads 1 --data-root DATA``); it needs more epochs to the same MRR, though
-    (``results/train_speed.md``).
+    step (forward, backward, Adagrad) took 12.5 ms against 24.7 ms with per-query negatives (the sampled-step
+    benchmark, ``sampled_step.py --threads 1 --data-root DATA``); it needs more epochs to the same MRR, though
+    (the training-speed benchmark).
     """
     neg = torch.randint(num_entities, (num_negatives,), generator=generator).to(queries.device)
     return torch.cat([queries[:, TAIL : TAIL + 1], neg.expand(len(queries), -1)], dim=1)

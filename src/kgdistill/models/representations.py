@@ -68,8 +68,8 @@ class _Lookup(torch.autograd.Function):
     On CPU, PyTorch's dense embedding backward is slower, and every separate lookup of the same table makes its
     own zero table that autograd then adds: a step's heads and candidates (WN18RR, 40,943 x 200, batch 1000, 33
     candidates, one thread) took 20.9 ms forward + backward as two ``F.embedding`` calls and 12.5 ms as one
-    lookup here (``python benchmarks/sampled_step.py --threads 1``). The gradient is the same sum, in another
-    order (equal up to float rounding).
+    lookup here (the sampled-step benchmark, ``sampled_step.py --threads 1``). The gradient is the same sum, in
+    another order (equal up to float rounding).
     """
 
     @staticmethod
