@@ -22,9 +22,13 @@ same batch size, optimiser and learning rate (five methods, two regimes):
    (no inverse triples, PyKEEN's default).
 
 PyKEEN's models are built without their default regulariser and DistMult's unit-norm entity constraint (so all
-three train the plain model on their loss alone; ``--pykeen-model-defaults`` keeps them) and keep PyKEEN's own
-initialisation; automatic memory optimisation is off (the batch size is given) and LCWA runs in sub-batches that
-bound PyKEEN's ``(rows, E, d)`` score tensor (``--pykeen-memory-mb``; the gradient is still the whole batch's).
+three train the plain model on their loss alone; ``--pykeen-model-defaults`` keeps them). They keep PyKEEN's own
+initialisers, or with ``--pykeen-init kgdistill`` take kgdistill's (``N(0, 1e-3^2)`` for every real number), so
+all methods start from the same distribution; such a configuration is its own row (``.../init=kgdistill``) next
+to the one with PyKEEN's. (At adagrad lr 0.1 PyKEEN's ComplEx, initialised from ``N(0, 1)``, stays at random MRR
+for the whole budget; from kgdistill's initialisation it learns.) Automatic memory optimisation is off (the
+batch size is given) and LCWA runs in sub-batches that bound PyKEEN's ``(rows, E, d)`` score tensor
+(``--pykeen-memory-mb``; the gradient is still the whole batch's).
 Every method is validated by the same evaluator, :func:`kgdistill.evaluate.evaluate` (filtered with train + valid +
 test, realistic ties, head and tail queries) on the first ``--valid-queries`` valid facts; a PyKEEN model answers
 through :class:`PykeenScorer`.
@@ -56,6 +60,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import inspect
 import json
 import math
 import os
@@ -83,7 +89,7 @@ from kgdistill.data.datasets import load_kg
 from kgdistill.data.filters import FilterIndex
 from kgdistill.data.kg import KG
 from kgdistill.evaluate import default_chunk, evaluate
-from kgdistill.models import KGEModel, Vocab, build_model
+from kgdistill.models import MODELS, KGEModel, Vocab, build_model
 from kgdistill.runs import keep_freed_memory
 from kgdistill.train import build_objectives, make_optimizer, param_groups
 from kgdistill.types import FloatTensor, LongTensor
@@ -114,6 +120,9 @@ class Settings:
     pykeen_model_defaults: bool
     pykeen_memory_mb: int = 1024
     pykeen_eval: str = "score_t"
+    #: ``pykeen``: PyKEEN's default initialisers; ``kgdistill``: kgdistill's (every real number, ComplEx's real
+    #: and imaginary parts alike, from ``N(0, init_scale^2)`` with the model's default ``init_scale``)
+    pykeen_init: str = "pykeen"
 
 
 class Trainer(Protocol):
@@ -167,6 +176,7 @@ class KgdistillTrainer:
         shared: bool = False,
     ) -> None:
         self.kg, self.s, self.sampled, self.shared = kg, s, sampled or shared, shared
+        self.model_name = model
         torch.manual_seed(s.seed)
         self.model: KGEModel = build_model(
             {"name": model, "dim": dim}, Vocab(kg.num_entities, kg.num_relations)
@@ -234,7 +244,7 @@ class KgdistillTrainer:
         info = {
             "instances_per_epoch": 2 * len(self.kg.splits["train"]),
             "batches_per_epoch": self.batches_per_epoch,
-            "init": "kgdistill default (normal, std 1e-3)",
+            "init": f"kgdistill default (normal, std {kgdistill_init_scale(self.model_name):g})",
         }
         if self.sampled:
             return info | {
@@ -401,6 +411,10 @@ class PykeenTrainer:
             kwargs["regularizer"] = None
             if model == "distmult":
                 kwargs["entity_constrainer"] = None
+        if s.pykeen_init == "kgdistill":
+            # PyKEEN initialises ComplEx's complex tensors through their real view (..., 2)
+            init = functools.partial(nn.init.normal_, std=kgdistill_init_scale(model))
+            kwargs["entity_initializer"] = kwargs["relation_initializer"] = init
         torch.manual_seed(s.seed)
         self.model = PYKEEN_MODELS[model](
             triples_factory=self.factory,
@@ -472,7 +486,9 @@ class PykeenTrainer:
         info: dict[str, Any] = {
             "instances_per_epoch": n,
             "batches_per_epoch": self.batches_per_epoch,
-            "init": f"PyKEEN {self.model_name} default",
+            "init": f"PyKEEN {self.model_name} default"
+            if self.s.pykeen_init == "pykeen"
+            else f"kgdistill's (normal, std {kgdistill_init_scale(self.model_name):g})",
             "model_defaults": self.s.pykeen_model_defaults,
             "sub_batch_size": self.sub_batch,
             "eval_chunk": self.eval_chunk,
@@ -580,6 +596,7 @@ def run_config(
         args.pykeen_model_defaults,
         args.pykeen_memory_mb,
         args.pykeen_eval,
+        args.pykeen_init,
     )
     index = FilterIndex.build(kg)
     trainers = {m: make_trainer(m, kg, model, dim, s) for m in args.methods}
@@ -624,6 +641,7 @@ def run_config(
                 if args.eval_every_epochs
                 else {"seconds": args.eval_every_seconds}
             ),
+            "pykeen_init": args.pykeen_init,
             "threads": torch.get_num_threads(),
             "methods": methods,
         },
@@ -795,6 +813,7 @@ def table_rows(e: dict[str, Any]) -> list[dict[str, Any]]:
                 "model": e["model"],
                 "dim": e["dim"],
                 "vs": key.replace("slcwa", "sLCWA").replace("lcwa", "LCWA"),
+                "PyKEEN init": e.get("pykeen_init", "pykeen"),
                 "target MRR": f"{c['target_mrr']:.4f}",
                 "seconds to target": " / ".join(
                     f"{SHORT[m]} {_num(secs.get(m), '.1f') or '-'}" for m in shown
@@ -861,7 +880,8 @@ def write(
         out / "train_speed.json", "config", [c["config"] for c in configs], ["configs"]
     )
     all_configs = sorted(
-        prev["configs"] + configs, key=lambda c: (c["dataset"], c["model"], c["dim"])
+        prev["configs"] + configs,
+        key=lambda c: (c["dataset"], c["model"], c["dim"], c.get("pykeen_init", "pykeen")),
     )
     return write_script_result(
         out,
@@ -877,6 +897,11 @@ def write(
         },
         markdown,
     )
+
+
+def kgdistill_init_scale(model: str) -> float:
+    """The default ``init_scale`` of kgdistill's builder for ``model`` (read from its signature)."""
+    return float(inspect.signature(MODELS.get(model)).parameters["init_scale"].default)
 
 
 # -------------------------------------------------------------------------------------------- main
@@ -913,6 +938,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--pykeen-model-defaults",
         action="store_true",
         help="keep PyKEEN's default regulariser (and DistMult's unit-norm entity constraint)",
+    )
+    p.add_argument(
+        "--pykeen-init",
+        choices=["pykeen", "kgdistill"],
+        default="pykeen",
+        help="PyKEEN's own initialisers, or kgdistill's (the same distribution for every method)",
     )
     p.add_argument(
         "--pykeen-memory-mb",
@@ -990,6 +1021,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for model in args.models:
             for dim in args.dims:
                 label = f"{Path(name).name.lower()}/{model}/{dim}"
+                if args.pykeen_init != "pykeen":  # its own row, next to the one with PyKEEN's init
+                    label += f"/init={args.pykeen_init}"
                 print(f"\n== {label}: {kg!r}, load average {load_average()}", flush=True)
                 info = {
                     "command": shlex.join(["python", "benchmarks/train_speed.py", *argv]),

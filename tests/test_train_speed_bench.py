@@ -113,6 +113,28 @@ def test_pykeen_scorer_answers_like_pykeen(
         assert not torch.allclose(wrapped[len(h) :], wrong)
 
 
+@pytest.mark.parametrize("model", ["distmult", "complex"])
+@pytest.mark.parametrize("init", ["pykeen", "kgdistill"])
+def test_pykeen_init_is_kgdistills_when_asked(tiny_kg: KG, model: str, init: str) -> None:
+    """``pykeen_init="kgdistill"``: after PyKEEN's own weight reset (its first ``train()`` call) every real number
+    of its entity and relation tables (ComplEx: real and imaginary parts) has kgdistill's ``N(0, 1e-3^2)``,
+    like kgdistill's model; PyKEEN's own initialisers give far larger weights (ComplEx: ``N(0, 1)``)."""
+    settings = dataclasses.replace(
+        SETTINGS, pykeen_init=init, lr=0.0
+    )  # lr 0: the step keeps the reset
+    trainer = PykeenTrainer(tiny_kg, model, 16, settings, lcwa=False)
+    trainer.train(lambda done: done >= 1)
+    ours = KgdistillTrainer(tiny_kg, model, 16, settings).model.entities.weight
+    for rep in (trainer.model.entity_representations[0], trainer.model.relation_representations[0]):
+        w = torch.view_as_real(w) if (w := rep(indices=None).detach()).is_complex() else w
+        std = float(w.std())
+        if init == "kgdistill":
+            assert std == pytest.approx(float(ours.std()), rel=0.25)
+        else:
+            assert std > 10 * float(ours.std())
+    assert trainer.describe()["init"].startswith("kgdistill" if init == "kgdistill" else "PyKEEN")
+
+
 def _entry(curves: dict[str, list[list[float]]], budget: float = 100.0) -> dict[str, Any]:
     methods = {
         m: {
