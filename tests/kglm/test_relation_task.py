@@ -44,6 +44,53 @@ def test_held_out_entities_never_occur_in_training_pairs(fb_mini: KG) -> None:
         relation_task(fb_mini, test_entities=0.0)
 
 
+@pytest.mark.parametrize("with_test_facts", [False, True])
+def test_no_relation_pairs_are_unlinked_and_type_plausible(
+    fb_mini: KG, with_test_facts: bool
+) -> None:
+    """``negatives``: per example that many pairs labelled "no relation" (one more class), each unlinked by any
+    fact in either direction (held-out test facts included), its other entity from the relation's range (or
+    domain), the held-out split rule kept; the positives are the task without negatives."""
+    from kgdistill.kglm import hold_out
+
+    graph, test_facts = fb_mini, None
+    if with_test_facts:
+        kept, test_facts = hold_out(fb_mini, 0.3, seed=0)
+        graph = replace(fb_mini, splits={**fb_mini.splits, "train": kept})
+    splits = ("train",) if with_test_facts else ("train", "valid", "test")
+    args: dict[str, Any] = dict(num_labels=8, test_entities=0.2, seed=3, splits=splits)
+    plain = relation_task(graph, **args, test_facts=test_facts)
+    task = relation_task(graph, **args, test_facts=test_facts, negatives=2)
+    assert task.none_label and task.num_labels == 9 and task.report["negatives"] == 2
+    facts = torch.cat([graph.splits[s][:, :3] for s in splits])
+    every = facts if test_facts is None else torch.cat([facts, test_facts])
+    linked = {(h, t) for h, _, t in every.tolist()} | {(t, h) for h, _, t in every.tolist()}
+    heads = {r: set(every[every[:, 1] == r, 0].tolist()) for r in task.relations}
+    tails = {r: set(every[every[:, 1] == r, 2].tolist()) for r in task.relations}
+    for split in ("train", "valid", "test"):
+        n = len(plain.pairs[split])
+        assert torch.equal(task.pairs[split][:n], plain.pairs[split])
+        negs, none = task.pairs[split][n:], task.labels[split][n:]
+        assert (none == 8).all() and 0 < len(negs) <= 2 * n
+        assert len(set(map(tuple, negs.tolist()))) == len(negs)  # no pair twice
+        held = task.held_out[negs]
+        assert held.any(1).all() if split == "test" else not held.any()
+        plausible = set().union(*heads.values()) | set().union(*tails.values())
+        for h, t in negs.tolist():
+            assert (h, t) not in linked and h != t and h in plausible and t in plausible
+    # every training negative keeps the head of an example and takes a tail of its relation
+    pos = {h: set() for h, _ in plain.pairs["train"].tolist()}
+    for (h, _), y in zip(
+        plain.pairs["train"].tolist(), plain.labels["train"].tolist(), strict=True
+    ):
+        pos[h].add(plain.relations[y])
+    n = len(plain.pairs["train"])
+    for h, t in task.pairs["train"][n:].tolist():
+        assert any(t in tails[r] for r in pos[h])
+    with pytest.raises(ConfigError, match="'negatives'"):
+        relation_task(graph, **args, test_facts=test_facts, negatives=-1)
+
+
 def test_test_pairs_from_facts_no_training_fact_links(fb_mini: KG) -> None:
     """The rounds' LM test pairs come from the held-out facts: a held-out entity each, and no training fact
     between the two entities (so neither the LM nor an injected KGE has read the pair)."""

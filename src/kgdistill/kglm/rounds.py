@@ -64,7 +64,9 @@ class RoundsConfig:
         kge: the KGE run's ``model``, ``stages`` and ``train`` sections (``data`` is set per round).
         lm: ``max_length`` and ``encoder`` of :func:`kgdistill.plm.plm_features`, and ``num_labels``,
             ``test_entities``, ``epochs``, ``batch_size``, ``lr``, ``head_lr``, ``layer``.
-            ``max_examples`` caps each split of the task (a seeded draw; a CPU-sized run).
+            ``max_examples`` caps each split of the task (a seeded draw; a CPU-sized run). ``negatives``:
+            "no relation" pairs per example (:func:`~kgdistill.kglm.task.relation_task`), which make the
+            language model's confidence a verifier of candidate triples.
         k / max_queries / threshold / top: of :func:`~kgdistill.kglm.augment.propose` and ``select``.
         select_by: ``lm`` (the language model's confidence), ``kge`` (the KGE's own: the control, which
             trains no language model; its records' ``lm`` is ``None``) or ``both`` (their product: the language
@@ -180,6 +182,7 @@ def _prepare(cfg: RoundsConfig, work: Path) -> tuple[Any, Any, Any, Path, Any, A
         splits=("train",),
         max_examples=cfg.lm.get("max_examples"),
         test_facts=held,
+        negatives=int(cfg.lm.get("negatives", 0)),
     )
     return kg, kept, held, base, reduced, task
 

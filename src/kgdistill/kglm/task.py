@@ -10,6 +10,15 @@ them is held out. Training examples have both entities outside the held-out set;
 held-out entity, so every test question is about an entity the model never read in training (the KGE may know
 it: it was trained on the graph's training facts, which is the point of injecting it). Validation examples are a
 seeded share of the training pairs.
+
+**"No relation" (``negatives``).** With ``negatives = n > 0`` every part of the split also gets ``n`` unrelated
+pairs per example, labelled ``num_labels`` (one more class): the example's head with a tail drawn from the other
+tails of its relation (the relation's range, so the pair is type-plausible) that no fact of the task, nor any of
+``test_facts``, links to it in either direction. Training and validation negatives keep both entities outside the
+held-out set; a test negative keeps the example's held-out entity and replaces the other one (a head of the
+relation for a kept tail). A classifier
+trained on them scores ``p(r | h, t)`` with the mass of "no relation" taken out: a verifier of candidate triples
+(LM -> KG), not only a namer of the relation of a pair known to be linked.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ class RelationTask:
         relations: the graph's relation id of each label.
         held_out: ``(E,)`` entities held out of training.
         report: sizes and the split rule.
+        none_label: the task has the "no relation" class (label ``len(relations)``).
     """
 
     pairs: dict[str, LongTensor]
@@ -44,10 +54,12 @@ class RelationTask:
     relations: list[int]
     held_out: torch.Tensor
     report: dict[str, Any] = field(default_factory=dict)
+    none_label: bool = False
 
     @property
     def num_labels(self) -> int:
-        return len(self.relations)
+        """The classes: the relations, and "no relation" when the task has it."""
+        return len(self.relations) + int(self.none_label)
 
 
 def relation_task(
@@ -60,6 +72,7 @@ def relation_task(
     splits: tuple[str, ...] = ("train", "valid", "test"),
     max_examples: int | None = None,
     test_facts: LongTensor | None = None,
+    negatives: int = 0,
 ) -> RelationTask:
     """Relation classification examples from the facts of ``kg``'s ``splits`` (see the module docstring; the
     LM -> KG rounds take the training facts only, so the language model never reads an evaluated fact).
@@ -70,6 +83,8 @@ def relation_task(
     rounds trains on) give the test pairs instead: those with a held-out entity and with no fact of ``splits``
     between the two entities (in either direction), so neither the language model nor a KGE injected into it
     has read anything about the pair itself.
+
+    ``negatives``: unrelated pairs per example, labelled "no relation" (see the module docstring).
 
     Raises:
         ConfigError: the graph has fewer than two relations, or the split leaves a part empty.
@@ -130,22 +145,37 @@ def relation_task(
             s: r[torch.randperm(len(r), generator=g)[:max_examples].sort().values]
             for s, r in rows.items()
         }
+    if negatives < 0:
+        raise ConfigError(f"config key 'negatives': {negatives} is not >= 0")
     for split, r in rows.items():
         if not len(r):
             raise ConfigError(
                 f"the relation task on '{kg.name}' has no {split} example (num_labels {num_labels}, "
                 f"test_entities {test_entities}, valid_share {valid_share})"
             )
+    out_pairs = {s: pairs[r] for s, r in rows.items()}
+    out_labels = {s: labels[r] for s, r in rows.items()}
+    if negatives:
+        every = facts if test_facts is None else torch.cat([facts, test_facts[:, :3]])
+        sampler = _Unrelated(every, relations, held, g)
+        for s in out_pairs:
+            neg = sampler.draw(out_pairs[s], out_labels[s], negatives, test=s == "test")
+            out_pairs[s] = torch.cat([out_pairs[s], neg])
+            out_labels[s] = torch.cat(
+                [out_labels[s], torch.full((len(neg),), len(relations), dtype=torch.long)]
+            )
     task = RelationTask(
-        pairs={s: pairs[r] for s, r in rows.items()},
-        labels={s: labels[r] for s, r in rows.items()},
+        pairs=out_pairs,
+        labels=out_labels,
         relations=relations,
         held_out=held,
+        none_label=negatives > 0,
     )
     task.report.update(
         dataset=kg.name,
         num_labels=len(relations),
-        examples={s: len(r) for s, r in rows.items()},
+        examples={s: len(p) for s, p in out_pairs.items()},
+        negatives=negatives,
         max_examples=max_examples,
         held_out_entities=int(held.sum()),
         split="test pairs have at least one held-out entity; train and valid pairs none"
@@ -157,6 +187,50 @@ def relation_task(
         seed=seed,
     )
     return task
+
+
+class _Unrelated:
+    """Draws "no relation" pairs: an example's head with another tail of the example's relation that no fact
+    links to it; a test pair whose only held-out entity is its tail keeps the tail and gets another head of the
+    relation (see the module docstring)."""
+
+    def __init__(
+        self, facts: LongTensor, relations: list[int], held: torch.Tensor, g: torch.Generator
+    ) -> None:
+        rows = facts.tolist()
+        self.linked = {(h, t) for h, _, t in rows} | {(t, h) for h, _, t in rows}
+        self.held, self.g = held, g
+        # each label's relation: its heads (domain) and its tails (range)
+        self.ends = [
+            (torch.unique(facts[facts[:, 1] == r, 0]), torch.unique(facts[facts[:, 1] == r, 2]))
+            for r in relations
+        ]
+
+    def draw(self, pairs: LongTensor, labels: LongTensor, n: int, *, test: bool) -> LongTensor:
+        """``n`` unrelated pairs per row of ``pairs (N, 2)`` (fewer where a relation's range has none left)."""
+        out: list[tuple[int, int]] = []
+        seen = set(self.linked)
+        for (h, t), label in zip(pairs.tolist(), labels.tolist(), strict=True):
+            # the entity kept: the head, or the held-out tail of a test pair whose head is not held out
+            keep_tail = test and not bool(self.held[h])
+            anchor = t if keep_tail else h
+            cands = self.ends[label][0 if keep_tail else 1]  # a head for a kept tail, else a tail
+            if not test:  # training and validation pairs name no held-out entity
+                cands = cands[~self.held[cands]]
+            if not len(cands):
+                continue
+            picks = cands[torch.randint(len(cands), (8 * n,), generator=self.g)].tolist()
+            got = 0
+            for other in picks:
+                pair = (other, anchor) if keep_tail else (anchor, other)
+                if other == anchor or pair in seen:
+                    continue
+                seen.add(pair)
+                out.append(pair)
+                got += 1
+                if got == n:
+                    break
+        return torch.tensor(out, dtype=torch.long).view(-1, 2)
 
 
 def macro_f1(predicted: LongTensor, gold: LongTensor, num_labels: int) -> float:
