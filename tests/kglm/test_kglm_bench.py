@@ -107,3 +107,36 @@ def test_the_driver_runs_every_variant_and_tabulates(
     assert again.exit_code == 0, again.output
     assert stamps == {p: p.stat().st_mtime for p in stamps}
     assert json.loads((out / "kglm_rounds.json").read_text())["kge"] == doc["kge"]
+    # the selector benchmark reads round 0 of these runs: LM (with and without "no relation"), KGE, product
+    import kglm_verify
+
+    monkeypatch.setattr(kglm_verify, "SPEC", spec)
+    vargs = ["--datasets", DATA, "--seeds", "0", "--profile", "tiny", "--negatives", "0"]
+    vargs += ["--negatives", "1", "--tops", "5", "--tops", "20", "--rounds-work", str(work)]
+    vargs += ["--work", str(tmp_path / "verify"), "--out", str(out), "-q"]
+    result = CliRunner().invoke(kglm_verify.main, vargs)
+    assert result.exit_code == 0, result.output
+    vdoc = json.loads((out / "kglm_verify.json").read_text())
+    assert [r["ranked by"] for r in vdoc["rows"]] == [
+        "lm (negatives 0)",
+        "kge",
+        "both (negatives 0)",
+        "lm (negatives 1)",
+        "both (negatives 1)",
+    ]
+    for run in vdoc["runs"]:
+        p = run["precision"]
+        assert 0 < p["scored"] <= run["candidates"] and 0.0 <= p["base"] <= 1.0
+        assert all(0.0 <= p[f"{s}@{k}"] <= 1.0 for s in ("lm", "kge", "both") for k in (5, 20))
+    with_none = vdoc["runs"][1]["lm_task"]["task"]
+    assert with_none["negatives"] == 1 and vdoc["runs"][0]["lm_task"]["task"]["negatives"] == 0
+    # the KGE's ranking is the classifier's business only through which candidates it scores
+    assert vdoc["runs"][0]["candidates"] == vdoc["runs"][1]["candidates"]
+    cached = sorted((tmp_path / "verify").rglob("scores.json"))
+    stamps = {p: p.stat().st_mtime for p in cached}
+    assert len(cached) == 2
+    again = CliRunner().invoke(kglm_verify.main, vargs)
+    assert again.exit_code == 0 and stamps == {p: p.stat().st_mtime for p in cached}
+    elsewhere = ["--rounds-work", str(tmp_path / "none"), "--work", str(tmp_path / "v2"), "-q"]
+    missing = CliRunner().invoke(kglm_verify.main, [*vargs[:-7], *elsewhere])
+    assert missing.exit_code == 2 and "run benchmarks/kglm_rounds.py" in missing.output
