@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ def train(
     resume: str | Path | None = None,
     runs_root: str | Path = "runs",
     overwrite: bool = False,
+    on_valid: Callable[[int, float], None] | None = None,
 ) -> RunResult:
     """Train a model as configured, then evaluate its best checkpoint on ``cfg.eval.split``.
 
@@ -92,6 +94,8 @@ def train(
         out: the run folder (default ``runs/<timestamp>-<name>``).
         resume: a run folder to continue (its ``last.safetensors`` and its own config are used).
         overwrite: replace a run already in ``out``.
+        on_valid: called with ``(epoch, valid MRR)`` after each validation (:func:`kgdistill.train.fit`); an
+            exception it raises stops the run, resumable from its last checkpoint.
 
     Returns:
         :class:`RunResult` with the run folder, the test metrics and the best model.
@@ -110,10 +114,16 @@ def train(
         )
     run_dir = Path(dist.broadcast(str(run_dir)))  # rank 0's timestamped folder
     with dist.claim(run_dir, fresh=resume is None, overwrite=overwrite):
-        return _train_in(run_dir, cfg, resume=resume is not None)
+        return _train_in(run_dir, cfg, resume=resume is not None, on_valid=on_valid)
 
 
-def _train_in(run_dir: Path, cfg: RunConfig | None, *, resume: bool) -> RunResult:
+def _train_in(
+    run_dir: Path,
+    cfg: RunConfig | None,
+    *,
+    resume: bool,
+    on_valid: Callable[[int, float], None] | None = None,
+) -> RunResult:
     """:func:`train` inside its claimed run folder."""
     ckpt = None
     if resume:
@@ -128,7 +138,7 @@ def _train_in(run_dir: Path, cfg: RunConfig | None, *, resume: bool) -> RunResul
         atomic_write_text(
             run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
         )
-    state = run.fit(run_dir, resume=ckpt)
+    state = run.fit(run_dir, resume=ckpt, on_valid=on_valid)
     best = run_dir / "best.safetensors"
     if best.is_file():
         load_model(load_checkpoint(best), run.model)
@@ -157,12 +167,17 @@ def distill(
     return train(cfg, out=out, resume=resume, runs_root=runs_root, overwrite=overwrite)
 
 
-def ensure_run(cfg_raw: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
+def ensure_run(
+    cfg_raw: dict[str, Any],
+    run_dir: str | Path,
+    *,
+    on_valid: Callable[[int, float], None] | None = None,
+) -> dict[str, Any]:
     """Train, resume or reuse the run of ``cfg_raw`` in ``run_dir``; returns its ``metrics.json``.
 
     A finished run is reused, an interrupted one (a ``last.safetensors``, no metrics yet) resumed, else the run is
     trained from the start: a driver of many runs survives a kill and only does what is missing. A folder holding
-    a run of a different config is an error (never silently reused).
+    a run of a different config is an error (never silently reused). ``on_valid``: as for :func:`train`.
     """
     run_dir = Path(run_dir)
     cfg = parse_config(cfg_raw)
@@ -176,10 +191,10 @@ def ensure_run(cfg_raw: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
         log.info("reusing %s", run_dir)
     elif (run_dir / "last.safetensors").is_file():
         log.info("resuming %s", run_dir)
-        train(resume=run_dir)
+        train(resume=run_dir, on_valid=on_valid)
     else:
         log.info("training %s", run_dir)
-        train(cfg, out=run_dir)
+        train(cfg, out=run_dir, on_valid=on_valid)
     return json.loads((run_dir / "metrics.json").read_text())  # type: ignore[no-any-return]
 
 

@@ -1,5 +1,5 @@
 """Command line: ``kgdistill train | distill | cache | encode | evaluate | predict | compare | datasets | models |
-demo``.
+demo`` here, and ``contexts``, ``export``, ``llm-serve``, ``serve``, ``tune`` from their packages.
 
 Each verb parses its options and calls one function of :mod:`kgdistill.api`. Input errors print one message
 and exit with status 2, without a traceback.
@@ -22,6 +22,7 @@ from kgdistill.errors import KGDistillError
 from kgdistill.export.cli import export
 from kgdistill.llm_cli import llm_serve
 from kgdistill.serve.cli import serve
+from kgdistill.tune.cli import tune
 
 __all__ = ["main"]
 
@@ -448,6 +449,7 @@ cli.add_command(contexts)
 cli.add_command(export)
 cli.add_command(llm_serve)
 cli.add_command(serve)
+cli.add_command(tune)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ __all__ = [
     "GraphMismatchError",
     "KGDistillError",
     "QueryError",
+    "TrainingDiverged",
 ]
 
 
@@ -65,3 +66,7 @@ class QueryError(KGDistillError):
     def at(self, field: str) -> QueryError:
         """The same error, naming ``field`` (kept when already set)."""
         return QueryError(str(self), field=self.field or field, suggestions=self.suggestions)
+
+
+class TrainingDiverged(KGDistillError):
+    """An epoch's mean loss is not finite (the learning rate is too high for the model, most often)."""

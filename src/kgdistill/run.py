@@ -9,6 +9,7 @@ are small methods over it; the training loop itself is :func:`kgdistill.train.fi
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,7 +257,13 @@ class Run:
             "num_parameters": self.model.num_parameters(),
         }
 
-    def fit(self, run_dir: Path, *, resume: Checkpoint | None = None) -> FitState:
+    def fit(
+        self,
+        run_dir: Path,
+        *,
+        resume: Checkpoint | None = None,
+        on_valid: Callable[[int, float], None] | None = None,
+    ) -> FitState:
         """Train through the config's stages into ``run_dir`` (see :func:`kgdistill.train.fit`)."""
         assert self.valid_filter is not None
         log.info(
@@ -279,6 +286,7 @@ class Run:
             eval_kwargs={**eval_kwargs(self.cfg.eval), **self.rerank()},
             teachers=self.teachers,
             resume=resume,
+            on_valid=on_valid,
         )
 
     def evaluate(self, split: str | None = None, *, progress: bool | None = None) -> Metrics:

@@ -19,7 +19,7 @@ import fnmatch
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from kgdistill.data.batching import (
 from kgdistill.data.filters import FilterIndex
 from kgdistill.data.kg import KG
 from kgdistill.distill.teachers import ALL_FIELDS, Teacher
-from kgdistill.errors import ConfigError, KGDistillError
+from kgdistill.errors import ConfigError, TrainingDiverged
 from kgdistill.evaluate import evaluate_model
 from kgdistill.models.base import KGEModel, ModelOutput
 from kgdistill.objective import Objective
@@ -343,6 +343,7 @@ def fit(
     eval_kwargs: Mapping[str, Any],
     teachers: Mapping[str, Teacher] | None = None,
     resume: Checkpoint | None = None,
+    on_valid: Callable[[int, float], None] | None = None,
 ) -> FitState:
     """Train ``model`` through ``stages``, validating on ``valid`` and checkpointing as configured.
 
@@ -356,6 +357,9 @@ def fit(
             :func:`~kgdistill.evaluate.evaluate_model`).
         teachers: frozen teachers by name (see :mod:`kgdistill.distill.teachers`).
         resume: a ``last`` checkpoint to continue from.
+        on_valid: called with ``(epoch, valid MRR)`` after each validation and that epoch's checkpoint (when
+            ``train.checkpoint_every`` writes one), on rank 0; an exception it raises stops the run, which
+            resumes from its last checkpoint (how ``kgdistill tune`` prunes a trial).
 
     A stage that stops early hands its current weights to the next stage; ``best.safetensors`` is the best
     validation MRR over all stages. One line per epoch is logged (loss terms, seconds, time left) whatever the
@@ -444,7 +448,7 @@ def fit(
                 seconds = time.perf_counter() - t0
                 state.train_seconds += seconds
                 if not math.isfinite(mean_loss):
-                    raise KGDistillError(
+                    raise TrainingDiverged(
                         f"training diverged in epoch {state.epoch} (loss {mean_loss}); the last good "
                         f"checkpoint is {run_dir / 'last.safetensors'}; lower train.lr"
                     )
@@ -463,7 +467,7 @@ def fit(
                     state.stage_epoch % train.eval_every == 0
                     or state.stage_epoch == stage.config.epochs
                 ):
-                    _validate(
+                    valid_mrr = _validate(
                         model,
                         kg,
                         state,
@@ -475,6 +479,8 @@ def fit(
                         train,
                         stage_idx,
                     )
+                else:
+                    valid_mrr = None
                 state.log_lines = journal.lines
                 _sync_state(state)
                 last = state.stage_epoch == stage.config.epochs or state.stage_stopped
@@ -493,6 +499,8 @@ def fit(
                         rng=True,
                     )
                 dist.barrier()  # the other ranks wait for rank 0's checkpoint
+                if on_valid is not None and valid_mrr is not None and dist.is_main():
+                    on_valid(state.epoch, valid_mrr)
             state.stage += 1
             state.stage_epoch = 0
             state.bad_evals = 0
@@ -654,7 +662,8 @@ def _validate(
     eval_kwargs: Mapping[str, Any],
     train: TrainConfig,
     stage_idx: int,
-) -> None:
+) -> float:
+    """Validate, log, save ``best`` when improved and update early stopping; returns the valid MRR."""
     rank = shard.evaluate_sharded if shard.is_sharded(model) else evaluate_model
     metrics = rank(
         model,
@@ -693,3 +702,4 @@ def _validate(
         journal.write(
             event="early_stop", stage=stage_idx, epoch=state.epoch, best_epoch=state.best_epoch
         )
+    return metrics.mrr

@@ -1,0 +1,55 @@
+"""``kgdistill tune SPEC --out DIR``: a hyper-parameter search on validation, then the best config on test.
+Importing this module loads only click; PyTorch and Optuna load when the command runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from kgdistill.clickutil import friendly
+
+__all__ = ["tune"]
+
+
+@click.command(name="tune")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="The search's folder (default: runs/tune-<spec name>); run the command again to continue.",
+)
+@click.option(
+    "--trials",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Finished trials to reach (default: the spec's trials); a larger number extends a search.",
+)
+@click.option("--no-final", is_flag=True, help="Search only: no final runs of the best config.")
+@click.option(
+    "--data-root", default=None, help="Folder holding the datasets (default: $KGDISTILL_DATA)."
+)
+@friendly("finished trials are kept and an interrupted one resumes; run the same command again")
+def tune(
+    spec: str, out: str | None, trials: int | None, no_final: bool, data_root: str | None
+) -> None:
+    """Search the config keys of a SPEC (YAML) on validation MRR with Optuna, each trial a run folder;
+    then run the best config once per final seed on the base config's eval split.
+
+    Writes tune.json, tune.md (trials, best values, final runs) and tune.png into the folder."""
+    from kgdistill.tune.report import final_summary
+    from kgdistill.tune.search import tune as run_tune
+
+    folder = Path(out) if out else Path("runs") / f"tune-{Path(spec).stem}"
+    doc = run_tune(spec, folder, trials=trials, final=not no_final, data_root=data_root)
+    best = doc["best"]
+    click.echo(
+        f"best: trial {best['number']}, valid MRR {100 * best['valid_mrr']:.2f} "
+        + " ".join(f"{k}={v}" for k, v in best["params"].items())
+    )
+    if doc["final"]:
+        s = final_summary(doc["final"])
+        split = doc["final"][0]["split"]
+        click.echo(f"{split} over {len(doc['final'])} seeds: MRR {s['mrr']}, H@1 {s['hits@1']}")
+    click.echo(f"report: {folder / 'tune.md'}")

@@ -1,0 +1,207 @@
+"""The search spec of ``kgdistill tune``: a base run config, what every trial changes, and the space searched.
+
+```yaml
+base: ../configs/teacher/tntcomplex-yago11k.yaml   # a run config (relative to this file), or `config:` inline
+set:                                               # every trial and the final runs
+  stages.0.epochs: 60
+  train.eval_every: 2
+space:                                             # name -> a config key and its range
+  dim: {path: model.dim, choices: [128, 256, 512]}
+  n3: {path: stages.0.objective.1.weight, low: 0.005, high: 0.5, log: true}
+  batch: {path: train.batch_size, low: 250, high: 2000, step: 250}       # integer bounds: an integer
+trials: 24                                         # completed trials the search runs to
+sampler: {name: tpe, seed: 0, startup_trials: 8}
+pruner: {name: median, startup_trials: 4, warmup_epochs: 6}   # stop trials below the median early
+final: {seeds: [0, 1, 2]}                          # the best config on the base's eval split, once per seed
+```
+
+Trials are ranked by the run's best validation MRR; their ``eval.split`` is forced to ``valid``, so the test split
+is never evaluated during the search. The final runs use the base's own ``eval`` section.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from kgdistill.config import _format, apply_overrides, parse_config
+from kgdistill.errors import ConfigError
+from kgdistill.run import check
+
+__all__ = ["Param", "TuneSpec", "load_spec", "trial_config"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Param(_Strict):
+    """One searched config key: ``choices`` (categorical) or ``low`` / ``high`` (with ``log`` or ``step``)."""
+
+    path: str = Field(description="the config key, dotted; list items by index (stages.0.epochs)")
+    choices: list[Any] | None = None
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> Param:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or self.step is not None or self.log:
+                raise ValueError("give either choices or low / high (log, step), not both")
+            if not self.choices:
+                raise ValueError("choices is empty")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("give choices, or both low and high")
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("log and step do not combine")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        """Whether the range is of integers (both bounds, and the step if any, are integers)."""
+        bounds = (self.low, self.high, *(() if self.step is None else (self.step,)))
+        return all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
+
+    def extremes(self) -> tuple[Any, Any]:
+        """The range's two ends (first and last choice): every trial value lies between them."""
+        if self.choices is not None:
+            return self.choices[0], self.choices[-1]
+        return self.low, self.high
+
+
+class Sampler(_Strict):
+    """Optuna's sampler: ``tpe`` (after ``startup_trials`` random ones) or ``random``; seeded."""
+
+    name: Literal["tpe", "random"] = "tpe"
+    seed: int = 0
+    startup_trials: int = Field(8, ge=1)
+
+
+class Pruner(_Strict):
+    """Optuna's median pruner: a trial stops at a validation whose MRR is below the median of the earlier
+    trials' at the same epoch (``none``: every trial runs to its end or its early stop)."""
+
+    name: Literal["median", "none"] = "median"
+    startup_trials: int = Field(4, ge=0, description="trials that are never pruned")
+    warmup_epochs: int = Field(0, ge=0, description="epochs of a trial before it can be pruned")
+
+
+class Final(_Strict):
+    """The best config's runs on the base's own eval split, one per seed (none: the search only)."""
+
+    seeds: list[int] = Field(default_factory=list)
+
+
+class TuneSpec(_Strict):
+    """A validated search spec (see the module docstring)."""
+
+    base: str | None = Field(None, description="a run config file, relative to the spec")
+    config: dict[str, Any] | None = Field(None, description="the base run config, inline")
+    set: dict[str, Any] = Field(default_factory=dict)
+    space: dict[str, Param]
+    trials: int = Field(20, ge=1)
+    sampler: Sampler = Sampler()
+    pruner: Pruner = Pruner()
+    final: Final = Final()
+
+    @model_validator(mode="after")
+    def _one_base(self) -> TuneSpec:
+        if (self.base is None) == (self.config is None):
+            raise ValueError("give the base run config as either base (a file) or config (inline)")
+        if not self.space:
+            raise ValueError("space is empty: nothing to search")
+        return self
+
+
+def _overrides(values: Mapping[str, Any]) -> list[str]:
+    """``key=value`` overrides for :func:`apply_overrides` (JSON values are YAML)."""
+    return [f"{k}={json.dumps(v)}" for k, v in values.items()]
+
+
+def trial_config(
+    base: Mapping[str, Any],
+    spec: TuneSpec,
+    params: Mapping[str, Any],
+    *,
+    seed: int | None = None,
+    search: bool = True,
+) -> dict[str, Any]:
+    """The raw run config of a trial: ``base`` with the spec's ``set`` and the trial's ``params`` applied.
+
+    Args:
+        params: searched name -> value. seed: the run's seed (default: the base's).
+        search: a search trial (its ``eval.split`` forced to ``valid``); ``False``: a final run, with the base's
+            ``eval`` section.
+    """
+    raw = copy.deepcopy(dict(base))
+    raw = apply_overrides(raw, _overrides(spec.set))
+    raw = apply_overrides(raw, _overrides({spec.space[k].path: v for k, v in params.items()}))
+    if seed is not None:
+        raw["seed"] = seed
+    if search:
+        raw.setdefault("eval", {})["split"] = "valid"
+    return raw
+
+
+def load_spec(path: str | Path) -> tuple[TuneSpec, dict[str, Any]]:
+    """Read and check a search spec; returns it with the base run config (raw mapping).
+
+    Each parameter's config is checked at both ends of its range, so a wrong key or a value the run config
+    refuses stops the search before any training, naming the parameter.
+
+    Raises:
+        ConfigError: the file, a spec key or the base config is wrong (the message names it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"tune spec not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    try:
+        spec = TuneSpec.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {_format(e).replace('config key', 'key')}") from None
+    if spec.base is not None:
+        base_path = (path.parent / spec.base).resolve()
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: base config not found: {spec.base}")
+        base = yaml.safe_load(base_path.read_text(encoding="utf-8")) or {}
+        if not isinstance(base, dict):
+            raise ConfigError(f"{base_path}: the top level must be a mapping of sections")
+        base.setdefault("name", base_path.stem)
+    else:
+        base = dict(spec.config or {})
+    _check_space(path, base, spec)
+    return spec, base
+
+
+def _check_space(path: Path, base: Mapping[str, Any], spec: TuneSpec) -> None:
+    """Validate the config at each end of every parameter (the others at their first value), and that no key
+    is both searched and ``set``."""
+    both = sorted({p.path for p in spec.space.values()} & set(spec.set))
+    if both:
+        raise ConfigError(f"{path}: {', '.join(both)} is both in set and searched in space")
+    firsts = {n: p.extremes()[0] for n, p in spec.space.items()}
+    for name, param in spec.space.items():
+        for value in param.extremes():
+            try:
+                check(parse_config(trial_config(base, spec, {**firsts, name: value})))
+            except ConfigError as e:
+                raise ConfigError(f"{path}: space.{name} ({param.path} = {value!r}): {e}") from None

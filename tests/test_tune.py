@@ -1,0 +1,204 @@
+"""kgdistill tune: spec checks, trial configs, a real search on a small real graph, resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from kgdistill.cli import cli
+from kgdistill.errors import ConfigError
+from kgdistill.tune import load_spec, run_key, trial_config, tune
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+BASE = {
+    "name": "tiny",
+    "seed": 0,
+    "data": {"name": str(FIXTURES / "fb15k237-mini")},
+    "model": {"name": "complex", "dim": 8, "init_scale": 0.1},
+    "stages": [
+        {"epochs": 2, "objective": [{"loss": "supervised_ce"}, {"loss": "n3", "weight": 0.01}]}
+    ],
+    "train": {"batch_size": 64, "optimizer": "adagrad", "lr": 0.1, "eval_every": 1},
+    "eval": {"split": "test", "ties": "realistic"},
+}
+
+
+def _spec(tmp_path: Path, **over: object) -> Path:
+    spec = {
+        "config": BASE,
+        "set": {"train.patience": 5},
+        "space": {
+            "dim": {"path": "model.dim", "choices": [4, 8]},
+            "n3": {"path": "stages.0.objective.1.weight", "low": 0.001, "high": 0.1, "log": True},
+            "batch": {"path": "train.batch_size", "low": 32, "high": 96, "step": 32},
+        },
+        "trials": 2,
+        "sampler": {"name": "tpe", "seed": 0, "startup_trials": 2},
+        "pruner": {"name": "none"},
+        "final": {"seeds": [0, 1]},
+        **over,
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_trial_config_applies_set_and_values_and_forces_valid(tmp_path: Path) -> None:
+    spec, base = load_spec(_spec(tmp_path))
+    raw = trial_config(base, spec, {"dim": 4, "n3": 0.05, "batch": 64})
+    assert raw["model"]["dim"] == 4
+    assert raw["stages"][0]["objective"][1]["weight"] == 0.05
+    assert raw["train"]["batch_size"] == 64 and raw["train"]["patience"] == 5
+    assert raw["eval"]["split"] == "valid"
+    final = trial_config(base, spec, {"dim": 4, "n3": 0.05, "batch": 64}, seed=2, search=False)
+    assert final["eval"]["split"] == "test" and final["seed"] == 2
+    assert base["model"]["dim"] == 8  # the base is not changed
+    assert spec.space["batch"].integer and not spec.space["n3"].integer
+
+
+@pytest.mark.parametrize(
+    ("over", "needle"),
+    [
+        ({"space": {"d": {"path": "model.dimm", "choices": [4]}}}, "space.d (model.dimm"),
+        ({"space": {"d": {"path": "model.dim", "choices": [4, -1]}}}, "space.d (model.dim = -1)"),
+        ({"space": {"lr": {"path": "train.lr", "low": 0.0, "high": 1.0, "log": True}}}, "low > 0"),
+        ({"space": {"lr": {"path": "train.lr", "low": 1.0, "high": 0.1}}}, "must be below"),
+        ({"space": {"lr": {"path": "train.lr", "choices": [1], "low": 0.1}}}, "not both"),
+        ({"space": {}}, "nothing to search"),
+        ({"set": {"model.dim": 4}, "space": {"d": {"path": "model.dim", "choices": [4]}}}, "both"),
+        ({"trails": 3}, "trails"),
+    ],
+)
+def test_bad_specs_name_the_key(tmp_path: Path, over: dict, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_spec(_spec(tmp_path, **over))
+    assert needle in str(err.value), str(err.value)
+
+
+def test_missing_base_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        yaml.safe_dump({"base": "nope.yaml", "space": {"d": {"path": "model.dim", "choices": [4]}}})
+    )
+    with pytest.raises(ConfigError, match=r"base config not found: nope\.yaml"):
+        load_spec(path)
+
+
+def test_search_ranks_on_valid_and_final_runs_on_test(tmp_path: Path) -> None:
+    out = tmp_path / "search"
+    doc = tune(_spec(tmp_path), out)
+    trials = doc["trials"]
+    assert len(trials) == 2 and all(t["state"] == "complete" for t in trials)
+    for t in trials:  # each trial is a run folder ranked on validation, never evaluated on test
+        metrics = json.loads((out / "trials" / t["run"] / "metrics.json").read_text())
+        assert metrics["protocol"]["split"] == "valid"
+        assert t["valid_mrr"] == pytest.approx(metrics["best_valid_mrr"])
+        assert t["run"] == run_key(t["params"])
+    assert doc["best"]["valid_mrr"] == max(t["valid_mrr"] for t in trials)
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert best["model"]["dim"] == doc["best"]["params"]["dim"]
+    assert best["eval"]["split"] == "test"
+    assert [r["seed"] for r in doc["final"]] == [0, 1]
+    assert all(r["split"] == "test" for r in doc["final"])
+    assert (
+        doc["final"][0]["metrics"]["mrr"] != doc["final"][1]["metrics"]["mrr"]
+    )  # two seeds, two runs
+    text = (out / "tune.md").read_text()
+    assert "Mean ± std over 2 seeds" in text and (out / "tune.png").is_file()
+    # a larger budget extends the same study: the first two trials are reused, one more is trained
+    more = tune(_spec(tmp_path), out, trials=3, final=False)
+    assert [t["number"] for t in more["trials"]][:2] == [t["number"] for t in trials]
+    assert len(more["trials"]) == 3
+
+
+def test_another_spec_in_the_same_folder_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "search"
+    tune(_spec(tmp_path, trials=1, final={"seeds": []}), out)
+    other = _spec(tmp_path, sampler={"name": "random", "seed": 1, "startup_trials": 1})
+    with pytest.raises(ConfigError, match="holds a search of another spec"):
+        tune(other, out)
+
+
+def test_diverged_trial_is_recorded_and_the_search_goes_on(tmp_path: Path) -> None:
+    space = {"lr": {"path": "train.lr", "choices": [1.0e30, 0.1]}}
+    sampler = {"name": "random", "seed": 0, "startup_trials": 1}
+    doc = tune(
+        _spec(tmp_path, space=space, trials=6, sampler=sampler, final={"seeds": []}), tmp_path / "s"
+    )
+    states = {t["params"]["lr"]: t["state"] for t in doc["trials"]}
+    assert states == {1.0e30: "diverged", 0.1: "complete"}
+    assert doc["best"]["params"]["lr"] == 0.1
+
+
+def test_trials_below_the_median_are_pruned(tmp_path: Path) -> None:
+    """A learning rate too small to learn anything falls below the median of the earlier trials at its
+    first validation and stops there; its run folder keeps a checkpoint (resumable) and no metrics."""
+    space = {  # n3 varies, so every trial is a new run (the same values would reuse a finished one)
+        "lr": {"path": "train.lr", "choices": [1.0e-7, 0.1]},
+        "n3": {"path": "stages.0.objective.1.weight", "low": 0.001, "high": 0.01},
+    }
+    sampler = {"name": "random", "seed": 0, "startup_trials": 1}
+    pruner = {"name": "median", "startup_trials": 2, "warmup_epochs": 0}
+    spec = _spec(
+        tmp_path, space=space, trials=6, sampler=sampler, pruner=pruner, final={"seeds": []}
+    )
+    doc = tune(spec, tmp_path / "s")
+    pruned = [t for t in doc["trials"] if t["state"] == "pruned"]
+    # the useless learning rate stops at its first validation (a good trial a little under the median of
+    # good ones may be pruned too: that is the median rule)
+    assert any(t["params"]["lr"] == 1.0e-7 and t["last_epoch"] == 1 for t in pruned)
+    assert all(t["valid_mrr"] is None and t["best_valid_so_far"] is not None for t in pruned)
+    for t in pruned:
+        run = tmp_path / "s" / "trials" / t["run"]
+        assert (run / "last.safetensors").is_file() and not (run / "metrics.json").is_file()
+    assert doc["best"]["params"]["lr"] == 0.1
+    assert "pruned" in (tmp_path / "s" / "tune.md").read_text()
+
+
+def test_cli_reports_and_bad_spec_exits_2(tmp_path: Path) -> None:
+    runner = CliRunner()
+    spec = _spec(tmp_path, trials=1, final={"seeds": [0]})
+    result = runner.invoke(cli, ["tune", str(spec), "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert "best: trial 0" in result.output and "test over 1 seeds: MRR" in result.output
+    bad = _spec(tmp_path, space={"d": {"path": "model.dim", "choices": [0]}})
+    result = runner.invoke(cli, ["tune", str(bad), "--out", str(tmp_path / "t")])
+    assert result.exit_code == 2 and "space.d (model.dim = 0)" in result.output
+
+
+@pytest.mark.slow
+def test_killed_search_resumes_the_interrupted_trial(tmp_path: Path) -> None:
+    """kill -9 during a trial; the same command runs the interrupted trial's values again (its run resumes
+    from its last checkpoint) and the study ends with the budget of finished trials."""
+    base = {**BASE, "stages": [{**BASE["stages"][0], "epochs": 40}]}
+    spec = _spec(tmp_path, config=base, trials=2, final={"seeds": []})
+    out = tmp_path / "s"
+    cmd = [sys.executable, "-m", "kgdistill", "tune", str(spec), "--out", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    deadline = time.time() + 120
+    while not list(out.glob("trials/*/last.safetensors")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    interrupted = next(out.glob("trials/*/last.safetensors")).parent
+    assert not (interrupted / "metrics.json").is_file()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "was interrupted: its values run again" in done.stderr
+    doc = json.loads((out / "tune.json").read_text())
+    assert len(doc["trials"]) == 2
+    assert interrupted.name in {t["run"] for t in doc["trials"]}
+    assert f"resuming {interrupted}" in done.stderr  # from its last checkpoint, not from the start
+    assert (interrupted / "metrics.json").is_file()
