@@ -168,9 +168,14 @@ def test_trials_below_the_median_are_pruned(tmp_path: Path) -> None:
 def test_cli_reports_and_bad_spec_exits_2(tmp_path: Path) -> None:
     runner = CliRunner()
     spec = _spec(tmp_path, trials=1, final={"seeds": [0]})
-    result = runner.invoke(cli, ["tune", str(spec), "--out", str(tmp_path / "s")])
+    results = tmp_path / "results"
+    args = ["tune", str(spec), "--out", str(tmp_path / "s"), "--results", str(results)]
+    result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "best: trial 0" in result.output and "test over 1 seeds: MRR" in result.output
+    doc = json.loads((results / "tune-spec.json").read_text())
+    assert doc["command"].startswith("kgdistill") and doc["machine"]["threads"] >= 1
+    assert (results / "tune-spec.md").read_text() == (tmp_path / "s" / "tune.md").read_text()
     bad = _spec(tmp_path, space={"d": {"path": "model.dim", "choices": [0]}})
     result = runner.invoke(cli, ["tune", str(bad), "--out", str(tmp_path / "t")])
     assert result.exit_code == 2 and "space.d (model.dim = 0)" in result.output

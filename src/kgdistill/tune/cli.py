@@ -3,6 +3,8 @@ Importing this module loads only click; PyTorch and Optuna load when the command
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -28,21 +30,38 @@ __all__ = ["tune"]
 )
 @click.option("--no-final", is_flag=True, help="Search only: no final runs of the best config.")
 @click.option(
+    "--results",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Also write the report as RESULTS/tune-<spec name>.{json,md,png} (e.g. benchmarks/results).",
+)
+@click.option(
     "--data-root", default=None, help="Folder holding the datasets (default: $KGDISTILL_DATA)."
 )
 @friendly("finished trials are kept and an interrupted one resumes; run the same command again")
 def tune(
-    spec: str, out: str | None, trials: int | None, no_final: bool, data_root: str | None
+    spec: str,
+    out: str | None,
+    trials: int | None,
+    no_final: bool,
+    results: str | None,
+    data_root: str | None,
 ) -> None:
     """Search the config keys of a SPEC (YAML) on validation MRR with Optuna, each trial a run folder;
     then run the best config once per final seed on the base config's eval split.
 
     Writes tune.json, tune.md (trials, best values, final runs) and tune.png into the folder."""
-    from kgdistill.tune.report import final_summary
+    from kgdistill.tune.report import final_summary, write_report
     from kgdistill.tune.search import tune as run_tune
 
     folder = Path(out) if out else Path("runs") / f"tune-{Path(spec).stem}"
-    doc = run_tune(spec, folder, trials=trials, final=not no_final, data_root=data_root)
+    command = shlex.join(["kgdistill", *sys.argv[1:]])
+    doc = run_tune(
+        spec, folder, trials=trials, final=not no_final, data_root=data_root, command=command
+    )
+    if results:
+        stem = Path(spec).stem
+        write_report(Path(results), doc, stem if stem.startswith("tune") else f"tune-{stem}")
     best = doc["best"]
     click.echo(
         f"best: trial {best['number']}, valid MRR {100 * best['valid_mrr']:.2f} "
@@ -53,3 +72,5 @@ def tune(
         split = doc["final"][0]["split"]
         click.echo(f"{split} over {len(doc['final'])} seeds: MRR {s['mrr']}, H@1 {s['hits@1']}")
     click.echo(f"report: {folder / 'tune.md'}")
+    if results:
+        click.echo(f"also in {results}")

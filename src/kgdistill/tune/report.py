@@ -64,9 +64,20 @@ def tune_markdown(doc: Mapping[str, Any]) -> str:
     names = list(doc["space"])
     seconds = sum(t.get("seconds") or 0 for t in trials)
     best = doc["best"]
+    m = doc.get("machine") or {}
     lines = [
         f"# Search: {doc['spec']} (base `{doc['base']}`)",
         "",
+        *([f"`{doc['command']}`", ""] if doc.get("command") else []),
+        *(
+            [
+                f"Machine: {m['cpu']}, {m['threads']} threads, CUDA {m['cuda'] or 'none'}, torch "
+                f"{m['torch']}; {m['date']}.",
+                "",
+            ]
+            if m
+            else []
+        ),
         f"Budget: {doc['budget']} trials ({sum(t['state'] == 'complete' for t in trials)} completed, "
         f"{sum(t['state'] == 'pruned' for t in trials)} pruned, "
         f"{sum(t['state'] == 'diverged' for t in trials)} diverged), {seconds / 60:.1f} min in "
@@ -170,9 +181,10 @@ def _plot(doc: Mapping[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(out: Path, doc: Mapping[str, Any]) -> None:
-    """Write ``tune.json``, ``tune.md`` and ``tune.png`` into ``out`` (atomic writes)."""
-    atomic_write_text(out / "tune.json", json.dumps(doc, indent=2) + "\n")
-    atomic_write_text(out / "tune.md", tune_markdown(doc))
+def write_report(out: Path, doc: Mapping[str, Any], stem: str = "tune") -> None:
+    """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` into ``out`` (atomic writes)."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{stem}.json", json.dumps(doc, indent=2) + "\n")
+    atomic_write_text(out / f"{stem}.md", tune_markdown(doc))
     if any(t["valid_mrr"] is not None for t in doc["trials"]):
-        _plot(doc, out / "tune.png")
+        _plot(doc, out / f"{stem}.png")

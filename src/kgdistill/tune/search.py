@@ -275,6 +275,21 @@ def _importances(optuna: Any, study: Any, spec: TuneSpec) -> dict[str, float]:
         return {}
 
 
+def _machine() -> dict[str, Any]:
+    import datetime as dt
+    import platform
+
+    import torch
+
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 def tune(
     spec_path: str | Path,
     out: str | Path,
@@ -282,6 +297,7 @@ def tune(
     trials: int | None = None,
     final: bool = True,
     data_root: str | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Run (or continue) the search of ``spec_path`` in ``out``; returns the report (as in ``tune.json``).
 
@@ -289,6 +305,7 @@ def tune(
         trials: the budget of finished trials (default: the spec's ``trials``); a larger one extends a search.
         final: run the best config once per ``final.seeds`` on the base's eval split.
         data_root: where the datasets are (default: the base config's ``data.root`` or ``$KGDISTILL_DATA``).
+        command: the command line to record in the report.
 
     Raises:
         ConfigError: the spec is wrong, or ``out`` holds a search of another spec.
@@ -314,6 +331,8 @@ def tune(
         atomic_write_text(out / "best.yaml", yaml.safe_dump(best_raw, sort_keys=False))
         finals = _final(spec, base, best.params, out, data_root) if final else []
         doc = {
+            "command": command,
+            "machine": _machine(),
             "spec": spec_path.name,
             "base": spec.base or base.get("name"),
             "space": {k: v.model_dump(exclude_defaults=True) for k, v in spec.space.items()},
