@@ -13,7 +13,7 @@ from kgdistill.io import atomic_write_text
 
 __all__ = ["seed_table", "source_lines", "temporal_kd_markdown", "write_temporal_kd"]
 
-_SHORT = {"yago11k": "YAGO", "wikidata12k": "WIKI"}
+_SHORT = {"yago11k": "YAGO", "wikidata12k": "WIKI", "fb15k237": "FB", "wn18rr": "WN"}
 _COLS = (("mrr", "MRR"), ("mr", "MR"), ("hits1", "H@1"), ("hits3", "H@3"), ("hits10", "H@10"))
 #: the columns of the size table, in order
 _SIZE_COLUMNS = (
@@ -107,6 +107,14 @@ def _epochs(r: dict[str, Any]) -> str:
 def _goals(goals: dict[str, Any]) -> str:
     out = []
     for ds, g in goals.items():
+        for p in g.get("published", []):
+            ref = p["published"]
+            plain = "" if p["no_kd_mrr"] is None else f" (without KD {p['no_kd_mrr']:.2f})"
+            out.append(
+                f"- {ds}, {p['student']} (dim {p['dim']}): best {p['method']} MRR {p['mrr']:.2f}{plain} "
+                f"against {ref['mrr']:.2f} published for {ref['source']}: "
+                f"{'beats it' if p['beats_published'] else 'below it'}"
+            )
         for student, d in g["students"].items():
             beats = d["kd_beats_no_kd"]
             ok = [m for m, v in beats.items() if v]
@@ -196,15 +204,24 @@ def source_lines(doc: dict[str, Any]) -> list[str]:
 
 
 def temporal_kd_markdown(doc: dict[str, Any]) -> str:
-    """``temporal_kd.md`` of a result document (what :func:`write_temporal_kd` writes; rewritable from the JSON)."""
+    """``temporal_kd.md`` (or ``static_kd.md``) of a result document (what :func:`write_temporal_kd` writes;
+    rewritable from the JSON)."""
     datasets = list(dict.fromkeys(r["dataset"] for r in doc["rows"]))
     filters = filter_protocol(filter_modes(doc["rows"], doc["protocol"].get("eval")))
+    static = doc.get("benchmark") == "static-kd"
     md = [
-        "# Temporal KD benchmark: teacher -> small students, no KD vs BKD / FitNet / RKD / LLM-guided two-stage",
+        "# Static KD benchmark: teacher -> small students, no KD vs BKD / FitNet / RKD"
+        if static
+        else "# Temporal KD benchmark: teacher -> small students, no KD vs BKD / FitNet / RKD / LLM-guided "
+        "two-stage",
         "",
         *source_lines(doc),
         "",
-        f"Protocol: test split, filtered ranking with the time-aware {filters}; realistic ties, head and "
+        "Protocol: test split, filtered ranking (the standard filter: every known answer of train, valid and "
+        "test removed); realistic ties, head and tail queries. MRR and Hits in percent, mean ± std over the "
+        "seeds listed in the JSON."
+        if static
+        else f"Protocol: test split, filtered ranking with the time-aware {filters}; realistic ties, head and "
         f"tail queries; intervals: {doc['protocol']['data']}. MRR and Hits in percent, mean ± std over the seeds "
         "listed in the JSON. The seed paper's own numbers (e.g. TA-DistMult + BKD, YAGO MRR 61.90) come from an "
         "unstated protocol far from the literature's (published TA-DistMult on YAGO11k: 15.5-16.1): compare "
@@ -224,10 +241,11 @@ def temporal_kd_markdown(doc: dict[str, Any]) -> str:
 
 
 def write_temporal_kd(doc: dict[str, Any], out: Path) -> None:
-    """``temporal_kd.json`` / ``.csv`` / ``.md`` / ``.png`` in ``out``."""
+    """``<benchmark>.json`` / ``.csv`` / ``.md`` / ``.png`` in ``out`` (``temporal_kd.*``, ``static_kd.*``)."""
     out.mkdir(parents=True, exist_ok=True)
+    stem = str(doc.get("benchmark", "temporal-kd")).replace("-", "_")
     datasets = list(dict.fromkeys(r["dataset"] for r in doc["rows"]))
-    atomic_write_text(out / "temporal_kd.json", json.dumps(doc, indent=2) + "\n")
-    atomic_write_text(out / "temporal_kd.csv", pd.DataFrame(doc["rows"]).to_csv(index=False))
-    atomic_write_text(out / "temporal_kd.md", temporal_kd_markdown(doc))
-    _plot(doc["rows"], datasets, out / "temporal_kd.png")
+    atomic_write_text(out / f"{stem}.json", json.dumps(doc, indent=2) + "\n")
+    atomic_write_text(out / f"{stem}.csv", pd.DataFrame(doc["rows"]).to_csv(index=False))
+    atomic_write_text(out / f"{stem}.md", temporal_kd_markdown(doc))
+    _plot(doc["rows"], datasets, out / f"{stem}.png")

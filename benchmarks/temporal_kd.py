@@ -9,11 +9,16 @@ percent for each dataset; plus parameters, bytes and single-query latency of eve
     python benchmarks/temporal_kd.py --seeds 0                      # one seed, both datasets
     python benchmarks/temporal_kd.py --seeds 0 --seeds 1 --seeds 2  # reuses seed 0, adds 1 and 2
     python benchmarks/temporal_kd.py --datasets yago11k --epochs 5 --teacher-epochs 5 --work /tmp/q --out /tmp/q
+
+The same driver runs static distillation with ``--spec benchmarks/specs/static-kd.yaml`` (its ``benchmark:
+static-kd`` names the result files ``static_kd.*`` and the default run folders ``benchmarks/work/static-kd``;
+its ``published`` figures join the goals).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import statistics
 from collections.abc import Sequence
@@ -38,6 +43,7 @@ from _latency import single_query_latency_ms
 from _tables import seed_table, write_temporal_kd
 from kgdistill.api import ensure_run
 from kgdistill.checkpoint import load_checkpoint, load_model
+from kgdistill.config import apply_overrides
 from kgdistill.errors import ConfigError
 from kgdistill.runs import finished
 
@@ -56,6 +62,11 @@ _TEACHERS = ("teacher", "llm-scorer")
 
 def _spec(path: str | Path | None) -> dict[str, Any]:
     return yaml.safe_load(Path(path or SPEC).read_text())  # type: ignore[no-any-return]
+
+
+def _stem(sp: dict[str, Any]) -> str:
+    """The result files' stem: the spec's ``benchmark`` name (default ``temporal-kd``) as ``temporal_kd``."""
+    return str(sp.get("benchmark", "temporal-kd")).replace("-", "_")
 
 
 def _stages(spec: dict[str, Any], method: str, epochs: int) -> list[dict[str, Any]]:
@@ -116,7 +127,9 @@ def _teacher_config(
     cfg["train"]["progress"] = False
     if epochs is not None:
         cfg["stages"][0]["epochs"] = epochs
-    return cfg
+    # per-dataset settings of the section (e.g. WN18RR's N3 weight), as dotted keys
+    over = sp.get("per_dataset", {}).get(dataset, {}).get(section, {})
+    return apply_overrides(cfg, [f"{k}={json.dumps(v)}" for k, v in over.items()])
 
 
 def run_temporal_kd(
@@ -154,13 +167,16 @@ def run_temporal_kd(
         unknown = [x for x in chosen if x not in known]
         if unknown:
             raise ConfigError(f"unknown {name}(s) {unknown}; the spec has {list(known)}")
+    if Path(work) == WORK and sp.get("benchmark", "temporal-kd") != "temporal-kd":
+        work = WORK.parent / str(sp["benchmark"])  # the default folder of another benchmark's runs
     work, out = Path(work), Path(out)
+    stem = _stem(sp)
     runs: list[dict[str, Any]] = []
     sources: dict[str, dict[str, Any]] = {}
 
     def write() -> dict[str, Any]:
         # the other datasets' results already in --out are kept: a call for one dataset adds to the table
-        prev = earlier_results(out / "temporal_kd.json", "dataset", datasets, ["runs"])
+        prev = earlier_results(out / f"{stem}.json", "dataset", datasets, ["runs"])
         doc = _document(prev["runs"] + runs, sp, {**prev["sources"], **sources})
         if doc["rows"]:  # (a --finished-only call may find nothing finished)
             write_temporal_kd(doc, out)
@@ -280,6 +296,35 @@ def _student_goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return per
 
 
+def _against_published(
+    rows: list[dict[str, Any]], published: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each student family and dim's best method against the published figure of the same family at the
+    largest size not above it (e.g. ComplEx dim 32 against kbc's rank 25)."""
+    out = []
+    students = [r for r in rows if r["method"] not in _TEACHERS]
+    for family, dim in dict.fromkeys((r["family"], r["dim"]) for r in students):
+        refs = [p for p in published if p["model"] == family and p["dim"] <= (dim or 0)]
+        if not refs:
+            continue
+        ref = max(refs, key=lambda p: p["dim"])
+        mine = [r for r in students if (r["family"], r["dim"]) == (family, dim)]
+        best = max(mine, key=lambda r: r["mrr"])
+        plain = next((r for r in mine if r["method"] == "none"), None)
+        out.append(
+            {
+                "student": best["student"],
+                "dim": dim,
+                "method": best["method"],
+                "mrr": best["mrr"],
+                "no_kd_mrr": None if plain is None else plain["mrr"],
+                "published": ref,
+                "beats_published": best["mrr"] > ref["mrr"],
+            }
+        )
+    return out
+
+
 def _document(
     runs: list[dict[str, Any]], sp: dict[str, Any], sources: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
@@ -297,6 +342,7 @@ def _document(
         ]
         best = max(small, key=lambda r: r["mrr"], default=None)
         goals[ds] = {
+            "published": _against_published(here, sp.get("published", {}).get(ds, [])),
             "teacher_mrr": teacher["mrr"],
             "teacher_params": teacher["params"],
             "students": _student_goals(here),
@@ -313,11 +359,12 @@ def _document(
         }
     machine = machine_info()
     return {
-        "benchmark": "temporal-kd",
+        "benchmark": str(sp.get("benchmark", "temporal-kd")),
         "date": machine.pop("date"),
         "command": run_command(),
         "machine": machine,
         "protocol": {"data": sp.get("data"), "eval": sp.get("eval")},
+        "published": sp.get("published", {}),
         "sources": {d: sources[d] for d in datasets},
         "units": "mrr and hits* in percent, mr as a rank; *_std over the seeds",
         "rows": rows,
@@ -385,7 +432,7 @@ def main(
                 else f"no run finished under {work}"
             )
     click.echo(seed_table(doc["rows"], list(dict.fromkeys(r["dataset"] for r in doc["rows"]))))
-    click.echo(f"results written to {out}/temporal_kd.{{json,csv,md,png}}")
+    click.echo(f"results written to {out}/{doc['benchmark'].replace('-', '_')}.{{json,csv,md,png}}")
 
 
 if __name__ == "__main__":

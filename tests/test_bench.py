@@ -141,6 +141,58 @@ def test_benchmark_writes_every_result_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # trains real runs end to end
+def test_static_spec_writes_static_kd_files_with_published_goals(tmp_path: Path) -> None:
+    """The same driver on a static graph: ``benchmark: static-kd`` names the files, the per-dataset teacher
+    settings apply, and each student's best method is set against the published figure at its size."""
+    ds = str(FIXTURES / "fb15k237-mini")
+    spec = {
+        "benchmark": "static-kd",
+        "datasets": [ds],
+        "seeds": [0],
+        "eval": {"split": "test", "ties": "realistic"},
+        "teacher": {
+            "model": {"name": "complex", "dim": 16},
+            "stages": [{"epochs": 2, "objective": [{"loss": "supervised_ce"}]}],
+            "train": {"batch_size": 256, "optimizer": "adagrad", "lr": 0.1},
+        },
+        "per_dataset": {ds: {"teacher": {"train.batch_size": 128}}},
+        "students": {
+            "complex-4": {
+                "model": {"name": "complex", "dim": 4},
+                "epochs": 1,
+                "train": {"batch_size": 256, "optimizer": "adagrad", "lr": 0.1},
+            }
+        },
+        "supervised": [{"loss": "supervised_ce"}],
+        "methods": {"none": [], "bkd": [{"loss": "kd_kl", "teacher": "kge", "temperature": 1.0}]},
+        "published": {
+            ds: [
+                {"model": "complex", "dim": 2, "mrr": 0.0, "source": "a floor"},
+                {"model": "complex", "dim": 8, "mrr": 99.0, "source": "too large a size"},
+            ]
+        },
+    }
+    path = tmp_path / "static.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    doc = run_temporal_kd(spec=path, work=tmp_path / "work", out=out)
+    assert doc["benchmark"] == "static-kd"
+    teacher_cfg = yaml.safe_load(
+        (tmp_path / "work" / "fb15k237-mini" / "teacher" / "config.yaml").read_text()
+    )
+    assert teacher_cfg["train"]["batch_size"] == 128  # per_dataset
+    (p,) = doc["goals"][ds]["published"]
+    assert p["published"]["dim"] == 2 and p["beats_published"]  # the size not above the student's
+    best = max((r for r in doc["rows"] if r["method"] != "teacher"), key=lambda r: r["mrr"])
+    assert (p["method"], p["mrr"]) == (best["method"], best["mrr"])
+    md = (out / "static_kd.md").read_text()
+    assert md.startswith("# Static KD benchmark") and "published for a floor: beats it" in md
+    assert {f.name for f in out.iterdir()} == {
+        f"static_kd.{x}" for x in ("json", "csv", "md", "png")
+    }
+
+
+@pytest.mark.slow  # trains real runs end to end
 def test_a_folder_of_another_config_is_refused(tmp_path: Path) -> None:
     spec, work = _spec(tmp_path), tmp_path / "work"
     run_temporal_kd(spec=spec, work=work, out=tmp_path / "o", methods=["none"], seeds=[0])
