@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import platform
 import re
 import shlex
 import sys
@@ -21,12 +20,12 @@ from typing import Any
 
 import click
 import pandas as pd
-import torch
 
 from kgdistill.catalog import DATASET_INFO
 from kgdistill.data.filters import FILTER_MODES, filter_mode
 from kgdistill.errors import KGDistillError
 from kgdistill.io import atomic_write_text
+from kgdistill.runs import machine_info as runs_machine_info
 
 __all__ = [
     "REPO",
@@ -49,15 +48,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def machine_info() -> dict[str, Any]:
-    """What a benchmark ran on (written next to its numbers), with the date."""
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    """What a benchmark ran on (written next to its numbers), with the date (:func:`kgdistill.runs.machine_info`)."""
+    return runs_machine_info()
 
 
 class NothingFinished(KGDistillError):

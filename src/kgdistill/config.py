@@ -33,6 +33,7 @@ __all__ = [
     "apply_overrides",
     "load_config",
     "parse_config",
+    "read_yaml_mapping",
     "validate_section",
 ]
 
@@ -375,6 +376,23 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
     return raw
 
 
+def read_yaml_mapping(path: Path, what: str = "config") -> dict[str, Any]:
+    """The mapping a YAML file holds (``{}`` for an empty file).
+
+    Raises:
+        ConfigError: the file is missing (``<what> file not found``), not YAML, or not a mapping at the top.
+    """
+    if not path.is_file():
+        raise ConfigError(f"{what} file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return loaded or {}
+
+
 def load_config(
     path: str | Path | None, overrides: Iterable[str] = (), base: Mapping[str, Any] | None = None
 ) -> tuple[RunConfig, dict[str, Any]]:
@@ -386,15 +404,7 @@ def load_config(
     raw: dict[str, Any] = dict(base or {})
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({e})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping of sections")
-        raw.update(loaded or {})
+        raw.update(read_yaml_mapping(p))
         raw.setdefault("name", p.stem)
     raw = apply_overrides(raw, overrides)
     return parse_config(raw), raw

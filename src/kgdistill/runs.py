@@ -6,6 +6,7 @@ import ctypes
 import datetime as dt
 import json
 import os
+import platform
 import random
 import sys
 from pathlib import Path
@@ -21,11 +22,24 @@ __all__ = [
     "JsonlLog",
     "finished",
     "keep_freed_memory",
+    "machine_info",
     "new_run_dir",
     "resolve_device",
     "seed_everything",
     "write_json",
 ]
+
+
+def machine_info() -> dict[str, Any]:
+    """What a measurement ran on (written next to its numbers): CPU, torch threads, CUDA device, versions, date."""
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def seed_everything(seed: int) -> None:

@@ -28,6 +28,7 @@ from kgdistill.api import ensure_run
 from kgdistill.errors import ConfigError, KGDistillError, TrainingDiverged
 from kgdistill.io import atomic_write_text
 from kgdistill.runfolder import claim
+from kgdistill.runs import machine_info
 from kgdistill.tune.report import write_report
 from kgdistill.tune.spec import Param, TuneSpec, load_spec, trial_config
 
@@ -275,21 +276,6 @@ def _importances(optuna: Any, study: Any, spec: TuneSpec) -> dict[str, float]:
         return {}
 
 
-def _machine() -> dict[str, Any]:
-    import datetime as dt
-    import platform
-
-    import torch
-
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "torch": torch.__version__,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
 def tune(
     spec_path: str | Path,
     out: str | Path,
@@ -332,7 +318,7 @@ def tune(
         finals = _final(spec, base, best.params, out, data_root) if final else []
         doc = {
             "command": command,
-            "machine": _machine(),
+            "machine": machine_info(),
             "spec": spec_path.name,
             "base": spec.base or base.get("name"),
             "space": {k: v.model_dump(exclude_defaults=True) for k, v in spec.space.items()},

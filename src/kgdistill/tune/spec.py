@@ -27,10 +27,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from kgdistill.config import _format, apply_overrides, parse_config
+from kgdistill.config import _format, apply_overrides, parse_config, read_yaml_mapping
 from kgdistill.errors import ConfigError
 from kgdistill.run import check
 
@@ -166,14 +165,7 @@ def load_spec(path: str | Path) -> tuple[TuneSpec, dict[str, Any]]:
         ConfigError: the file, a spec key or the base config is wrong (the message names it).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"tune spec not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
+    raw = read_yaml_mapping(path, "tune spec")
     try:
         spec = TuneSpec.model_validate(raw)
     except ValidationError as e:
@@ -182,9 +174,7 @@ def load_spec(path: str | Path) -> tuple[TuneSpec, dict[str, Any]]:
         base_path = (path.parent / spec.base).resolve()
         if not base_path.is_file():
             raise ConfigError(f"{path}: base config not found: {spec.base}")
-        base = yaml.safe_load(base_path.read_text(encoding="utf-8")) or {}
-        if not isinstance(base, dict):
-            raise ConfigError(f"{base_path}: the top level must be a mapping of sections")
+        base = read_yaml_mapping(base_path, "base config")
         base.setdefault("name", base_path.stem)
     else:
         base = dict(spec.config or {})
