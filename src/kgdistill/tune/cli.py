@@ -33,7 +33,7 @@ __all__ = ["tune"]
     "--results",
     default=None,
     type=click.Path(file_okay=False),
-    help="Also write the report as RESULTS/tune-<spec name>.{json,md,png} (e.g. benchmarks/results).",
+    help="Also write the report as RESULTS/tune-<spec name>.{json,md,png} (a results folder).",
 )
 @click.option(
     "--data-root", default=None, help="Folder holding the datasets (default: $KGDISTILL_DATA)."
