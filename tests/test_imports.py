@@ -47,6 +47,7 @@ FULL: dict[str, set[str]] = {
         "ta_transe",
         "hyte",
         "tntcomplex",
+        "timeplex",
         "llm_scorer",
         "bi_encoder",
         "cross_encoder",

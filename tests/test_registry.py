@@ -27,6 +27,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "ta_transe": {"time": "required"},
     "hyte": {"time": "required"},
     "tntcomplex": {"time": "required"},
+    "timeplex": {"time": "required"},
     "llm_scorer": {"time": "optional", "features": ("text",)},
     "bi_encoder": {"time": "optional", "features": ("plm",)},
     "cross_encoder": {"time": "optional", "features": ("plm",)},

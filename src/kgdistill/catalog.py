@@ -114,6 +114,11 @@ MODEL_INFO: dict[str, ModelInfo] = {
     "tntcomplex": ModelInfo(
         "required", "TNTComplEx, Re(<h, r * tau + r_nt, conj t>), rank dim (Lacroix et al. 2020)"
     ),
+    "timeplex": ModelInfo(
+        "required",
+        "TimePlex (base): ComplEx plus entity-time terms, Re(<h, r + g tau, conj t>) + b Re(<t, r_ot, tau>) "
+        "(Jain et al. 2020)",
+    ),
     "transe": ModelInfo("none", "TransE, -||h + r - t||_p (Bordes et al. 2013)"),
     "ttranse": ModelInfo("required", "TTransE, -||h + r + tau - t||_p (Leblay and Chekol 2018)"),
 }

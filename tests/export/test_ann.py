@@ -20,7 +20,7 @@ from kgdistill.models import MODELS, KGEModel, Vocab, build_model, is_temporal
 from kgdistill.models.zoo import model_features
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
-DOT = {"distmult", "complex", "tntcomplex", "ta_distmult", "llm_scorer", "bi_encoder"}
+DOT = {"distmult", "complex", "tntcomplex", "timeplex", "ta_distmult", "llm_scorer", "bi_encoder"}
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "safetensors-embeddings": ".saf
 #: (model, format) pairs that are refused, with a phrase of the reason the error must give
 REFUSED = {
     ("llm_scorer", "safetensors-embeddings"): "text features",
+    ("timeplex", "safetensors-embeddings"): "no layout in the embedding-table format",
     **{("bi_encoder", fmt): "text encoder" for fmt in FORMATS},
     **{("cross_encoder", fmt): "joint text" for fmt in FORMATS},
     **{("generative", fmt): "language model's likelihood" for fmt in FORMATS},

@@ -58,7 +58,13 @@ CASES = [
     )
 ]
 #: Width of one entity row, in reals, for ``dim=16`` (complex models store ``2 * dim``).
-ENTITY_WIDTH = {"complex": 2 * DIM, "rotate": 2 * DIM, "tntcomplex": 2 * DIM, "llm_scorer": DIM + 1}
+ENTITY_WIDTH = {
+    "complex": 2 * DIM,
+    "rotate": 2 * DIM,
+    "tntcomplex": 2 * DIM,
+    "timeplex": 2 * DIM,
+    "llm_scorer": DIM + 1,
+}
 
 
 def _vocab(kg: KG) -> Vocab:
@@ -208,7 +214,7 @@ def test_model_output_shapes(case: Case) -> None:
     for f in out.factors:
         assert f.ndim == 2 and f.shape[0] == B
     if model.temporal:
-        if name in ("ttranse", "tntcomplex", "hyte"):  # models with one embedding per time id
+        if name in ("ttranse", "tntcomplex", "timeplex", "hyte"):  # one embedding per time id
             assert out.time_table is not None
         if out.time_table is not None:
             assert out.time_table.ndim == 2 and out.time_table.shape[0] == kg.num_times

@@ -1,6 +1,6 @@
 """Approximate top-k for dot-product models: a FAISS inner-product index over the entity vectors.
 
-For DistMult, ComplEx, TNTComplEx, TA-DistMult and the LLM scorer the score of a tail is a real inner product
+For DistMult, ComplEx, TNTComplEx, TimePlex, TA-DistMult and the LLM scorer the score of a tail is a real inner product
 ``s(t) = <q, e_t>`` of the query vector ``q = combine(h, r[, tau])`` and the entity's row (complex numbers as
 ``[re | im]``: ``Re(<h r, conj t>) = <h r (flattened), t (flattened)>``). The best tails of a query are then its
 maximum-inner-product neighbours among the entity rows, which a graph index (HNSW) or an inverted file (IVF)

@@ -69,7 +69,7 @@ def model_tables(model: KGEModel, name: str) -> tuple[dict[str, torch.Tensor], d
     """The tables of ``model`` and the description of its scoring (float32).
 
     Raises:
-        ExportError: the model's scoring is not a lookup in tables (names the model and why).
+        ExportError: the model's scoring has no layout in the table format (names the model and why).
     """
     model = frozen(model)
     interaction = _interaction_name(model)
@@ -79,8 +79,8 @@ def model_tables(model: KGEModel, name: str) -> tuple[dict[str, torch.Tensor], d
             "its vectors come from frozen text features through learned projections and an MLP, not from "
             "embedding tables"
             if model.relations.__class__.__name__ == "TextRelations"
-            else f"its scoring ({type(model).__name__} with {type(model.relations).__name__}) is not a lookup in "
-            "embedding tables"
+            else f"its scoring ({type(model).__name__} with {type(model.relations).__name__} and "
+            f"{type(model.interaction).__name__}) has no layout in the embedding-table format"
         )
         raise ExportError(
             f"model '{name}' cannot be exported as safetensors-embeddings: {why}; export it with "

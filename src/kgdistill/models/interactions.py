@@ -18,7 +18,16 @@ from torch import nn
 
 from kgdistill.types import FloatTensor
 
-__all__ = ["INTERACTIONS", "ComplEx", "DistMult", "Interaction", "RotatE", "TransE", "complex_mul"]
+__all__ = [
+    "INTERACTIONS",
+    "ComplEx",
+    "DistMult",
+    "Interaction",
+    "RotatE",
+    "TimePlexComplEx",
+    "TransE",
+    "complex_mul",
+]
 
 
 def complex_mul(a: FloatTensor, b: FloatTensor) -> FloatTensor:
@@ -113,6 +122,24 @@ class ComplEx(Interaction):
 
     def combine(self, h: FloatTensor, r: FloatTensor) -> FloatTensor:
         return complex_mul(h, r)
+
+
+class TimePlexComplEx(ComplEx):
+    """TimePlex (base) scored 1-N: ``Re(<h, r_so, conj t>) + gamma Re(<h, tau, conj t>) +
+    beta Re(<t, r_ot, tau>)`` with ``r = [r_so + gamma tau | beta tau * r_ot]`` from
+    :class:`~kgdistill.models.representations.TimePlexRelations` (width twice the entities'), so
+    ``q = h * r[:half] + r[half:]`` and the score is still one dot product per candidate. TimePlex's
+    ``alpha <h, r_st, tau>`` term does not depend on the candidate and cancels in a ranking and in the 1-N
+    softmax, so it is left out. Paper: Jain et al. 2020, https://arxiv.org/abs/2010.03526"""
+
+    def combine(self, h: FloatTensor, r: FloatTensor) -> FloatTensor:
+        mult, free = r.chunk(2, dim=-1)
+        return complex_mul(h, mult) + free
+
+    def factors(self, h: FloatTensor, r: FloatTensor, t: FloatTensor) -> tuple[FloatTensor, ...]:
+        mult, free = r.chunk(2, dim=-1)
+        re, im = free.chunk(2, dim=-1)
+        return (*super().factors(h, mult, t), torch.sqrt(re**2 + im**2 + 1e-12))
 
 
 class TransE(Interaction):

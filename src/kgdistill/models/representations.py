@@ -192,6 +192,41 @@ class MulTime(RelationEncoder):
         return self.time.weight
 
 
+class TimePlexRelations(RelationEncoder):
+    """TimePlex's relation and time terms, as one vector ``[r_so + gamma * tau | beta * tau * r_ot]`` that
+    :class:`~kgdistill.models.interactions.TimePlexComplEx` turns into the query ``h * (r_so + gamma tau) +
+    beta tau * r_ot`` (complex products). Paper: Jain et al. 2020, https://arxiv.org/abs/2010.03526"""
+
+    temporal = True
+
+    def __init__(
+        self,
+        *,
+        num_relations: int,
+        num_times: int,
+        dim: int,
+        init_scale: float,
+        beta: float,
+        gamma: float,
+    ) -> None:
+        super().__init__()
+        self.rel = embedding(num_relations, dim, init_scale)
+        self.rel_time = embedding(num_relations, dim, init_scale)
+        self.time = embedding(num_times, dim, init_scale)
+        self.beta, self.gamma = beta, gamma
+
+    def forward(self, r: LongTensor, tau: LongTensor | None) -> FloatTensor:
+        """``r (B,)``, ``tau (B,)`` -> ``(B, 2 * dim)``: the head's multiplier, then the head-free term."""
+        assert tau is not None, "a temporal model needs a time column"
+        t = self.time(tau)
+        return torch.cat(
+            [self.rel(r) + self.gamma * t, self.beta * complex_mul(t, self.rel_time(r))], dim=-1
+        )
+
+    def time_table(self) -> FloatTensor:
+        return self.time.weight
+
+
 _DATE = re.compile(r"^(-?)(\d{1,4})(?:-(\d{2})-(\d{2}))?$")
 
 

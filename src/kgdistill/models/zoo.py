@@ -24,8 +24,22 @@ from kgdistill.models.bi_encoder import BiEncoder
 from kgdistill.models.cross_encoder import CrossEncoder
 from kgdistill.models.generative import GenerativeLM
 from kgdistill.models.hyte import HyTE
-from kgdistill.models.interactions import ComplEx, DistMult, Interaction, RotatE, TransE
-from kgdistill.models.representations import AddTime, LSTMTime, MulTime, StaticRelations, embedding
+from kgdistill.models.interactions import (
+    ComplEx,
+    DistMult,
+    Interaction,
+    RotatE,
+    TimePlexComplEx,
+    TransE,
+)
+from kgdistill.models.representations import (
+    AddTime,
+    LSTMTime,
+    MulTime,
+    StaticRelations,
+    TimePlexRelations,
+    embedding,
+)
 from kgdistill.models.text import LLMScorer
 from kgdistill.plm.causal import LM_OPTIONS, LMFeatures
 from kgdistill.plm.features import PLM_OPTIONS, PLMFeatures
@@ -196,6 +210,33 @@ def tntcomplex(
             init_scale=init_scale,
         ),
         interaction=ComplEx(),
+    )
+
+
+@_register("timeplex", time="required")
+def timeplex(
+    *,
+    vocab: Vocab,
+    dim: PositiveInt = 200,
+    init_scale: PositiveFloat = 1e-2,
+    beta: float = 1.0,
+    gamma: float = 1.0,
+) -> KGEModel:
+    """TimePlex (base, without the recurrence features), ``Re(<h, r_so, conj t>) + gamma Re(<h, tau, conj t>)
+    + beta Re(<t, r_ot, tau>)``, rank ``dim``: entity-time terms beside the relation's, so an entity's
+    plausibility at a time is learned apart from the relation. Paper: Jain et al. 2020,
+    https://arxiv.org/abs/2010.03526"""
+    return KGEModel(
+        entities=embedding(vocab.num_entities, 2 * dim, init_scale),
+        relations=TimePlexRelations(
+            num_relations=2 * vocab.num_relations,
+            num_times=vocab.num_times,
+            dim=2 * dim,
+            init_scale=init_scale,
+            beta=beta,
+            gamma=gamma,
+        ),
+        interaction=TimePlexComplEx(),
     )
 
 
