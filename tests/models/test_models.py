@@ -316,6 +316,7 @@ def _expected_parameters(name: str, kg: KG) -> int | None:
         "ta_transe": E * d + R2 * d + n_tokens * d + lstm,
         "hyte": E * d + R2 * d + T * d,
         "tntcomplex": E * 2 * d + 2 * R2 * 2 * d + T * 2 * d,
+        "timeplex": E * 2 * d + 2 * R2 * 2 * d + T * 2 * d,
         # text projection + entity bias, relation (+ time) projection, the query MLP
         "llm_scorer": (D := 12) * d
         + d
@@ -404,6 +405,28 @@ def test_complex_hand_values() -> None:
     a = torch.tensor([[1.0, 0.0, 0.0, 1.0]])  # (1, i)
     b = torch.tensor([[0.0, 2.0, 1.0, 0.0]])  # (i, 2)
     assert torch.equal(complex_mul(a, b), torch.tensor([[0.0, 0.0, 1.0, 2.0]]))  # (i, 2i)
+
+
+def test_timeplex_hand_values() -> None:
+    """Re(<h, r_so, conj t>) + gamma Re(<h, tau, conj t>) + beta Re(<conj t, tau, r_ot>) by hand, rank 1:
+    h = 1 + 2i, t = 2 + 5i, r_so = 3 - i, r_ot = 1 + i, tau = i, beta = 2, gamma = 3."""
+    model = build_model(
+        {"name": "timeplex", "dim": 1, "beta": 2.0, "gamma": 3.0},
+        Vocab(num_entities=2, num_relations=1, time_labels=("1990",)),
+    )
+    with torch.no_grad():
+        model.entities.weight.copy_(torch.tensor([[1.0, 2.0], [2.0, 5.0]]))
+        model.relations.rel.weight[0] = torch.tensor([3.0, -1.0])
+        model.relations.rel_time.weight[0] = torch.tensor([1.0, 1.0])
+        model.relations.time.weight[0] = torch.tensor([0.0, 1.0])
+    # tail 2 + 5i: 35 (ComplEx) + 3 * Re((-2 + i)(2 - 5i)) = 3 * 1 + 2 * Re((-1 + i)(2 - 5i)) = 2 * 3 -> 44
+    # tail 1 + 2i: 15 + 3 * Re((-2 + i)(1 - 2i)) = 0 + 2 * Re((-1 + i)(1 - 2i)) = 2 * 1 -> 17
+    q = torch.tensor([[0, 0, 1, 0]])
+    assert torch.allclose(model.score_all(q), torch.tensor([[17.0, 44.0]]))
+    out = model(q)
+    # N3 factors: |h|, |r_so + gamma tau| = |3 + 2i|, |t|, |beta tau r_ot| = |2(-1 + i)|
+    expected = [math.sqrt(5), math.sqrt(13), math.sqrt(29), math.sqrt(8)]
+    assert [f.item() for f in out.factors] == pytest.approx(expected, rel=1e-5)
 
 
 def test_transe_hand_values() -> None:
