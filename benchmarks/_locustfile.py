@@ -3,7 +3,8 @@ facts, by id) to ``POST /v1/runs/RUN/topk`` of a running ``kgdistill serve``, wi
 
 Configured by the environment: ``LOAD_RUN`` (the served run's name), ``LOAD_BODIES`` (a JSON file: a list of
 request bodies), ``LOAD_MAX_REQUESTS`` (stop the whole test after this many requests; the run time bounds it
-too, with ``locust -t``; a watcher stops the runner once the count is reached). A response other than 200 counts as a
+too, with ``locust -t``; a watcher stops the runner once the count is reached, counted from the moment every
+client has started, when ``--reset-stats`` clears the ramp-up's statistics). A response other than 200 counts as a
 failure.
 """
 
@@ -21,19 +22,28 @@ from locust.env import Environment
 RUN = os.environ["LOAD_RUN"]
 BODIES = [json.dumps(b).encode() for b in json.loads(Path(os.environ["LOAD_BODIES"]).read_text())]
 MAX_REQUESTS = int(os.environ.get("LOAD_MAX_REQUESTS", "1000000"))
-_sent = [0]  # requests started (greenlets switch only at I/O: no lock needed)
+_sent = [0]  # requests started at full load (greenlets switch only at I/O: no lock needed)
+_full = [False]  # every client has started (``--reset-stats`` has cleared the ramp-up's statistics)
 _HEADERS = {"content-type": "application/json"}
 
 
 @events.test_start.add_listener
 def _stop_after_max_requests(environment: Environment, **_: object) -> None:
     def watch() -> None:
-        while _sent[0] < MAX_REQUESTS:
+        while not _full[0] or _sent[0] < MAX_REQUESTS:
             gevent.sleep(0.02)
         assert environment.runner is not None
         environment.runner.quit()
 
     gevent.spawn(watch)
+
+
+@events.spawning_complete.add_listener
+def _count_from_full_load(**_: object) -> None:
+    """``--reset-stats`` clears the statistics once every client has started; the request budget counts from
+    there too, else a fast server spends it while the clients start and the table is left empty."""
+    _sent[0] = 0
+    _full[0] = True
 
 
 class TopKClient(FastHttpUser):
@@ -46,10 +56,11 @@ class TopKClient(FastHttpUser):
 
     @task
     def topk(self) -> None:
-        if _sent[0] >= MAX_REQUESTS:  # the watcher stops the test in a moment
-            gevent.sleep(1)
-            return
-        _sent[0] += 1
+        if _full[0]:
+            if _sent[0] >= MAX_REQUESTS:  # the watcher stops the test in a moment
+                gevent.sleep(1)
+                return
+            _sent[0] += 1
         self.client.post(
             f"/v1/runs/{RUN}/topk", data=next(self._bodies), headers=_HEADERS, name="topk"
         )

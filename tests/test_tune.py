@@ -207,3 +207,16 @@ def test_killed_search_resumes_the_interrupted_trial(tmp_path: Path) -> None:
     assert interrupted.name in {t["run"] for t in doc["trials"]}
     assert f"resuming {interrupted}" in done.stderr  # from its last checkpoint, not from the start
     assert (interrupted / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    sorted((Path(__file__).resolve().parents[1] / "benchmarks" / "specs").glob("tune-*.yaml")),
+    ids=lambda p: p.stem,
+)
+def test_shipped_specs_load_and_search_on_validation(spec: Path) -> None:
+    """Every shipped search spec checks out (its base config, keys and ranges) and never ranks on test."""
+    loaded, base = load_spec(spec)
+    params = {n: p.extremes()[0] for n, p in loaded.space.items()}
+    assert trial_config(base, loaded, params)["eval"]["split"] == "valid"
+    assert loaded.final.seeds  # the chosen config is then run on the test split
