@@ -43,7 +43,7 @@ def _spec(tmp_path: Path, **over: object) -> Path:
             "batch": {"path": "train.batch_size", "low": 32, "high": 96, "step": 32},
         },
         "trials": 2,
-        "sampler": {"name": "tpe", "seed": 0, "startup_trials": 2},
+        "sampler": {"name": "tpe", "seed": 0, "startup_trials": 8},
         "pruner": {"name": "none"},
         "final": {"seeds": [0, 1]},
         **over,
@@ -119,6 +119,8 @@ def test_search_ranks_on_valid_and_final_runs_on_test(tmp_path: Path) -> None:
     more = tune(_spec(tmp_path), out, trials=3, final=False)
     assert [t["number"] for t in more["trials"]][:2] == [t["number"] for t in trials]
     assert len(more["trials"]) == 3
+    # the continued search draws new values, not the first call's draws again
+    assert len({json.dumps(t["params"], sort_keys=True) for t in more["trials"]}) == 3
 
 
 def test_another_spec_in_the_same_folder_is_refused(tmp_path: Path) -> None:

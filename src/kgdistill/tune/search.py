@@ -66,11 +66,13 @@ def _distribution(optuna: Any, p: Param) -> Any:
     return d.FloatDistribution(float(p.low), float(p.high), log=p.log, step=p.step)  # type: ignore[arg-type]
 
 
-def _sampler(optuna: Any, spec: TuneSpec) -> Any:
+def _sampler(optuna: Any, spec: TuneSpec, done: int) -> Any:
+    """The spec's sampler, seeded with ``seed + done`` (``done``: trials already in the study): a continued
+    search draws new values instead of repeating the first call's draws, and stays reproducible."""
     s = spec.sampler
     if s.name == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
-    return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.startup_trials)
+        return optuna.samplers.RandomSampler(seed=s.seed + done)
+    return optuna.samplers.TPESampler(seed=s.seed + done, n_startup_trials=s.startup_trials)
 
 
 def _pruner(optuna: Any, spec: TuneSpec) -> Any:
@@ -96,11 +98,15 @@ def _open_study(optuna: Any, spec: TuneSpec, base: Mapping[str, Any], out: Path)
     from optuna.storages.journal import JournalFileBackend
 
     storage = JournalStorage(JournalFileBackend(str(out / "journal.log")))
+    try:
+        done = len(optuna.load_study(study_name=STUDY, storage=storage).trials)
+    except KeyError:  # a new search
+        done = 0
     study = optuna.create_study(
         study_name=STUDY,
         storage=storage,
         direction="maximize",
-        sampler=_sampler(optuna, spec),
+        sampler=_sampler(optuna, spec, done),
         pruner=_pruner(optuna, spec),
         load_if_exists=True,
     )
