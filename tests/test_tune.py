@@ -77,12 +77,55 @@ def test_trial_config_applies_set_and_values_and_forces_valid(tmp_path: Path) ->
         ({"space": {}}, "nothing to search"),
         ({"set": {"model.dim": 4}, "space": {"d": {"path": "model.dim", "choices": [4]}}}, "both"),
         ({"trails": 3}, "trails"),
+        (
+            {
+                "space": {
+                    "a": {"path": ["train.lr", "model.dim"], "low": 1, "high": 4},
+                    "b": {"path": "train.lr", "choices": [0.1]},
+                }
+            },
+            "train.lr is searched by more than one parameter",
+        ),
     ],
 )
 def test_bad_specs_name_the_key(tmp_path: Path, over: dict, needle: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_spec(_spec(tmp_path, **over))
     assert needle in str(err.value), str(err.value)
+
+
+def test_a_distillation_spec_searches_its_terms(tmp_path: Path) -> None:
+    """A base config with teachers: its terms' keys (temperature, weight) are searchable, and a term that names
+    a teacher the config lacks is refused before anything trains."""
+    base = {
+        **BASE,
+        "teachers": {"kge": {"name": "checkpoint", "path": "runs/teacher"}},
+        "stages": [
+            {
+                "epochs": 2,
+                "objective": [
+                    {"loss": "supervised_ce"},
+                    {"loss": "kd_kl", "teacher": "kge", "temperature": 2.0},
+                ],
+            }
+        ],
+    }
+    space = {
+        "T": {"path": "stages.0.objective.1.temperature", "low": 0.5, "high": 4.0, "log": True},
+        "w": {"path": "stages.0.objective.1.weight", "low": 0.1, "high": 2.0},
+    }
+    spec, _ = load_spec(_spec(tmp_path, config=base, space=space))
+    assert set(spec.space) == {"T", "w"}
+    # one value for several keys: the same term's temperature in two stages
+    two = {**base, "stages": [base["stages"][0], base["stages"][0]]}
+    paths = [f"stages.{i}.objective.1.temperature" for i in (0, 1)]
+    tied = {"T": {"path": paths, "low": 0.5, "high": 4.0}}
+    spec2, raw2 = load_spec(_spec(tmp_path, config=two, space=tied))
+    cfg = trial_config(raw2, spec2, {"T": 1.5})
+    assert [st["objective"][1]["temperature"] for st in cfg["stages"]] == [1.5, 1.5]
+    bad = {**space, "who": {"path": "stages.0.objective.1.teacher", "choices": ["kge", "llm"]}}
+    with pytest.raises(ConfigError, match=r"space\.who .*no teacher named 'llm'"):
+        load_spec(_spec(tmp_path, config=base, space=bad))
 
 
 def test_missing_base_file_is_named(tmp_path: Path) -> None:

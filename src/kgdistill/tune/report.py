@@ -90,7 +90,11 @@ def tune_markdown(doc: Mapping[str, Any]) -> str:
         *_table(
             ["name", "config key", "range"],
             [
-                [n, s["path"], json.dumps({k: v for k, v in s.items() if k != "path"})]
+                [
+                    n,
+                    s["path"] if isinstance(s["path"], str) else ", ".join(s["path"]),
+                    json.dumps({k: v for k, v in s.items() if k != "path"}),
+                ]
                 for n, s in doc["space"].items()
             ],
         ),

@@ -9,6 +9,7 @@ space:                                             # name -> a config key and it
   dim: {path: model.dim, choices: [128, 256, 512]}
   n3: {path: stages.0.objective.1.weight, low: 0.005, high: 0.5, log: true}
   batch: {path: train.batch_size, low: 250, high: 2000, step: 250}       # integer bounds: an integer
+  T: {path: [stages.0.objective.1.temperature, stages.1.objective.1.temperature], low: 0.5, high: 4}
 trials: 24                                         # completed trials the search runs to
 sampler: {name: tpe, seed: 0, startup_trials: 8}
 pruner: {name: median, startup_trials: 4, warmup_epochs: 6}   # stop trials below the median early
@@ -43,7 +44,10 @@ class _Strict(BaseModel):
 class Param(_Strict):
     """One searched config key: ``choices`` (categorical) or ``low`` / ``high`` (with ``log`` or ``step``)."""
 
-    path: str = Field(description="the config key, dotted; list items by index (stages.0.epochs)")
+    path: str | list[str] = Field(
+        description="the config key, dotted, list items by index (stages.0.epochs); or a list of keys that "
+        "all take the value (one temperature for the same term in two stages)"
+    )
     choices: list[Any] | None = None
     low: float | int | None = None
     high: float | int | None = None
@@ -67,6 +71,11 @@ class Param(_Strict):
         if self.log and self.step is not None:
             raise ValueError("log and step do not combine")
         return self
+
+    @property
+    def paths(self) -> list[str]:
+        """The config keys the value is written to."""
+        return [self.path] if isinstance(self.path, str) else list(self.path)
 
     @property
     def integer(self) -> bool:
@@ -147,7 +156,8 @@ def trial_config(
     """
     raw = copy.deepcopy(dict(base))
     raw = apply_overrides(raw, _overrides(spec.set))
-    raw = apply_overrides(raw, _overrides({spec.space[k].path: v for k, v in params.items()}))
+    values = {p: v for k, v in params.items() for p in spec.space[k].paths}
+    raw = apply_overrides(raw, _overrides(values))
     if seed is not None:
         raw["seed"] = seed
     if search:
@@ -185,13 +195,19 @@ def load_spec(path: str | Path) -> tuple[TuneSpec, dict[str, Any]]:
 def _check_space(path: Path, base: Mapping[str, Any], spec: TuneSpec) -> None:
     """Validate the config at each end of every parameter (the others at their first value), and that no key
     is both searched and ``set``."""
-    both = sorted({p.path for p in spec.space.values()} & set(spec.set))
+    searched = [p for param in spec.space.values() for p in param.paths]
+    twice = sorted({p for p in searched if searched.count(p) > 1})
+    if twice:
+        raise ConfigError(f"{path}: {', '.join(twice)} is searched by more than one parameter")
+    both = sorted(set(searched) & set(spec.set))
     if both:
         raise ConfigError(f"{path}: {', '.join(both)} is both in set and searched in space")
     firsts = {n: p.extremes()[0] for n, p in spec.space.items()}
     for name, param in spec.space.items():
         for value in param.extremes():
             try:
-                check(parse_config(trial_config(base, spec, {**firsts, name: value})))
+                cfg = parse_config(trial_config(base, spec, {**firsts, name: value}))
+                check(cfg, teacher_fields=dict.fromkeys(cfg.teachers))
             except ConfigError as e:
-                raise ConfigError(f"{path}: space.{name} ({param.path} = {value!r}): {e}") from None
+                keys = ", ".join(param.paths)
+                raise ConfigError(f"{path}: space.{name} ({keys} = {value!r}): {e}") from None
