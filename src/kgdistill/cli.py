@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from kgdistill.clickutil import friendly
+from kgdistill.clickutil import data_root_option, friendly
 from kgdistill.contexts.cli import contexts
 from kgdistill.errors import KGDistillError
 from kgdistill.export.cli import export
@@ -57,9 +57,7 @@ _set = click.option(
     metavar="KEY=VALUE",
     help="Override a config key, e.g. --set train.lr=3e-4 --set stages.0.epochs=10.",
 )
-_root = click.option(
-    "--data-root", default=None, help="Folder holding the datasets (default: $KGDISTILL_DATA)."
-)
+_root = data_root_option
 
 
 def _print_metrics(metrics: Any, title: str) -> None:

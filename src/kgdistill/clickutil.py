@@ -11,7 +11,7 @@ import click
 
 from kgdistill.errors import KGDistillError
 
-__all__ = ["friendly"]
+__all__ = ["data_root_option", "friendly"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,3 +35,9 @@ def friendly(interrupted: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return deco
+
+
+#: ``--data-root DIR``, the option of every command that reads datasets
+data_root_option = click.option(
+    "--data-root", default=None, help="Folder holding the datasets (default: $KGDISTILL_DATA)."
+)

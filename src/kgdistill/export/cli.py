@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from kgdistill.clickutil import friendly
+from kgdistill.clickutil import data_root_option, friendly
 
 __all__ = ["export"]
 
@@ -33,9 +33,7 @@ _FORMATS = ("onnx", "torchscript", "safetensors-embeddings")  # kgdistill.export
     help="Export the top-k graph (values, ids) instead of all scores.",
 )
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The file to write.")
-@click.option(
-    "--data-root", default=None, help="Folder holding the datasets (default: $KGDISTILL_DATA)."
-)
+@data_root_option
 @click.option(
     "--max-queries",
     default=None,

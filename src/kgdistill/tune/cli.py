@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from kgdistill.clickutil import friendly
+from kgdistill.clickutil import data_root_option, friendly
 
 __all__ = ["tune"]
 
@@ -35,9 +35,7 @@ __all__ = ["tune"]
     type=click.Path(file_okay=False),
     help="Also write the report as RESULTS/tune-<spec name>.{json,md,png} (a results folder).",
 )
-@click.option(
-    "--data-root", default=None, help="Folder holding the datasets (default: $KGDISTILL_DATA)."
-)
+@data_root_option
 @friendly("finished trials are kept and an interrupted one resumes; run the same command again")
 def tune(
     spec: str,
