@@ -69,18 +69,119 @@ def _stem(sp: dict[str, Any]) -> str:
     return str(sp.get("benchmark", "temporal-kd")).replace("-", "_")
 
 
-def _stages(spec: dict[str, Any], method: str, epochs: int) -> list[dict[str, Any]]:
-    """The method's stages: a list of terms is one stage; ``{stages: [{share, objective}, ...]}`` splits the
-    student's epochs by ``share``. The spec's supervised terms open every stage's objective."""
+def _parts(spec: dict[str, Any], method: str) -> list[dict[str, Any]]:
+    """The method's stages as ``{share, objective}``: a list of terms is one stage, as is a mapping with
+    ``objective``; a mapping with ``stages`` splits the student's epochs by ``share``."""
     m = spec["methods"][method]
-    parts = m["stages"] if isinstance(m, dict) else [{"share": 1.0, "objective": m}]
+    if isinstance(m, dict) and "stages" in m:
+        return list(m["stages"])
+    return [{"share": 1.0, "objective": m["objective"] if isinstance(m, dict) else m}]
+
+
+def _stages(
+    spec: dict[str, Any], method: str, epochs: int, student: str | None = None
+) -> list[dict[str, Any]]:
+    """The method's stages, each opened by the supervised terms (the student's own ``supervised`` list, else
+    the spec's)."""
+    sup = spec["supervised"]
+    if student is not None:
+        sup = spec["students"][student].get("supervised", sup)
     return [
         {
-            "epochs": max(1, round(part.get("share", 1.0) * epochs)),
-            "objective": copy.deepcopy(spec["supervised"]) + copy.deepcopy(part["objective"]),
+            "epochs": _share_epochs(part.get("share", 1.0), epochs),
+            "objective": copy.deepcopy(sup) + copy.deepcopy(part["objective"]),
         }
-        for part in parts
+        for part in _parts(spec, method)
     ]
+
+
+def _share_epochs(share: float, epochs: int) -> int:
+    return max(1, round(share * epochs))
+
+
+def _space(
+    spec: dict[str, Any], student: str, method: str, cfg: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The searched keys of a (student, method) cell, as ``kgdistill tune`` parameters over the run config
+    ``cfg``: the student's ``space`` (e.g. its learning rate, in every method) and the method's. Besides a
+    config ``path``, a parameter may name an objective ``term`` (its ``loss``) and a ``key`` of it: the same
+    value in every stage that has the term; or a stage's ``share`` (choices: shares of the student's epochs)."""
+    st, m = spec["students"][student], spec["methods"][method]
+    raw = {**st.get("space", {}), **(m.get("space", {}) if isinstance(m, dict) else {})}
+    epochs = st["epochs"]
+    out: dict[str, dict[str, Any]] = {}
+    for name, p in raw.items():
+        p = dict(p)
+        if "term" in p:
+            term, key = p.pop("term"), p.pop("key")
+            paths = [
+                f"stages.{i}.objective.{j}.{key}"
+                for i, stage in enumerate(cfg["stages"])
+                for j, t in enumerate(stage["objective"])
+                if t["loss"] == term
+            ]
+            if not paths:
+                raise ConfigError(f"space.{name}: no '{term}' term in {method} for {student}")
+            p["path"] = paths
+        elif "share" in p:
+            p["path"] = f"stages.{p.pop('share')}.epochs"
+            p["choices"] = [_share_epochs(c, epochs) for c in p["choices"]]
+        out[name] = p
+    return out
+
+
+def _searched(
+    sp: dict[str, Any],
+    cfg: dict[str, Any],
+    student: str,
+    method: str,
+    folder: Path,
+    data_root: str | None,
+    train: bool,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The config ``kgdistill tune`` chose on validation for a cell (with the search's report), searching in
+    ``folder`` first (resumed where it stopped); ``(None, None)`` when the cell has nothing to search, and
+    ``(None, report)`` when ``train`` is off and the search has not finished."""
+    from kgdistill.tune import TuneSpec, check_space, run_search
+
+    space = _space(sp, student, method, cfg)
+    if "search" not in sp or not space:
+        return None, None
+    base = copy.deepcopy(cfg)
+    tspec = TuneSpec.model_validate({"config": base, "space": space, **sp["search"]})
+    if not train:
+        report = folder / "tune.json"
+        if not (folder / "best.yaml").is_file() or not report.is_file():
+            return None, None
+        return yaml.safe_load((folder / "best.yaml").read_text()), json.loads(report.read_text())
+    check_space(f"{student}-{method}", base, tspec)
+    doc = run_search(
+        tspec,
+        base,
+        folder,
+        name=f"{cfg['name']} ({student}, {method})",
+        final=False,
+        data_root=data_root,
+        command=run_command(),
+    )
+    return doc["best_config"], doc
+
+
+def _search_row(dataset: str, student: str, method: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """What the tables show of a cell's search: its budget, outcome and chosen values."""
+    states = [t["state"] for t in doc["trials"]]
+    return {
+        "dataset": dataset,
+        "student": student,
+        "method": method,
+        "budget": doc["budget"],
+        "complete": states.count("complete"),
+        "pruned": states.count("pruned"),
+        "diverged": states.count("diverged"),
+        "best_valid_mrr": 100 * doc["best"]["valid_mrr"],
+        "params": doc["best"]["params"],
+        "seconds": sum(t.get("seconds") or 0 for t in doc["trials"]),
+    }
 
 
 def _configs(
@@ -94,7 +195,7 @@ def _configs(
     epochs: int | None,
 ) -> dict[str, Any]:
     st = spec["students"][student]
-    stages = _stages(spec, method, epochs if epochs is not None else st["epochs"])
+    stages = _stages(spec, method, epochs if epochs is not None else st["epochs"], student)
     cfg = {
         "name": f"{method}-{student}_from_{spec['teacher']['model']['name']}-{dataset}",
         "seed": seed,
@@ -172,12 +273,15 @@ def run_temporal_kd(
     work, out = Path(work), Path(out)
     stem = _stem(sp)
     runs: list[dict[str, Any]] = []
+    searches: list[dict[str, Any]] = []
     sources: dict[str, dict[str, Any]] = {}
 
     def write() -> dict[str, Any]:
         # the other datasets' results already in --out are kept: a call for one dataset adds to the table
-        prev = earlier_results(out / f"{stem}.json", "dataset", datasets, ["runs"])
-        doc = _document(prev["runs"] + runs, sp, {**prev["sources"], **sources})
+        prev = earlier_results(out / f"{stem}.json", "dataset", datasets, ["runs", "searches"])
+        doc = _document(
+            prev["runs"] + runs, sp, {**prev["sources"], **sources}, prev["searches"] + searches
+        )
         if doc["rows"]:  # (a --finished-only call may find nothing finished)
             write_temporal_kd(doc, out)
         return doc
@@ -208,8 +312,23 @@ def run_temporal_kd(
                 write()
         for student in students:
             for method in (m for m in methods if m != "llm-scorer"):
+                # with a ``search`` section: the cell's values chosen on validation first (seed 0)
+                base = _configs(sp, ds, data_root, teacher_dirs, student, method, 0, epochs)
+                chosen, report = _searched(
+                    sp,
+                    base,
+                    student,
+                    method,
+                    work / Path(ds).name / f"{student}-{method}-search",
+                    data_root,
+                    train,
+                )
+                if report is not None:
+                    searches.append(_search_row(ds, student, method, report))
                 for seed in seeds:
                     cfg = _configs(sp, ds, data_root, teacher_dirs, student, method, seed, epochs)
+                    if chosen is not None:
+                        cfg = {**copy.deepcopy(chosen), "seed": seed}
                     run_dir = work / Path(ds).name / f"{student}-{method}-s{seed}"
                     if not train and not finished(run_dir):
                         continue
@@ -326,9 +445,13 @@ def _against_published(
 
 
 def _document(
-    runs: list[dict[str, Any]], sp: dict[str, Any], sources: dict[str, dict[str, Any]]
+    runs: list[dict[str, Any]],
+    sp: dict[str, Any],
+    sources: dict[str, dict[str, Any]],
+    searches: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The result document of ``runs``; ``sources``: dataset -> the command, machine and date of its runs."""
+    """The result document of ``runs``; ``sources``: dataset -> the command, machine and date of its runs;
+    ``searches``: the validation searches that chose the runs' values (a spec with ``search``)."""
     order = list(sp["datasets"])
     datasets = sorted(sources, key=lambda d: order.index(d) if d in order else len(order))
     runs = sorted(runs, key=lambda r: datasets.index(r["dataset"]))
@@ -369,6 +492,8 @@ def _document(
         "units": "mrr and hits* in percent, mr as a rank; *_std over the seeds",
         "rows": rows,
         "runs": runs,
+        "search": sp.get("search"),
+        "searches": searches or [],
         "goals": goals,
     }
 

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from kgdistill.errors import ConfigError
 
@@ -86,6 +94,18 @@ class MultiConfig(_Strict):
     split_seed: int = Field(0, description="seed of the split")
 
 
+class ResplitConfig(_Strict):
+    """A non-standard protocol (see :mod:`kgdistill.data.resplit`): every split pooled, intervals expanded into
+    yearly facts, then a seeded random split. Off by default: the dataset's own split is the standard one."""
+
+    expand: Literal["year", "none"] = Field(
+        "year", description="one fact per year of a known interval"
+    )
+    valid: float = Field(0.1, gt=0, lt=0.5, description="fraction of the facts dealt to valid")
+    test: float = Field(0.1, gt=0, lt=0.5, description="fraction of the facts dealt to test")
+    seed: int = Field(0, description="seed of the random split")
+
+
 class DataConfig(_Strict):
     name: str = Field("yago11k", description="registered dataset name or a folder path")
     root: str | None = Field(
@@ -95,13 +115,23 @@ class DataConfig(_Strict):
         "keep", description="valid/test facts with entities unseen in train"
     )
     time: TimeConfig = TimeConfig()
+    resplit: ResplitConfig | None = Field(
+        None, description="pool the splits, expand intervals into yearly facts, split at random"
+    )
     multi: MultiConfig | None = Field(
         None, description="read 'name' as a linked multi-KG collection and build this view of it"
     )
 
+    @model_validator(mode="after")
+    def _one_split_rule(self) -> DataConfig:
+        if self.resplit is not None and self.multi is not None:
+            raise ValueError("resplit and multi do not combine (a multi-KG view has its own split)")
+        return self
+
     def protocol(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`kgdistill.data.build_kg`."""
-        return {"unseen": self.unseen, **self.time.model_dump()}
+        """Keyword arguments of :func:`kgdistill.data.load_kg` (the time protocol, and ``resplit`` when set)."""
+        extra = {} if self.resplit is None else {"resplit": self.resplit.model_dump()}
+        return {"unseen": self.unseen, **self.time.model_dump(), **extra}
 
 
 class ModelSpec(BaseModel):

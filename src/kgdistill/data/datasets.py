@@ -9,7 +9,7 @@ A folder path is read by the reader that fits the files it holds (see :func:`det
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -19,6 +19,7 @@ from kgdistill.catalog import DATASET_INFO, data_root
 from kgdistill.data.kg import KG, build_kg
 from kgdistill.data.raw import RawKG, open_text, resolve_file
 from kgdistill.data.readers import read_hyte, read_openke, read_point_ids, read_static_names
+from kgdistill.data.resplit import resplit as _resplit
 from kgdistill.errors import DataError
 from kgdistill.registry import Registry
 
@@ -128,7 +129,16 @@ def load_kg(
     name_or_path: str | os.PathLike[str],
     *,
     root: str | os.PathLike[str] | None = None,
+    resplit: Mapping[str, Any] | None = None,
     **protocol: Any,
 ) -> KG:
-    """Read a dataset and build its :class:`KG`; ``protocol`` goes to :func:`build_kg`."""
-    return build_kg(read_raw(name_or_path, root=root), **protocol)
+    """Read a dataset and build its :class:`KG`; ``protocol`` goes to :func:`build_kg`.
+
+    Args:
+        resplit: keyword arguments of :func:`kgdistill.data.resplit.resplit` (pool, expand into yearly facts,
+            split at random) applied before the time protocol; ``None``: the dataset's own split.
+    """
+    raw = read_raw(name_or_path, root=root)
+    if resplit is not None:
+        raw = _resplit(raw, **resplit)
+    return build_kg(raw, **protocol)

@@ -124,6 +124,8 @@ def build_kg(
         "quirks": quirks.to_dict(),
         "unseen_policy": unseen,
     }
+    if raw.derivation is not None:
+        report["derivation"] = raw.derivation
     quirks.log(raw.name)
     seen = np.zeros(len(raw.entity_labels), dtype=bool)
     seen[raw.splits["train"].triples[:, [0, 2]].ravel()] = True

@@ -93,6 +93,8 @@ class RawKG:
     quirks: Quirks = field(default_factory=Quirks)
     origin: str | None = None
     source: str = ""
+    #: how the splits were derived from the files (e.g. :func:`kgdistill.data.resplit.resplit`'s counts)
+    derivation: dict[str, object] | None = None
 
 
 def resolve_file(folder: Path, name: str) -> Path:

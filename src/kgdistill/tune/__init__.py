@@ -14,9 +14,11 @@ from typing import Any
 _LAZY = {
     "Param": "kgdistill.tune.spec",
     "TuneSpec": "kgdistill.tune.spec",
+    "check_space": "kgdistill.tune.spec",
     "load_spec": "kgdistill.tune.spec",
     "trial_config": "kgdistill.tune.spec",
     "run_key": "kgdistill.tune.search",
+    "run_search": "kgdistill.tune.search",
     "tune": "kgdistill.tune.search",
 }
 

@@ -32,7 +32,7 @@ from kgdistill.runs import machine_info
 from kgdistill.tune.report import write_report
 from kgdistill.tune.spec import Param, TuneSpec, load_spec, trial_config
 
-__all__ = ["run_key", "tune"]
+__all__ = ["run_key", "run_search", "tune"]
 
 log = logging.getLogger(__name__)
 
@@ -302,9 +302,36 @@ def tune(
     Raises:
         ConfigError: the spec is wrong, or ``out`` holds a search of another spec.
     """
-    optuna = _optuna()
-    spec_path, out = Path(spec_path), Path(out)
     spec, base = load_spec(spec_path)
+    return run_search(
+        spec,
+        base,
+        out,
+        name=Path(spec_path).name,
+        trials=trials,
+        final=final,
+        data_root=data_root,
+        command=command,
+    )
+
+
+def run_search(
+    spec: TuneSpec,
+    base: Mapping[str, Any],
+    out: str | Path,
+    *,
+    name: str,
+    trials: int | None = None,
+    final: bool = True,
+    data_root: str | None = None,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Run (or continue) the search of a checked ``spec`` over the raw run config ``base`` in ``out`` (a spec
+    built by a program, e.g. a benchmark's grid of searches: check it with
+    :func:`kgdistill.tune.spec.check_space` first); returns the report. ``name`` labels the report. The other
+    arguments are :func:`tune`'s."""
+    optuna = _optuna()
+    out = Path(out)
     budget = trials if trials is not None else spec.trials
     if budget < 1:
         raise ConfigError(f"--trials must be at least 1, got {budget}")
@@ -316,7 +343,7 @@ def tune(
         complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if not complete:
             raise KGDistillError(
-                f"every trial of {spec_path} diverged: lower the learning rates of the space"
+                f"every trial of {name} diverged: lower the learning rates of the space"
             )
         best = study.best_trial
         best_raw = trial_config(base, spec, best.params, search=False)
@@ -325,7 +352,7 @@ def tune(
         doc = {
             "command": command,
             "machine": machine_info(),
-            "spec": spec_path.name,
+            "spec": name,
             "base": spec.base or base.get("name"),
             "space": {k: v.model_dump(exclude_defaults=True) for k, v in spec.space.items()},
             "set": spec.set,

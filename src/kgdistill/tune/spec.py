@@ -34,7 +34,7 @@ from kgdistill.config import _format, apply_overrides, parse_config, read_yaml_m
 from kgdistill.errors import ConfigError
 from kgdistill.run import check
 
-__all__ = ["Param", "TuneSpec", "load_spec", "trial_config"]
+__all__ = ["Param", "TuneSpec", "check_space", "load_spec", "trial_config"]
 
 
 class _Strict(BaseModel):
@@ -188,20 +188,24 @@ def load_spec(path: str | Path) -> tuple[TuneSpec, dict[str, Any]]:
         base.setdefault("name", base_path.stem)
     else:
         base = dict(spec.config or {})
-    _check_space(path, base, spec)
+    check_space(str(path), base, spec)
     return spec, base
 
 
-def _check_space(path: Path, base: Mapping[str, Any], spec: TuneSpec) -> None:
+def check_space(label: str, base: Mapping[str, Any], spec: TuneSpec) -> None:
     """Validate the config at each end of every parameter (the others at their first value), and that no key
-    is both searched and ``set``."""
+    is both searched and ``set``; errors start with ``label`` (the spec's file, or what a program built it for).
+
+    Raises:
+        ConfigError: naming the parameter, its keys and the value refused.
+    """
     searched = [p for param in spec.space.values() for p in param.paths]
     twice = sorted({p for p in searched if searched.count(p) > 1})
     if twice:
-        raise ConfigError(f"{path}: {', '.join(twice)} is searched by more than one parameter")
+        raise ConfigError(f"{label}: {', '.join(twice)} is searched by more than one parameter")
     both = sorted(set(searched) & set(spec.set))
     if both:
-        raise ConfigError(f"{path}: {', '.join(both)} is both in set and searched in space")
+        raise ConfigError(f"{label}: {', '.join(both)} is both in set and searched in space")
     firsts = {n: p.extremes()[0] for n, p in spec.space.items()}
     for name, param in spec.space.items():
         for value in param.extremes():
@@ -210,4 +214,4 @@ def _check_space(path: Path, base: Mapping[str, Any], spec: TuneSpec) -> None:
                 check(cfg, teacher_fields=dict.fromkeys(cfg.teachers))
             except ConfigError as e:
                 keys = ", ".join(param.paths)
-                raise ConfigError(f"{path}: space.{name} ({keys} = {value!r}): {e}") from None
+                raise ConfigError(f"{label}: space.{name} ({keys} = {value!r}): {e}") from None

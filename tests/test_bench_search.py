@@ -1,0 +1,130 @@
+"""The temporal KD benchmark's validation searches (a spec with ``search``): each (student, method) cell's values
+chosen by ``kgdistill tune`` on the validation split, then run on test once per seed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kgdistill.errors import ConfigError
+from temporal_kd import _configs, _space, run_temporal_kd
+
+FIXTURES = Path(__file__).parent / "fixtures"
+DATA = str(FIXTURES / "wikidata12k-mini")
+
+
+def _spec() -> dict[str, Any]:
+    bkd = {"loss": "kd_kl", "teacher": "kge", "weight": 1.0, "temperature": 4.0}
+    fit = {"loss": "fitnet", "teacher": "kge", "weight": 1.0, "fields": ["h", "r", "t"]}
+    return {
+        "benchmark": "temporal-kd-tuned",
+        "datasets": [DATA],
+        "seeds": [0, 1],
+        "data": {"time": {"granularity": "year"}},
+        "eval": {"split": "test", "ties": "realistic", "time_aware": True},
+        "search": {
+            "trials": 2,
+            "sampler": {"name": "random", "seed": 0, "startup_trials": 1},
+            "pruner": {"name": "none"},
+        },
+        "teacher": {
+            "model": {"name": "tntcomplex", "dim": 8},
+            "stages": [{"epochs": 2, "objective": [{"loss": "supervised_ce"}]}],
+            "train": {"batch_size": 256},
+        },
+        "students": {
+            "ttranse": {
+                "model": {"name": "ttranse", "dim": 4},
+                "epochs": 4,
+                "train": {"batch_size": 256, "optimizer": "adam", "lr": 0.01},
+                "supervised": [{"loss": "supervised_ce"}, {"loss": "n3", "weight": 0.01}],
+                "space": {"lr": {"path": "train.lr", "low": 0.001, "high": 0.05, "log": True}},
+            }
+        },
+        "supervised": [{"loss": "supervised_ce"}],
+        "methods": {
+            "none": [],
+            "bkd": {
+                "objective": [bkd],
+                "space": {"T": {"term": "kd_kl", "key": "temperature", "low": 0.5, "high": 4.0}},
+            },
+            "two": {
+                "stages": [
+                    {"share": 0.5, "objective": [fit, bkd]},
+                    {"share": 0.5, "objective": [fit, bkd]},
+                ],
+                "space": {
+                    "first": {"share": 0, "choices": [0.25, 0.75]},
+                    "w": {"term": "kd_kl", "key": "weight", "low": 0.1, "high": 2.0},
+                },
+            },
+        },
+    }
+
+
+def test_space_names_terms_in_every_stage_and_shares_as_epochs() -> None:
+    """A ``term`` parameter writes every stage's term of that loss (after the student's own supervised terms);
+    a ``share`` parameter searches a stage's epochs as shares of the student's epochs."""
+    sp = _spec()
+    teachers = {"kge": Path("t")}
+    cfg = _configs(sp, DATA, None, teachers, "ttranse", "two", 0, None)
+    assert [t["loss"] for t in cfg["stages"][1]["objective"]] == [
+        "supervised_ce",
+        "n3",
+        "fitnet",
+        "kd_kl",
+    ]
+    space = _space(sp, "ttranse", "two", cfg)
+    assert space["w"]["path"] == ["stages.0.objective.3.weight", "stages.1.objective.3.weight"]
+    assert space["first"] == {"path": "stages.0.epochs", "choices": [1, 3]}
+    assert space["lr"]["path"] == "train.lr"  # the student's space joins every method's
+    assert set(
+        _space(
+            sp, "ttranse", "none", _configs(sp, DATA, None, teachers, "ttranse", "none", 0, None)
+        )
+    ) == {"lr"}
+    sp["methods"]["bkd"]["space"]["T"]["term"] = "rkd"
+    with pytest.raises(ConfigError, match=r"space\.T: no .rkd. term in bkd"):
+        _space(sp, "ttranse", "bkd", _configs(sp, DATA, None, teachers, "ttranse", "bkd", 0, None))
+
+
+@pytest.mark.slow  # searches and trains real runs end to end
+def test_searched_cells_run_the_chosen_values_on_test(tmp_path: Path) -> None:
+    spec, work, out = tmp_path / "spec.yaml", tmp_path / "work", tmp_path / "out"
+    spec.write_text(yaml.safe_dump(_spec()))
+    doc = run_temporal_kd(spec=spec, work=work, out=out, methods=["none", "bkd", "two"])
+    cells = {(s["student"], s["method"]): s for s in doc["searches"]}
+    assert set(cells) == {("ttranse", m) for m in ("none", "bkd", "two")}
+    for (student, method), s in cells.items():
+        folder = work / "wikidata12k-mini" / f"{student}-{method}-search"
+        report = json.loads((folder / "tune.json").read_text())
+        assert s["budget"] == 2 and s["complete"] + s["pruned"] + s["diverged"] == 2
+        assert s["params"] == report["best"]["params"]
+        for t in report["trials"]:  # the search never evaluated the test split
+            trial_cfg = yaml.safe_load((folder / "trials" / t["run"] / "config.yaml").read_text())
+            assert trial_cfg["eval"]["split"] == "valid"
+        for seed in (0, 1):
+            run_cfg = yaml.safe_load(
+                (
+                    work / "wikidata12k-mini" / f"{student}-{method}-s{seed}" / "config.yaml"
+                ).read_text()
+            )
+            assert run_cfg["seed"] == seed and run_cfg["eval"]["split"] == "test"
+            assert run_cfg["train"]["lr"] == pytest.approx(s["params"]["lr"])
+    two = yaml.safe_load((work / "wikidata12k-mini" / "ttranse-two-s0" / "config.yaml").read_text())
+    chosen = cells[("ttranse", "two")]["params"]
+    assert two["stages"][0]["epochs"] == chosen["first"]
+    assert [st["objective"][3]["weight"] for st in two["stages"]] == [
+        pytest.approx(chosen["w"])
+    ] * 2
+    md = (out / "temporal_kd_tuned.md").read_text()
+    assert "## Searches on validation" in md and "2 trials on the validation split" in md
+    # a second call reuses the searches and the runs; --finished-only tabulates them, searches included
+    again = run_temporal_kd(spec=spec, work=work, out=out, methods=["none", "bkd", "two"])
+    assert again["searches"] == doc["searches"]
+    listed = run_temporal_kd(spec=spec, work=work, out=tmp_path / "o2", train=False)
+    assert len(listed["searches"]) == 3 and len(listed["runs"]) == len(doc["runs"])
