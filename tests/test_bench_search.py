@@ -128,3 +128,20 @@ def test_searched_cells_run_the_chosen_values_on_test(tmp_path: Path) -> None:
     assert again["searches"] == doc["searches"]
     listed = run_temporal_kd(spec=spec, work=work, out=tmp_path / "o2", train=False)
     assert len(listed["searches"]) == 3 and len(listed["runs"]) == len(doc["runs"])
+
+
+def test_a_table_under_the_seed_protocol_says_it_is_not_the_standard_split() -> None:
+    """The same document with ``data.resplit`` in its protocol gets the seed-protocol line instead of the
+    standard one, naming the split's settings."""
+    from _tables import temporal_kd_markdown
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    doc = json.loads((results / "temporal_kd.json").read_text())
+    assert "not the standard split" not in temporal_kd_markdown(doc)
+    doc["protocol"]["data"] = {
+        "time": {"granularity": "year"},
+        "resplit": {"expand": "year", "valid": 0.1, "test": 0.1, "seed": 0},
+    }
+    md = temporal_kd_markdown(doc)
+    assert "**not the standard split.**" in md and "(0.1 valid, 0.1 test, seed 0)" in md
+    assert "The seed paper's own numbers" not in md
