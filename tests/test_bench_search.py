@@ -12,64 +12,53 @@ import yaml
 
 from kgdistill.errors import ConfigError
 from temporal_kd import _configs, _space, run_temporal_kd
+from test_bench import _spec as base_spec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DATA = str(FIXTURES / "wikidata12k-mini")
 
 
-def _spec() -> dict[str, Any]:
+def _spec(tmp_path: Path) -> dict[str, Any]:
+    """The benchmark tests' spec (one TTransE student on the Wikidata12k fixture) with searches: the student's
+    learning rate, BKD's temperature, and a two-stage method's stage-1 share and BKD weight."""
     bkd = {"loss": "kd_kl", "teacher": "kge", "weight": 1.0, "temperature": 4.0}
     fit = {"loss": "fitnet", "teacher": "kge", "weight": 1.0, "fields": ["h", "r", "t"]}
-    return {
-        "benchmark": "temporal-kd-tuned",
-        "datasets": [DATA],
-        "seeds": [0, 1],
-        "data": {"time": {"granularity": "year"}},
-        "eval": {"split": "test", "ties": "realistic", "time_aware": True},
-        "search": {
-            "trials": 2,
-            "sampler": {"name": "random", "seed": 0, "startup_trials": 1},
-            "pruner": {"name": "none"},
+    spec = yaml.safe_load(base_spec(tmp_path).read_text())
+    spec["benchmark"] = "temporal-kd-tuned"
+    spec["search"] = {
+        "trials": 2,
+        "sampler": {"name": "random", "seed": 0, "startup_trials": 1},
+        "pruner": {"name": "none"},
+    }
+    spec["students"]["ttranse"].update(
+        epochs=4,
+        supervised=[{"loss": "supervised_ce"}, {"loss": "n3", "weight": 0.01}],
+        space={"lr": {"path": "train.lr", "low": 0.001, "high": 0.05, "log": True}},
+    )
+    spec["methods"] = {
+        "none": [],
+        "bkd": {
+            "objective": [bkd],
+            "space": {"T": {"term": "kd_kl", "key": "temperature", "low": 0.5, "high": 4.0}},
         },
-        "teacher": {
-            "model": {"name": "tntcomplex", "dim": 8},
-            "stages": [{"epochs": 2, "objective": [{"loss": "supervised_ce"}]}],
-            "train": {"batch_size": 256},
-        },
-        "students": {
-            "ttranse": {
-                "model": {"name": "ttranse", "dim": 4},
-                "epochs": 4,
-                "train": {"batch_size": 256, "optimizer": "adam", "lr": 0.01},
-                "supervised": [{"loss": "supervised_ce"}, {"loss": "n3", "weight": 0.01}],
-                "space": {"lr": {"path": "train.lr", "low": 0.001, "high": 0.05, "log": True}},
-            }
-        },
-        "supervised": [{"loss": "supervised_ce"}],
-        "methods": {
-            "none": [],
-            "bkd": {
-                "objective": [bkd],
-                "space": {"T": {"term": "kd_kl", "key": "temperature", "low": 0.5, "high": 4.0}},
-            },
-            "two": {
-                "stages": [
-                    {"share": 0.5, "objective": [fit, bkd]},
-                    {"share": 0.5, "objective": [fit, bkd]},
-                ],
-                "space": {
-                    "first": {"share": 0, "choices": [0.25, 0.75]},
-                    "w": {"term": "kd_kl", "key": "weight", "low": 0.1, "high": 2.0},
-                },
+        "two": {
+            "stages": [
+                {"share": 0.5, "objective": [fit, bkd]},
+                {"share": 0.5, "objective": [fit, bkd]},
+            ],
+            "space": {
+                "first": {"share": 0, "choices": [0.25, 0.75]},
+                "w": {"term": "kd_kl", "key": "weight", "low": 0.1, "high": 2.0},
             },
         },
     }
+    return spec
 
 
-def test_space_names_terms_in_every_stage_and_shares_as_epochs() -> None:
+def test_space_names_terms_in_every_stage_and_shares_as_epochs(tmp_path: Path) -> None:
     """A ``term`` parameter writes every stage's term of that loss (after the student's own supervised terms);
     a ``share`` parameter searches a stage's epochs as shares of the student's epochs."""
-    sp = _spec()
+    sp = _spec(tmp_path)
     teachers = {"kge": Path("t")}
     cfg = _configs(sp, DATA, None, teachers, "ttranse", "two", 0, None)
     assert [t["loss"] for t in cfg["stages"][1]["objective"]] == [
@@ -95,7 +84,7 @@ def test_space_names_terms_in_every_stage_and_shares_as_epochs() -> None:
 @pytest.mark.slow  # searches and trains real runs end to end
 def test_searched_cells_run_the_chosen_values_on_test(tmp_path: Path) -> None:
     spec, work, out = tmp_path / "spec.yaml", tmp_path / "work", tmp_path / "out"
-    spec.write_text(yaml.safe_dump(_spec()))
+    spec.write_text(yaml.safe_dump(_spec(tmp_path)))
     doc = run_temporal_kd(spec=spec, work=work, out=out, methods=["none", "bkd", "two"])
     cells = {(s["student"], s["method"]): s for s in doc["searches"]}
     assert set(cells) == {("ttranse", m) for m in ("none", "bkd", "two")}
