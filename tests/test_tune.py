@@ -230,8 +230,9 @@ def test_cli_reports_and_bad_spec_exits_2(tmp_path: Path) -> None:
 def test_killed_search_resumes_the_interrupted_trial(tmp_path: Path) -> None:
     """kill -9 during a trial; the same command runs the interrupted trial's values again (its run resumes
     from its last checkpoint) and the study ends with the budget of finished trials."""
-    base = {**BASE, "stages": [{**BASE["stages"][0], "epochs": 40}]}
-    spec = _spec(tmp_path, config=base, trials=2, final={"seeds": []})
+    # no early stop: a trial lasts its 150 epochs (seconds), longer than the wait before the kill
+    base = {**BASE, "stages": [{**BASE["stages"][0], "epochs": 150}]}
+    spec = _spec(tmp_path, config=base, set={"train.patience": 1000}, trials=2, final={"seeds": []})
     out = tmp_path / "s"
     cmd = [sys.executable, "-m", "kgdistill", "tune", str(spec), "--out", str(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
