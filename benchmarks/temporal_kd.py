@@ -364,8 +364,16 @@ def _row(
         "best_epoch": metrics.get("best_epoch"),
         "epochs_run": metrics.get("epochs"),
         "filter_mode": metrics["protocol"].get("filter_mode"),
-        "run": str(run_dir),
+        "run": _shown(run_dir),
     }
+
+
+def _shown(path: Path) -> str:
+    """A run folder as the results name it: relative to the repository when inside it (no machine path)."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
