@@ -84,9 +84,10 @@ def resplit(
         triples, start = triples[idx], year
         end = year
     rows = np.column_stack([triples, start]) if temporal else triples
+    expanded = len(rows)
     _, first = np.unique(rows, axis=0, return_index=True)
     first.sort()  # keep the pooled order (so that the permutation alone decides the split)
-    duplicates = len(rows) - len(first)
+    duplicates = expanded - len(first)
     rows = rows[first]
     order = np.random.default_rng(seed).permutation(len(rows))
     n_test, n_valid = round(test * len(rows)), round(valid * len(rows))
@@ -109,7 +110,7 @@ def resplit(
     derivation: dict[str, Any] = {
         "protocol": name,
         "pooled_facts": int(pooled),
-        "after_expansion": int(len(first) + duplicates),
+        "after_expansion": expanded,
         "duplicates_dropped": int(duplicates),
         "splits": {s: len(ix) for s, ix in parts.items()},
     }
