@@ -198,8 +198,15 @@ def source_lines(doc: dict[str, Any]) -> list[str]:
     """The command, machine and date behind each dataset's (pair's) rows: calls for one add to the file."""
     out = []
     for ds, src in doc.get("sources", {}).items():
-        machine = {k: v for k, v in src.items() if k not in ("command", "date")}
+        machine = {k: v for k, v in src.items() if k not in ("command", "date", "earlier")}
         out.append(f"- {ds}: `{src['command']}` on {machine}, {src['date']}")
+        for e in src.get(
+            "earlier", []
+        ):  # rows kept from other calls (another student, another machine)
+            where = {k: v for k, v in e.items() if k not in ("command", "date", "students")}
+            out.append(
+                f"  - {', '.join(e['students'])} rows: `{e['command']}` on {where}, {e['date']}"
+            )
     return out or [f"Command: `{doc['command']}`  ", f"Machine: {doc['machine']}"]
 
 

@@ -277,11 +277,10 @@ def run_temporal_kd(
     sources: dict[str, dict[str, Any]] = {}
 
     def write() -> dict[str, Any]:
-        # the other datasets' results already in --out are kept: a call for one dataset adds to the table
-        prev = earlier_results(out / f"{stem}.json", "dataset", datasets, ["runs", "searches"])
-        doc = _document(
-            prev["runs"] + runs, sp, {**prev["sources"], **sources}, prev["searches"] + searches
-        )
+        # results already in --out outside this call are kept: a call for one dataset, student or method adds
+        # to the table (a cell this call makes again replaces its earlier rows)
+        prev = _earlier_cells(out / f"{stem}.json", datasets, students, methods, runs, sources)
+        doc = _document(prev["runs"] + runs, sp, prev["sources"], prev["searches"] + searches)
         if doc["rows"]:  # (a --finished-only call may find nothing finished)
             write_temporal_kd(doc, out)
         return doc
@@ -337,6 +336,81 @@ def run_temporal_kd(
                     sources[ds] = {"command": run_command(), **machine_info()}
                     write()
     return write()
+
+
+def _earlier_cells(
+    path: Path,
+    datasets: Sequence[str],
+    students: Sequence[str],
+    methods: Sequence[str],
+    runs: list[dict[str, Any]],
+    sources: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The runs, searches and sources of an earlier result file that this call does not make again.
+
+    Kept: every cell (dataset, student, method) outside ``datasets`` x ``students`` x ``methods`` and, within this
+    call's datasets, the teacher rows it has not (yet) made again. A dataset whose kept rows came from another call
+    keeps that call's command, machine and date under its source's ``earlier`` (with the students kept), and a
+    teacher made again with other test metrics than the kept rows' teacher is logged: those rows were distilled from
+    the earlier run of it.
+    """
+    prev = earlier_results(path, "dataset", [], ["runs", "searches"])
+    made = {(r["dataset"], r["student"], r["method"], r["seed"]) for r in runs}
+
+    def outside(e: dict[str, Any]) -> bool:
+        if e.get("dataset") not in datasets:
+            return True
+        return e.get("student") not in students or e.get("method") not in methods
+
+    kept_runs = [
+        r
+        for r in prev["runs"]
+        if (r.get("dataset"), r.get("student"), r.get("method"), r.get("seed")) not in made
+        and (outside(r) or r.get("method") in _TEACHERS)
+    ]
+    kept_searches = [s for s in prev["searches"] if outside(s)]
+    merged: dict[str, dict[str, Any]] = {}
+    for ds in dict.fromkeys([*prev["sources"], *sources]):
+        old, new = prev["sources"].get(ds), sources.get(ds)
+        students_kept = sorted(
+            {r["student"] for r in kept_runs if r["dataset"] == ds and r["method"] not in _TEACHERS}
+        )
+        if new is None or old is None:
+            merged[ds] = new or old  # type: ignore[assignment]
+            continue
+        merged[ds] = dict(new)
+        if students_kept:  # rows of other calls stay beside this call's: name them all
+            older = [
+                {**e, "students": [x for x in e.get("students", []) if x in students_kept]}
+                for e in old.get("earlier", [])
+            ]
+            older = [e for e in older if e["students"]]
+            covered = {x for e in older for x in e["students"]}
+            own = [x for x in students_kept if x not in covered]
+            last = {k: v for k, v in old.items() if k != "earlier"}
+            merged[ds]["earlier"] = [*older, *([{**last, "students": own}] if own else [])]
+        for r in runs:
+            if r["dataset"] == ds and r["method"] == "teacher" and students_kept:
+                before = next(
+                    (k for k in prev["runs"] if k["dataset"] == ds and k["method"] == "teacher"),
+                    None,
+                )
+                if before is not None and abs(before["mrr"] - r["mrr"]) > 0.01:
+                    log.warning(
+                        "%s: the teacher's test MRR is %.2f here, %.2f in %s; the kept rows of %s were "
+                        "distilled from that earlier run",
+                        ds,
+                        r["mrr"],
+                        before["mrr"],
+                        path,
+                        ", ".join(students_kept),
+                    )
+    kept_ds = {r["dataset"] for r in kept_runs} | {r["dataset"] for r in runs}
+    return {
+        "runs": kept_runs,
+        "searches": kept_searches,
+        "sources": {d: v for d, v in merged.items() if d in kept_ds and v is not None},
+    }
 
 
 def _row(

@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from _common import markdown_table
+from _tables import source_lines
 from kgdistill.errors import ConfigError
 from temporal_kd import run_temporal_kd
 
@@ -456,3 +457,72 @@ def test_teachers_with_nothing_to_report_says_so(
     with pytest.raises(SystemExit, match="nothing finished: no teacher to report"):
         teachers.main()
     assert not out.exists()
+
+
+def _run_row(student: str, method: str, seed: int, mrr: float) -> dict[str, Any]:
+    return {"dataset": "yago11k", "student": student, "method": method, "seed": seed, "mrr": mrr}
+
+
+def test_a_call_for_one_student_keeps_the_other_students_rows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cells outside a call's students x methods stay (with their call named); cells it makes again are replaced;
+    a re-made teacher with other metrics than the kept rows' is logged."""
+    from temporal_kd import _earlier_cells
+
+    first = {"command": "first", "date": "d1", "cpu": "x86_64"}
+    old_runs = [
+        _run_row("tntcomplex", "teacher", 0, 19.69),
+        _run_row("tntcomplex", "none", 0, 16.4),
+        _run_row("tntcomplex", "ours", 0, 17.9),
+        _run_row("ta_distmult", "none", 0, 10.0),
+    ]
+    old_searches = [
+        {"dataset": "yago11k", "student": s, "method": "none"}
+        for s in ("tntcomplex", "ta_distmult")
+    ]
+    path = tmp_path / "t.json"
+    path.write_text(
+        json.dumps({"runs": old_runs, "searches": old_searches, "sources": {"yago11k": first}})
+    )
+    new_runs = [
+        _run_row("tntcomplex", "teacher", 0, 19.69),
+        _run_row("ta_distmult", "none", 0, 11.0),
+    ]
+    second = {"command": "second", "date": "d2", "cpu": "x86_64"}
+    kept = _earlier_cells(
+        path, ["yago11k"], ["ta_distmult"], ["none", "bkd"], new_runs, {"yago11k": second}
+    )
+    assert [(r["student"], r["method"]) for r in kept["runs"]] == [
+        ("tntcomplex", "none"),
+        ("tntcomplex", "ours"),
+    ]  # the teacher and ta_distmult/none are made again: only the new rows count
+    assert [s["student"] for s in kept["searches"]] == ["tntcomplex"]
+    src = kept["sources"]["yago11k"]
+    assert src["command"] == "second"
+    assert src["earlier"] == [{**first, "students": ["tntcomplex"]}]
+    lines = "\n".join(source_lines({"sources": kept["sources"]}))
+    assert "- yago11k: `second`" in lines and "  - tntcomplex rows: `first`" in lines
+
+    # a third call for tntcomplex again: the first call's rows are gone, so is its line
+    path.write_text(
+        json.dumps({"runs": kept["runs"] + new_runs, "searches": [], "sources": kept["sources"]})
+    )
+    again = _earlier_cells(
+        path, ["yago11k"], ["tntcomplex"], ["none", "ours"], [], {"yago11k": first}
+    )
+    assert [(r["student"], r["method"]) for r in again["runs"]] == [
+        ("tntcomplex", "teacher"),
+        ("ta_distmult", "none"),
+    ]
+    assert again["sources"]["yago11k"]["earlier"] == [{**second, "students": ["ta_distmult"]}]
+
+    # another dataset's call keeps this one whole
+    other = _earlier_cells(path, ["wikidata12k"], ["tntcomplex"], ["none"], [], {})
+    assert len(other["runs"]) == 4 and other["sources"]["yago11k"]["command"] == "second"
+
+    # a teacher trained again to other test metrics: the kept students' rows came from the earlier one
+    retrained = [_run_row("tntcomplex", "teacher", 0, 18.5)]
+    with caplog.at_level("WARNING"):
+        _earlier_cells(path, ["yago11k"], ["tntcomplex"], ["none"], retrained, {"yago11k": first})
+    assert "18.50 here, 19.69" in caplog.text and "ta_distmult" in caplog.text
