@@ -279,7 +279,9 @@ def run_temporal_kd(
     def write() -> dict[str, Any]:
         # results already in --out outside this call are kept: a call for one dataset, student or method adds
         # to the table (a cell this call makes again replaces its earlier rows)
-        prev = _earlier_cells(out / f"{stem}.json", datasets, students, methods, runs, sources)
+        prev = _earlier_cells(
+            out / f"{stem}.json", datasets, students, methods, runs, sources, seeds
+        )
         doc = _document(prev["runs"] + runs, sp, prev["sources"], prev["searches"] + searches)
         if doc["rows"]:  # (a --finished-only call may find nothing finished)
             write_temporal_kd(doc, out)
@@ -345,12 +347,13 @@ def _earlier_cells(
     methods: Sequence[str],
     runs: list[dict[str, Any]],
     sources: dict[str, dict[str, Any]],
+    seeds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """The runs, searches and sources of an earlier result file that this call does not make again.
 
-    Kept: every cell (dataset, student, method) outside ``datasets`` x ``students`` x ``methods`` and, within this
-    call's datasets, the teacher rows it has not (yet) made again. A dataset whose kept rows came from another call
-    keeps that call's command, machine and date under its source's ``earlier`` (with the students kept), and a
+    Kept: every cell (dataset, student, method) outside ``datasets`` x ``students`` x ``methods``, the runs of
+    other ``seeds`` than this call's (``None``: all seeds are this call's) and, within this call's datasets, the
+    teacher rows it has not (yet) made again. A dataset whose kept rows came from another call keeps that call's command, machine and date under its source's ``earlier`` (with the students kept), and a
     teacher made again with other test metrics than the kept rows' teacher is logged: those rows were distilled from
     the earlier run of it.
     """
@@ -366,7 +369,11 @@ def _earlier_cells(
         r
         for r in prev["runs"]
         if (r.get("dataset"), r.get("student"), r.get("method"), r.get("seed")) not in made
-        and (outside(r) or r.get("method") in _TEACHERS)
+        and (
+            outside(r)
+            or r.get("method") in _TEACHERS
+            or (seeds is not None and r.get("seed") not in seeds)
+        )
     ]
     kept_searches = [s for s in prev["searches"] if outside(s)]
     merged: dict[str, dict[str, Any]] = {}
