@@ -353,9 +353,9 @@ def _earlier_cells(
 
     Kept: every cell (dataset, student, method) outside ``datasets`` x ``students`` x ``methods``, the runs of
     other ``seeds`` than this call's (``None``: all seeds are this call's) and, within this call's datasets, the
-    teacher rows it has not (yet) made again. A dataset whose kept rows came from another call keeps that call's command, machine and date under its source's ``earlier`` (with the students kept), and a
-    teacher made again with other test metrics than the kept rows' teacher is logged: those rows were distilled from
-    the earlier run of it.
+    teacher rows it has not (yet) made again. A dataset whose kept rows came from another call keeps that call's
+    command, machine and date under its source's ``earlier`` (with the students kept), and a teacher made again
+    with other test metrics than the kept rows' teacher is logged: those rows were distilled from the earlier run.
     """
     prev = earlier_results(path, "dataset", [], ["runs", "searches"])
     made = {(r["dataset"], r["student"], r["method"], r["seed"]) for r in runs}
