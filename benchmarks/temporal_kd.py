@@ -295,6 +295,7 @@ def run_temporal_kd(
         t_cfg = _teacher_config(sp, "teacher", ds, data_root, teacher_epochs)
         metrics = ensure_run(t_cfg, teacher_dirs["kge"])
         runs.append(_row(ds, "teacher", "teacher", 0, metrics, teacher_dirs["kge"]))
+        _check_teacher(out / f"{stem}.json", runs[-1], students, methods)
         sources[ds] = {"command": run_command(), **machine_info()}
         write()
         needs_llm = any(
@@ -354,8 +355,7 @@ def _earlier_cells(
     Kept: every cell (dataset, student, method) outside ``datasets`` x ``students`` x ``methods``, the runs of
     other ``seeds`` than this call's (``None``: all seeds are this call's) and, within this call's datasets, the
     teacher rows it has not (yet) made again. A dataset whose kept rows came from another call keeps that call's
-    command, machine and date under its source's ``earlier`` (with the students kept), and a teacher made again
-    with other test metrics than the kept rows' teacher is logged: those rows were distilled from the earlier run.
+    command, machine and date under its source's ``earlier`` (with the students kept).
     """
     prev = earlier_results(path, "dataset", [], ["runs", "searches"])
     made = {(r["dataset"], r["student"], r["method"], r["seed"]) for r in runs}
@@ -396,28 +396,42 @@ def _earlier_cells(
             own = [x for x in students_kept if x not in covered]
             last = {k: v for k, v in old.items() if k != "earlier"}
             merged[ds]["earlier"] = [*older, *([{**last, "students": own}] if own else [])]
-        for r in runs:
-            if r["dataset"] == ds and r["method"] == "teacher" and students_kept:
-                before = next(
-                    (k for k in prev["runs"] if k["dataset"] == ds and k["method"] == "teacher"),
-                    None,
-                )
-                if before is not None and abs(before["mrr"] - r["mrr"]) > 0.01:
-                    log.warning(
-                        "%s: the teacher's test MRR is %.2f here, %.2f in %s; the kept rows of %s were "
-                        "distilled from that earlier run",
-                        ds,
-                        r["mrr"],
-                        before["mrr"],
-                        path,
-                        ", ".join(students_kept),
-                    )
     kept_ds = {r["dataset"] for r in kept_runs} | {r["dataset"] for r in runs}
     return {
         "runs": kept_runs,
         "searches": kept_searches,
         "sources": {d: v for d, v in merged.items() if d in kept_ds and v is not None},
     }
+
+
+def _check_teacher(
+    path: Path, teacher: dict[str, Any], students: Sequence[str], methods: Sequence[str]
+) -> None:
+    """Log when the ``teacher`` row made here has other test metrics (MRR by more than 0.01) than the teacher of
+    the student rows an earlier result file keeps beside this call's: those rows were distilled from that run."""
+    ds = teacher["dataset"]
+    prev = [
+        r for r in earlier_results(path, "dataset", [], ["runs"])["runs"] if r.get("dataset") == ds
+    ]
+    before = next((r for r in prev if r.get("method") == "teacher"), None)
+    kept = sorted(
+        {
+            r["student"]
+            for r in prev
+            if r.get("method") not in _TEACHERS
+            and (r.get("student") not in students or r.get("method") not in methods)
+        }
+    )
+    if before is not None and kept and abs(before["mrr"] - teacher["mrr"]) > 0.01:
+        log.warning(
+            "%s: the teacher's test MRR is %.2f here, %.2f in %s; the kept rows of %s were distilled from that "
+            "earlier run",
+            ds,
+            teacher["mrr"],
+            before["mrr"],
+            path,
+            ", ".join(kept),
+        )
 
 
 def _row(

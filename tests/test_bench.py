@@ -474,7 +474,7 @@ def test_a_call_for_one_student_keeps_the_other_students_rows(
 ) -> None:
     """Cells outside a call's students x methods stay (with their call named); cells it makes again are replaced;
     a re-made teacher with other metrics than the kept rows' is logged."""
-    from temporal_kd import _earlier_cells
+    from temporal_kd import _check_teacher, _earlier_cells
 
     first = {"command": "first", "date": "d1", "cpu": "x86_64"}
     old_runs = [
@@ -530,5 +530,5 @@ def test_a_call_for_one_student_keeps_the_other_students_rows(
     # a teacher trained again to other test metrics: the kept students' rows came from the earlier one
     retrained = [_run_row("tntcomplex", "teacher", 0, 18.5)]
     with caplog.at_level("WARNING"):
-        _earlier_cells(path, ["yago11k"], ["tntcomplex"], ["none"], retrained, {"yago11k": first})
+        _check_teacher(path, retrained[0], ["tntcomplex"], ["none"])
     assert "18.50 here, 19.69" in caplog.text and "ta_distmult" in caplog.text
