@@ -547,6 +547,24 @@ def _against_published(
     return out
 
 
+def _place(sp: dict[str, Any], datasets: list[str], r: dict[str, Any]) -> tuple[int, ...]:
+    """Where run or search ``r`` goes in the tables: by dataset, the teachers first, then the spec's order of
+    students and methods, then seed (whichever calls made the rows)."""
+    students, methods = list(sp.get("students", {})), [*_TEACHERS, *sp.get("methods", {})]
+
+    def at(seq: list[str], x: Any) -> int:
+        return seq.index(x) if x in seq else len(seq)
+
+    teacher = r.get("method") in _TEACHERS
+    return (
+        at(datasets, r.get("dataset")),
+        0 if teacher else 1,
+        -1 if teacher else at(students, r.get("student")),
+        at(methods, r.get("method")),
+        int(r.get("seed", 0)),
+    )
+
+
 def _document(
     runs: list[dict[str, Any]],
     sp: dict[str, Any],
@@ -557,7 +575,8 @@ def _document(
     ``searches``: the validation searches that chose the runs' values (a spec with ``search``)."""
     order = list(sp["datasets"])
     datasets = sorted(sources, key=lambda d: order.index(d) if d in order else len(order))
-    runs = sorted(runs, key=lambda r: datasets.index(r["dataset"]))
+    runs = sorted(runs, key=lambda r: _place(sp, datasets, r))
+    searches = sorted(searches or [], key=lambda r: _place(sp, datasets, r))
     rows = _aggregate(runs)
     goals = {}
     for ds in datasets:
@@ -596,7 +615,7 @@ def _document(
         "rows": rows,
         "runs": runs,
         "search": sp.get("search"),
-        "searches": searches or [],
+        "searches": searches,
         "goals": goals,
     }
 

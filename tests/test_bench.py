@@ -532,3 +532,33 @@ def test_a_call_for_one_student_keeps_the_other_students_rows(
     with caplog.at_level("WARNING"):
         _check_teacher(path, retrained[0], ["tntcomplex"], ["none"])
     assert "18.50 here, 19.69" in caplog.text and "ta_distmult" in caplog.text
+
+
+def test_rows_of_several_calls_follow_the_spec_order() -> None:
+    """Kept rows and a later call's rows interleave into one order: dataset, the teachers, then the spec's
+    students and methods, then seed (not the order the calls came in)."""
+    from temporal_kd import _place
+
+    sp = {
+        "students": {"ttranse": {}, "tntcomplex": {}},
+        "methods": {"none": [], "bkd": [], "ours": []},
+    }
+    came = [
+        _run_row("ttranse", "ours", 1, 0.0),
+        {**_run_row("ttranse", "none", 0, 0.0), "dataset": "wikidata12k"},
+        _run_row("tntcomplex", "none", 0, 0.0),
+        _run_row("ttranse", "ours", 0, 0.0),
+        _run_row("tntcomplex", "teacher", 0, 0.0),
+        _run_row("ttranse", "bkd", 0, 0.0),
+        _run_row("llm_scorer", "llm-scorer", 0, 0.0),
+    ]
+    order = sorted(came, key=lambda r: _place(sp, ["yago11k", "wikidata12k"], r))
+    assert [(r["dataset"][0], r["student"], r["method"], r["seed"]) for r in order] == [
+        ("y", "tntcomplex", "teacher", 0),
+        ("y", "llm_scorer", "llm-scorer", 0),
+        ("y", "ttranse", "bkd", 0),
+        ("y", "ttranse", "ours", 0),
+        ("y", "ttranse", "ours", 1),
+        ("y", "tntcomplex", "none", 0),
+        ("w", "ttranse", "none", 0),
+    ]
