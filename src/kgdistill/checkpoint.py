@@ -22,6 +22,7 @@ from kgdistill.errors import CheckpointError
 from kgdistill.features import TextFeatures
 from kgdistill.io import atomic_save_tensors, read_safetensors
 from kgdistill.models.base import KGEModel, Vocab
+from kgdistill.models.history import history_placeholder
 from kgdistill.models.zoo import build_model, model_features
 from kgdistill.plm.causal import LMFeatures
 from kgdistill.plm.features import PLMFeatures
@@ -177,6 +178,8 @@ def placeholder_features(ckpt: Checkpoint) -> dict[str, Any]:
                 f"{ckpt.path}: a bi-encoder without its encoder config and text shapes"
             )
         out["plm"] = PLMFeatures.placeholder(meta)
+    if spec.get("features", {}).get("history"):
+        out["history"] = history_placeholder(spec["features"]["history"])
     if "lm" in model_features(spec["name"]):
         meta = spec.get("features", {}).get("lm")
         if not meta or "shapes" not in meta:

@@ -30,6 +30,7 @@ from kgdistill.evaluate import Metrics, evaluate, evaluate_model
 from kgdistill.features import TEXT_OPTIONS, text_features
 from kgdistill.io import write_json
 from kgdistill.models.base import KGEModel, Vocab
+from kgdistill.models.history import history_features, history_meta
 from kgdistill.models.zoo import MODELS, build_model, feature_options, is_temporal, model_features
 from kgdistill.objective import Objective
 from kgdistill.plm.causal import LM_OPTIONS, lm_features
@@ -105,6 +106,8 @@ def check(
             where="model",
             context={"kg": None, "progress": None},
         )
+    if not isinstance(kwargs.get("history", False), bool):
+        raise ConfigError(f"config key 'model.history': {kwargs['history']!r} is not true or false")
     if isinstance(kwargs.get("context"), dict):
         check_kwargs(
             context_tokens, kwargs["context"], where="model.context", context=CONTEXT_FILLED
@@ -195,7 +198,10 @@ class Run:
         else:
             features = cls._features(cfg, kg, progress)
             model = build_model({"name": cfg.model.name, **cfg.model.kwargs()}, vocab, features)
-            feature_meta = {kind: f.meta() for kind, f in features.items()}
+            feature_meta = {
+                kind: history_meta(f) if kind == "history" else f.meta()
+                for kind, f in features.items()
+            }
         record_vocab(model, GraphVocab.of_kg(kg))  # the graph's name and labels, for later checks
         teachers = {
             name: teacher_from_spec(name, spec, kg, device) for name, spec in cfg.teachers.items()
@@ -233,6 +239,8 @@ class Run:
         if "lm" in model_features(cfg.model.name):
             options = {k: v for k, v in cfg.model.kwargs().items() if k in LM_OPTIONS}
             out["lm"] = lm_features(kg, progress=progress, **options)
+        if cfg.model.kwargs().get("history"):
+            out["history"] = history_features(kg)
         return out
 
     def meta(self) -> dict[str, Any]:

@@ -119,6 +119,7 @@ class FilterIndex:
         *,
         time_aware: bool = True,
         time_filter: TimeFilter = "validity",
+        mode: str | None = None,
     ) -> FilterIndex:
         """Index the facts of ``splits``.
 
@@ -126,11 +127,18 @@ class FilterIndex:
             time_aware: ``False`` on a temporal KG gives the static filter.
             time_filter: ``validity`` (default: ``point`` or ``interval`` by the graph's time kind) or
                 ``timestamp`` (see the module docstring); ignored on a static graph or with ``time_aware=False``.
+            mode: ``interval`` on any temporal graph (points are intervals ``[t, t]``), instead of the mode of
+                the options: key ``(h, r)`` with every answer's validity, what :meth:`gaps` reads.
 
         Raises:
             ConfigError: an unknown ``time_filter``.
         """
-        mode = filter_mode(kg.time.kind, time_aware=time_aware, time_filter=time_filter)
+        if mode is None:
+            mode = filter_mode(kg.time.kind, time_aware=time_aware, time_filter=time_filter)
+        elif mode != "interval" or kg.validity is None:
+            raise ConfigError(
+                f"an index of mode {mode!r} needs a temporal graph and mode 'interval'"
+            )
         # a timed key reads the time ids of the quadruples as modelled; the others the original facts
         rows = torch.cat([(kg.splits if mode in _TIMED_KEY else kg.facts)[s] for s in splits])
         queries = both_directions(rows, kg.num_relations)  # (2n, 3|4)
@@ -203,6 +211,37 @@ class FilterIndex:
             ``(rows, cols)``: index pairs into a ``(B, E)`` score matrix, one per known answer, ``rows``
             ascending (the answers of query 0 first).
         """
+        rows, idx = self._pairs(queries)
+        cols = self.answers.index_select(0, idx)
+        if self.mode == "interval":
+            assert self.lo is not None and self.hi is not None and self.anchors is not None
+            at = self.anchors.index_select(0, queries[:, TIME]).index_select(0, rows)
+            lo, hi = self.lo.index_select(0, idx), self.hi.index_select(0, idx)
+            keep = ((lo <= at) & (at <= hi)) | (at == UNKNOWN_ANCHOR)
+            rows, cols = rows[keep], cols[keep]
+        return rows, cols
+
+    def gaps(self, queries: LongTensor) -> tuple[LongTensor, LongTensor, LongTensor]:
+        """Every indexed answer of ``queries (B, 4)`` with its distance in time (an ``interval`` index).
+
+        Returns:
+            ``(rows, cols, gap)``: index pairs into a ``(B, E)`` score matrix, ``rows`` ascending, and ``(N,)``
+            how many bins (ordinals) the answer's validity lies from the query's time: 0 inside it, ``-1`` for
+            a query at the unknown time.
+        """
+        if self.mode != "interval":
+            raise ValueError(f"gaps() reads an 'interval' index, not {self.mode!r}")
+        assert self.lo is not None and self.hi is not None and self.anchors is not None
+        rows, idx = self._pairs(queries)
+        at = self.anchors.index_select(0, queries[:, TIME]).index_select(0, rows)
+        lo, hi = self.lo.index_select(0, idx), self.hi.index_select(0, idx)
+        gap = torch.maximum(lo - at, at - hi).clamp_min_(0)
+        gap = torch.where(at == UNKNOWN_ANCHOR, torch.full_like(gap, -1), gap)
+        return rows, self.answers.index_select(0, idx), gap
+
+    def _pairs(self, queries: LongTensor) -> tuple[LongTensor, LongTensor]:
+        """``(rows, idx)``: for every indexed answer of ``queries (B, 3|4)``, its query (ascending) and its
+        position in :attr:`answers`."""
         key = self._key(queries, 2 * self.num_relations, self.num_times, self.mode)
         pos = torch.searchsorted(self.keys, key).clamp_max_(len(self.keys) - 1)
         # index_select throughout: 1-D gathers ~3x faster than advanced indexing (x[idx])
@@ -213,14 +252,7 @@ class FilterIndex:
         # pair j of query i reads answers[start[i] + j - (pairs before query i)]
         shift = start.sub_(length.cumsum(0)).add_(length)
         idx = shift.index_select(0, rows).add_(torch.arange(len(rows), device=key.device))
-        cols = self.answers.index_select(0, idx)
-        if self.mode == "interval":
-            assert self.lo is not None and self.hi is not None and self.anchors is not None
-            at = self.anchors.index_select(0, queries[:, TIME]).index_select(0, rows)
-            lo, hi = self.lo.index_select(0, idx), self.hi.index_select(0, idx)
-            keep = ((lo <= at) & (at <= hi)) | (at == UNKNOWN_ANCHOR)
-            rows, cols = rows[keep], cols[keep]
-        return rows, cols
+        return rows, idx
 
     def known_chunks(
         self, queries: LongTensor, chunk: int, block: int = FILTER_BLOCK

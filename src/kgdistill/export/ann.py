@@ -35,10 +35,13 @@ def _check_dot(model: KGEModel, name: str | None) -> None:
         or type(model).score_all is not KGEModel.score_all
         or inter is None
         or inter.kind != "dot"
+        or model.history is not None
     ):
         why = (
             f"{type(inter).__name__} is a distance"
             if getattr(inter, "kind", None) == "distance"
+            else "its recurrence term (model.history) adds per-entity scores"
+            if getattr(model, "history", None) is not None
             else f"{type(model).__name__} scores each (query, entity) pair jointly"
         )
         raise ExportError(

@@ -149,6 +149,26 @@ class KGEModel(nn.Module):
         self.relations = relations
         self.interaction = interaction
         self.aux_wanted: frozenset[str] = frozenset()
+        #: the recurrence term over the training facts (``model.history``, :mod:`kgdistill.models.history`)
+        self.history: nn.Module | None = None
+
+    def _plus_history(
+        self, queries: LongTensor, scores: FloatTensor, candidates: LongTensor | None = None
+    ) -> FloatTensor:
+        """``scores (B, E|C)`` plus the history term of the same entries, if the model has one."""
+        if self.history is None:
+            return scores
+        return scores + self.history(queries, candidates).to(scores.dtype)
+
+    @property
+    def export_refusal(self) -> str | None:
+        """Why the model cannot be exported (:mod:`kgdistill.export`), or ``None``."""
+        if self.history is not None:
+            return (
+                "its recurrence term (model.history) looks up the training facts of every query, which the "
+                "exported graphs and tables do not hold; serve the run folder instead (kgdistill serve)"
+            )
+        return None
 
     @property
     def aux_tasks(self) -> frozenset[str]:
@@ -197,7 +217,8 @@ class KGEModel(nn.Module):
 
     def score_all(self, queries: LongTensor) -> FloatTensor:
         """Scores of every entity as the tail: ``(B, 3|4) -> (B, E)``, one matrix product for bilinear models."""
-        return self.interaction.score_all(self.query_vectors(queries), self.entities.table())
+        scores = self.interaction.score_all(self.query_vectors(queries), self.entities.table())
+        return self._plus_history(queries, scores)
 
     def forward(self, queries: LongTensor, candidates: LongTensor | None = None) -> ModelOutput:
         """Score ``candidates (B, C)`` (entity ids), or all entities when ``None``.
@@ -220,7 +241,7 @@ class KGEModel(nn.Module):
             h, r = self.encode(queries)
             q = self.interaction.combine(h, r)
             t = self.entities.table()
-            return h, r, t, self.interaction.score_all(q, t)
+            return h, r, t, self._plus_history(queries, self.interaction.score_all(q, t))
         shared = shared_negatives(candidates)
         wanted = (candidates,) if shared is None else (candidates[:, 0], shared)
         # heads from the entity table too (the encoder is not overridden): one lookup for all
@@ -231,7 +252,8 @@ class KGEModel(nn.Module):
             (h, r), ts = self.encode(queries), list(self.entities.many(*wanted))
         q = self.interaction.combine(h, r)
         if shared is None:
-            return h, r, ts[0], self.interaction.score_candidates(q, ts[0])
+            scores = self.interaction.score_candidates(q, ts[0])
+            return h, r, ts[0], self._plus_history(queries, scores, candidates)
         # negatives shared by the batch: one (B, d) x (d, k) product; ``t`` keeps its (B, 1 + k, d) shape
         # (a copy without gradient unless a term reads it)
         pos, neg = ts
@@ -243,7 +265,7 @@ class KGEModel(nn.Module):
             dim=1,
         )
         t = torch.cat([pos.unsqueeze(1), neg.expand(len(pos), *neg.shape)], dim=1)
-        return h, r, t, scores
+        return h, r, t, self._plus_history(queries, scores, candidates)
 
     def score_candidates(self, queries: LongTensor, candidates: LongTensor) -> FloatTensor:
         """Scores of given entities as the tail: ``queries (B, 3|4)``, ``candidates (B, C)`` ids -> ``(B, C)``.
@@ -257,7 +279,10 @@ class KGEModel(nn.Module):
 
     def score_hrt(self, facts: LongTensor) -> FloatTensor:
         """Score of each fact's own tail: ``(B, 3|4) -> (B,)``."""
-        return self.interaction.score_hrt(self.query_vectors(facts), self.entities(facts[:, TAIL]))
+        scores = self.interaction.score_hrt(
+            self.query_vectors(facts), self.entities(facts[:, TAIL])
+        )
+        return self._plus_history(facts, scores.unsqueeze(1), facts[:, TAIL : TAIL + 1]).squeeze(1)
 
     def _remote(self) -> int:
         """Entity parameters held by the other ranks when the table is sharded (:mod:`kgdistill.shard`)."""

@@ -23,6 +23,7 @@ from kgdistill.models.base import KGEModel, Vocab
 from kgdistill.models.bi_encoder import BiEncoder
 from kgdistill.models.cross_encoder import CrossEncoder
 from kgdistill.models.generative import GenerativeLM
+from kgdistill.models.history import HISTORY_OPTIONS, HistoryTerm
 from kgdistill.models.hyte import HyTE
 from kgdistill.models.interactions import (
     ComplEx,
@@ -46,7 +47,15 @@ from kgdistill.plm.features import PLM_OPTIONS, PLMFeatures
 from kgdistill.registry import Registry
 from kgdistill.vocab import GraphVocab, record_vocab
 
-__all__ = ["MODELS", "TimeUse", "build_model", "is_temporal", "model_features", "time_use"]
+__all__ = [
+    "MODELS",
+    "TimeUse",
+    "attach_history",
+    "build_model",
+    "is_temporal",
+    "model_features",
+    "time_use",
+]
 
 MODELS: Registry[Callable[..., KGEModel]] = Registry("model")
 
@@ -88,8 +97,9 @@ def model_features(name: str) -> tuple[str, ...]:
 
 
 def feature_options(name: str) -> frozenset[str]:
-    """Config keys of the ``model`` section that configure the model's features, not the model."""
-    return frozenset().union(*(_FEATURE_OPTIONS[f] for f in model_features(name)))
+    """Config keys of the ``model`` section that configure the model's features, not the model (``history``,
+    the recurrence term of :mod:`kgdistill.models.history`, for every model)."""
+    return HISTORY_OPTIONS.union(*(_FEATURE_OPTIONS[f] for f in model_features(name)))
 
 
 def _static(
@@ -364,6 +374,23 @@ def generative(
     return GenerativeLM(features=features, length_norm=length_norm, chunk_size=chunk_size)
 
 
+def attach_history(model: KGEModel, name: str, index: Any, vocab: Vocab) -> None:
+    """Give ``model`` the recurrence term over ``index`` (the training facts, :func:`history_features`).
+
+    Raises:
+        ConfigError: the model scores otherwise than through :class:`KGEModel`'s paths (names
+            ``model.history``).
+    """
+    own = (KGEModel.score_all, KGEModel.scored, KGEModel.forward, KGEModel.score_hrt)
+    mine = (type(model).score_all, type(model).scored, type(model).forward, type(model).score_hrt)
+    if own != mine:
+        raise ConfigError(
+            f"config key 'model.history': model '{name}' scores through its own paths, which the "
+            "recurrence term does not join (an embedding model such as tntcomplex, timeplex, ta_distmult)"
+        )
+    model.history = HistoryTerm(index, vocab.num_entities)
+
+
 def build_model(
     spec: dict[str, Any], vocab: Vocab, features: dict[str, Any] | None = None
 ) -> KGEModel:
@@ -389,6 +416,8 @@ def build_model(
     if kinds:
         context["features"] = (features or {})[kinds[0]]
     model: KGEModel = MODELS.build(kwargs, where="model", **context)
+    if (features or {}).get("history") is not None:
+        attach_history(model, name, features["history"], vocab)  # type: ignore[index]
     # the sizes it is built for, so that evaluating it on another graph is one clear error (kgdistill.vocab)
     record_vocab(model, GraphVocab(vocab.num_entities, vocab.num_relations, vocab.time_labels))
     return model

@@ -33,6 +33,8 @@ def check_config(cfg: RunConfig) -> None:
     if not cfg.train.shard_entities:
         return
     name = cfg.model.name
+    if cfg.model.kwargs().get("history"):
+        raise refuse("the recurrence term (model.history) reads the whole training graph per query")
     if model_features(name):
         raise refuse(
             f"model '{name}' computes its entity vectors with a text encoder; only a table of free "
