@@ -61,13 +61,25 @@ def _row(cfg: dict[str, Any], metrics: dict[str, Any], device: str) -> dict[str,
         "reference_mrr": ref[1],
         "target_mrr": ref[2],
         "config": cfg.get("name"),
+        # the recurrence term over the training facts (model.history) and the seed: rows of their own
+        "history": bool(cfg["model"].get("history", False)),
+        "seed": int(cfg.get("seed", 0)),
+        "command": "python " + shlex.join(sys.argv),
     }
 
 
 def _merge(rows: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, Any]]:
-    """``rows`` with ``row`` replacing the row of the same dataset, model, dim and device."""
-    key = ("dataset", "model", "dim", "device")
-    return [r for r in rows if [r[k] for k in key] != [row[k] for k in key]] + [row]
+    """``rows`` with ``row`` replacing the row of the same dataset, model, dim, device, history term and seed."""
+    return [r for r in rows if (*_key(r), _seed(r)) != (*_key(row), _seed(row))] + [row]
+
+
+def _key(r: dict[str, Any]) -> tuple[Any, ...]:
+    """What one line of the table shows (its seeds aggregated): dataset, model, dim, device, history term."""
+    return (r["dataset"], r["model"], r["dim"], r["device"], bool(r.get("history", False)))
+
+
+def _seed(r: dict[str, Any]) -> int:
+    return int(r.get("seed", 0))
 
 
 #: the columns of the teachers' table, in order
@@ -75,6 +87,7 @@ _COLUMNS = (
     "dataset",
     "model",
     "dim",
+    "seeds",
     "MRR",
     "H@1",
     "H@3",
@@ -89,32 +102,48 @@ _COLUMNS = (
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """Markdown: one row per teacher (by dataset, then model): test metrics in percent, cost, published MRR."""
-    return markdown_table(
-        [_table_row(r) for r in sorted(rows, key=lambda r: (r["dataset"], r["model"]))], _COLUMNS
-    )
+    """Markdown: one line per teacher (by dataset, then model), its seeds' mean ± std: test metrics in percent,
+    cost, published MRR."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in sorted(rows, key=lambda r: (_key(r), _seed(r))):
+        groups.setdefault(_key(r), []).append(r)
+    return markdown_table([_table_row(g) for g in groups.values()], _COLUMNS)
 
 
-def _table_row(r: dict[str, Any]) -> dict[str, str]:
-    """A teacher's row: its metrics, next to the published MRR and whether it meets the target."""
+def _pm(values: list[float], scale: float, digits: int) -> str:
+    """``mean ± std`` of ``values`` times ``scale`` (the mean alone for one value)."""
+    v = [x * scale for x in values]
+    mean = sum(v) / len(v)
+    if len(v) == 1:
+        return f"{mean:.{digits}f}"
+    std = (sum((x - mean) ** 2 for x in v) / (len(v) - 1)) ** 0.5
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _table_row(runs: list[dict[str, Any]]) -> dict[str, str]:
+    """A teacher's line (its seeds' ``runs``): metrics, next to the published MRR and whether the mean meets the
+    target."""
+    r = runs[0]
+    mrr = sum(x["mrr"] for x in runs) / len(runs)
     ref = f"{r['reference_mrr'] * 100:.1f} ({r['reference']})" if r["reference_mrr"] else "-"
     tgt = (
-        f">= {r['target_mrr'] * 100:.0f}: {'met' if r['mrr'] >= r['target_mrr'] else 'not met'}"
+        f">= {r['target_mrr'] * 100:.0f}: {'met' if mrr >= r['target_mrr'] else 'not met'}"
         if r["target_mrr"]
         else "-"
     )
     return {
         "dataset": str(r["dataset"]),
-        "model": str(r["model"]),
+        "model": str(r["model"]) + (" + history" if r.get("history") else ""),
         "dim": str(r["dim"]),
-        "MRR": f"{r['mrr'] * 100:.2f}",
-        "H@1": f"{r['hits1'] * 100:.2f}",
-        "H@3": f"{r['hits3'] * 100:.2f}",
-        "H@10": f"{r['hits10'] * 100:.2f}",
-        "MR": f"{r['mr']:.1f}",
+        "seeds": ", ".join(str(_seed(x)) for x in runs),
+        "MRR": _pm([x["mrr"] for x in runs], 100, 2),
+        "H@1": _pm([x["hits1"] for x in runs], 100, 2),
+        "H@3": _pm([x["hits3"] for x in runs], 100, 2),
+        "H@10": _pm([x["hits10"] for x in runs], 100, 2),
+        "MR": _pm([x["mr"] for x in runs], 1, 1),
         "device": str(r["device"]),
-        "train s": f"{r['train_s']:.0f}",
-        "epochs": str(r["epochs"]),
+        "train s": f"{sum(x['train_s'] for x in runs) / len(runs):.0f}",
+        "epochs": ", ".join(str(x["epochs"]) for x in runs),
         "published MRR": ref,
         "target": tgt,
     }
@@ -132,6 +161,10 @@ def teachers_markdown(doc: dict[str, Any]) -> str:
         "in percent.",
         "",
         f"Command: `{doc['command']}`  ",
+        *[
+            f"Rows of `{c}`  "
+            for c in dict.fromkeys(r["command"] for r in doc["rows"] if "command" in r)
+        ],
         f"Machine: {doc['machine']}  ",
         f"Date: {doc['date']}",
         "",
@@ -155,6 +188,13 @@ def main() -> None:
     ap.add_argument(
         "--set", dest="overrides", nargs="*", default=[], help="key.path=value for every config"
     )
+    ap.add_argument(
+        "--seeds",
+        nargs="*",
+        type=int,
+        default=None,
+        help="seeds of every config (default: its own); a seed other than the config's runs in <stem>-s<seed>",
+    )
     ap.add_argument("--work", type=Path, default=Path("benchmarks/work/teachers"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args()
@@ -162,15 +202,18 @@ def main() -> None:
 
     results = args.out / "teachers.json"
     rows = json.loads(results.read_text())["rows"] if results.is_file() else []
-    for path in args.configs:
+    for path, seed in ((p, s) for p in args.configs for s in args.seeds or [None]):
         raw = apply_overrides(yaml.safe_load(path.read_text()), args.overrides)
         raw.setdefault("train", {})["progress"] = False
+        own = raw.get("seed", 0)
+        raw["seed"] = own if seed is None else seed
         device = str(resolve_device(raw["train"].get("device", "auto")))
-        metrics = ensure_run(raw, args.work / path.stem)
+        stem = path.stem if raw["seed"] == own else f"{path.stem}-s{raw['seed']}"
+        metrics = ensure_run(raw, args.work / stem)
         row = _row(raw, metrics, device)
         rows = _merge(rows, row)
         print(
-            f"{path.stem}: test MRR {row['mrr']:.4f} in {row['train_s']:.0f} s on {device}",
+            f"{stem}: test MRR {row['mrr']:.4f} in {row['train_s']:.0f} s on {device}",
             flush=True,
         )
     for run in args.runs:
