@@ -164,6 +164,7 @@ def teachers_markdown(doc: dict[str, Any]) -> str:
         *[
             f"Rows of `{c}`  "
             for c in dict.fromkeys(r["command"] for r in doc["rows"] if "command" in r)
+            if c != doc["command"]
         ],
         f"Machine: {doc['machine']}  ",
         f"Date: {doc['date']}",
@@ -201,7 +202,8 @@ def main() -> None:
     from kgdistill.config import apply_overrides
 
     results = args.out / "teachers.json"
-    rows = json.loads(results.read_text())["rows"] if results.is_file() else []
+    earlier = json.loads(results.read_text()) if results.is_file() else {"rows": []}
+    rows = [{"command": earlier["command"], **r} for r in earlier["rows"]]
     for path, seed in ((p, s) for p in args.configs for s in args.seeds or [None]):
         raw = apply_overrides(yaml.safe_load(path.read_text()), args.overrides)
         raw.setdefault("train", {})["progress"] = False

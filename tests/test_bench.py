@@ -18,6 +18,7 @@ from kgdistill.errors import ConfigError
 from temporal_kd import run_temporal_kd
 
 FIXTURES = Path(__file__).parent / "fixtures"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def table_cells(md: str) -> list[list[str]]:
@@ -562,3 +563,28 @@ def test_rows_of_several_calls_follow_the_spec_order() -> None:
         ("y", "tntcomplex", "none", 0),
         ("w", "ttranse", "none", 0),
     ]
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (REPO_ROOT / "benchmarks" / "specs").glob("*-kd*.yaml"))
+)
+def test_every_kd_spec_makes_valid_run_configs(name: str) -> None:
+    """Every teacher and every (student, method) cell of a committed KD spec is a config the library accepts
+    (keys, names and values checked without reading data), so a typo fails here, not hours into a run."""
+    from kgdistill.config import parse_config
+    from kgdistill.run import check
+    from temporal_kd import _configs, _spec, _teacher_config
+
+    sp = _spec(REPO_ROOT / "benchmarks" / "specs" / name)
+    dirs = {"kge": Path("teacher"), "llm": Path("llm")}
+    for ds in sp["datasets"]:
+        sections = [s for s in ("teacher", "llm_teacher") if s in sp]
+        cfgs = [_teacher_config(sp, s, ds, None, None) for s in sections]
+        cfgs += [
+            _configs(sp, ds, None, dirs, st, m, 0, None)
+            for st in sp["students"]
+            for m in sp["methods"]
+        ]
+        for cfg in cfgs:
+            parsed = parse_config(cfg)
+            check(parsed, teacher_fields=dict.fromkeys(cfg.get("teachers", {})))
