@@ -3,6 +3,7 @@ and the configs it refuses."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,7 @@ def test_a_new_term_changes_nothing_and_joins_every_scoring_path(yago: KG) -> No
     """Zero-initialised: the same scores as without it; once moved, ``score_all``, ``forward(candidates)`` and
     ``score_hrt`` agree, and only recurring candidates moved."""
     plain, model = _model(yago, history=False), _model(yago)
-    fact, tau, _ = _recurring(yago)
+    fact, tau, gap = _recurring(yago)
     q = torch.stack(
         [torch.tensor([fact[HEAD], fact[REL], fact[TAIL], tau]), yago.splits["train"][5]]
     )
@@ -83,6 +84,10 @@ def test_a_new_term_changes_nothing_and_joins_every_scoring_path(yago: KG) -> No
         moved != 0, torch.isfinite(near)
     )  # only training facts valid at another time
     assert bool(torch.isfinite(near[0, fact[TAIL]]))
+    # the value: a + b exp(-(g / w)^2) at the fact's gap (width 2 bins at the start), as a float, by hand
+    assert float(moved[0, fact[TAIL]]) == pytest.approx(
+        -1.0 + 2.0 * math.exp(-((gap / 2.0) ** 2)), rel=1e-5
+    )
     cand = torch.tensor([[int(fact[TAIL]), 0, 7], [3, 4, 5]])
     with torch.no_grad():
         assert torch.allclose(model(q, cand).scores, full.gather(1, cand))

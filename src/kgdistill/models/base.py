@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from kgdistill.data.batching import shared_negatives
+from kgdistill.models.history import HistoryTerm
 from kgdistill.models.interactions import Interaction
 from kgdistill.models.representations import EntityRepresentation, RelationEncoder
 from kgdistill.types import HEAD, REL, TAIL, TIME, BoolTensor, FloatTensor, LongTensor
@@ -150,7 +151,7 @@ class KGEModel(nn.Module):
         self.interaction = interaction
         self.aux_wanted: frozenset[str] = frozenset()
         #: the recurrence term over the training facts (``model.history``, :mod:`kgdistill.models.history`)
-        self.history: nn.Module | None = None
+        self.history: HistoryTerm | None = None
 
     def _plus_history(
         self, queries: LongTensor, scores: FloatTensor, candidates: LongTensor | None = None
@@ -158,7 +159,7 @@ class KGEModel(nn.Module):
         """``scores (B, E|C)`` plus the history term of the same entries, if the model has one."""
         if self.history is None:
             return scores
-        return scores + self.history(queries, candidates).to(scores.dtype)
+        return self.history.add_to(queries, scores, candidates)
 
     @property
     def export_refusal(self) -> str | None:

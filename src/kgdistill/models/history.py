@@ -109,26 +109,63 @@ class HistoryTerm(nn.Module):
     def meta(self) -> dict[str, Any]:
         return history_meta(self.index())
 
+    def _sparse(self, queries: LongTensor) -> tuple[LongTensor, FloatTensor]:
+        """The entries that get a term: ``(flat, gap)``, ``(N,)`` positions ``row * E + entity`` of a ``(B, E)``
+        matrix (ascending, unique) and how many bins from the query's time the nearest training fact
+        ``(h, r, o)`` valid at another time lies (``> 0``)."""
+        rows, cols, gap = self.index().gaps(queries)
+        other = gap > 0
+        flat = rows[other] * self.num_entities + cols[other]
+        flat, inverse = torch.unique(flat, return_inverse=True)
+        nearest = torch.full((len(flat),), math.inf, device=queries.device, dtype=torch.float32)
+        nearest.scatter_reduce_(0, inverse, gap[other].float(), reduce="amin")
+        return flat, nearest
+
+    def _values(self, queries: LongTensor, flat: LongTensor, gap: FloatTensor) -> FloatTensor:
+        """``(N,)`` the term ``a_r + b_r exp(-(g / w_r)^2)`` of the entries ``flat`` at distances ``gap``."""
+        r = queries[:, REL].index_select(
+            0, torch.div(flat, self.num_entities, rounding_mode="floor")
+        )
+        width = self.log_width.index_select(0, r).exp()
+        return self.offset.index_select(0, r) + self.amplitude.index_select(0, r) * torch.exp(
+            -((gap / width) ** 2)
+        )
+
     def nearest(self, queries: LongTensor) -> FloatTensor:
         """``(B, E)``: how many bins from the query's time the nearest training fact ``(h, r, o)`` valid at
         another time lies, ``inf`` where there is none (or the query's time is unknown)."""
-        rows, cols, gap = self.index().gaps(queries)
-        other = gap > 0
+        flat, gap = self._sparse(queries)
         dense = torch.full(
             (len(queries), self.num_entities), math.inf, device=queries.device, dtype=torch.float32
         )
-        flat = rows[other] * self.num_entities + cols[other]
-        dense.view(-1).scatter_reduce_(0, flat, gap[other].float(), reduce="amin")
+        dense.view(-1).index_copy_(0, flat, gap)
         return dense
 
+    def add_to(
+        self, queries: LongTensor, scores: FloatTensor, candidates: LongTensor | None = None
+    ) -> FloatTensor:
+        """``scores (B, E)`` of every entity, or ``(B, C)`` of ``candidates (B, C)``, plus the term.
+
+        Only the few entries of training facts at other times are computed and added (no dense ``(B, E)``
+        pass beyond the one copy of the sum), so the term costs little beside the embedding's scores."""
+        flat, gap = self._sparse(queries)
+        if candidates is None:
+            values = self._values(queries, flat, gap).to(scores.dtype)
+            return scores.reshape(-1).index_add(0, flat, values).view_as(scores)
+        # the candidates' positions in the (B, E) matrix, found among the sorted entries
+        rows = torch.arange(len(queries), device=queries.device).unsqueeze(1)
+        wanted = (rows * self.num_entities + candidates).reshape(-1)
+        if len(flat) == 0:
+            return scores
+        pos = torch.searchsorted(flat, wanted).clamp_max_(len(flat) - 1)
+        found = flat.index_select(0, pos) == wanted
+        pos, at = pos[found], torch.nonzero(found).squeeze(1)
+        values = self._values(queries, flat.index_select(0, pos), gap.index_select(0, pos))
+        return scores.reshape(-1).index_add(0, at, values.to(scores.dtype)).view_as(scores)
+
     def forward(self, queries: LongTensor, candidates: LongTensor | None = None) -> FloatTensor:
-        """The term of every entity ``(B, E)`` or of ``candidates (B, C)`` ids ``(B, C)``."""
-        g = self.nearest(queries)
-        if candidates is not None:
-            g = g.gather(1, candidates)
-        r = queries[:, REL]
-        a, b = self.offset[r].unsqueeze(1), self.amplitude[r].unsqueeze(1)
-        w = self.log_width[r].exp().unsqueeze(1)
-        known = torch.isfinite(g)
-        g = torch.where(known, g, torch.zeros_like(g))
-        return torch.where(known, a + b * torch.exp(-((g / w) ** 2)), torch.zeros_like(g))
+        """The term alone, of every entity ``(B, E)`` or of ``candidates (B, C)`` ids ``(B, C)`` (0 where
+        there is none)."""
+        shape = (len(queries), self.num_entities) if candidates is None else candidates.shape
+        zeros = torch.zeros(shape, device=queries.device, dtype=self.offset.dtype)
+        return self.add_to(queries, zeros, candidates)
