@@ -106,6 +106,12 @@ def test_model_and_loss_keys_checked_against_registries() -> None:
     cfg = parse_config({"model": {"name": "distmult", "dimm": 3}})
     with pytest.raises(ConfigError, match=r"config key 'model\.dimm' .*did you mean 'dim'"):
         api.check(cfg)
+    # a feature option of the model section (checked elsewhere) is named and suggested like the model's own keys
+    cfg = parse_config({"model": {"name": "distmult", "histroy": True}})
+    with pytest.raises(
+        ConfigError, match=r"'model\.histroy' .*did you mean 'history'.*known keys: .*history"
+    ):
+        api.check(cfg)
     cfg = parse_config({"model": {"name": "distmul"}})
     with pytest.raises(ConfigError, match=r"unknown model 'distmul'\. Did you mean 'distmult'"):
         api.check(cfg)

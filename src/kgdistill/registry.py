@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from pydantic import ConfigDict, ValidationError, create_model
@@ -56,8 +56,12 @@ def check_kwargs(
     *,
     where: str,
     context: Mapping[str, Any] | None = None,
+    also: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Check ``kwargs`` (config values) against ``fn``'s signature: names, then types and ranges.
+
+    ``also``: keys of the same section that another function checks (a model's feature options): named among the
+    known keys and the suggestions of an unknown key's message, never passed to ``fn``.
 
     Names: every key must be a keyword parameter of ``fn`` that the caller does not supply (``context``), and
     every parameter without a default must be given.
@@ -73,7 +77,7 @@ def check_kwargs(
     params = inspect.signature(fn).parameters
     context = context or {}
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        accepted = [n for n in params if n not in context and n != "self"]
+        accepted = [n for n in params if n not in context and n != "self"] + list(also)
         for key in kwargs:
             if key not in params or key in context:
                 hint = difflib.get_close_matches(key, accepted, n=1)

@@ -84,6 +84,7 @@ def check(
         {k: v for k, v in kwargs.items() if k not in options},
         where="model",
         context={"vocab": None, "features": None},
+        also=options,
     )
     if "text" in model_features(name):
         check_kwargs(
