@@ -213,6 +213,12 @@ class TrainConfig(_Strict):
         "the other queries' true tails of the batch (in_batch: negatives > 0 caps them; a candidate that is "
         "the query's own answer is masked)",
     )
+    self_negatives: bool = Field(
+        False,
+        description="in_batch only: each query's own head entity is one more negative (SimKGC's "
+        "self-negatives; masked where the head is the answer): a text model, whose query holds the head's "
+        "text, otherwise ranks the head itself first",
+    )
     param_groups: list[ParamGroup] = Field(
         default_factory=list,
         description="per-group optimiser settings; parameters matching no group use the stage's",
@@ -271,6 +277,15 @@ class TrainConfig(_Strict):
     def _shared_needs_negatives(cls, value: str, info: ValidationInfo) -> str:
         if value == "shared" and info.data.get("negatives", 0) == 0:
             raise ValueError("shared negatives need train.negatives > 0 (how many a batch shares)")
+        return value
+
+    @field_validator("self_negatives")
+    @classmethod
+    def _self_negatives_need_in_batch(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("negative_sampling") != "in_batch":
+            raise ValueError(
+                "self-negatives extend in-batch candidates: set train.negative_sampling: in_batch"
+            )
         return value
 
 

@@ -257,7 +257,7 @@ def _candidates(
 ) -> tuple[LongTensor | None, BoolTensor | None]:
     """The batch's candidates: all entities (``None``), uniform samples or in-batch negatives (with a mask)."""
     if train.negative_sampling == "in_batch":
-        return in_batch_candidates(q, train.negatives or None)
+        return in_batch_candidates(q, train.negatives or None, train.self_negatives)
     if train.negatives:
         draw = shared_candidates if train.negative_sampling == "shared" else sample_candidates
         return draw(q, kg.num_entities, train.negatives, gen), None

@@ -77,3 +77,31 @@ def test_prebatch_needs_a_cosine_model(step: tuple[Any, Batch]) -> None:
         LOSSES.get("info_nce")(prebatch=1).setup(plain, None)
     # without pre-batch negatives any model's scores work (margin in score units)
     assert torch.isfinite(LOSSES.get("info_nce")()(plain, None, batch))
+
+
+def test_self_negatives_put_the_query_head_among_the_candidates(wn_mini: KG, tiny_plm: Any) -> None:
+    """SimKGC's self-negatives: the last candidate is the query's own head (masked where it is the answer), so
+    the term pushes the head's score down; the train config switches them on (in-batch only)."""
+    from kgdistill.config import TrainConfig
+    from kgdistill.train import _candidates
+
+    q = both_directions(wn_mini.splits["train"][:8], wn_mini.num_relations)
+    q[3, 2] = q[3, 0]  # a query whose answer is its own head: that candidate is not a negative
+    plain, _ = in_batch_candidates(q)
+    cand, mask = in_batch_candidates(q, self_negatives=True)
+    assert torch.equal(cand[:, :-1], plain) and torch.equal(cand[:, -1], q[:, 0])
+    assert mask[:, -1].tolist() == [i != 3 for i in range(len(q))]
+    cfg = TrainConfig(negative_sampling="in_batch", self_negatives=True)
+    via_config, _ = _candidates(q, wn_mini, cfg, torch.Generator())
+    assert via_config is not None and torch.equal(via_config, cand)
+    with pytest.raises(ValueError, match="negative_sampling: in_batch"):
+        TrainConfig(self_negatives=True)
+    # the head's score gets a gradient that lowers it (it is a negative of its own query)
+    vocab = Vocab(wn_mini.num_entities, wn_mini.num_relations)
+    model = build_model({"name": "bi_encoder"}, vocab, {"plm": tiny_plm(wn_mini)})
+    out = model(q, cand)
+    out.scores.retain_grad()
+    LOSSES.get("info_nce")()(out, None, Batch(q, cand, mask)).backward()
+    assert out.scores.grad is not None
+    assert bool((out.scores.grad[mask[:, -1], -1] > 0).all())  # descent lowers the head's score
+    assert bool((out.scores.grad[~mask[:, -1], -1] == 0).all())

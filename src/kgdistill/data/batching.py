@@ -95,7 +95,7 @@ def shared_negatives(candidates: LongTensor) -> LongTensor | None:
 
 
 def in_batch_candidates(
-    queries: LongTensor, max_negatives: int | None = None
+    queries: LongTensor, max_negatives: int | None = None, self_negatives: bool = False
 ) -> tuple[LongTensor, BoolTensor]:
     """In-batch negatives: every query's candidates are its true tail, then the other queries' true tails.
 
@@ -107,9 +107,13 @@ def in_batch_candidates(
         queries: ``(B, 3|4)``; column ``t`` is the true answer.
         max_negatives: keep at most this many other queries' tails per row (the first ones after the row's own
             position, cyclically); ``None``: all ``B - 1``.
+        self_negatives: one more last column, the query's own head (SimKGC's self-negatives; masked where the
+            head is the answer): a text model whose query contains the head's text otherwise learns nothing
+            against ranking the head itself first.
 
     Returns:
-        ``candidates (B, 1 + k)`` (column 0 the true tail) and ``mask (B, 1 + k)`` of valid candidates.
+        ``candidates (B, 1 + k [+ 1])`` (column 0 the true tail) and ``mask`` of the same shape, the valid
+        candidates.
     """
     tails = queries[:, TAIL]
     b = len(tails)
@@ -119,4 +123,8 @@ def in_batch_candidates(
     candidates = torch.cat([tails[:, None], others], dim=1)
     mask = torch.ones_like(candidates, dtype=torch.bool)
     mask[:, 1:] = others != tails[:, None]
+    if self_negatives:
+        heads = queries[:, HEAD]
+        candidates = torch.cat([candidates, heads[:, None]], dim=1)
+        mask = torch.cat([mask, (heads != tails)[:, None]], dim=1)
     return candidates, mask
