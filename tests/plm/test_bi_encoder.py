@@ -75,6 +75,29 @@ def test_infonce_training_steps_lower_the_loss_and_reach_the_encoder(
     assert losses[-1] < losses[0] - 0.1, losses
 
 
+@pytest.mark.parametrize("shared", [True, False])
+def test_shipped_config_gives_every_encoder_its_own_learning_rate(
+    wn_mini: KG, tiny_plm: Any, shared: bool
+) -> None:
+    """The parameter groups of configs/plm/bi_encoder-wn18rr.yaml put every encoder weight (the query encoder's
+    too, with ``shared_encoder: false``) at the encoder's learning rate; only the temperature keeps the base one.
+    (The query encoder once fell to the base rate, 20x the encoder's.)"""
+    import yaml
+
+    from kgdistill.config import TrainConfig
+
+    cfg = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "configs/plm/bi_encoder-wn18rr.yaml").read_text()
+    )
+    train = TrainConfig(**cfg["train"])
+    model = _model(wn_mini, tiny_plm(wn_mini), shared_encoder=shared)
+    groups = param_groups(list(model.named_parameters()), train.param_groups, train.lr, 0.0)
+    encoders = [p for n, p in model.named_parameters() if "encoder." in n]
+    assert len(encoders) == (1 if shared else 2) * len(list(model.text_encoder().parameters()))
+    assert [len(g["params"]) for g in groups] == [1, len(encoders)]
+    assert groups[1]["lr"] == train.param_groups[0].lr < train.lr
+
+
 def test_score_all_agrees_with_score_candidates_and_the_evaluator_ranks_all(
     wn_mini: KG, tiny_plm: Any
 ) -> None:
