@@ -31,6 +31,7 @@ import copy
 import json
 import logging
 import os
+import shlex
 import statistics
 import time
 from pathlib import Path
@@ -43,7 +44,9 @@ import yaml
 from _common import (
     REPO,
     NothingFinished,
+    earlier_results,
     friendly_errors,
+    machine_info,
     markdown_table,
     setup_logging,
     write_script_result,
@@ -380,6 +383,13 @@ def _markdown(doc: dict[str, Any]) -> str:
         "KG-S2S WN18RR 57.5, FB15k-237N 35.4.",
         "",
     ]
+    # rows kept from earlier calls (other datasets): their own command and machine
+    for ds, src in sorted(doc.get("sources", {}).items()):
+        if src.get("command") != doc["command"]:
+            lines.append(
+                f"Rows of {ds}: `{src.get('command')}` ({src.get('threads')} threads, "
+                f"torch {src.get('torch')})  "
+            )
     return "\n".join(lines)
 
 
@@ -481,6 +491,7 @@ def main(
             if isinstance(b, dict) and "epochs" in b
         )
         out_dir = Path(out)
+        rows, sources = merged_rows(out_dir, list(datasets), rows, _argv())
         text = write_script_result(
             out_dir,
             "plm_contexts",
@@ -493,11 +504,26 @@ def main(
                 "aux_weight": spec["aux_weight"],
                 "published": {f"{m}/{d}": v for (m, d), v in PUBLISHED.items()},
                 "rows": rows,
+                "sources": sources,
             },
             _markdown,
         )
         _plot(rows, out_dir / "plm_contexts.png")
     click.echo(text)
+
+
+def merged_rows(
+    out: Path, datasets: list[str], rows: list[dict[str, Any]], argv: list[str]
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """This call's ``rows`` after the other datasets' rows already in ``out/plm_contexts.json`` (a call for one
+    dataset adds to the table), and each dataset's source: the command and machine that made its rows."""
+    prev = earlier_results(out / "plm_contexts.json", "dataset", datasets, ["rows"])
+    made = {
+        "command": shlex.join(["python", "benchmarks/plm_contexts.py", *argv]),
+        **machine_info(),
+    }
+    sources = {**prev["sources"], **{r["dataset"]: made for r in rows}}
+    return [*prev["rows"], *rows], sources
 
 
 def _argv() -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,6 +147,51 @@ def test_an_unknown_source_or_profile_is_one_error(tmp_path: Path) -> None:
         run_benchmark(**kwargs, sources=None, profile="huge")
     with pytest.raises(ConfigError, match="no 'gpt-4' contexts"):
         run_benchmark(**kwargs, sources=["gpt-4"], profile="tiny")
+
+
+def test_a_call_for_one_dataset_keeps_the_other_datasets_rows(tmp_path: Path) -> None:
+    """An earlier result file's rows of other datasets stay, named with their own command; the rows of the
+    datasets this call makes are replaced."""
+    from plm_contexts import _markdown, merged_rows
+
+    def row(dataset: str, mrr: float) -> dict[str, Any]:
+        return {
+            "dataset": dataset,
+            "model": "bi_encoder",
+            "source": "descriptions",
+            "seed": 0,
+            "queries": 2000,
+            "mrr": mrr,
+            **{f"hits@{k}": mrr for k in (1, 3, 10)},
+            "parameters": 22_600_000,
+            "train_seconds": 1.0,
+            "ms_per_query": 1.0,
+        }
+
+    old = {
+        "command": "python benchmarks/plm_contexts.py --datasets fb15k237n",
+        "machine": {"cpu": "x", "threads": 2, "cuda": None, "torch": "t"},
+        "rows": [row("fb15k237n", 8.3), row("wn18rr", 1.0)],
+    }
+    (tmp_path / "plm_contexts.json").write_text(json.dumps(old))
+    rows, sources = merged_rows(
+        tmp_path, ["wn18rr"], [row("wn18rr", 11.6)], ["--datasets", "wn18rr"]
+    )
+    assert [(r["dataset"], r["mrr"]) for r in rows] == [("fb15k237n", 8.3), ("wn18rr", 11.6)]
+    assert sources["fb15k237n"]["command"] == old["command"]
+    assert sources["wn18rr"]["command"] == "python benchmarks/plm_contexts.py --datasets wn18rr"
+    doc = {
+        "command": sources["wn18rr"]["command"],
+        "machine": {"cpu": "x", "threads": 1, "cuda": None, "torch": "t"},
+        "date": "d",
+        "profile": "cpu",
+        "budget_note": "",
+        "aux_weight": 0.5,
+        "rows": rows,
+        "sources": sources,
+    }
+    text = _markdown(doc)
+    assert f"Rows of fb15k237n: `{old['command']}`" in text and "Rows of wn18rr" not in text
 
 
 def test_finished_only_with_nothing_finished_trains_nothing(tmp_path: Path) -> None:
