@@ -491,12 +491,13 @@ def main(
             if isinstance(b, dict) and "epochs" in b
         )
         out_dir = Path(out)
-        rows, sources = merged_rows(out_dir, list(datasets), rows, _argv())
+        argv = click.get_current_context().args or _argv()
+        rows, sources = merged_rows(out_dir, list(datasets), rows, argv)
         text = write_script_result(
             out_dir,
             "plm_contexts",
             "benchmarks/plm_contexts.py",
-            click.get_current_context().args or _argv(),
+            argv,
             {
                 "profile": profile,
                 "budget": budget,
