@@ -265,6 +265,13 @@ class TrainConfig(_Strict):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, ...")
     amp: bool = Field(False, description="bfloat16 autocast on CUDA")
     tf32: bool = Field(True, description="TF32 matmuls on CUDA")
+    compile: Literal["default", "reduce-overhead", "max-autotune"] | None = Field(
+        None,
+        description="torch.compile the training step (the model's and the teachers' forward, the objective and, "
+        "through AOTAutograd, the backward) with this mode; reduce-overhead also replays it as a CUDA graph. "
+        "For small models on a GPU, whose steps are bound by kernel launches. None: eager. Numbers equal "
+        "eager's up to float rounding; the first steps (and the last, smaller batch of an epoch) compile",
+    )
     progress: bool = True
     keep_freed_memory: bool = Field(
         True,

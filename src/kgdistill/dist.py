@@ -335,7 +335,7 @@ class LossStep(nn.Module):
         return self.objective(out, t_outs, Batch(queries, candidates, mask))  # type: ignore[no-any-return]
 
 
-def parallel(step: LossStep, device: torch.device) -> nn.Module:
+def parallel(step: nn.Module, device: torch.device) -> nn.Module:
     """``step`` under DistributedDataParallel when there are several ranks, else ``step`` itself.
 
     ``find_unused_parameters``: a stage's objective may leave parameters without gradient (a time table no

@@ -264,6 +264,13 @@ def _candidates(
     return None, None
 
 
+def _compiled(step: torch.nn.Module, train: TrainConfig) -> torch.nn.Module:
+    """``step`` under ``torch.compile`` with ``train.compile``'s mode, or ``step`` itself (eager)."""
+    if train.compile is None:
+        return step
+    return torch.compile(step, mode=train.compile)  # type: ignore[return-value]
+
+
 def _epoch(
     model: KGEModel,
     kg: KG,
@@ -426,7 +433,8 @@ def fit(
                 shard.ShardedStep(model, stage.objective)
                 if sharded
                 else dist.parallel(
-                    dist.LossStep(model, stage.objective, teachers, stage.used), device
+                    _compiled(dist.LossStep(model, stage.objective, teachers, stage.used), train),
+                    device,
                 )
             )
             log.info(
