@@ -213,6 +213,29 @@ def _configs(
     return cfg
 
 
+def _for_dataset(sp: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """The spec as one dataset sees it: each student section with the dataset's ``per_dataset.<ds>.students``
+    entry merged in (a mapping such as ``train`` merges key by key, anything else is replaced; e.g. the
+    ``supervised`` terms and the learning rate a search chose for that dataset)."""
+    own = sp.get("per_dataset", {}).get(dataset, {}).get("students", {})
+    unknown = sorted(set(own) - set(sp["students"]))
+    if unknown:
+        raise ConfigError(
+            f"spec key 'per_dataset.{dataset}.students': unknown student(s) {unknown}; the spec has "
+            f"{list(sp['students'])}"
+        )
+    students = {}
+    for name, section in sp["students"].items():
+        merged = copy.deepcopy(section)
+        for key, value in own.get(name, {}).items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **copy.deepcopy(value)}
+            else:
+                merged[key] = copy.deepcopy(value)
+        students[name] = merged
+    return {**sp, "students": students}
+
+
 def _teacher_config(
     sp: dict[str, Any], section: str, dataset: str, data_root: str | None, epochs: int | None
 ) -> dict[str, Any]:
@@ -268,6 +291,8 @@ def run_temporal_kd(
         unknown = [x for x in chosen if x not in known]
         if unknown:
             raise ConfigError(f"unknown {name}(s) {unknown}; the spec has {list(known)}")
+    for ds in datasets:  # a wrong per-dataset student entry stops the call before anything trains
+        _for_dataset(sp, ds)
     if Path(work) == WORK and sp.get("benchmark", "temporal-kd") != "temporal-kd":
         work = WORK.parent / str(sp["benchmark"])  # the default folder of another benchmark's runs
     work, out = Path(work), Path(out)
@@ -312,12 +337,13 @@ def run_temporal_kd(
                 metrics = ensure_run(l_cfg, teacher_dirs["llm"])
                 runs.append(_row(ds, "llm_scorer", "llm-scorer", 0, metrics, teacher_dirs["llm"]))
                 write()
+        dsp = _for_dataset(sp, ds)
         for student in students:
             for method in (m for m in methods if m != "llm-scorer"):
                 # with a ``search`` section: the cell's values chosen on validation first (seed 0)
-                base = _configs(sp, ds, data_root, teacher_dirs, student, method, 0, epochs)
+                base = _configs(dsp, ds, data_root, teacher_dirs, student, method, 0, epochs)
                 chosen, report = _searched(
-                    sp,
+                    dsp,
                     base,
                     student,
                     method,
@@ -328,7 +354,7 @@ def run_temporal_kd(
                 if report is not None:
                     searches.append(_search_row(ds, student, method, report))
                 for seed in seeds:
-                    cfg = _configs(sp, ds, data_root, teacher_dirs, student, method, seed, epochs)
+                    cfg = _configs(dsp, ds, data_root, teacher_dirs, student, method, seed, epochs)
                     if chosen is not None:
                         cfg = {**copy.deepcopy(chosen), "seed": seed}
                     run_dir = work / Path(ds).name / f"{student}-{method}-s{seed}"

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from _common import markdown_table
 from _tables import source_lines
 from kgdistill.errors import ConfigError
-from temporal_kd import run_temporal_kd
+from temporal_kd import _for_dataset, run_temporal_kd
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -588,3 +588,27 @@ def test_every_kd_spec_makes_valid_run_configs(name: str) -> None:
         for cfg in cfgs:
             parsed = parse_config(cfg)
             check(parsed, teacher_fields=dict.fromkeys(cfg.get("teachers", {})))
+
+
+def test_per_dataset_student_entries_merge_into_that_dataset_only() -> None:
+    sp = yaml.safe_load(Path("benchmarks/specs/static-kd.yaml").read_text())
+    sp["per_dataset"]["fb15k237"] = {
+        "students": {
+            "complex-32": {
+                "train": {"lr": 0.05},
+                "supervised": [{"loss": "supervised_ce"}, {"loss": "n3", "weight": 0.04}],
+            }
+        }
+    }
+    fb, wn = _for_dataset(sp, "fb15k237"), _for_dataset(sp, "wn18rr")
+    st = fb["students"]["complex-32"]
+    assert st["train"]["lr"] == 0.05 and st["train"]["batch_size"] == 1000  # merged key by key
+    assert st["supervised"][1]["weight"] == 0.04
+    assert (
+        wn["students"]["complex-32"] == sp["students"]["complex-32"]
+    )  # another dataset: untouched
+    assert fb["students"]["distmult-32"] == sp["students"]["distmult-32"]
+    assert "supervised" not in sp["students"]["complex-32"]  # the spec itself is not changed
+    sp["per_dataset"]["fb15k237"]["students"]["complex-16"] = {"train": {"lr": 0.1}}
+    with pytest.raises(ConfigError, match=r"per_dataset\.fb15k237\.students.*complex-16"):
+        _for_dataset(sp, "fb15k237")
