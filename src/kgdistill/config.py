@@ -270,7 +270,8 @@ class TrainConfig(_Strict):
         description="torch.compile the training step (the model's and the teachers' forward, the objective and, "
         "through AOTAutograd, the backward) with this mode; reduce-overhead also replays it as a CUDA graph. "
         "For small models on a GPU, whose steps are bound by kernel launches. None: eager. Numbers equal "
-        "eager's up to float rounding; the first steps (and the last, smaller batch of an epoch) compile",
+        "eager's up to float rounding; the first steps (and the last, smaller batch of an epoch) compile. A "
+        "step sharded by train.shard_entities stays eager",
     )
     progress: bool = True
     keep_freed_memory: bool = Field(
