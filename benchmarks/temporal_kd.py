@@ -291,8 +291,8 @@ def run_temporal_kd(
         unknown = [x for x in chosen if x not in known]
         if unknown:
             raise ConfigError(f"unknown {name}(s) {unknown}; the spec has {list(known)}")
-    for ds in datasets:  # a wrong per-dataset student entry stops the call before anything trains
-        _for_dataset(sp, ds)
+    # each dataset's view of the spec, made before anything trains (a wrong per-dataset student entry stops here)
+    views = {ds: _for_dataset(sp, ds) for ds in datasets}
     if Path(work) == WORK and sp.get("benchmark", "temporal-kd") != "temporal-kd":
         work = WORK.parent / str(sp["benchmark"])  # the default folder of another benchmark's runs
     work, out = Path(work), Path(out)
@@ -337,7 +337,7 @@ def run_temporal_kd(
                 metrics = ensure_run(l_cfg, teacher_dirs["llm"])
                 runs.append(_row(ds, "llm_scorer", "llm-scorer", 0, metrics, teacher_dirs["llm"]))
                 write()
-        dsp = _for_dataset(sp, ds)
+        dsp = views[ds]
         for student in students:
             for method in (m for m in methods if m != "llm-scorer"):
                 # with a ``search`` section: the cell's values chosen on validation first (seed 0)

@@ -591,7 +591,7 @@ def test_every_kd_spec_makes_valid_run_configs(name: str) -> None:
 
 
 def test_per_dataset_student_entries_merge_into_that_dataset_only() -> None:
-    sp = yaml.safe_load(Path("benchmarks/specs/static-kd.yaml").read_text())
+    sp = yaml.safe_load((REPO_ROOT / "benchmarks/specs/static-kd.yaml").read_text())
     sp["per_dataset"]["fb15k237"] = {
         "students": {
             "complex-32": {
@@ -604,9 +604,8 @@ def test_per_dataset_student_entries_merge_into_that_dataset_only() -> None:
     st = fb["students"]["complex-32"]
     assert st["train"]["lr"] == 0.05 and st["train"]["batch_size"] == 1000  # merged key by key
     assert st["supervised"][1]["weight"] == 0.04
-    assert (
-        wn["students"]["complex-32"] == sp["students"]["complex-32"]
-    )  # another dataset: untouched
+    # another dataset: untouched
+    assert wn["students"]["complex-32"] == sp["students"]["complex-32"]
     assert fb["students"]["distmult-32"] == sp["students"]["distmult-32"]
     assert "supervised" not in sp["students"]["complex-32"]  # the spec itself is not changed
     sp["per_dataset"]["fb15k237"]["students"]["complex-16"] = {"train": {"lr": 0.1}}

@@ -56,6 +56,29 @@ def test_compiled_step_learns_what_the_eager_step_learns(
     load_model(ckpt)
 
 
+def test_the_mode_reaches_torch_compile_and_eager_compiles_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fast: ``torch.compile`` replaced by a recorder that returns the step unchanged."""
+    import kgdistill.train as train_mod
+
+    modes: list[str | None] = []
+
+    def record(step: object, mode: str | None = None) -> object:
+        modes.append(mode)
+        return step
+
+    monkeypatch.setattr(train_mod.torch, "compile", record)
+    cfg = _cfg("distmult", "wn18rr-mini", "reduce-overhead")
+    api.train(
+        cfg.model_copy(update={"stages": [cfg.stages[0].model_copy(update={"epochs": 1})]}),
+        out=tmp_path / "c",
+    )
+    assert modes == ["reduce-overhead"]
+    api.train(_cfg("distmult", "wn18rr-mini", None), out=tmp_path / "e")
+    assert modes == ["reduce-overhead"]  # eager: no call
+
+
 def test_an_unknown_compile_mode_names_the_key() -> None:
     with pytest.raises(ConfigError, match=r"train\.compile"):
         _cfg("complex", "wn18rr-mini", "fastest")
