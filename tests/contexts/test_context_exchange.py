@@ -167,6 +167,24 @@ def test_cpkgc_synonyms_real_subset(wn_mini: KG, tmp_path: Path) -> None:
     assert view.entity(offset) == f"{name} (synonyms: {', '.join(dict.fromkeys(syns))})"
 
 
+def test_filtered_qwen_synonyms_detected_though_the_first_line_has_none(
+    wn_mini: KG, tmp_path: Path
+) -> None:
+    """CP-KGC's similarity-filtered synonyms: the real file's first line (a synset whose synonyms were all
+    filtered out) has no [SEP]; the format must still be recognised, not read as a strict exchange file."""
+    lines = (MINI / "entity2synonyms_Qwen_argmax.txt").read_text(encoding="utf-8").splitlines()
+    empty = [ln for ln in lines if not ln.split("\t")[2].strip()]
+    assert len(empty) == 74
+    src = tmp_path / "entity2synonyms_Qwen_argmax.txt"
+    src.write_text(
+        "\n".join([*empty, *[ln for ln in lines if ln not in empty]]) + "\n", encoding="utf-8"
+    )
+    report = import_contexts(src, wn_mini, tmp_path / "s.jsonl")
+    assert (report.format, report.model) == ("cpkgc-synonyms", "qwen-7b-chat")
+    # 2 more lines name only the synset itself as a synonym: empty once the name is dropped
+    assert report.skipped == {"empty": 76} and report.added == 224
+
+
 def test_coverage_command(tiny_kg: KG, tmp_path: Path) -> None:
     store = tmp_path / "s.jsonl"
     import_contexts(MINI / "FB15k_mid2description_GPT4.txt", tiny_kg, store)
@@ -224,6 +242,16 @@ def test_real_llm_summaries(
     for split in ("train", "valid", "test"):
         assert cov["splits"][split]["entities"]["share"] > 0.99
         assert cov["splits"][split]["triples_ed"]["share"] > 0.98
+
+
+def test_real_filtered_qwen_synonyms(data_root: Path, tmp_path: Path) -> None:
+    """The README's counts: 7,417 lines, 5,363 with synonyms left after CP-KGC's filter; 135 of those name only
+    the synset itself, so 5,228 contexts."""
+    src = data_root / "llm-text" / "CP-KGC" / "WN18RR" / "entity2synonyms_Qwen_argmax.txt"
+    report = import_contexts(src, load_kg("wn18rr", root=data_root), tmp_path / "s.jsonl")
+    assert report.format == "cpkgc-synonyms"
+    assert report.read + sum(report.skipped.values()) == 7417
+    assert report.skipped == {"empty": 7417 - 5363 + 135} and report.added == 5228
 
 
 def test_real_qwen_synonyms(data_root: Path, tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ file and line, and nothing is stored (the whole file is checked first).
   ``mid<TAB>"text"@en`` with N-Triples escapes (``\\"``, ``\\n``) and CRLF line ends;
 * ``cpkgc-synonyms`` - CP-KGC's Qwen-7B-Chat synonyms of WN18RR synsets:
   ``offset<TAB>name<TAB>syn1[SEP]syn2[SEP]...``; a context reads ``name (synonyms: syn1, syn2)``, with the synonyms
-  stripped, de-duplicated, without the name itself; a line without synonyms is skipped.
+  stripped, de-duplicated, without the name itself; a line without synonyms is skipped (the filtered file
+  ``entity2synonyms_Qwen_argmax.txt`` has many, its first line among them).
 
 ``auto`` picks the format from the first non-blank line. Imported records carry ``source`` (the file name) and
 ``model`` (given, or known from CP-KGC's file names).
@@ -118,7 +119,11 @@ class ImportReport:
 
 def _detect(first: str) -> str:
     fields = first.split("\t")
-    if len(fields) == 3 and "[SEP]" in fields[2]:
+    # three fields are never the exchange format (2 or 4); CP-KGC's filtered synonyms file
+    # (``entity2synonyms_Qwen_argmax.txt``) starts with a synset whose synonyms were all filtered out
+    if len(fields) == 3 and (
+        "[SEP]" in fields[2] or (fields[0].isdigit() and not fields[2].strip())
+    ):
         return "cpkgc-synonyms"
     if _CPKGC.match(first):
         return "cpkgc"
