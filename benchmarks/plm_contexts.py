@@ -28,12 +28,14 @@ Writes ``benchmarks/results/plm_contexts.{json,md,png}``.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import os
 import shlex
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -294,7 +296,10 @@ def run_benchmark(
                             rows.append(row)
                         continue
                     assert retriever is not None
-                    rows.extend(_rerank_rows(model, dataset, source, seed, metrics, run, retriever))
+                    row, ref = _rerank_rows(model, dataset, source, seed, metrics, run, retriever)
+                    rows.append(row)
+                    if not any(r["model"] == ref["model"] and r["seed"] == seed for r in rows):
+                        rows.append(ref)  # the retriever's row once per re-ranker and seed
     return rows
 
 
@@ -306,7 +311,7 @@ def _rerank_rows(
     metrics: dict[str, Any],
     run: Path,
     retriever: Path,
-) -> list[dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The re-ranker's row (its run's own test metrics: the retriever's top-k re-ranked on the split's first
     facts) and the retriever's row on the same facts. The time per query is measured on 8 facts."""
     row = _row(model, dataset, source, seed, metrics, run)
@@ -321,7 +326,7 @@ def _rerank_rows(
     ref = _row("bi_encoder", dataset, "descriptions", seed, base.to_dict(), retriever)
     ref["model"] = f"bi_encoder (retriever of {model})"
     ref["ms_per_query"] = None
-    return [row, ref]
+    return row, ref
 
 
 def _mean_std(values: list[float]) -> str:
@@ -389,6 +394,11 @@ def _markdown(doc: dict[str, Any]) -> str:
             lines.append(
                 f"Rows of {ds}: `{src.get('command')}` ({src.get('threads')} threads, "
                 f"torch {src.get('torch')})  "
+            )
+        for e in src.get("earlier", []):
+            lines.append(
+                f"Earlier rows of {ds} (other seeds, models or sources, same settings): "
+                f"`{e.get('command')}` ({e.get('threads')} threads, torch {e.get('torch')})  "
             )
     return "\n".join(lines)
 
@@ -492,7 +502,18 @@ def main(
         )
         out_dir = Path(out)
         argv = click.get_current_context().args or _argv()
-        rows, sources = merged_rows(out_dir, list(datasets), rows, argv)
+        call = Call(
+            datasets=list(datasets),
+            models=list(models),
+            sources=list(sources) or None,
+            seeds=list(seeds),
+            kge=kge,
+            settings={
+                ds: settings_digest(spec, profile, ds, encoder=encoder, lm=lm, ours=ours)
+                for ds in datasets
+            },
+        )
+        rows, sources = merged_rows(out_dir, call, rows, argv)
         text = write_script_result(
             out_dir,
             "plm_contexts",
@@ -513,18 +534,111 @@ def main(
     click.echo(text)
 
 
+@dataclass
+class Call:
+    """What one call of the benchmark makes: the cells it owns in the result file, and each dataset's
+    ``settings`` (:func:`settings_digest`)."""
+
+    datasets: list[str]
+    models: list[str]
+    sources: list[str] | None  # None: every source of the dataset
+    seeds: list[int]
+    kge: bool
+    settings: dict[str, str]
+
+    def covers(self, row: dict[str, Any]) -> bool:
+        """Whether ``row`` is one of this call's cells (then only this call's own row of it may stand)."""
+        family = _family(row["model"])
+        if row["dataset"] not in self.datasets or row["seed"] not in self.seeds:
+            return False
+        if family == "kge":
+            return self.kge
+        if family not in self.models:
+            return False
+        return family != row["model"] or self.sources is None or row["source"] in self.sources
+
+
+def _family(model: str) -> str:
+    """The PLM model a row belongs to (a retriever's row: its re-ranker's), or ``kge`` (the KGE rows)."""
+    if model in MODELS:
+        return model
+    prefix = "bi_encoder (retriever of "
+    if model.startswith(prefix):
+        return model[len(prefix) : -1]
+    return "kge"
+
+
+def settings_digest(
+    spec: dict[str, Any],
+    profile: str,
+    dataset: str,
+    *,
+    encoder: str | None,
+    lm: str | None,
+    ours: str | None,
+) -> str:
+    """A digest of everything besides the seed and the source that a dataset's rows depend on: the profile's
+    budget, the auxiliary weight, the dataset's LLM sources, the shipped configs and the checkpoints asked for.
+    Rows of earlier calls are kept beside this call's only under the same digest."""
+    parts = {
+        "budget": spec["profiles"][profile],
+        "aux_weight": spec["aux_weight"],
+        "sources": spec["sources"].get(dataset, {}),
+        "configs": {m: (REPO / "configs" / "plm" / c).read_text() for m, c in CONFIGS.items()},
+        "encoder": encoder,
+        "lm": lm,
+        "ours": ours,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def merged_rows(
-    out: Path, datasets: list[str], rows: list[dict[str, Any]], argv: list[str]
+    out: Path, call: Call, rows: list[dict[str, Any]], argv: list[str]
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """This call's ``rows`` after the other datasets' rows already in ``out/plm_contexts.json`` (a call for one
-    dataset adds to the table), and each dataset's source: the command and machine that made its rows."""
-    prev = earlier_results(out / "plm_contexts.json", "dataset", datasets, ["rows"])
-    made = {
+    """This call's ``rows`` after the rows of ``out/plm_contexts.json`` that it does not make again, and each
+    dataset's source: the command and machine that made its rows (``earlier``: the calls whose rows stay beside).
+
+    Kept: every row of another dataset; within this call's datasets, the rows outside its cells (other seeds,
+    models, sources, the KGE rows without ``--kge``) when the earlier call ran under the same settings digest
+    (a changed config or budget drops them, with a warning)."""
+    prev = earlier_results(out / "plm_contexts.json", "dataset", [], ["rows"])
+    made = {(r["dataset"], r["model"], r["source"], r["seed"]) for r in rows}
+    same = {
+        ds
+        for ds in call.datasets
+        if prev["sources"].get(ds, {}).get("settings") == call.settings[ds]
+    }
+    kept = []
+    for r in prev["rows"]:
+        if r["dataset"] not in call.datasets:
+            kept.append(r)
+        elif (r["dataset"], r["model"], r["source"], r["seed"]) in made or call.covers(r):
+            continue
+        elif r["dataset"] in same:
+            kept.append(r)
+    for ds in sorted({r["dataset"] for r in prev["rows"]} & set(call.datasets) - same):
+        if any(not call.covers(r) for r in prev["rows"] if r["dataset"] == ds):
+            log.warning(
+                "%s: the earlier rows were made under other settings (budget, configs or checkpoints); "
+                "only this call's rows are kept",
+                ds,
+            )
+    made_by = {
         "command": shlex.join(["python", "benchmarks/plm_contexts.py", *argv]),
         **machine_info(),
     }
-    sources = {**prev["sources"], **{r["dataset"]: made for r in rows}}
-    return [*prev["rows"], *rows], sources
+    sources = {k: v for k, v in prev["sources"].items() if k not in call.datasets}
+    for ds in call.datasets:
+        if not any(r["dataset"] == ds for r in rows):
+            if any(r["dataset"] == ds for r in kept):
+                sources[ds] = prev["sources"][ds]
+            continue
+        sources[ds] = {**made_by, "settings": call.settings[ds]}
+        if any(r["dataset"] == ds for r in kept):
+            old = prev["sources"][ds]
+            last = {k: v for k, v in old.items() if k != "earlier"}
+            sources[ds]["earlier"] = [*old.get("earlier", []), last]
+    return [*kept, *rows], sources
 
 
 def _argv() -> list[str]:

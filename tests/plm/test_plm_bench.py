@@ -87,6 +87,8 @@ def test_the_driver_runs_every_model_and_source(
     for model in ("bi_encoder", "cross_encoder", "generative"):
         assert {(model, s) for s in ("names", "descriptions", "qwen")} <= got
     assert ("bi_encoder (retriever of cross_encoder)", "descriptions") in got
+    # the retriever's row once per re-ranker and seed, though each source's re-ranker is tested beside it
+    assert sum(r["model"] == "bi_encoder (retriever of cross_encoder)" for r in rows) == 1
     # the KGE rows: the teacher and three students, two of them distilled from the qwen bi-encoder
     assert {("complex-16 (teacher)", "-"), ("complex-8", "-")} <= got
     assert {("complex-8 <- bi_encoder (qwen)", "qwen")} <= got
@@ -149,39 +151,44 @@ def test_an_unknown_source_or_profile_is_one_error(tmp_path: Path) -> None:
         run_benchmark(**kwargs, sources=["gpt-4"], profile="tiny")
 
 
-def test_a_call_for_one_dataset_keeps_the_other_datasets_rows(tmp_path: Path) -> None:
-    """An earlier result file's rows of other datasets stay, named with their own command; the rows of the
-    datasets this call makes are replaced."""
-    from plm_contexts import _markdown, merged_rows
-
-    def row(dataset: str, mrr: float) -> dict[str, Any]:
-        return {
-            "dataset": dataset,
-            "model": "bi_encoder",
-            "source": "descriptions",
-            "seed": 0,
-            "queries": 2000,
-            "mrr": mrr,
-            **{f"hits@{k}": mrr for k in (1, 3, 10)},
-            "parameters": 22_600_000,
-            "train_seconds": 1.0,
-            "ms_per_query": 1.0,
-        }
-
-    old = {
-        "command": "python benchmarks/plm_contexts.py --datasets fb15k237n",
-        "machine": {"cpu": "x", "threads": 2, "cuda": None, "torch": "t"},
-        "rows": [row("fb15k237n", 8.3), row("wn18rr", 1.0)],
+def _row(
+    dataset: str,
+    mrr: float,
+    *,
+    model: str = "bi_encoder",
+    source: str = "descriptions",
+    seed: int = 0,
+) -> dict[str, Any]:
+    return {
+        "dataset": dataset,
+        "model": model,
+        "source": source,
+        "seed": seed,
+        "queries": 2000,
+        "mrr": mrr,
+        **{f"hits@{k}": mrr for k in (1, 3, 10)},
+        "parameters": 22_600_000,
+        "train_seconds": 1.0,
+        "ms_per_query": 1.0,
     }
-    (tmp_path / "plm_contexts.json").write_text(json.dumps(old))
-    rows, sources = merged_rows(
-        tmp_path, ["wn18rr"], [row("wn18rr", 11.6)], ["--datasets", "wn18rr"]
-    )
-    assert [(r["dataset"], r["mrr"]) for r in rows] == [("fb15k237n", 8.3), ("wn18rr", 11.6)]
-    assert sources["fb15k237n"]["command"] == old["command"]
-    assert sources["wn18rr"]["command"] == "python benchmarks/plm_contexts.py --datasets wn18rr"
-    doc = {
-        "command": sources["wn18rr"]["command"],
+
+
+def _call(datasets: list[str], **kw: Any) -> Any:
+    from plm_contexts import Call
+
+    args: dict[str, Any] = {
+        "models": ["bi_encoder"],
+        "sources": None,
+        "seeds": [0],
+        "kge": False,
+        "settings": dict.fromkeys(datasets, "s1"),
+    }
+    return Call(datasets=datasets, **(args | kw))
+
+
+def _doc(rows: list[dict[str, Any]], sources: dict[str, Any], command: str) -> dict[str, Any]:
+    return {
+        "command": command,
         "machine": {"cpu": "x", "threads": 1, "cuda": None, "torch": "t"},
         "date": "d",
         "profile": "cpu",
@@ -190,8 +197,75 @@ def test_a_call_for_one_dataset_keeps_the_other_datasets_rows(tmp_path: Path) ->
         "rows": rows,
         "sources": sources,
     }
-    text = _markdown(doc)
+
+
+def test_a_call_for_one_dataset_keeps_the_other_datasets_rows(tmp_path: Path) -> None:
+    """An earlier result file's rows of other datasets stay, named with their own command; the rows of the
+    datasets this call makes are replaced."""
+    from plm_contexts import _markdown, merged_rows
+
+    old = {
+        "command": "python benchmarks/plm_contexts.py --datasets fb15k237n",
+        "machine": {"cpu": "x", "threads": 2, "cuda": None, "torch": "t"},
+        "rows": [_row("fb15k237n", 8.3), _row("wn18rr", 1.0)],
+    }
+    (tmp_path / "plm_contexts.json").write_text(json.dumps(old))
+    rows, sources = merged_rows(
+        tmp_path, _call(["wn18rr"]), [_row("wn18rr", 11.6)], ["--datasets", "wn18rr"]
+    )
+    assert [(r["dataset"], r["mrr"]) for r in rows] == [("fb15k237n", 8.3), ("wn18rr", 11.6)]
+    assert sources["fb15k237n"]["command"] == old["command"]
+    assert sources["wn18rr"]["command"] == "python benchmarks/plm_contexts.py --datasets wn18rr"
+    text = _markdown(_doc(rows, sources, sources["wn18rr"]["command"]))
     assert f"Rows of fb15k237n: `{old['command']}`" in text and "Rows of wn18rr" not in text
+
+
+def test_a_call_for_more_seeds_or_sources_keeps_the_rows_of_the_same_settings(
+    tmp_path: Path,
+) -> None:
+    """Seed 1 added to a table of seed 0 (same settings digest): both stand, the table's mean is over both and
+    the earlier command is named; a cell this call owns (seed 1, descriptions) keeps only this call's row;
+    under another digest the earlier rows of the dataset go."""
+    from plm_contexts import _markdown, _table, merged_rows
+
+    first = [
+        _row("wn18rr", 0.10),
+        _row("wn18rr", 0.07, source="names"),
+        _row("wn18rr", 0.5, seed=1),
+    ]
+    rows, sources = merged_rows(tmp_path, _call(["wn18rr"], seeds=[0, 1]), first, ["--seeds", "0"])
+    (tmp_path / "plm_contexts.json").write_text(json.dumps(_doc(rows, sources, "first")))
+    second = [_row("wn18rr", 0.12, seed=1)]
+    call = _call(["wn18rr"], seeds=[1], sources=["descriptions"])
+    rows, sources = merged_rows(tmp_path, call, second, ["--seeds", "1"])
+    got = sorted((r["source"], r["seed"], r["mrr"]) for r in rows)
+    assert got == [("descriptions", 0, 0.10), ("descriptions", 1, 0.12), ("names", 0, 0.07)]
+    table = {r["text"]: r for r in _table(rows)}
+    assert table["descriptions"]["seeds"] == 2 and table["descriptions"]["MRR"] == "11.0 ± 1.4"
+    assert [e["command"] for e in sources["wn18rr"]["earlier"]] == [
+        "python benchmarks/plm_contexts.py --seeds 0"
+    ]
+    text = _markdown(_doc(rows, sources, sources["wn18rr"]["command"]))
+    assert "Earlier rows of wn18rr" in text and "--seeds 0" in text
+    (tmp_path / "plm_contexts.json").write_text(json.dumps(_doc(rows, sources, "second")))
+    changed = _call(["wn18rr"], seeds=[1], settings={"wn18rr": "s2"})
+    rows, sources = merged_rows(tmp_path, changed, second, ["--seeds", "1"])
+    assert [(r["seed"], r["mrr"]) for r in rows] == [(1, 0.12)] and "earlier" not in sources[
+        "wn18rr"
+    ]
+
+
+def test_the_settings_digest_follows_the_budget_and_the_configs() -> None:
+    import copy
+
+    from plm_contexts import settings_digest
+
+    spec = copy.deepcopy(TINY)
+    digest = settings_digest(spec, "tiny", WN, encoder=None, lm=None, ours=None)
+    assert digest == settings_digest(spec, "tiny", WN, encoder=None, lm=None, ours=None)
+    spec["profiles"]["tiny"]["bi_encoder"]["epochs"] = 2
+    assert settings_digest(spec, "tiny", WN, encoder=None, lm=None, ours=None) != digest
+    assert settings_digest(TINY, "tiny", WN, encoder="/m", lm=None, ours=None) != digest
 
 
 def test_finished_only_with_nothing_finished_trains_nothing(tmp_path: Path) -> None:
