@@ -15,6 +15,7 @@ from _common import REPO
 from _latency import single_query_latency_ms
 from kgdistill.api import cache, ensure_run
 from kgdistill.checkpoint import load_checkpoint, load_model
+from kgdistill.runs import finished
 
 __all__ = ["kge_rows", "result_row"]
 
@@ -88,11 +89,16 @@ def kge_rows(
     budget: dict[str, Any],
     work: Path,
     device: str,
+    train: bool = True,
 ) -> list[dict[str, Any]]:
-    """The ComplEx teacher and the three students of one seed (``budget``: the profile's ``kge`` block)."""
+    """The ComplEx teacher and the three students of one seed (``budget``: the profile's ``kge`` block); with
+    ``train`` false, the rows of the finished runs only (nothing trains, no cache is written)."""
     folder = work / Path(dataset).name
     sup = [{"loss": "supervised_ce"}, {"loss": "n3", "weight": 0.05}]
     teacher = folder / f"complex-{budget['teacher_dim']}-s{seed}"
+    rows: list[dict[str, Any]] = []
+    if not train and not finished(teacher):
+        return rows
     ensure_run(
         _config(
             teacher.name,
@@ -106,8 +112,9 @@ def kge_rows(
         ),
         teacher,
     )
+    rows.append(_row(f"complex-{budget['teacher_dim']} (teacher)", dataset, "-", seed, teacher))
     scores = folder / f"cache-bi_encoder-{source}-s{seed}.safetensors"
-    if not scores.is_file():
+    if train and not scores.is_file():
         log.info("writing the bi-encoder's top-%d for every training query", budget["cache_k"])
         cache(plm_run, scores, k=int(budget["cache_k"]), progress=False)
     kd = {"temperature": budget["temperature"], "weight": budget["weight"]}
@@ -130,9 +137,10 @@ def kge_rows(
         ),
     }
     dim = budget["student_dim"]
-    rows = [_row(f"complex-{budget['teacher_dim']} (teacher)", dataset, "-", seed, teacher)]
     for i, (suffix, (teachers, objective)) in enumerate(variants.items()):
         run = folder / f"complex-{dim}-student{i}-s{seed}"
+        if not train and not finished(run):
+            continue
         cfg = _config(
             run.name, dataset, seed, dim, budget["student_epochs"], objective, teachers, device
         )

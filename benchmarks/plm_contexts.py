@@ -288,7 +288,9 @@ def run_benchmark(
                             retriever = run
                         if kge and source == next((x for x in wanted if x in llm), None):
                             rows.extend(
-                                kge_rows(dataset, seed, run, source, prof["kge"], work, device)
+                                kge_rows(
+                                    dataset, seed, run, source, prof["kge"], work, device, train
+                                )
                             )
                         if model in models:
                             row = _row(model, dataset, source, seed, metrics, run)

@@ -115,6 +115,16 @@ def test_the_driver_runs_every_model_and_source(
     again = run_benchmark(**kwargs)
     assert [r["mrr"] for r in again] == [r["mrr"] for r in rows]
     assert before == {p: p.stat().st_mtime for p in (tmp_path / "work").rglob("best.safetensors")}
+    # --finished-only tabulates the finished KGE runs and trains none of the others
+    import shutil
+
+    gone = tmp_path / "work" / "wn18rr-mini" / "complex-8-student2-s0"
+    shutil.rmtree(gone)
+    only = run_benchmark(**kwargs, train=False)
+    assert not gone.exists()
+    assert {r["model"] for r in rows} - {r["model"] for r in only} == {
+        "complex-8 <- bi_encoder (qwen) + complex-16"
+    }
     text = _markdown(
         {
             "command": "python benchmarks/plm_contexts.py",
