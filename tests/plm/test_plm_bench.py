@@ -101,6 +101,14 @@ def test_the_driver_runs_every_model_and_source(
         assert 0 < r["mrr"] <= 1 and r["parameters"] > 0
     rerank = [r for r in rows if r["model"] == "cross_encoder"]
     assert all(r["rerank_k"] == 5 and r["queries"] == 12 for r in rerank)
+    # a re-ranker's time per query: measured once with the retriever and k it was evaluated with, then kept
+    for model in ("cross_encoder", "generative"):
+        timed = json.loads(
+            (tmp_path / "work" / "wn18rr-mini" / f"{model}-qwen-s0" / "latency.json").read_text()
+        )
+        assert timed["k"] == 5 and timed["retriever"].endswith("bi_encoder-descriptions-s0")
+        assert timed["ms_per_query"] > 0
+    assert all(r["ms_per_query"] > 0 for r in rows if r["model"] in ("cross_encoder", "generative"))
     # the LLM rows trained with the auxiliary term, the others without
     for model, term in (("bi_encoder", "reconstruction"), ("generative", "contextualization")):
         for source in ("descriptions", "qwen"):
