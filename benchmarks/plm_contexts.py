@@ -533,7 +533,10 @@ def main(
             seeds=list(seeds),
             kge=kge,
             settings={
-                ds: settings_digest(spec, profile, ds, encoder=encoder, lm=lm, ours=ours)
+                ds: {
+                    f: settings_digest(spec, profile, ds, f, encoder=encoder, lm=lm, ours=ours)
+                    for f in (WHOLE, *FAMILIES)
+                }
                 for ds in datasets
             },
         )
@@ -561,14 +564,14 @@ def main(
 @dataclass
 class Call:
     """What one call of the benchmark makes: the cells it owns in the result file, and each dataset's
-    ``settings`` (:func:`settings_digest`)."""
+    ``settings``: the digest of each row family and of everything (``*``; :func:`settings_digest`)."""
 
     datasets: list[str]
     models: list[str]
     sources: list[str] | None  # None: every source of the dataset
     seeds: list[int]
     kge: bool
-    settings: dict[str, str]
+    settings: dict[str, dict[str, str]]
 
     def covers(self, row: dict[str, Any]) -> bool:
         """Whether ``row`` is one of this call's cells (then only this call's own row of it may stand)."""
@@ -592,25 +595,46 @@ def _family(model: str) -> str:
     return "kge"
 
 
+FAMILIES = (*MODELS, "kge")
+WHOLE = "*"  # the digest of every setting (result files of before the per-family digests)
+
+
+def _needs(family: str) -> set[str]:
+    """The profile's model blocks that a family's rows depend on: its own, the bi-encoder's (the re-rankers'
+    retriever, the KGE students' teacher), ``rerank`` for the re-rankers."""
+    if family == WHOLE:
+        return {*FAMILIES, "rerank"}
+    return {"bi_encoder", family} | (
+        {"rerank"} if family in ("cross_encoder", "generative") else set()
+    )
+
+
 def settings_digest(
     spec: dict[str, Any],
     profile: str,
     dataset: str,
+    family: str = WHOLE,
     *,
     encoder: str | None,
     lm: str | None,
     ours: str | None,
 ) -> str:
-    """A digest of everything besides the seed and the source that a dataset's rows depend on: the profile's
-    budget, the auxiliary weight, the dataset's LLM sources, the shipped configs and the checkpoints asked for.
-    Rows of earlier calls are kept beside this call's only under the same digest."""
+    """A digest of everything besides the seed and the source that a dataset's rows of one ``family``
+    (:data:`FAMILIES`; ``*``: all of them) depend on: the budgets it reads (:func:`_needs`, plus the profile's
+    plain settings), the auxiliary weight, the dataset's LLM sources, the shipped configs it trains and the
+    checkpoints asked for. Rows of earlier calls are kept beside this call's only under the same digest, so a
+    new budget for one model leaves the other models' rows standing."""
+    need = _needs(family)
+    budget = spec["profiles"][profile]
     parts = {
-        "budget": spec["profiles"][profile],
+        "budget": {k: v for k, v in budget.items() if k in need or not isinstance(v, dict)},
         "aux_weight": spec["aux_weight"],
         "sources": spec["sources"].get(dataset, {}),
-        "configs": {m: (REPO / "configs" / "plm" / c).read_text() for m, c in CONFIGS.items()},
+        "configs": {
+            m: (REPO / "configs" / "plm" / c).read_text() for m, c in CONFIGS.items() if m in need
+        },
         "encoder": encoder,
-        "lm": lm,
+        "lm": lm if "generative" in need else None,
         "ours": ours,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
@@ -623,30 +647,38 @@ def merged_rows(
     dataset's source: the command and machine that made its rows (``earlier``: the calls whose rows stay beside).
 
     Kept: every row of another dataset; within this call's datasets, the rows outside its cells (other seeds,
-    models, sources, the KGE rows without ``--kge``) when the earlier call ran under the same settings digest
-    (a changed config or budget drops them, with a warning)."""
+    models, sources, the KGE rows without ``--kge``) made under the same settings digest as this call's for
+    their family (:func:`settings_digest`; a changed config or budget drops them, with a warning). This call's
+    rows get their family's digest (``settings``); an earlier row without one is judged by its dataset's
+    digest of every setting."""
     prev = earlier_results(out / "plm_contexts.json", "dataset", [], ["rows"])
     made = {(r["dataset"], r["model"], r["source"], r["seed"]) for r in rows}
-    same = {
-        ds
-        for ds in call.datasets
-        if prev["sources"].get(ds, {}).get("settings") == call.settings[ds]
-    }
-    kept = []
+    for r in rows:
+        r["settings"] = call.settings[r["dataset"]][_family(r["model"])]
+
+    def same(r: dict[str, Any]) -> bool:
+        now = call.settings[r["dataset"]]
+        if "settings" in r:
+            return bool(r["settings"] == now[_family(r["model"])])
+        return bool(prev["sources"].get(r["dataset"], {}).get("settings") == now[WHOLE])
+
+    kept, dropped = [], set()
     for r in prev["rows"]:
         if r["dataset"] not in call.datasets:
             kept.append(r)
         elif (r["dataset"], r["model"], r["source"], r["seed"]) in made or call.covers(r):
             continue
-        elif r["dataset"] in same:
+        elif same(r):
             kept.append(r)
-    for ds in sorted({r["dataset"] for r in prev["rows"]} & set(call.datasets) - same):
-        if any(not call.covers(r) for r in prev["rows"] if r["dataset"] == ds):
-            log.warning(
-                "%s: the earlier rows were made under other settings (budget, configs or checkpoints); "
-                "only this call's rows are kept",
-                ds,
-            )
+        else:
+            dropped.add((r["dataset"], _family(r["model"])))
+    for ds, family in sorted(dropped):
+        log.warning(
+            "%s: the earlier %s rows were made under other settings (budget, configs or checkpoints); "
+            "they are dropped",
+            ds,
+            family,
+        )
     made_by = {
         "command": shlex.join(["python", "benchmarks/plm_contexts.py", *argv]),
         **machine_info(),
@@ -657,7 +689,7 @@ def merged_rows(
             if any(r["dataset"] == ds for r in kept):
                 sources[ds] = prev["sources"][ds]
             continue
-        sources[ds] = {**made_by, "settings": call.settings[ds]}
+        sources[ds] = {**made_by, "settings": call.settings[ds][WHOLE]}
         if any(r["dataset"] == ds for r in kept):
             old = prev["sources"][ds]
             last = {k: v for k, v in old.items() if k != "earlier"}

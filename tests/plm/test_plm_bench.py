@@ -199,9 +199,15 @@ def _call(datasets: list[str], **kw: Any) -> Any:
         "sources": None,
         "seeds": [0],
         "kge": False,
-        "settings": dict.fromkeys(datasets, "s1"),
+        "settings": {ds: _digests("s1") for ds in datasets},
     }
     return Call(datasets=datasets, **(args | kw))
+
+
+def _digests(value: str, **families: str) -> dict[str, str]:
+    from plm_contexts import FAMILIES, WHOLE
+
+    return {f: families.get(f, value) for f in (WHOLE, *FAMILIES)}
 
 
 def _doc(rows: list[dict[str, Any]], sources: dict[str, Any], command: str) -> dict[str, Any]:
@@ -266,7 +272,7 @@ def test_a_call_for_more_seeds_or_sources_keeps_the_rows_of_the_same_settings(
     text = _markdown(_doc(rows, sources, sources["wn18rr"]["command"]))
     assert "Earlier rows of wn18rr" in text and "--seeds 0" in text
     (tmp_path / "plm_contexts.json").write_text(json.dumps(_doc(rows, sources, "second")))
-    changed = _call(["wn18rr"], seeds=[1], settings={"wn18rr": "s2"})
+    changed = _call(["wn18rr"], seeds=[1], settings={"wn18rr": _digests("s2")})
     rows, sources = merged_rows(tmp_path, changed, second, ["--seeds", "1"])
     assert [(r["seed"], r["mrr"]) for r in rows] == [(1, 0.12)] and "earlier" not in sources[
         "wn18rr"
@@ -276,14 +282,66 @@ def test_a_call_for_more_seeds_or_sources_keeps_the_rows_of_the_same_settings(
 def test_the_settings_digest_follows_the_budget_and_the_configs() -> None:
     import copy
 
-    from plm_contexts import settings_digest
+    from plm_contexts import FAMILIES, WHOLE, settings_digest
+
+    def digests(spec: dict[str, Any], **kw: Any) -> dict[str, str]:
+        args = {"encoder": None, "lm": None, "ours": None} | kw
+        return {f: settings_digest(spec, "tiny", WN, f, **args) for f in (WHOLE, *FAMILIES)}
 
     spec = copy.deepcopy(TINY)
-    digest = settings_digest(spec, "tiny", WN, encoder=None, lm=None, ours=None)
-    assert digest == settings_digest(spec, "tiny", WN, encoder=None, lm=None, ours=None)
+    base = digests(spec)
+    assert base == digests(spec) and len(set(base.values())) == len(base)
+    # the bi-encoder's budget: every family (the re-rankers' retriever, the KGE students' teacher)
     spec["profiles"]["tiny"]["bi_encoder"]["epochs"] = 2
-    assert settings_digest(spec, "tiny", WN, encoder=None, lm=None, ours=None) != digest
-    assert settings_digest(TINY, "tiny", WN, encoder="/m", lm=None, ours=None) != digest
+    assert all(a != b for a, b in zip(digests(spec).values(), base.values(), strict=True))
+    # one re-ranker's budget: that family (and the whole) only
+    spec = copy.deepcopy(TINY)
+    spec["profiles"]["tiny"]["cross_encoder"]["epochs"] = 2
+    changed = {f for f, d in digests(spec).items() if d != base[f]}
+    assert changed == {WHOLE, "cross_encoder"}
+    spec = copy.deepcopy(TINY)
+    spec["profiles"]["tiny"]["kge"]["student_epochs"] = 4
+    assert {f for f, d in digests(spec).items() if d != base[f]} == {WHOLE, "kge"}
+    spec = copy.deepcopy(TINY)
+    spec["profiles"]["tiny"]["rerank"]["k"] = 7
+    changed = {f for f, d in digests(spec).items() if d != base[f]}
+    assert changed == {WHOLE, "cross_encoder", "generative"}
+    # the checkpoints: the encoder for all, the causal LM for the generative rows only
+    assert all(
+        a != b for a, b in zip(digests(TINY, encoder="/m").values(), base.values(), strict=True)
+    )
+    changed = {f for f, d in digests(TINY, lm="/lm").items() if d != base[f]}
+    assert changed == {WHOLE, "generative"}
+
+
+def test_a_new_budget_for_one_model_keeps_the_other_models_rows(tmp_path: Path) -> None:
+    """Rows carry their family's digest: a call under a new cross-encoder budget drops the earlier
+    cross-encoder rows (and their retriever's) and keeps the bi-encoder's; a row of an older file without a
+    digest of its own stands while its dataset's digest of every setting is unchanged."""
+    from plm_contexts import merged_rows
+
+    first = [
+        _row("wn18rr", 0.10),
+        _row("wn18rr", 0.20, model="cross_encoder", source="names"),
+        _row("wn18rr", 0.15, model="bi_encoder (retriever of cross_encoder)"),
+    ]
+    call = _call(["wn18rr"], models=["bi_encoder", "cross_encoder"])
+    rows, sources = merged_rows(tmp_path, call, first, [])
+    assert {r["settings"] for r in rows} == {"s1"}
+    (tmp_path / "plm_contexts.json").write_text(json.dumps(_doc(rows, sources, "first")))
+    new_ce = _digests("s1", cross_encoder="c2", **{"*": "w2"})
+    call = _call(["wn18rr"], seeds=[1], settings={"wn18rr": new_ce})
+    rows, _ = merged_rows(tmp_path, call, [_row("wn18rr", 0.12, seed=1)], [])
+    assert sorted((r["model"], r["seed"]) for r in rows) == [("bi_encoder", 0), ("bi_encoder", 1)]
+    # an older file: no digest per row, the dataset's digest of every setting decides
+    legacy = [{k: v for k, v in r.items() if k != "settings"} for r in first]
+    doc = _doc(legacy, {"wn18rr": {"command": "old", "settings": "w1"}}, "old")
+    (tmp_path / "plm_contexts.json").write_text(json.dumps(doc))
+    same = _digests("s1", **{"*": "w1"})
+    rows, _ = merged_rows(tmp_path, _call(["wn18rr"], seeds=[1], settings={"wn18rr": same}), [], [])
+    assert len(rows) == 3
+    rows, _ = merged_rows(tmp_path, _call(["wn18rr"], seeds=[1]), [], [])
+    assert rows == []
 
 
 def test_finished_only_with_nothing_finished_trains_nothing(tmp_path: Path) -> None:
