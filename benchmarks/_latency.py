@@ -4,12 +4,34 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
 from kgdistill.models.base import KGEModel
 
 __all__ = ["rerank_latency_ms", "single_query_latency_ms"]
+
+
+def _median_ms(
+    answer: Callable[[], object], *, warmup: int, repeats: int, threads: int, cuda: bool
+) -> float:
+    """Median wall time (ms) of ``answer()`` after ``warmup`` calls, with ``threads`` intra-op threads."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for _ in range(warmup):
+            answer()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            answer()
+            if cuda:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times) * 1000
+    finally:
+        torch.set_num_threads(old)
 
 
 @torch.inference_mode()
@@ -20,22 +42,14 @@ def single_query_latency_ms(
 
     Measured on the model's device with ``threads`` intra-op threads (1: a serving process per core).
     """
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        model.eval()
-        for _ in range(10):
-            torch.topk(model.score_all(query), k)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            torch.topk(model.score_all(query), k)
-            if query.is_cuda:
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times) * 1000
-    finally:
-        torch.set_num_threads(old)
+    model.eval()
+    return _median_ms(
+        lambda: torch.topk(model.score_all(query), k),
+        warmup=10,
+        repeats=repeats,
+        threads=threads,
+        cuda=query.is_cuda,
+    )
 
 
 @torch.inference_mode()
@@ -54,25 +68,12 @@ def rerank_latency_ms(
     The models are loaded and the retriever's entity vectors encoded before the clock starts (once per
     process, not per query); measured with ``threads`` intra-op threads.
     """
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        retriever.eval()
-        reranker.eval()
+    retriever.eval()
+    reranker.eval()
 
-        def answer() -> torch.Tensor:
-            candidates = torch.topk(retriever.score_all(query), k).indices
-            rescored = reranker.score_candidates(query, candidates)  # type: ignore[operator]
-            return candidates.gather(1, rescored.argsort(dim=1, descending=True))
+    def answer() -> torch.Tensor:
+        candidates = torch.topk(retriever.score_all(query), k).indices
+        rescored = reranker.score_candidates(query, candidates)  # type: ignore[operator]
+        return candidates.gather(1, rescored.argsort(dim=1, descending=True))
 
-        answer()  # warm-up
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            answer()
-            if query.is_cuda:
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times) * 1000
-    finally:
-        torch.set_num_threads(old)
+    return _median_ms(answer, warmup=1, repeats=repeats, threads=threads, cuda=query.is_cuda)
