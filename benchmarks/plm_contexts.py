@@ -650,7 +650,7 @@ def merged_rows(
     models, sources, the KGE rows without ``--kge``) made under the same settings digest as this call's for
     their family (:func:`settings_digest`; a changed config or budget drops them, with a warning). This call's
     rows get their family's digest (``settings``); an earlier row without one is judged by its dataset's
-    digest of every setting."""
+    digest of every setting, and gets its family's digest when kept."""
     prev = earlier_results(out / "plm_contexts.json", "dataset", [], ["rows"])
     made = {(r["dataset"], r["model"], r["source"], r["seed"]) for r in rows}
     for r in rows:
@@ -669,7 +669,8 @@ def merged_rows(
         elif (r["dataset"], r["model"], r["source"], r["seed"]) in made or call.covers(r):
             continue
         elif same(r):
-            kept.append(r)
+            # a row of an older file, kept under today's settings, carries today's digest from now on
+            kept.append({**r, "settings": call.settings[r["dataset"]][_family(r["model"])]})
         else:
             dropped.add((r["dataset"], _family(r["model"])))
     for ds, family in sorted(dropped):

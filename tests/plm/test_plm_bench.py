@@ -338,10 +338,18 @@ def test_a_new_budget_for_one_model_keeps_the_other_models_rows(tmp_path: Path) 
     doc = _doc(legacy, {"wn18rr": {"command": "old", "settings": "w1"}}, "old")
     (tmp_path / "plm_contexts.json").write_text(json.dumps(doc))
     same = _digests("s1", **{"*": "w1"})
-    rows, _ = merged_rows(tmp_path, _call(["wn18rr"], seeds=[1], settings={"wn18rr": same}), [], [])
-    assert len(rows) == 3
-    rows, _ = merged_rows(tmp_path, _call(["wn18rr"], seeds=[1]), [], [])
-    assert rows == []
+    rows, sources = merged_rows(
+        tmp_path, _call(["wn18rr"], seeds=[1], settings={"wn18rr": same}), [], []
+    )
+    assert len(rows) == 3 and {r["settings"] for r in rows} == {"s1"}
+    # ... and go when that digest changed
+    dropped, _ = merged_rows(tmp_path, _call(["wn18rr"], seeds=[1]), [], [])
+    assert dropped == []
+    # kept, they carry their family's digest: a later cross-encoder budget leaves the bi-encoder's row
+    (tmp_path / "plm_contexts.json").write_text(json.dumps(_doc(rows, sources, "stamped")))
+    call = _call(["wn18rr"], seeds=[1], settings={"wn18rr": new_ce})
+    rows, _ = merged_rows(tmp_path, call, [], [])
+    assert [r["model"] for r in rows] == ["bi_encoder"]
 
 
 def test_finished_only_with_nothing_finished_trains_nothing(tmp_path: Path) -> None:
