@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,15 @@ from kgdistill.data import KG, build_kg, load_kg, read_static_names
 from kgdistill.data.batching import both_directions
 from kgdistill.data.filters import FilterIndex
 from kgdistill.errors import KGDistillError
-from kgdistill.evaluate import evaluate, evaluate_rerank, rank_of_true, summarize, topk_candidates
+from kgdistill.evaluate import (
+    evaluate,
+    evaluate_rerank,
+    evaluate_rerank_sweep,
+    fuse_scores,
+    rank_of_true,
+    summarize,
+    topk_candidates,
+)
 from kgdistill.models import KGEModel, Vocab, build_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -96,7 +105,12 @@ def test_rerank_hand_computed_ranks(hand_kg: KG, ties: str) -> None:
     # the reranker saw each query's filtered top-2 in the retriever's order (one chunk of 4 queries)
     (seen,) = reranker.calls
     assert seen.tolist() == [[5, 3], [1, 2], [2, 0], [5, 3]]
-    assert m.protocol["rerank"] == {"k": 2, "retriever": "TableScorer", "reranker": "TableScorer"}
+    assert m.protocol["rerank"] == {
+        "k": 2,
+        "retriever": "TableScorer",
+        "reranker": "TableScorer",
+        "mix": 0.0,
+    }
     assert m.protocol["filter"] == "static" and m.protocol["ties"] == ties
 
 
@@ -147,6 +161,61 @@ def test_rerank_rejects_bad_k_and_nan(hand_kg: KG) -> None:
         evaluate_rerank(retriever, retriever, hand_kg, "test", ties="average")  # type: ignore[arg-type]
 
 
+# -- fusing the reranker's scores with the retriever's --------------------------------------------------------------
+#
+# q1 (e0, r, ?=e3): candidates e5, e3; retriever 7, 5; reranker tie 2, 2 -> any mix > 0 puts e5 first: rank 2.
+# q3 (e3, r^-1, ?=e0): candidates e2, e0; retriever 9, 4 (log-softmax -0.0067, -5.0067); reranker 1, 3
+# (-2.1269, -0.1269): at mix 0.2 e0 scores -1.1029 against e2's -1.7029 (rank 1), at mix 0.5 -2.5668 against
+# -1.0668 (rank 2). q2 and q4: the true answer is not a candidate, its rank does not move.
+HAND_FUSED = {0.0: [1.5, 5.5, 1.0, 6.0], 0.2: [2.0, 5.5, 1.0, 6.0], 0.5: [2.0, 5.5, 2.0, 6.0]}
+
+
+def test_fuse_scores_hand_computed() -> None:
+    rescored = torch.tensor([[1.0, 3.0, 0.0]])
+    retrieved = torch.tensor([[9.0, 4.0, 0.0]])
+    taken = torch.tensor([[True, True, False]])  # the last column is padding
+    fused = fuse_scores(rescored, retrieved, taken, 0.2)
+    expected = [
+        0.8 * (1 - math.log(math.exp(1) + math.exp(3)))
+        + 0.2 * (9 - math.log(math.exp(9) + math.exp(4)))
+    ]
+    expected.append(
+        0.8 * (3 - math.log(math.exp(1) + math.exp(3)))
+        + 0.2 * (4 - math.log(math.exp(9) + math.exp(4)))
+    )
+    assert fused[0, :2].tolist() == pytest.approx(expected, abs=1e-12)
+    assert fused[0, 2] == 0.0  # padding is never read, but stays finite
+    assert fuse_scores(rescored, retrieved, taken, 0.0) is rescored
+    one = fuse_scores(rescored, retrieved, taken, 1.0)
+    assert torch.isfinite(one).all() and one[0, 0] > one[0, 1]
+    with pytest.raises(KGDistillError, match=r"mix must be in \[0, 1\]"):
+        fuse_scores(rescored, retrieved, taken, 1.5)
+
+
+@pytest.mark.parametrize("mix", sorted(HAND_FUSED))
+def test_rerank_fused_with_the_retriever_hand_computed(hand_kg: KG, mix: float) -> None:
+    m = evaluate_rerank(
+        TableScorer(RETRIEVER), TableScorer(RERANKER), hand_kg, "test", k=2, mix=mix
+    )
+    assert m.sides == _sides(HAND_FUSED[mix])
+    assert m.protocol["rerank"]["mix"] == mix
+
+
+def test_rerank_sweep_is_each_mix_from_one_reranker_pass(hand_kg: KG) -> None:
+    reranker = TableScorer(RERANKER)
+    sweep = evaluate_rerank_sweep(
+        TableScorer(RETRIEVER), reranker, hand_kg, "test", mixes=[0.0, 0.2, 0.5], k=2
+    )
+    assert len(reranker.calls) == 1  # one chunk, scored once for all three values
+    for mix, metrics in sweep.items():
+        assert metrics.sides == _sides(HAND_FUSED[mix])
+        assert metrics.protocol["rerank"]["mix"] == mix
+    with pytest.raises(KGDistillError, match="mix must be"):
+        evaluate_rerank_sweep(TableScorer(RETRIEVER), reranker, hand_kg, "test", mixes=[0.1, -0.1])
+    with pytest.raises(KGDistillError, match="at least one"):
+        evaluate_rerank_sweep(TableScorer(RETRIEVER), reranker, hand_kg, "test", mixes=[])
+
+
 # -- reranker == retriever: exactly the plain evaluation ------------------------------------------------------------
 
 
@@ -193,6 +262,7 @@ def test_rerank_with_itself_equals_plain_evaluation_static(
         "k": kk,
         "retriever": "KGEModel(ComplEx)",
         "reranker": "KGEModel(ComplEx)",
+        "mix": 0.0,
     }
 
 
@@ -209,6 +279,19 @@ def test_rerank_with_itself_equals_plain_evaluation_temporal(
     assert reranked.sides == plain.sides
     assert reranked.protocol["filter"] == ("time-aware" if time_aware else "static")
     assert reranked.protocol["time"] == plain.protocol["time"]
+
+
+@pytest.mark.parametrize("k", [1, 10, "E"])
+def test_rerank_fused_at_mix_one_is_the_retrievers_evaluation(mini_kg: KG, k: int | str) -> None:
+    """``mix = 1`` orders the candidates as the retriever does, whatever the reranker says."""
+    retriever, reranker = _model(mini_kg, "complex"), _model(mini_kg, "distmult")
+    kk = mini_kg.num_entities if k == "E" else int(k)
+    plain = evaluate(retriever, mini_kg, "test", batch_size=64)
+    fused = evaluate_rerank(retriever, reranker, mini_kg, "test", k=kk, mix=1.0, batch_size=64)
+    alone = evaluate_rerank(retriever, reranker, mini_kg, "test", k=kk, batch_size=64)
+    assert fused.sides == plain.sides
+    if kk > 1:
+        assert alone.sides != plain.sides  # the reranker alone does move the ranks
 
 
 # -- an oracle reranker ---------------------------------------------------------------------------------------------
@@ -337,3 +420,45 @@ def test_cli_rerank_of_a_retriever(tmp_path: Path) -> None:
     other = _tiny_run(tmp_path, "wn18rr-mini", "distmult")
     result = CliRunner().invoke(cli, ["evaluate", str(b), "--rerank", str(other)])
     assert result.exit_code == 2 and str(other) in result.output
+
+
+def test_a_run_fused_with_its_retriever_and_the_sweep_of_the_api(tmp_path: Path) -> None:
+    """``eval.rerank_mix`` reaches a run's own evaluation; :func:`kgdistill.api.rerank_sweep` gives the same
+    numbers as one evaluation per value; a weight outside [0, 1] is refused, naming the key."""
+    import json
+
+    from kgdistill import api
+    from kgdistill.config import parse_config
+    from kgdistill.errors import ConfigError
+
+    a = _tiny_run(tmp_path, "fb15k237-mini", "distmult")
+    rerank = {"retriever": str(a), "rerank_k": 5, "rerank_mix": 1.0, "max_queries": 9}
+    b = _tiny_run(tmp_path, "fb15k237-mini", "complex", rerank)
+    metrics = json.loads((b / "metrics.json").read_text())
+    assert metrics["protocol"]["rerank"]["mix"] == 1.0
+    base = api.evaluate_run(a, max_queries=9, progress=False)
+    assert metrics["sides"]["both"] == pytest.approx(base.sides["both"], rel=1e-9)
+    sweep = api.rerank_sweep(
+        b, a, mixes=[0.0, 0.5, 1.0], split="test", rerank_k=5, max_queries=9, progress=False
+    )
+    assert sweep[1.0].sides["both"] == pytest.approx(base.sides["both"], rel=1e-9)
+    for mix in (0.0, 0.5):
+        one = api.evaluate_run(
+            b,
+            retriever=a,
+            rerank_k=5,
+            max_queries=9,
+            overrides={"rerank_mix": mix},
+            progress=False,
+        )
+        assert sweep[mix].sides == one.sides
+        assert sweep[mix].protocol == one.protocol
+    assert sweep[0.0].sides != sweep[1.0].sides
+    with pytest.raises(ConfigError, match=r"eval\.rerank_mix"):
+        parse_config(
+            {
+                "data": {"name": "yago11k"},
+                "model": {"name": "complex"},
+                "eval": {"rerank_mix": 2},
+            }
+        )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from kgdistill.config import (
 from kgdistill.data.kg import KG
 from kgdistill.distill import KGETeacher, write_cache
 from kgdistill.errors import CheckpointError, ConfigError
-from kgdistill.evaluate import Metrics, evaluate_rerank
+from kgdistill.evaluate import Metrics, evaluate_rerank, evaluate_rerank_sweep
 from kgdistill.evaluate import evaluate as rank_all
 from kgdistill.io import atomic_write_text
 from kgdistill.models.base import KGEModel
@@ -59,6 +59,7 @@ __all__ = [
     "load_config",
     "load_data",
     "predict",
+    "rerank_sweep",
     "train",
 ]
 
@@ -307,26 +308,15 @@ def evaluate(model: Any, kg: KG, split: str = "test", **protocol: Any) -> Metric
     return rank_all(model, kg, split, **protocol)
 
 
-def evaluate_run(
+def _eval_inputs(
     path: str | Path,
-    *,
-    split: str = "test",
-    overrides: dict[str, Any] | None = None,
-    data_root: str | None = None,
-    progress: bool = True,
-    retriever: str | Path | None = None,
-    rerank_k: int = 100,
-    max_queries: int | None = None,
-) -> Metrics:
-    """Evaluate a run folder or checkpoint on ``split`` with the protocol it was trained with.
-
-    ``overrides`` replace keys of the ``eval`` section (``ties``, ``time_aware``, ``time_filter``, ``filtered``,
-    ``ks``).
-    ``retriever``: another finished run (or checkpoint) on the same graph whose filtered top-``rerank_k`` this
-    run re-ranks (:func:`kgdistill.evaluate.evaluate_rerank`): how a cross-encoder or a generative model is
-    evaluated on a real graph. ``max_queries``: the first that many facts of the split only (a quick look at a
-    slow model; the protocol records it).
-    """
+    split: str,
+    overrides: dict[str, Any] | None,
+    data_root: str | None,
+    retriever: str | Path | None,
+) -> tuple[Checkpoint, KG, EvalConfig, Any, tuple[Checkpoint, Any] | None]:
+    """A run's checkpoint, graph, resolved ``eval`` section, model and (when given) retriever, both on the run's
+    device; each checkpoint checked against the graph before it is built."""
     dist.init_from_env()  # under torchrun the ranks share the queries (kgdistill.dist)
     ckpt, cfg = _open(path)
     data = cfg.data.model_copy(update={"root": data_root}) if data_root else cfg.data
@@ -341,6 +331,41 @@ def evaluate_run(
     ev = validate_section(
         EvalConfig, {**cfg.eval.model_dump(), "split": split, **(overrides or {})}, "eval"
     )
+    return ckpt, kg, ev, model, None if first is None else (first, load_model(first).to(device))
+
+
+def _describe_run(metrics: Metrics, ckpt: Checkpoint, kg: KG, model: Any) -> Metrics:
+    metrics.protocol.update(
+        model=ckpt.meta["model"]["name"],
+        dataset=kg.name,
+        num_parameters=model.num_parameters(),
+        checkpoint=str(ckpt.path),
+    )
+    return metrics
+
+
+def evaluate_run(
+    path: str | Path,
+    *,
+    split: str = "test",
+    overrides: dict[str, Any] | None = None,
+    data_root: str | None = None,
+    progress: bool = True,
+    retriever: str | Path | None = None,
+    rerank_k: int = 100,
+    max_queries: int | None = None,
+) -> Metrics:
+    """Evaluate a run folder or checkpoint on ``split`` with the protocol it was trained with.
+
+    ``overrides`` replace keys of the ``eval`` section (``ties``, ``time_aware``, ``time_filter``, ``filtered``,
+    ``ks``, ``rerank_mix``).
+    ``retriever``: another finished run (or checkpoint) on the same graph whose filtered top-``rerank_k`` this
+    run re-ranks (:func:`kgdistill.evaluate.evaluate_rerank`): how a cross-encoder or a generative model is
+    evaluated on a real graph, its scores fused with the retriever's at weight ``eval.rerank_mix`` (the run's own,
+    or an override). ``max_queries``: the first that many facts of the split only (a quick look at a
+    slow model; the protocol records it).
+    """
+    ckpt, kg, ev, model, first = _eval_inputs(path, split, overrides, data_root, retriever)
     if first is None:
         metrics = rank_all(
             model,
@@ -353,24 +378,54 @@ def evaluate_run(
         )
     else:
         metrics = evaluate_rerank(
-            load_model(first).to(device),
+            first[1],
             model,
             kg,
             ev.split,
             k=rerank_k,
+            mix=ev.rerank_mix,
             progress=progress,
             batch_size=ev.batch_size,
             max_queries=max_queries,
             **eval_kwargs(ev),
         )
-        metrics.protocol["rerank"].update(retriever_checkpoint=str(first.path))
-    metrics.protocol.update(
-        model=ckpt.meta["model"]["name"],
-        dataset=kg.name,
-        num_parameters=model.num_parameters(),
-        checkpoint=str(ckpt.path),
+        metrics.protocol["rerank"].update(retriever_checkpoint=str(first[0].path))
+    return _describe_run(metrics, ckpt, kg, model)
+
+
+def rerank_sweep(
+    path: str | Path,
+    retriever: str | Path,
+    *,
+    mixes: Sequence[float],
+    split: str = "valid",
+    rerank_k: int = 100,
+    max_queries: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    data_root: str | None = None,
+    progress: bool = True,
+) -> dict[float, Metrics]:
+    """The run's re-ranking of ``retriever``'s top-``rerank_k`` at every fusion weight of ``mixes``, from one pass
+    of the re-ranker (:func:`kgdistill.evaluate.evaluate_rerank_sweep`): choose ``eval.rerank_mix`` on the
+    validation split, then evaluate the test split at that value. Arguments as :func:`evaluate_run`."""
+    ckpt, kg, ev, model, first = _eval_inputs(path, split, overrides, data_root, retriever)
+    assert first is not None
+    sweep = evaluate_rerank_sweep(
+        first[1],
+        model,
+        kg,
+        ev.split,
+        mixes=mixes,
+        k=rerank_k,
+        progress=progress,
+        batch_size=ev.batch_size,
+        max_queries=max_queries,
+        **eval_kwargs(ev),
     )
-    return metrics
+    for metrics in sweep.values():
+        metrics.protocol["rerank"].update(retriever_checkpoint=str(first[0].path))
+        _describe_run(metrics, ckpt, kg, model)
+    return sweep
 
 
 def predict(

@@ -321,6 +321,13 @@ class EvalConfig(_Strict):
         "re-rank its filtered top-rerank_k (how a cross-encoder or a generative model is evaluated)",
     )
     rerank_k: int = Field(100, ge=1, description="candidates per query taken from eval.retriever")
+    rerank_mix: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="the retriever's weight when its scores are fused with the re-ranker's over the "
+        "candidates (log-softmax of each, mixed linearly; 0: the re-ranker alone)",
+    )
 
 
 class RunConfig(_Strict):

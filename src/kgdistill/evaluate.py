@@ -12,7 +12,10 @@ Ties (LibKGE's example: scores a:10, b:10, c:10, d:11, e:9 with ``a`` true give 
 expected rank under random tie breaking (default; PyKEEN's realistic rank).
 
 Re-ranking (:func:`evaluate_rerank`): a retriever scores all entities, its filtered top-k are rescored by a
-reranker (``score_candidates``), and the true answer's rank is read from the combined order (see there).
+reranker (``score_candidates``), and the true answer's rank is read from the combined order (see there). The
+reranker's scores can be fused with the retriever's (``mix``, :func:`fuse_scores`), and
+:func:`evaluate_rerank_sweep` reads the metrics of several ``mix`` values from one reranker pass (to choose it on
+validation).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ __all__ = [
     "evaluate",
     "evaluate_model",
     "evaluate_rerank",
+    "evaluate_rerank_sweep",
+    "fuse_scores",
     "rank_filtered",
     "rank_of_true",
     "rerank_ranks",
@@ -501,13 +506,44 @@ def rerank_ranks(
     return below.double() + _tie_rank(greater, equal, ties)
 
 
+def fuse_scores(
+    rescored: FloatTensor, retrieved: FloatTensor, taken: BoolTensor, mix: float
+) -> FloatTensor:
+    """The candidates' fused scores ``(1 - mix) * log_softmax(rescored) + mix * log_softmax(retrieved)``.
+
+    Each model's scores become log-probabilities over the query's real candidates (a softmax over the
+    ``taken`` columns), so scores of different scales (a cross-encoder's logits, a language model's
+    log-likelihoods, a bi-encoder's ``cos / T``) mix on one scale. ``mix = 0`` returns ``rescored`` itself (the
+    reranker's order, bit for bit); ``mix = 1`` orders the candidates as the retriever does.
+
+    Args:
+        rescored: ``(B, k)`` reranker scores. retrieved: ``(B, k)`` the retriever's scores of the same candidates.
+        taken: ``(B, k)`` real candidates (padding columns come back as 0 and are never read).
+        mix: the retriever's weight in ``[0, 1]``.
+
+    Returns:
+        ``(B, k)`` fused scores.
+    """
+    if not 0.0 <= mix <= 1.0:
+        raise KGDistillError(f"rerank mix must be in [0, 1], got {mix}")
+    if mix == 0.0:
+        return rescored
+
+    def logp(x: FloatTensor) -> FloatTensor:
+        x = x.double().masked_fill(~taken, -math.inf)
+        return torch.where(taken, x.log_softmax(1), 0.0)
+
+    return (1.0 - mix) * logp(rescored) + mix * logp(retrieved)
+
+
 @torch.inference_mode()
-def evaluate_rerank(
+def evaluate_rerank_sweep(
     retriever: Scorer,
     reranker: CandidateScorer,
     kg: KG,
     split: str = "test",
     *,
+    mixes: Sequence[float] = (0.0,),
     k: int = 100,
     filter_index: FilterIndex | None = None,
     filtered: bool = True,
@@ -518,39 +554,20 @@ def evaluate_rerank(
     batch_size: int | None = None,
     progress: bool = False,
     max_queries: int | None = None,
-) -> Metrics:
-    """Re-ranking evaluation: a retriever's filtered top-k, rescored by a reranker, above everything else.
-
-    For every query (the same queries, filter and tie modes as :func:`evaluate`):
-
-    1. the retriever scores all entities (``score_all``);
-    2. the other known answers are removed (the filtered protocol; the true answer stays) and the ``k`` best
-       remaining entities by retriever score are the candidates (ties at the k-th score go to the lower
-       entity id); fewer than ``k`` remain only when ``k`` is close to ``E``, and then all are candidates;
-    3. the reranker scores the candidates, ``score_candidates(queries (B, 3|4), candidates (B, k)) -> (B, k)``,
-       candidates given best-first in the retriever's order;
-    4. the final ranking puts the candidates first, in the reranker's order, and every other entity below them
-       in the retriever's order. The true answer's rank is, when it is a candidate, its rank among the
-       candidates by reranker score; otherwise ``k`` + its filtered rank among the non-candidates by
-       retriever score. Both use ``ties``.
-
-    With the reranker scoring exactly as the retriever, the ranks equal :func:`evaluate`'s for every ``k``
-    (unless the true answer's retriever score ties with the k-th candidate's while left out of the top-k).
-
-    Args:
-        retriever: anything with ``score_all``. reranker: anything with ``score_candidates`` (a
-            :class:`~kgdistill.models.KGEModel`, a language-model scorer).
-        kg / split / filter_index / filtered / time_aware / time_filter / ties / ks / max_queries: as
-            :func:`evaluate`.
-        k: candidates per query, ``1 <= k <= E`` (clipped to ``E``).
-        batch_size: queries per chunk (the reranker sees ``(batch_size, k)`` candidates at once).
+) -> dict[float, Metrics]:
+    """:func:`evaluate_rerank` at every ``mix`` of ``mixes``, from one pass of the reranker.
 
     Returns:
-        :class:`Metrics`; the protocol adds ``"rerank": {"k", "retriever", "reranker"}``.
+        ``{mix: Metrics}``; each protocol's ``rerank`` records its ``mix``.
     """
     _check_ties(ties)
     if k < 1:
         raise KGDistillError(f"rerank k must be at least 1, got {k}")
+    if not mixes:
+        raise KGDistillError("rerank mixes: give at least one value")
+    for mix in mixes:
+        if not 0.0 <= mix <= 1.0:
+            raise KGDistillError(f"rerank mix must be in [0, 1], got {mix}")
     k = min(k, kg.num_entities)
     device, rerank_device = _device(retriever), _device(reranker)
     setup = _setup(
@@ -565,7 +582,7 @@ def evaluate_rerank(
         max_queries=max_queries,
         width=score_width(retriever),
     )
-    ranks = torch.empty(len(setup.queries), dtype=torch.float64, device=device)
+    ranks = torch.empty(len(mixes), len(setup.queries), dtype=torch.float64, device=device)
     with _EvalMode(retriever, reranker):
         for s, q, rows, cols in _chunks(setup, f"rerank {split}", progress):
             retrieval = retriever.score_all(q).float()
@@ -578,17 +595,78 @@ def evaluate_rerank(
             rescored = rescored.float().to(device)
             if bool((rescored.isnan() & taken).any()):
                 raise _nan_error()
-            ranks[s : s + len(q)] = rerank_ranks(
-                retrieval, valid, targets, candidates, taken, chosen, rescored, ties
-            )
-    ranks = dist.gather_span(ranks, *dist.span(len(setup.queries), setup.batch_size))
-    protocol = _protocol(kg, split, setup, ties)
-    protocol["rerank"] = {
-        "k": k,
-        "retriever": _describe(retriever),
-        "reranker": _describe(reranker),
-    }
-    return Metrics(sides=_sides(ranks, setup.facts, ks), protocol=protocol)
+            retrieved = retrieval.gather(1, candidates)
+            for i, mix in enumerate(mixes):
+                ranks[i, s : s + len(q)] = rerank_ranks(
+                    retrieval,
+                    valid,
+                    targets,
+                    candidates,
+                    taken,
+                    chosen,
+                    fuse_scores(rescored, retrieved, taken, mix),
+                    ties,
+                )
+    span = dist.span(len(setup.queries), setup.batch_size)
+    out: dict[float, Metrics] = {}
+    for i, mix in enumerate(mixes):
+        protocol = _protocol(kg, split, setup, ties)
+        protocol["rerank"] = {
+            "k": k,
+            "retriever": _describe(retriever),
+            "reranker": _describe(reranker),
+            "mix": mix,
+        }
+        out[mix] = Metrics(
+            sides=_sides(dist.gather_span(ranks[i].clone(), *span), setup.facts, ks),
+            protocol=protocol,
+        )
+    return out
+
+
+def evaluate_rerank(
+    retriever: Scorer,
+    reranker: CandidateScorer,
+    kg: KG,
+    split: str = "test",
+    *,
+    k: int = 100,
+    mix: float = 0.0,
+    **protocol: Any,
+) -> Metrics:
+    """Re-ranking evaluation: a retriever's filtered top-k, rescored by a reranker, above everything else.
+
+    For every query (the same queries, filter and tie modes as :func:`evaluate`):
+
+    1. the retriever scores all entities (``score_all``);
+    2. the other known answers are removed (the filtered protocol; the true answer stays) and the ``k`` best
+       remaining entities by retriever score are the candidates (ties at the k-th score go to the lower
+       entity id); fewer than ``k`` remain only when ``k`` is close to ``E``, and then all are candidates;
+    3. the reranker scores the candidates, ``score_candidates(queries (B, 3|4), candidates (B, k)) -> (B, k)``,
+       candidates given best-first in the retriever's order; with ``mix > 0`` these scores are fused with the
+       retriever's (:func:`fuse_scores`);
+    4. the final ranking puts the candidates first, in the reranker's order, and every other entity below them
+       in the retriever's order. The true answer's rank is, when it is a candidate, its rank among the
+       candidates by reranker score; otherwise ``k`` + its filtered rank among the non-candidates by
+       retriever score. Both use ``ties``.
+
+    With the reranker scoring exactly as the retriever, the ranks equal :func:`evaluate`'s for every ``k``
+    (unless the true answer's retriever score ties with the k-th candidate's while left out of the top-k).
+
+    Args:
+        retriever: anything with ``score_all``. reranker: anything with ``score_candidates`` (a
+            :class:`~kgdistill.models.KGEModel`, a language-model scorer).
+        kg / split: as :func:`evaluate`.
+        k: candidates per query, ``1 <= k <= E`` (clipped to ``E``).
+        mix: the retriever's weight in the fused candidate scores, in ``[0, 1]`` (0: the reranker alone).
+        protocol: ``filter_index``, ``filtered``, ``time_aware``, ``time_filter``, ``ties``, ``ks``,
+            ``max_queries`` as :func:`evaluate`; ``batch_size``: queries per chunk (the reranker sees
+            ``(batch_size, k)`` candidates at once); ``progress``.
+
+    Returns:
+        :class:`Metrics`; the protocol adds ``"rerank": {"k", "retriever", "reranker", "mix"}``.
+    """
+    return evaluate_rerank_sweep(retriever, reranker, kg, split, mixes=(mix,), k=k, **protocol)[mix]
 
 
 def evaluate_model(
@@ -598,10 +676,11 @@ def evaluate_model(
     *,
     retriever: Scorer | None = None,
     k: int = 100,
+    mix: float = 0.0,
     **protocol: Any,
 ) -> Metrics:
-    """:func:`evaluate`, or :func:`evaluate_rerank` of ``retriever``'s top-``k`` when one is given (a run whose
-    ``eval.retriever`` is set); ``protocol``: their shared keyword arguments."""
+    """:func:`evaluate`, or :func:`evaluate_rerank` of ``retriever``'s top-``k`` (fused with weight ``mix``)
+    when one is given (a run whose ``eval.retriever`` is set); ``protocol``: their shared keyword arguments."""
     if retriever is None:
         return evaluate(model, kg, split, **protocol)
-    return evaluate_rerank(retriever, model, kg, split, k=k, **protocol)
+    return evaluate_rerank(retriever, model, kg, split, k=k, mix=mix, **protocol)

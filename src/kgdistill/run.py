@@ -221,10 +221,12 @@ class Run:
         )
 
     def rerank(self) -> dict[str, Any]:
-        """``retriever`` and ``k`` of :func:`~kgdistill.evaluate.evaluate_model` when ``eval.retriever`` is set."""
+        """``retriever``, ``k`` and ``mix`` of :func:`~kgdistill.evaluate.evaluate_model` when ``eval.retriever``
+        is set."""
         if self.retriever is None:
             return {}
-        return {"retriever": self.retriever, "k": self.cfg.eval.rerank_k}
+        ev = self.cfg.eval
+        return {"retriever": self.retriever, "k": ev.rerank_k, "mix": ev.rerank_mix}
 
     @staticmethod
     def _features(cfg: RunConfig, kg: KG, progress: bool) -> dict[str, Any]:
