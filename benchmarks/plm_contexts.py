@@ -55,6 +55,7 @@ from _common import (
     write_script_result,
 )
 from _latency import rerank_latency_ms, single_query_latency_ms
+from _plm_fusion import fused_row, reranker_of
 from _plm_kge import kge_rows
 from _plm_kge import result_row as _row
 from kgdistill.api import ensure_run, evaluate_run
@@ -326,6 +327,7 @@ def run_benchmark(
                     assert retriever is not None
                     row, ref = _rerank_rows(model, dataset, source, seed, metrics, run, retriever)
                     rows.append(row)
+                    rows.append(fused_row(row, run, retriever, metrics["protocol"]["facts"]))
                     if not any(r["model"] == ref["model"] and r["seed"] == seed for r in rows):
                         rows.append(ref)  # the retriever's row once per re-ranker and seed
     return rows
@@ -383,6 +385,11 @@ def _table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     if rs[0]["ms_per_query"] is not None
                     else None
                 ),
+                "retriever weight": (
+                    ", ".join(f"{r['rerank_mix']:.2f}" for r in rs)
+                    if "rerank_mix" in rs[0]
+                    else None
+                ),
             }
         )
     return out
@@ -404,7 +411,10 @@ def _markdown(doc: dict[str, Any]) -> str:
         "split (`queries` = both directions of its facts); a re-ranker re-ranks the bi-encoder's top-k on "
         "the split's first facts, next to the bi-encoder's own numbers on those facts. `ms / query`: one "
         "thread, models loaded and entity vectors encoded beforehand: a top-10 over all entities "
-        "(bi-encoder), or the bi-encoder's top-k re-ranked by the model (re-rankers).",
+        "(bi-encoder), or the bi-encoder's top-k re-ranked by the model (re-rankers). `<re-ranker> + "
+        "retriever`: the re-ranker's and the bi-encoder's scores over the top-k fused, "
+        "`(1 - w) log_softmax(re-ranker) + w log_softmax(bi-encoder)`, with the weight `w` (one per seed) "
+        "chosen on the validation split's first facts (a grid of step 0.05; benchmarks/_plm_fusion.py).",
         "",
         markdown_table(_table(doc["rows"])).rstrip(),
         "",
@@ -582,13 +592,18 @@ class Call:
             return self.kge
         if family not in self.models:
             return False
-        return family != row["model"] or self.sources is None or row["source"] in self.sources
+        if family != row["model"] and reranker_of(row["model"]) is None:
+            return True  # a retriever's row: made once per re-ranker and seed, whatever the sources
+        return self.sources is None or row["source"] in self.sources
 
 
 def _family(model: str) -> str:
     """The PLM model a row belongs to (a retriever's row: its re-ranker's), or ``kge`` (the KGE rows)."""
     if model in MODELS:
         return model
+    fused = reranker_of(model)
+    if fused is not None:
+        return fused
     prefix = "bi_encoder (retriever of "
     if model.startswith(prefix):
         return model[len(prefix) : -1]

@@ -109,6 +109,27 @@ def test_the_driver_runs_every_model_and_source(
         assert timed["k"] == 5 and timed["retriever"].endswith("bi_encoder-descriptions-s0")
         assert timed["ms_per_query"] > 0
     assert all(r["ms_per_query"] > 0 for r in rows if r["model"] in ("cross_encoder", "generative"))
+    # each re-ranker row has a fused one beside it: the weight chosen on validation over the whole grid, the
+    # test split evaluated at that weight on the same facts
+    from _plm_fusion import MIXES, choose
+
+    for model in ("cross_encoder", "generative"):
+        for source in ("names", "descriptions", "qwen"):
+            plain = next(r for r in rows if (r["model"], r["source"]) == (model, source))
+            fused = next(
+                r for r in rows if (r["model"], r["source"]) == (f"{model} + retriever", source)
+            )
+            run = tmp_path / "work" / "wn18rr-mini" / f"{model}-{source}-s0"
+            doc = json.loads((run / "fusion.json").read_text())
+            valid = {float(m): v for m, v in doc["valid_mrr"].items()}
+            assert sorted(valid) == list(MIXES)
+            assert fused["rerank_mix"] == doc["mix"] == choose(valid)
+            assert doc["test"]["protocol"]["split"] == "test"
+            assert doc["test"]["protocol"]["rerank"]["mix"] == doc["mix"]
+            for key in ("queries", "parameters", "train_seconds", "ms_per_query", "rerank_k"):
+                assert fused[key] == plain[key]
+            if doc["mix"] == 0.0:
+                assert fused["mrr"] == plain["mrr"]
     # the LLM rows trained with the auxiliary term, the others without
     for model, term in (("bi_encoder", "reconstruction"), ("generative", "contextualization")):
         for source in ("descriptions", "qwen"):
@@ -350,6 +371,23 @@ def test_a_new_budget_for_one_model_keeps_the_other_models_rows(tmp_path: Path) 
     call = _call(["wn18rr"], seeds=[1], settings={"wn18rr": new_ce})
     rows, _ = merged_rows(tmp_path, call, [], [])
     assert [r["model"] for r in rows] == ["bi_encoder"]
+
+
+def test_fused_rows_belong_to_their_re_ranker() -> None:
+    """A fused row is its re-ranker's family (its digest) and a call owns it only for the sources it makes; the
+    weight chosen is the best on validation, the smaller one on a tie."""
+    from _plm_fusion import choose
+    from plm_contexts import _family
+
+    assert _family("cross_encoder + retriever") == "cross_encoder"
+    assert _family("generative + retriever") == "generative"
+    call = _call(["wn18rr"], models=["cross_encoder"], sources=["names"])
+    assert call.covers(_row("wn18rr", 0.2, model="cross_encoder + retriever", source="names"))
+    assert not call.covers(_row("wn18rr", 0.2, model="cross_encoder + retriever", source="qwen"))
+    assert not call.covers(_row("wn18rr", 0.2, model="generative + retriever", source="names"))
+    assert call.covers(_row("wn18rr", 0.2, model="bi_encoder (retriever of cross_encoder)"))
+    assert choose({0.0: 0.1, 0.3: 0.2, 0.5: 0.2, 1.0: 0.15}) == 0.3
+    assert choose({0.0: 0.1, 1.0: 0.1}) == 0.0
 
 
 def test_finished_only_with_nothing_finished_trains_nothing(tmp_path: Path) -> None:
