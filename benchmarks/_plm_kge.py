@@ -138,7 +138,8 @@ def kge_rows(
     }
     dim = budget["student_dim"]
     for i, (suffix, (teachers, objective)) in enumerate(variants.items()):
-        run = folder / f"complex-{dim}-student{i}-s{seed}"
+        # the epochs name the folder: a longer budget trains new students beside the earlier ones
+        run = folder / f"complex-{dim}-student{i}-e{budget['student_epochs']}-s{seed}"
         if not train and not finished(run):
             continue
         cfg = _config(

@@ -94,7 +94,7 @@ def test_the_driver_runs_every_model_and_source(
     assert {("complex-8 <- bi_encoder (qwen)", "qwen")} <= got
     assert ("complex-8 <- bi_encoder (qwen) + complex-16", "qwen") in got
     both = json.loads(
-        (tmp_path / "work" / "wn18rr-mini" / "complex-8-student2-s0" / "metrics.json").read_text()
+        (tmp_path / "work" / "wn18rr-mini" / "complex-8-student2-e2-s0" / "metrics.json").read_text()
     )
     assert set(both["teachers"]) == {"plm", "kge"}
     for r in rows:
@@ -147,7 +147,7 @@ def test_the_driver_runs_every_model_and_source(
     # --finished-only tabulates the finished KGE runs and trains none of the others
     import shutil
 
-    gone = tmp_path / "work" / "wn18rr-mini" / "complex-8-student2-s0"
+    gone = tmp_path / "work" / "wn18rr-mini" / "complex-8-student2-e2-s0"
     shutil.rmtree(gone)
     only = run_benchmark(**kwargs, train=False)
     assert not gone.exists()
