@@ -144,6 +144,35 @@ def test_score_all_agrees_with_score_candidates_in_any_chunking(tiny_kg: KG, tin
     assert model.score_candidates(q, cand[:, :0]).shape == (len(q), 0)
 
 
+@pytest.mark.parametrize("temporal", [False, True])
+def test_the_shared_prompt_scores_equal_one_pass_per_pair(
+    tiny_kg: KG, tiny_tkg: KG, tiny_lm: Any, temporal: bool
+) -> None:
+    """Without gradients each prompt is passed once and its candidates' answers reuse its keys and values:
+    the same log-likelihoods and token counts as one pass per pair, with prompts of different lengths in a
+    batch and chunks that split the queries."""
+    from kgdistill.models.plm import pack
+
+    kg = tiny_tkg if temporal else tiny_kg
+    model = _model(kg, tiny_lm(kg, max_length=64), chunk_size=7).eval()
+    q = both_directions(kg.splits["test"][:3], kg.num_relations)
+    cand = torch.randint(kg.num_entities, (len(q), 5), generator=torch.Generator().manual_seed(0))
+    texts = model.relations
+    _, mask, _ = pack(texts.prompt_pieces(model.entities, q[:, 0], q[:, 1], model._tau(q)))
+    assert len(set(mask.sum(1).tolist())) > 1, "the case must mix prompt lengths"
+    with torch.no_grad():
+        shared = model.loglik(q, cand)
+        model.shared_prompt = False
+        full = model.loglik(q, cand)
+    torch.testing.assert_close(shared[0], full[0], rtol=1e-4, atol=1e-4)
+    assert torch.equal(shared[1], full[1])
+    model.shared_prompt = True
+    with torch.enable_grad():  # training: one pass per pair, as before
+        graded = model.loglik(q, cand)
+    assert graded[0].requires_grad
+    torch.testing.assert_close(graded[0].detach(), full[0], rtol=0, atol=0)
+
+
 def test_the_time_phrase_is_in_the_prompt(tiny_tkg: KG, tiny_lm: Any) -> None:
     model = _model(tiny_tkg, tiny_lm(tiny_tkg, max_length=64)).eval()
     assert model.temporal

@@ -18,6 +18,9 @@ same score.
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
 import torch.nn.functional as F
 
@@ -36,6 +39,18 @@ def _tokens(values: list[int], n: int, device: torch.device, kind: int) -> Piece
     """The same tokens ``values`` in each of ``n`` rows: a piece ``(n, len(values))``."""
     ids = torch.tensor(values, dtype=torch.long, device=device).expand(n, len(values))
     return ids, torch.ones(ids.shape, dtype=torch.bool, device=device), kind
+
+
+@functools.cache
+def _cache_kwarg_of(forward: object) -> str:
+    params = inspect.signature(forward).parameters  # type: ignore[arg-type]
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _cache_kwarg(model: torch.nn.Module) -> str:
+    """The name of the key-value cache argument of a Hugging Face decoder's ``forward`` (``past_key_values``,
+    ``cache`` from transformers 5.x on)."""
+    return _cache_kwarg_of(type(model).forward)
 
 
 class LMTexts(RelationEncoder):
@@ -77,20 +92,30 @@ class LMTexts(RelationEncoder):
         suffix name(t) eos``, right-padded; ``answer`` is 1 on the name and end tokens, 0 elsewhere.
 
         The head's text is cut to what the frame, separators, relation and time leave of the window."""
+        return pack([*self.prompt_pieces(entities, h, r, tau), *self.answer_pieces(t)])
+
+    def prompt_pieces(
+        self, entities: EntityTexts, h: LongTensor, r: LongTensor, tau: LongTensor | None
+    ) -> list[Piece]:
+        """``h, r, tau (N,)`` -> the pieces of ``prefix head | relation [| time] suffix`` (the head cut to the
+        room the rest leaves); they do not depend on the answer."""
         n, dev, sp = len(h), h.device, self.special
         rel, used = self.relation_pieces(r, tau)
         room = (self.max_length - used - len(sp["sep"])).clamp_min(0)
-        return pack(
-            [
-                _tokens(sp["prefix"], n, dev, 0),
-                _cut(_piece(entities.tokens, entities.lengths, h, 0), room),
-                _tokens(sp["sep"], n, dev, 0),
-                *rel,
-                _tokens(sp["suffix"], n, dev, 0),
-                _piece(self.name_tokens, self.name_lengths, t, 1),
-                _tokens([sp["eos"]], n, dev, 1),
-            ]
-        )
+        return [
+            _tokens(sp["prefix"], n, dev, 0),
+            _cut(_piece(entities.tokens, entities.lengths, h, 0), room),
+            _tokens(sp["sep"], n, dev, 0),
+            *rel,
+            _tokens(sp["suffix"], n, dev, 0),
+        ]
+
+    def answer_pieces(self, t: LongTensor) -> list[Piece]:
+        """``t (N,)`` -> the pieces of ``name(t) eos`` (token type 1: the answer)."""
+        return [
+            _piece(self.name_tokens, self.name_lengths, t, 1),
+            _tokens([self.special["eos"]], len(t), t.device, 1),
+        ]
 
     def context_sequences(
         self,
@@ -142,6 +167,9 @@ class GenerativeLM(KGEModel):
         features: the LM's config and weights and the graph's token tables (computed before the model).
         length_norm: score by the mean log-probability per answer token instead of the sum.
         chunk_size: ``(query, candidate)`` sequences per LM pass.
+        shared_prompt: without gradients (evaluation, re-ranking, serving), pass each query's prompt through the
+            LM once and let its candidates' answers reuse the prompt's keys and values
+            (:meth:`shared_prompt_loglik`); with gradients every pair is one pass over prompt and answer.
     """
 
     #: why ``kgdistill export`` refuses this model (read by :func:`kgdistill.export.export_model`)
@@ -152,7 +180,12 @@ class GenerativeLM(KGEModel):
     )
 
     def __init__(
-        self, *, features: LMFeatures, length_norm: bool = False, chunk_size: int = 64
+        self,
+        *,
+        features: LMFeatures,
+        length_norm: bool = False,
+        chunk_size: int = 64,
+        shared_prompt: bool = True,
     ) -> None:
         super().__init__(
             entities=EntityTexts(
@@ -166,6 +199,7 @@ class GenerativeLM(KGEModel):
             self.lm.load_state_dict(features.state, strict=True)
         self.length_norm = length_norm
         self.chunk_size = chunk_size
+        self.shared_prompt = shared_prompt
         self.contexts = None if features.contexts is None else ContextTexts(features.contexts)
         self.context_rows = None if features.contexts is None else features.contexts.rows
 
@@ -224,14 +258,66 @@ class GenerativeLM(KGEModel):
         target = answer[:, 1:].bool()  # position i predicts token i + 1
         return hidden[:, :-1][target], ids[:, 1:][target], target.nonzero()[:, 0]
 
+    def shared_prompt_loglik(
+        self, queries: LongTensor, candidates: LongTensor
+    ) -> tuple[FloatTensor, LongTensor]:
+        """``queries (B, 3|4)``, ``candidates (B, C)`` -> summed answer log-probabilities and token counts, both
+        ``(B, C)``: one LM pass over the ``B`` prompts, then one over the ``B * C`` answers that attend to
+        their query's cached prompt (keys and values repeated per candidate). The same numbers as
+        :meth:`pair_loglik` up to float rounding, for a fraction of the work when the prompt is longer than the
+        answers."""
+        entities, texts = self._texts()
+        b, c = candidates.shape
+        dev = candidates.device
+        p_ids, p_mask, _ = pack(
+            texts.prompt_pieces(entities, queries[:, HEAD], queries[:, REL], self._tau(queries))
+        )
+        p_len = p_mask.sum(1)  # (B,) the valid tokens lead each row
+        width = p_ids.shape[1]
+        from transformers import DynamicCache
+
+        cache = DynamicCache()  # given, not made by the model: a Cache object back on every version
+        kwarg = _cache_kwarg(self.lm.base_model)
+        out = self.lm.base_model(
+            input_ids=p_ids,
+            attention_mask=p_mask.long(),
+            position_ids=torch.arange(width, device=dev).expand(b, -1),
+            use_cache=True,
+            **{kwarg: cache},
+        )
+        # (B, D): the last prompt state of each query, which predicts its answers' first token
+        first = out[0][torch.arange(b, device=dev), p_len - 1]
+        cache.batch_repeat_interleave(c)
+        a_ids, a_mask, _ = pack(texts.answer_pieces(candidates.reshape(-1)))  # (B * C, La)
+        n, la = a_ids.shape
+        hidden = self.lm.base_model(
+            input_ids=a_ids,
+            attention_mask=torch.cat([p_mask.repeat_interleave(c, 0), a_mask], 1).long(),
+            position_ids=p_len.repeat_interleave(c)[:, None] + torch.arange(la, device=dev),
+            use_cache=True,
+            **{kwarg: cache},
+        )[0]
+        states = torch.cat([first.repeat_interleave(c, 0)[:, None], hidden[:, :-1]], 1)
+        logits = self.lm.get_output_embeddings()(states[a_mask]).float()  # (K, V)
+        token_lp = logits.log_softmax(-1).gather(1, a_ids[a_mask][:, None])[:, 0]
+        total = token_lp.new_zeros(n).index_add(0, a_mask.nonzero()[:, 0], token_lp)
+        return total.view(b, c), a_mask.sum(1).view(b, c)
+
     def loglik(self, queries: LongTensor, candidates: LongTensor) -> tuple[FloatTensor, LongTensor]:
         """``queries (B, 3|4)``, ``candidates (B, C)`` -> summed answer log-probabilities and token counts,
-        both ``(B, C)``, ``chunk_size`` pairs per pass."""
+        both ``(B, C)``, ``chunk_size`` pairs per pass (:meth:`shared_prompt_loglik` without gradients)."""
         b, c = candidates.shape
         self._tau(queries)  # a temporal model without a time column fails here, whatever C is
         if b * c == 0:
             zeros = torch.zeros(b, c, device=candidates.device)
             return zeros, zeros.long()
+        if self.shared_prompt and not torch.is_grad_enabled():
+            step = max(self.chunk_size // c, 1)  # queries per pass: about chunk_size pairs
+            parts = [
+                self.shared_prompt_loglik(queries[i : i + step], candidates[i : i + step])
+                for i in range(0, b, step)
+            ]
+            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         flat = torch.arange(b * c, device=candidates.device)
         parts = [
             self.pair_loglik(queries[idx // c], candidates[idx // c, idx % c])
