@@ -171,6 +171,7 @@ def test_the_shared_prompt_scores_equal_one_pass_per_pair(
         graded = model.loglik(q, cand)
     assert graded[0].requires_grad
     torch.testing.assert_close(graded[0].detach(), full[0], rtol=0, atol=0)
+    assert _model(kg, tiny_lm(kg, max_length=64), shared_prompt=False).shared_prompt is False
 
 
 def test_the_time_phrase_is_in_the_prompt(tiny_tkg: KG, tiny_lm: Any) -> None:

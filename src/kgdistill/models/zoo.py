@@ -355,6 +355,7 @@ def generative(
     features: LMFeatures,
     length_norm: bool = False,
     chunk_size: PositiveInt = 64,
+    shared_prompt: bool = True,
 ) -> KGEModel:
     """A causal language model that generates the answer entity's name (see :mod:`kgdistill.models.generative`).
 
@@ -364,14 +365,20 @@ def generative(
     ``answer_length`` keys). A candidate's score is the LM's log-likelihood of its name given the prompt
     ``head | relation [| time]`` (per token with ``length_norm``). Train it with the ``generation`` term and
     ``train.negatives >= 1``; on a real graph use it as a re-ranker (:func:`kgdistill.evaluate.evaluate_rerank`):
-    ranking all entities costs one LM pass per entity and query. It reads the time when the graph has one.
+    ranking all entities costs one LM pass per entity and query (answers only with ``shared_prompt``: the
+    prompt is passed once per query, its keys and values shared). It reads the time when the graph has one.
     Paper: Chen et al. 2022 (KG-S2S), https://arxiv.org/abs/2209.07299; also Xie et al. 2022 (GenKGC),
     https://arxiv.org/abs/2202.02113
     """
     n = features.entities.ids.shape[0]
     if n != vocab.num_entities:
         raise ConfigError(f"LM features hold {n} entities, the graph has {vocab.num_entities}")
-    return GenerativeLM(features=features, length_norm=length_norm, chunk_size=chunk_size)
+    return GenerativeLM(
+        features=features,
+        length_norm=length_norm,
+        chunk_size=chunk_size,
+        shared_prompt=shared_prompt,
+    )
 
 
 def attach_history(model: KGEModel, name: str, index: Any, vocab: Vocab) -> None:
