@@ -159,6 +159,68 @@ def test_checkpoint_round_trip_with_two_encoders_and_a_projection(
     assert any(k.startswith("query_encoder.") for k in model.state_dict())
 
 
+def test_a_loaded_checkpoint_keeps_its_entity_table_on_disk(
+    wn_mini: KG, tiny_plm: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A loaded bi-encoder writes its eval-mode entity table beside the checkpoint; the next load of the same
+    weights reads it (the encoder never runs on the entities); new weights, a corrupt file and training encode
+    again."""
+    from kgdistill.checkpoint import entity_table_path
+
+    features = tiny_plm(wn_mini)
+    model = _model(wn_mini, features)
+    meta = {
+        "model": {"name": "bi_encoder", "kwargs": {}, "features": {"plm": features.meta()}},
+        "id_maps": wn_mini.id_maps(),
+        "time": wn_mini.time.to_dict(),
+    }
+    path = tmp_path / "best.safetensors"
+    save_checkpoint(path, model=model, meta=meta)
+    kept = entity_table_path(path)
+    assert kept == tmp_path / "best.entities.safetensors"
+    first = load_model(load_checkpoint(path)).eval()
+    with torch.no_grad():
+        table = first.entities.table().clone()
+    assert kept.is_file()
+
+    def loaded_with_calls() -> tuple[Any, list[int]]:
+        m = load_model(load_checkpoint(path)).eval()
+        calls: list[int] = []
+        m.entities.encoder.register_forward_hook(lambda *_: calls.append(1))
+        return m, calls
+
+    again, calls = loaded_with_calls()
+    with torch.no_grad():
+        assert torch.equal(again.entities.table(), table)
+    assert calls == []  # read from the file
+    q = both_directions(wn_mini.splits["test"][:4], wn_mini.num_relations)
+    with torch.no_grad():
+        assert torch.equal(again.score_all(q), first.score_all(q))
+    # training, or gradients, never read the file
+    again.train()
+    again.entities.table()
+    assert calls
+    # other weights at the same path: another key, encoded again and the file replaced
+    with torch.no_grad():
+        for param in model.entities.encoder.parameters():
+            param.add_(0.01)
+    save_checkpoint(path, model=model, meta=meta)
+    changed, calls = loaded_with_calls()
+    with torch.no_grad():
+        new = changed.entities.table()
+    assert calls and not torch.equal(new, table)
+    third, calls = loaded_with_calls()
+    with torch.no_grad():
+        assert torch.equal(third.entities.table(), new)
+    assert calls == []
+    # a corrupt file: a warning naming it, and the entities encoded again
+    kept.write_bytes(b"not safetensors")
+    broken, calls = loaded_with_calls()
+    with caplog.at_level("WARNING"), torch.no_grad():
+        assert torch.equal(broken.entities.table(), new)
+    assert calls and str(kept) in caplog.text
+
+
 def test_a_missing_encoder_folder_is_one_error_naming_it(wn_mini: KG, tmp_path: Path) -> None:
     missing = tmp_path / "no-such-encoder"
     with pytest.raises(ConfigError, match=f"'{missing}' does not exist"):

@@ -10,14 +10,18 @@ moved to the end by a stable sort, and the batch is cut to its longest sequence.
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kgdistill.errors import KGDistillError
+from kgdistill.io import atomic_save_tensors, read_safetensors
 from kgdistill.models.interactions import Interaction
 from kgdistill.models.representations import EntityRepresentation, RelationEncoder
 from kgdistill.plm.encoders import build_encoder_module
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
     from kgdistill.plm.causal import LMFeatures
 
 __all__ = ["EntityTexts", "PLMEntities", "QueryTexts", "ScaledCosine", "TextEncoder", "pack"]
+
+log = logging.getLogger(__name__)
 
 #: One piece of a sequence: ``(ids (B, L), valid (B, L), token type)``.
 Piece = tuple[torch.Tensor, BoolTensor, int]
@@ -147,7 +153,9 @@ class PLMEntities(EntityTexts):
 
     ``forward(ids)`` encodes each distinct id once (in-batch candidates repeat the batch's tails). :meth:`table`
     encodes all entities in chunks of ``chunk_size``, shortest texts together; in eval mode without gradients the
-    table is kept until the module is trained again or loaded (one encoding per evaluation).
+    table is kept until the module is trained again or loaded (one encoding per evaluation), and, once
+    :meth:`keep_on_disk` named a file, in that file too: a later process with the same weights reads it instead
+    of encoding again.
     """
 
     def __init__(
@@ -157,7 +165,19 @@ class PLMEntities(EntityTexts):
         self.encoder = encoder
         self.chunk_size = chunk_size
         self._table: FloatTensor | None = None
-        self.register_load_state_dict_post_hook(lambda module, _: module.clear_cache())
+        self._disk: tuple[Path, str] | None = None
+        self.register_load_state_dict_post_hook(lambda module, _: module.forget_disk())
+
+    def keep_on_disk(self, path: Path, key: str) -> None:
+        """Keep the eval-mode table in the safetensors file ``path`` under ``key`` (a digest of the weights and
+        token tables it was encoded from): read when the file holds that key and shape, else encoded and
+        written (atomically; a folder that cannot be written is logged and skipped)."""
+        self._disk = (Path(path), key)
+
+    def forget_disk(self) -> None:
+        """New weights: neither the kept table nor its file stand for them."""
+        self._disk = None
+        self.clear_cache()
 
     def clear_cache(self) -> None:
         self._table = None
@@ -199,8 +219,35 @@ class PLMEntities(EntityTexts):
         if self.training or torch.is_grad_enabled():
             return self._compute()
         if self._table is None or self._table.device != self.tokens.device:
-            self._table = self._compute()
+            self._table = self._read_disk() if self._disk is not None else None
+            if self._table is None:
+                self._table = self._compute()
+                self._write_disk(self._table)
         return self._table
+
+    def _read_disk(self) -> FloatTensor | None:
+        assert self._disk is not None
+        path, key = self._disk
+        if not path.is_file():
+            return None
+        try:
+            header, tensors = read_safetensors(path, "entity table")
+        except KGDistillError as e:
+            log.warning("%s; encoding the entities again", e)
+            return None
+        table = tensors.get("table")
+        if header.get("key") != key or table is None or table.shape[0] != len(self.lengths):
+            return None
+        return table.to(self.tokens.device)
+
+    def _write_disk(self, table: FloatTensor) -> None:
+        if self._disk is None:
+            return
+        path, key = self._disk
+        try:
+            atomic_save_tensors(path, {"table": table.detach().cpu().contiguous()}, {"key": key})
+        except OSError as e:
+            log.warning("%s: the entity table is not kept (%s)", path, e)
 
 
 def register_query_tables(module: nn.Module, features: PLMFeatures | LMFeatures) -> None:
