@@ -206,12 +206,25 @@ class TrainConfig(_Strict):
     negatives: int = Field(
         0, ge=0, description="0: score all entities (1-N); k > 0: k sampled tails"
     )
-    negative_sampling: Literal["uniform", "shared", "in_batch"] = Field(
+    negative_sampling: Literal["uniform", "shared", "in_batch", "hard"] = Field(
         "uniform",
         description="sampled tails drawn uniformly per query; drawn uniformly once per batch and shared by "
-        "its queries (shared: joint negative sampling as DGL-KE's, one (B, d) x (d, k) product a step); or "
+        "its queries (shared: joint negative sampling as DGL-KE's, one (B, d) x (d, k) product a step); "
         "the other queries' true tails of the batch (in_batch: negatives > 0 caps them; a candidate that is "
-        "the query's own answer is masked)",
+        "the query's own answer is masked); or hard: a share (hard_fraction) drawn from another model's "
+        "top-k of the query (train.hard_negatives, a cache written by 'kgdistill cache'; its training "
+        "answers left out), the rest uniformly, as a re-ranker meets them at test time",
+    )
+    hard_negatives: str | None = Field(
+        None,
+        description="negative_sampling: hard: a top-k teacher cache of the training queries (kgdistill "
+        "cache RETRIEVER --out OUT -k 50), whose candidates the hard negatives are drawn from",
+    )
+    hard_fraction: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="negative_sampling: hard: the share of train.negatives drawn from the cache's top-k",
     )
     self_negatives: bool = Field(
         False,
@@ -286,6 +299,17 @@ class TrainConfig(_Strict):
         if value == "shared" and info.data.get("negatives", 0) == 0:
             raise ValueError("shared negatives need train.negatives > 0 (how many a batch shares)")
         return value
+
+    @model_validator(mode="after")
+    def _hard_needs_a_cache(self) -> TrainConfig:
+        if self.negative_sampling == "hard" and not self.hard_negatives:
+            raise ValueError(
+                "negative_sampling: hard draws from another model's top-k: give its cache "
+                "(train.hard_negatives: a path written by 'kgdistill cache')"
+            )
+        if self.negative_sampling == "hard" and self.negatives == 0:
+            raise ValueError("hard negatives need train.negatives > 0 (how many a query gets)")
+        return self
 
     @field_validator("self_negatives")
     @classmethod

@@ -37,6 +37,7 @@ from kgdistill.data.batching import (
     shared_candidates,
 )
 from kgdistill.data.filters import FilterIndex
+from kgdistill.data.hard_negatives import HardNegatives
 from kgdistill.data.kg import KG
 from kgdistill.distill.teachers import ALL_FIELDS, Teacher
 from kgdistill.errors import ConfigError, TrainingDiverged
@@ -253,11 +254,18 @@ def _open_stage(
 
 
 def _candidates(
-    q: LongTensor, kg: KG, train: TrainConfig, gen: torch.Generator
+    q: LongTensor,
+    kg: KG,
+    train: TrainConfig,
+    gen: torch.Generator,
+    hard: HardNegatives | None = None,
 ) -> tuple[LongTensor | None, BoolTensor | None]:
-    """The batch's candidates: all entities (``None``), uniform samples or in-batch negatives (with a mask)."""
+    """The batch's candidates: all entities (``None``), uniform samples, hard negatives from another model's
+    top-k, or in-batch negatives (with a mask)."""
     if train.negative_sampling == "in_batch":
         return in_batch_candidates(q, train.negatives or None, train.self_negatives)
+    if hard is not None:
+        return hard(q, gen), None
     if train.negatives:
         draw = shared_candidates if train.negative_sampling == "shared" else sample_candidates
         return draw(q, kg.num_entities, train.negatives, gen), None
@@ -280,6 +288,7 @@ def _epoch(
     gen: torch.Generator,
     device: torch.device,
     bar: tqdm | None,
+    hard: HardNegatives | None = None,
 ) -> tuple[float, dict[str, float]]:
     """One pass over ``queries`` (already shuffled): the mean loss and the mean of every term.
 
@@ -301,7 +310,7 @@ def _epoch(
     for n, i in enumerate(starts, start=1):
         q = queries[i : i + train.batch_size]
         size = len(q)
-        cand, cand_mask = _candidates(q, kg, train, gen)
+        cand, cand_mask = _candidates(q, kg, train, gen, hard)
         q, cand, cand_mask, share = dist.batch_rows(q, cand, cand_mask)
         sync = n % train.accumulate == 0 or n == len(starts)
         with dist.no_sync(stage.loss, sync):
@@ -399,6 +408,17 @@ def fit(
     elif journal.lines:
         journal.truncate(0)
     sampled = train.negatives > 0 or train.negative_sampling == "in_batch"
+    hard = (
+        HardNegatives(
+            str(train.hard_negatives),
+            kg,
+            negatives=train.negatives,
+            fraction=train.hard_fraction,
+            device=device,
+        )
+        if train.negative_sampling == "hard"
+        else None
+    )
     if sharded:
         # its terms (the cross-entropy, regularisers) have no width-dependent parameters: no probe pass
         objectives = [shard.build_objective(s, i, kg).to(device) for i, s in enumerate(stages)]
@@ -449,7 +469,7 @@ def fit(
                 perm = torch.randperm(n, generator=gen)[:per_epoch].to(device)
                 with model.auxiliary(stage.aux):
                     mean_loss, terms = _epoch(
-                        model, kg, stage, queries_all[perm], train, gen, device, bar
+                        model, kg, stage, queries_all[perm], train, gen, device, bar, hard
                     )
                 state.epoch += 1
                 state.stage_epoch += 1
