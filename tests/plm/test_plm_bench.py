@@ -94,7 +94,9 @@ def test_the_driver_runs_every_model_and_source(
     assert {("complex-8 <- bi_encoder (qwen)", "qwen")} <= got
     assert ("complex-8 <- bi_encoder (qwen) + complex-16", "qwen") in got
     both = json.loads(
-        (tmp_path / "work" / "wn18rr-mini" / "complex-8-student2-e2-s0" / "metrics.json").read_text()
+        (
+            tmp_path / "work" / "wn18rr-mini" / "complex-8-student2-e2-s0" / "metrics.json"
+        ).read_text()
     )
     assert set(both["teachers"]) == {"plm", "kge"}
     for r in rows:
