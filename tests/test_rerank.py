@@ -462,3 +462,30 @@ def test_a_run_fused_with_its_retriever_and_the_sweep_of_the_api(tmp_path: Path)
                 "eval": {"rerank_mix": 2},
             }
         )
+
+
+def test_cli_mix_sweep(tmp_path: Path) -> None:
+    """``kgdistill evaluate RUN --rerank R --mix-sweep STEP``: every weight from 0 to 1, the retriever's own
+    metrics at 1, the best named; without --rerank one error (exit 2)."""
+    from click.testing import CliRunner
+
+    from kgdistill.cli import cli
+
+    a = _tiny_run(tmp_path, "fb15k237-mini", "distmult")
+    b = _tiny_run(tmp_path, "fb15k237-mini", "complex")
+    doc = _cli_metrics(str(b), "--rerank", str(a), "--rerank-k", "5", "--mix-sweep", "0.25")
+    assert sorted(doc["metrics"], key=float) == ["0.0", "0.25", "0.5", "0.75", "1.0"]
+    mrr = {float(m): x["sides"]["both"]["mrr"] for m, x in doc["metrics"].items()}
+    assert doc["best"] == max(sorted(mrr), key=lambda m: (mrr[m], -m))
+    plain_a = _cli_metrics(str(a))
+    assert doc["metrics"]["1.0"]["sides"]["both"] == pytest.approx(
+        plain_a["sides"]["both"], rel=1e-9
+    )
+    own = _cli_metrics(str(b), "--rerank", str(a), "--rerank-k", "5")
+    assert doc["metrics"]["0.0"]["sides"] == own["sides"]
+    text = CliRunner().invoke(
+        cli, ["evaluate", str(b), "--rerank", str(a), "--rerank-k", "5", "--mix-sweep", "0.5"]
+    )
+    assert text.exit_code == 0 and "<- best" in text.output and "w = 0.500" in text.output
+    bad = CliRunner().invoke(cli, ["evaluate", str(b), "--mix-sweep", "0.5"])
+    assert bad.exit_code == 2 and "--rerank" in bad.output

@@ -193,6 +193,46 @@ def cache(
     click.echo(f"wrote {path}")
 
 
+def _mix_sweep(
+    run: str,
+    retriever: str,
+    split: str,
+    overrides: dict[str, Any],
+    data_root: str | None,
+    rerank_k: int,
+    max_queries: int | None,
+    step: float,
+    as_json: bool,
+) -> None:
+    """``kgdistill evaluate RUN --rerank R --mix-sweep STEP``: a table of the metrics at each fusion weight."""
+    count = round(1.0 / step)
+    mixes = sorted({round(min(i * step, 1.0), 6) for i in range(count + 1)} | {1.0})
+    sweep = _api().rerank_sweep(
+        run,
+        retriever,
+        mixes=mixes,
+        split=split,
+        rerank_k=rerank_k,
+        max_queries=max_queries,
+        overrides=overrides,
+        data_root=data_root,
+    )
+    if not _main_rank():
+        return
+    best = max(sorted(sweep), key=lambda m: (sweep[m].mrr, -m))
+    if as_json:
+        doc = {"best": best, "metrics": {str(m): x.to_dict() for m, x in sweep.items()}}
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(
+        f"{run} re-ranking the top {rerank_k} of {retriever}, {split}: MRR by retriever weight"
+    )
+    for m, x in sweep.items():
+        both = x.sides["both"]
+        mark = "  <- best" if m == best else ""
+        click.echo(f"  w = {m:.3f}  MRR {100 * both['mrr']:6.2f}  MR {both['mr']:9.2f}{mark}")
+
+
 @cli.command(name="evaluate")
 @click.argument("run", type=click.Path(exists=True))
 @click.option("--split", default="test", show_default=True)
@@ -213,6 +253,13 @@ def cache(
     type=click.IntRange(min=1),
     help="Only the split's first N facts (a quick look at a slow model).",
 )
+@click.option(
+    "--mix-sweep",
+    default=None,
+    type=click.FloatRange(min=0.0, max=1.0, min_open=True),
+    help="With --rerank: the metrics at every fusion weight 0, STEP, 2 STEP ... 1 of the retriever's scores "
+    "(eval.rerank_mix) from one re-ranker pass, and the best; run it on --split valid to choose the weight.",
+)
 @_friendly
 def evaluate_cmd(
     run: str,
@@ -223,9 +270,11 @@ def evaluate_cmd(
     retriever: str | None,
     rerank_k: int,
     max_queries: int | None,
+    mix_sweep: float | None,
 ) -> None:
     """Evaluate a run folder or checkpoint; --set eval.ties=pessimistic changes the protocol, --rerank R
-    re-ranks run R's top-k (a cross-encoder or generative model on a real graph)."""
+    re-ranks run R's top-k (a cross-encoder or generative model on a real graph), --set eval.rerank_mix=W fuses
+    the two models' scores, --mix-sweep STEP shows every weight."""
     from kgdistill.compare import filter_label
     from kgdistill.config import apply_overrides
 
@@ -237,6 +286,13 @@ def evaluate_cmd(
     upd = raw.get("eval", {})
     if not isinstance(upd, dict):
         raise KGDistillError("evaluate takes eval.<key>=VALUE overrides, not a whole eval section")
+    if mix_sweep is not None:
+        if retriever is None:
+            raise KGDistillError(
+                "--mix-sweep fuses a re-ranker with its retriever: give --rerank RETRIEVER"
+            )
+        _mix_sweep(run, retriever, split, upd, data_root, rerank_k, max_queries, mix_sweep, as_json)
+        return
     metrics = _api().evaluate_run(
         run,
         split=split,
