@@ -194,29 +194,13 @@ def cache(
 
 
 def _mix_sweep(
-    run: str,
-    retriever: str,
-    split: str,
-    overrides: dict[str, Any],
-    data_root: str | None,
-    rerank_k: int,
-    max_queries: int | None,
-    step: float,
-    as_json: bool,
+    run: str, retriever: str, step: float, as_json: bool, common: dict[str, Any]
 ) -> None:
-    """``kgdistill evaluate RUN --rerank R --mix-sweep STEP``: a table of the metrics at each fusion weight."""
+    """``kgdistill evaluate RUN --rerank R --mix-sweep STEP``: a table of the metrics at each fusion weight
+    (``common``: the split, overrides, data root, k and query cap of the evaluation)."""
     count = round(1.0 / step)
     mixes = sorted({round(min(i * step, 1.0), 6) for i in range(count + 1)} | {1.0})
-    sweep = _api().rerank_sweep(
-        run,
-        retriever,
-        mixes=mixes,
-        split=split,
-        rerank_k=rerank_k,
-        max_queries=max_queries,
-        overrides=overrides,
-        data_root=data_root,
-    )
+    sweep = _api().rerank_sweep(run, retriever, mixes=mixes, **common)
     if not _main_rank():
         return
     best = max(sorted(sweep), key=lambda m: (sweep[m].mrr, -m))
@@ -224,9 +208,8 @@ def _mix_sweep(
         doc = {"best": best, "metrics": {str(m): x.to_dict() for m, x in sweep.items()}}
         click.echo(json.dumps(doc, indent=2))
         return
-    click.echo(
-        f"{run} re-ranking the top {rerank_k} of {retriever}, {split}: MRR by retriever weight"
-    )
+    k, split = common["rerank_k"], common["split"]
+    click.echo(f"{run} re-ranking the top {k} of {retriever}, {split}: MRR by retriever weight")
     for m, x in sweep.items():
         both = x.sides["both"]
         mark = "  <- best" if m == best else ""
@@ -286,22 +269,21 @@ def evaluate_cmd(
     upd = raw.get("eval", {})
     if not isinstance(upd, dict):
         raise KGDistillError("evaluate takes eval.<key>=VALUE overrides, not a whole eval section")
+    common = {
+        "split": split,
+        "overrides": upd,
+        "data_root": data_root,
+        "rerank_k": rerank_k,
+        "max_queries": max_queries,
+    }
     if mix_sweep is not None:
         if retriever is None:
             raise KGDistillError(
                 "--mix-sweep fuses a re-ranker with its retriever: give --rerank RETRIEVER"
             )
-        _mix_sweep(run, retriever, split, upd, data_root, rerank_k, max_queries, mix_sweep, as_json)
+        _mix_sweep(run, retriever, mix_sweep, as_json, common)
         return
-    metrics = _api().evaluate_run(
-        run,
-        split=split,
-        overrides=upd,
-        data_root=data_root,
-        retriever=retriever,
-        rerank_k=rerank_k,
-        max_queries=max_queries,
-    )
+    metrics = _api().evaluate_run(run, retriever=retriever, **common)
     if not _main_rank():
         return
     if as_json:
