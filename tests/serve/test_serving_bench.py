@@ -84,7 +84,7 @@ def test_benchmark_end_to_end(temporal_run: Path, tmp_path: Path) -> None:
     args = [
         "--teacher", str(teacher), "--student", f"small={temporal_run}", "--queries", "60",
         "--min-seconds", "0.2", "--concurrency", "1", "--concurrency", "4", "--workers", "1",
-        "--seconds", "2", "--max-requests", "150", "--work", str(tmp_path / "work"), "--out", str(out),
+        "--seconds", "5", "--max-requests", "150", "--work", str(tmp_path / "work"), "--out", str(out),
     ]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
