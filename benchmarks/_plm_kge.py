@@ -117,6 +117,12 @@ def kge_rows(
     if train and not scores.is_file():
         log.info("writing the bi-encoder's top-%d for every training query", budget["cache_k"])
         cache(plm_run, scores, k=int(budget["cache_k"]), progress=False)
+    # the ComplEx teacher's full score rows (float16), written once: its KD term is exact and a student step
+    # costs no teacher forward pass (a dim-500 teacher would otherwise double a student's training time)
+    rows_cache = folder / f"cache-{teacher.name}.safetensors"
+    if train and not rows_cache.is_file():
+        log.info("writing %s's full score rows for every training query", teacher.name)
+        cache(teacher, rows_cache, k=None, progress=False)
     kd = {"temperature": budget["temperature"], "weight": budget["weight"]}
     variants = {
         "": ({}, sup),
@@ -127,7 +133,7 @@ def kge_rows(
         f" <- bi_encoder ({source}) + complex-{budget['teacher_dim']}": (
             {
                 "plm": {"name": "cache", "path": str(scores)},
-                "kge": {"name": "checkpoint", "path": str(teacher)},
+                "kge": {"name": "cache", "path": str(rows_cache)},
             },
             [
                 *sup,
@@ -138,8 +144,10 @@ def kge_rows(
     }
     dim = budget["student_dim"]
     for i, (suffix, (teachers, objective)) in enumerate(variants.items()):
-        # the epochs name the folder: a longer budget trains new students beside the earlier ones
-        run = folder / f"complex-{dim}-student{i}-e{budget['student_epochs']}-s{seed}"
+        # the epochs (and the ComplEx teacher's dim) name the folder: another budget trains new students beside
+        # the earlier ones
+        tag = f"-t{budget['teacher_dim']}" if i == 2 else ""
+        run = folder / f"complex-{dim}-student{i}-e{budget['student_epochs']}{tag}-s{seed}"
         if not train and not finished(run):
             continue
         cfg = _config(

@@ -95,10 +95,14 @@ def test_the_driver_runs_every_model_and_source(
     assert ("complex-8 <- bi_encoder (qwen) + complex-16", "qwen") in got
     both = json.loads(
         (
-            tmp_path / "work" / "wn18rr-mini" / "complex-8-student2-e2-s0" / "metrics.json"
+            tmp_path / "work" / "wn18rr-mini" / "complex-8-student2-e2-t16-s0" / "metrics.json"
         ).read_text()
     )
     assert set(both["teachers"]) == {"plm", "kge"}
+    # the ComplEx teacher reaches the student as its full score rows, the bi-encoder as its top-k
+    assert both["teachers"]["kge"]["k"] is None
+    assert both["teachers"]["kge"]["source"].endswith("complex-16-s0/best.safetensors")
+    assert both["teachers"]["plm"]["k"] == TINY["profiles"]["tiny"]["kge"]["cache_k"]
     for r in rows:
         assert 0 < r["mrr"] <= 1 and r["parameters"] > 0
     rerank = [r for r in rows if r["model"] == "cross_encoder"]
@@ -149,7 +153,7 @@ def test_the_driver_runs_every_model_and_source(
     # --finished-only tabulates the finished KGE runs and trains none of the others
     import shutil
 
-    gone = tmp_path / "work" / "wn18rr-mini" / "complex-8-student2-e2-s0"
+    gone = tmp_path / "work" / "wn18rr-mini" / "complex-8-student2-e2-t16-s0"
     shutil.rmtree(gone)
     only = run_benchmark(**kwargs, train=False)
     assert not gone.exists()
