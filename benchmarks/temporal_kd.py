@@ -207,10 +207,21 @@ def _configs(
     }
     used = {t["teacher"] for stage in stages for t in stage["objective"] if "teacher" in t}
     if used:
-        cfg["teachers"] = {
-            name: {"name": "checkpoint", "path": str(teacher_dirs[name])} for name in sorted(used)
-        }
+        cfg["teachers"] = {name: _teacher_entry(spec, teacher_dirs[name]) for name in sorted(used)}
     return cfg
+
+
+def _teacher_entry(spec: dict[str, Any], run: Path) -> dict[str, Any]:
+    """A student's ``teachers`` entry for the teacher run ``run``; with the spec's ``teacher_score_cache: true``
+    its score rows over the training queries are written once into the run folder and every student reads
+    them there (the teacher's forward pass over all entities is most of a KD step on a CPU)."""
+    entry: dict[str, Any] = {"name": "checkpoint", "path": str(run)}
+    flag = spec.get("teacher_score_cache", False)
+    if not isinstance(flag, bool):
+        raise ConfigError(f"spec key 'teacher_score_cache': true or false, got {flag!r}")
+    if flag:
+        entry["score_cache"] = str(run / "train-scores.safetensors")
+    return entry
 
 
 def _for_dataset(sp: dict[str, Any], dataset: str) -> dict[str, Any]:
@@ -269,6 +280,7 @@ def run_temporal_kd(
     out: str | Path = OUT,
     data_root: str | None = None,
     train: bool = True,
+    teacher_score_cache: bool | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark and write its tables; returns the JSON document written.
 
@@ -278,8 +290,12 @@ def run_temporal_kd(
         epochs / teacher_epochs: override the students' / teacher's epochs (quick runs).
         work: folder of the run folders. out: folder of the result files (defaults: under ``benchmarks/``).
         train: ``False``: train nothing, tabulate the runs that have finished (e.g. while the benchmark runs).
+        teacher_score_cache: set the spec's ``teacher_score_cache`` (students read the teachers' score rows
+            from a file written once; see :func:`_teacher_entry`).
     """
     sp = _spec(spec)
+    if teacher_score_cache is not None:
+        sp["teacher_score_cache"] = teacher_score_cache
     datasets = list(datasets or sp["datasets"])
     students = list(students or sp["students"])
     methods = list(methods or [*sp["methods"], *(["llm-scorer"] if "llm_teacher" in sp else [])])
@@ -664,6 +680,14 @@ def _document(
     ),
 )
 @click.option("--seeds", multiple=True, type=int, help="Seeds (repeatable; default: the spec's).")
+@click.option(
+    "--teacher-score-cache/--no-teacher-score-cache",
+    default=None,
+    help=(
+        "Students read the teachers' score rows over the training queries from a file written once into "
+        "each teacher's folder (default: the spec's teacher_score_cache, else off)."
+    ),
+)
 @driver_options(WORK)
 def main(
     spec: str | None,
@@ -671,6 +695,7 @@ def main(
     students: tuple[str, ...],
     methods: tuple[str, ...],
     seeds: tuple[int, ...],
+    teacher_score_cache: bool | None,
     epochs: int | None,
     teacher_epochs: int | None,
     work: str,
@@ -696,6 +721,7 @@ def main(
             out=out,
             data_root=data_root,
             train=not finished_only,
+            teacher_score_cache=teacher_score_cache,
         )
         if not doc["rows"]:
             raise NothingFinished(

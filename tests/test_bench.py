@@ -611,3 +611,53 @@ def test_per_dataset_student_entries_merge_into_that_dataset_only() -> None:
     sp["per_dataset"]["fb15k237"]["students"]["complex-16"] = {"train": {"lr": 0.1}}
     with pytest.raises(ConfigError, match=r"per_dataset\.fb15k237\.students.*complex-16"):
         _for_dataset(sp, "fb15k237")
+
+
+def test_teacher_score_cache_spec_key(tmp_path: Path) -> None:
+    """``teacher_score_cache: true`` gives every teacher entry a score cache inside the teacher's folder; the
+    default and false leave the plain checkpoint; anything else is refused naming the key."""
+    from kgdistill.config import parse_config
+    from kgdistill.run import check
+    from temporal_kd import _configs
+
+    sp = yaml.safe_load(_spec(tmp_path).read_text())
+    dirs = {"kge": tmp_path / "teacher"}
+    plain = _configs(sp, "wikidata12k-mini", None, dirs, "ttranse", "bkd", 0, None)
+    assert plain["teachers"] == {"kge": {"name": "checkpoint", "path": str(dirs["kge"])}}
+    assert (
+        _configs({**sp, "teacher_score_cache": False}, "w", None, dirs, "ttranse", "bkd", 0, None)[
+            "teachers"
+        ]
+        == plain["teachers"]
+    )
+    cached = _configs(
+        {**sp, "teacher_score_cache": True}, "w", None, dirs, "ttranse", "fitnet", 0, None
+    )
+    assert cached["teachers"]["kge"]["score_cache"] == str(dirs["kge"] / "train-scores.safetensors")
+    check(parse_config(cached), teacher_fields=dict.fromkeys(cached["teachers"]))
+    assert "teachers" not in _configs(
+        {**sp, "teacher_score_cache": True}, "w", None, dirs, "ttranse", "none", 0, None
+    )
+    with pytest.raises(ConfigError, match="spec key 'teacher_score_cache'"):
+        _configs({**sp, "teacher_score_cache": "yes"}, "w", None, dirs, "ttranse", "bkd", 0, None)
+
+
+@pytest.mark.slow  # trains real runs end to end
+def test_benchmark_with_teacher_score_cache(tmp_path: Path) -> None:
+    spec, work, out = _spec(tmp_path), tmp_path / "work", tmp_path / "out"
+    doc = run_temporal_kd(
+        spec=spec,
+        work=work,
+        out=out,
+        methods=["bkd", "fitnet"],
+        seeds=[0],
+        teacher_score_cache=True,
+    )
+    folder = work / "wikidata12k-mini"
+    rows = folder / "teacher" / "train-scores.safetensors"
+    assert rows.is_file()  # written once, by the first student that reads scores
+    bkd = json.loads((folder / "ttranse-bkd-s0" / "metrics.json").read_text())
+    assert bkd["teachers"]["kge"]["score_cache"]["queries"] > 0
+    fitnet = json.loads((folder / "ttranse-fitnet-s0" / "metrics.json").read_text())
+    assert "score_cache" in fitnet["teachers"]["kge"]  # read (checked), never needed for embeddings
+    assert {r["method"] for r in doc["rows"]} == {"teacher", "bkd", "fitnet"}

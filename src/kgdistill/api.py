@@ -30,6 +30,7 @@ from kgdistill.config import (
 )
 from kgdistill.data.kg import KG
 from kgdistill.distill import KGETeacher, write_cache
+from kgdistill.distill.teachers import file_digest
 from kgdistill.errors import CheckpointError, ConfigError
 from kgdistill.evaluate import Metrics, evaluate_rerank, evaluate_rerank_sweep
 from kgdistill.evaluate import evaluate as rank_all
@@ -236,6 +237,8 @@ def cache(
         batch_size=batch_size,
         source=str(ckpt.path),
         progress=progress,
+        # full rows of a checkpoint double as its score cache (teachers.<name>.score_cache)
+        extra={"teacher_sha256": file_digest(Path(ckpt.path))},
     )
 
 

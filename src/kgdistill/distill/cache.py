@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from kgdistill.data.batching import both_directions
 from kgdistill.data.kg import KG
-from kgdistill.distill.teachers import ALL_FIELDS, TEACHERS, Teacher
+from kgdistill.distill.base import ALL_FIELDS, TEACHERS, Teacher
 from kgdistill.errors import CheckpointError, ConfigError
 from kgdistill.io import atomic_save_tensors, read_safetensors
 from kgdistill.models.base import ModelOutput
@@ -53,11 +53,13 @@ def write_cache(
     batch_size: int = 512,
     source: str = "",
     progress: bool = True,
+    extra: dict[str, object] | None = None,
 ) -> Path:
     """Score every distinct query of ``split`` with ``teacher`` and write the cache file.
 
     Args:
         k: keep the top-``k`` scores per query; ``None`` keeps full rows (float16, ``N x E``).
+        extra: further fields of the JSON header (e.g. the digest of the checkpoint the rows came from).
     """
     queries = both_directions(kg.splits[split], kg.num_relations)
     keys = query_keys(queries, kg.num_relations, kg.num_times)
@@ -83,7 +85,7 @@ def write_cache(
             parts["topk_ids"].append(top.indices.cpu())
             parts["topk_scores"].append(top.values.cpu())
     tensors = {name: torch.cat(v) for name, v in parts.items() if v}
-    return _save(Path(path), kg, keys, tensors, split=split, k=k, source=source)
+    return _save(Path(path), kg, keys, tensors, split=split, k=k, source=source, extra=extra)
 
 
 def save_topk(
@@ -125,6 +127,7 @@ def _save(
     split: str,
     k: int | None,
     source: str,
+    extra: dict[str, object] | None = None,
 ) -> Path:
     """The cache file: sorted ``keys`` and the score tensors, with the JSON header of the module docstring."""
     tensors = {"keys": keys.contiguous(), **{n: t.contiguous() for n, t in tensors.items()}}
@@ -140,6 +143,7 @@ def _save(
         "k": k,
         "source": source,
         "queries": len(keys),
+        **(extra or {}),
     }
     atomic_save_tensors(path, tensors, {"kgdistill": json.dumps(meta)})
     log.info("wrote %d teacher rows (%s) to %s", len(keys), f"top-{k}" if k else "full", path)
@@ -209,6 +213,12 @@ class CachedTeacher(torch.nn.Module):
             if name in tensors:
                 self.register_buffer(name, tensors[name], persistent=False)
 
+    def lookup(self, queries: LongTensor) -> tuple[LongTensor, torch.Tensor]:
+        """The cache row of each query ``(B, 3|4)`` and whether the cache holds it: ``(B,)``, ``(B,)`` bool."""
+        key = query_keys(queries, self.num_relations, self.num_times)
+        pos = torch.searchsorted(self.keys, key).clamp_max(len(self.keys) - 1)
+        return pos, self.keys[pos] == key
+
     @torch.no_grad()
     def forward(
         self,
@@ -216,9 +226,7 @@ class CachedTeacher(torch.nn.Module):
         candidates: LongTensor | None = None,
         fields: frozenset[str] = ALL_FIELDS,
     ) -> ModelOutput:
-        key = query_keys(queries, self.num_relations, self.num_times)
-        pos = torch.searchsorted(self.keys, key).clamp_max(len(self.keys) - 1)
-        found = self.keys[pos] == key
+        pos, found = self.lookup(queries)
         if self.full:
             rows = self.scores[pos].float()
         elif candidates is None:  # top-k as it is: (B, k) scores and their entity ids

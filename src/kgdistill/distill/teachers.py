@@ -4,7 +4,9 @@
   When its vocabulary differs from the student's dataset, entities, relations and times are aligned by their
   labels (the label maps stored in both checkpoints); the coverage is logged and a teacher covering less than
   ``min_coverage`` of the student's entities is refused with a clear error. Entities, queries or times the
-  teacher does not know come back masked.
+  teacher does not know come back masked. With ``score_cache: FILE`` its full score rows over the student's
+  training queries are written to FILE once (float16, keyed by a digest of the checkpoint) and 1-N steps read
+  them instead of a forward pass over all entities; embeddings and every other query come from the checkpoint.
 * :class:`CachedTeacher` (``name: cache``) - outputs written to disk ahead of time by ``kgdistill cache``
   (full score rows or top-k, safetensors), so an expensive teacher runs once.
 
@@ -15,40 +17,26 @@ has them and they are asked for, ``h``, ``r``, ``t`` and ``time_table``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Protocol
+from typing import Annotated
 
 import torch
 from pydantic import Field
 
 from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.data.kg import KG
+from kgdistill.distill.base import ALL_FIELDS, TEACHERS, Teacher
+from kgdistill.distill.cache import CachedTeacher, write_cache
 from kgdistill.errors import ConfigError
 from kgdistill.models.base import KGEModel, ModelOutput
-from kgdistill.registry import Registry
 from kgdistill.types import HEAD, REL, TAIL, TIME, FloatTensor, LongTensor
 
-__all__ = ["ALL_FIELDS", "TEACHERS", "KGETeacher", "Teacher", "align"]
+__all__ = ["ALL_FIELDS", "TEACHERS", "KGETeacher", "Teacher", "align", "file_digest"]
 
 log = logging.getLogger(__name__)
-
-ALL_FIELDS = frozenset({"scores", "h", "r", "t", "time_table"})
-
-
-class Teacher(Protocol):
-    """Anything that answers the student's queries with a :class:`ModelOutput`."""
-
-    def __call__(
-        self,
-        queries: LongTensor,
-        candidates: LongTensor | None = None,
-        fields: frozenset[str] = ALL_FIELDS,
-    ) -> ModelOutput: ...
-
-
-TEACHERS: Registry[type] = Registry("teacher")
 
 
 def align(
@@ -70,10 +58,21 @@ class KGETeacher(torch.nn.Module):
         path: a checkpoint file or a run folder (its ``best.safetensors``).
         kg: the student's graph (its labels define the student's ids).
         min_coverage: least fraction of the student's entities the teacher must know.
+        score_cache: a file of this teacher's full score rows over the student's training queries (float16,
+            the format of :mod:`kgdistill.distill.cache`), written here on first use and read by every later
+            student: 1-N steps take their scores from it instead of a forward pass over all entities (most of
+            a KD step's time when the teacher is several times the student's size); embeddings, candidate
+            scores and queries outside the training split still come from the checkpoint. The file records a
+            digest of the checkpoint and is refused for another one.
     """
 
     def __init__(
-        self, *, path: str, kg: KG, min_coverage: Annotated[float, Field(ge=0, le=1)] = 0.9
+        self,
+        *,
+        path: str,
+        kg: KG,
+        min_coverage: Annotated[float, Field(ge=0, le=1)] = 0.9,
+        score_cache: str | None = None,
     ) -> None:
         super().__init__()
         ckpt = load_checkpoint(path)
@@ -125,6 +124,47 @@ class KGETeacher(torch.nn.Module):
         self.static_teacher = not self.model.temporal
         self.source = str(ckpt.path)
         self.model_name = ckpt.meta["model"]["name"]
+        self.rows: CachedTeacher | None = None
+        self._kg = kg
+        self._digest = ""
+        self._score_cache = None if score_cache is None else Path(score_cache).expanduser()
+        if self._score_cache is not None:
+            self._digest = file_digest(Path(self.source))
+            # an existing file is checked before any step; a missing one is written on first use
+            if self._score_cache.is_file():
+                self.rows = self._read_rows()
+
+    def _write_rows(self) -> CachedTeacher:
+        """Score every training query of the student's graph once and write the score cache."""
+        path, kg = self._score_cache, self._kg
+        assert path is not None
+        log.info(
+            "writing teacher %s's score rows for '%s' to %s (once)", self.source, kg.name, path
+        )
+        self._score_cache = None  # the writer asks this teacher for its own scores
+        try:
+            write_cache(
+                path, self, kg, k=None, source=self.source, extra={"teacher_sha256": self._digest}
+            )
+        finally:
+            self._score_cache = path
+        return self._read_rows()
+
+    def _read_rows(self) -> CachedTeacher:
+        """The score cache, checked: full rows, written from this checkpoint."""
+        path = self._score_cache
+        rows = CachedTeacher(path=str(path), kg=self._kg)
+        if rows.meta.get("k") is not None:
+            raise ConfigError(
+                f"teachers score_cache {path} holds top-{rows.meta['k']} rows: a checkpoint teacher reads full "
+                "rows (kgdistill cache --full), or use the top-k file as a teacher of its own ({name: cache})"
+            )
+        if rows.meta.get("teacher_sha256") != self._digest:
+            raise ConfigError(
+                f"teachers score_cache {path} was written from another checkpoint than {self.source} "
+                f"(source: {rows.meta.get('source') or 'unknown'}); remove it and it is written again"
+            )
+        return rows
 
     def _map_queries(self, queries: LongTensor) -> tuple[LongTensor, torch.Tensor]:
         """Student queries -> teacher queries ``(B, 3|4)`` and the rows the teacher can answer ``(B,)``."""
@@ -168,28 +208,68 @@ class KGETeacher(torch.nn.Module):
             else:
                 out.t = model.entities(candidates if ent is None else ent[candidates].clamp_min(0))
         if "scores" in fields:
-            if candidates is None:
-                if ent is None and type(model).score_all is not KGEModel.score_all:
-                    scores = model.score_all(q)  # its own scoring (HyTE's projections)
-                elif (
-                    ent is None
-                ):  # from the queries encoded above: a text encoder does not run twice
-                    scores = model.interaction.score_all(
-                        model.interaction.combine(h, r), model.entities.table()
-                    )
-                else:  # score only the student's entities, in the student's order: (B, E_student)
-                    table = model.entities.table()[ent.clamp_min(0)]
-                    scores = model.interaction.score_all(model.interaction.combine(h, r), table)
+            if candidates is None and self._score_cache is not None:
+                out.scores, out.mask = self._cached_scores(queries, q, h, r, ok)
             else:
-                t_cand = candidates if ent is None else ent[candidates].clamp_min(0)
-                scores = model(q, t_cand).scores
-            out.scores = scores
-            # no mask when the teacher knows every entity and can answer every query: a (B, E) mask costs
-            # several full passes per step in every term that reads it
-            if ent is not None and not (self.covers_all and bool(ok.all())):
-                valid = (ent >= 0)[None, :] if candidates is None else (ent[candidates] >= 0)
-                out.mask = valid.expand_as(scores) & ok[:, None]
+                out.scores, out.mask = self._model_scores(q, h, r, ok, candidates)
         return out
+
+    def _model_scores(
+        self,
+        q: LongTensor,
+        h: FloatTensor,
+        r: FloatTensor,
+        ok: torch.Tensor | None,
+        candidates: LongTensor | None,
+    ) -> tuple[FloatTensor, torch.Tensor | None]:
+        """The checkpoint's scores of the mapped queries ``q (B, 3|4)`` (encoded as ``h``, ``r``) against all
+        the student's entities ``(B, E)`` or the ``candidates (B, C)``, and the mask of valid entries (None:
+        all valid)."""
+        model, ent = self.model, None if self.identity else self.ent
+        if candidates is None:
+            if ent is None and type(model).score_all is not KGEModel.score_all:
+                scores = model.score_all(q)  # its own scoring (HyTE's projections)
+            elif ent is None:  # from the queries encoded above: a text encoder does not run twice
+                scores = model.interaction.score_all(
+                    model.interaction.combine(h, r), model.entities.table()
+                )
+            else:  # score only the student's entities, in the student's order: (B, E_student)
+                table = model.entities.table()[ent.clamp_min(0)]
+                scores = model.interaction.score_all(model.interaction.combine(h, r), table)
+        else:
+            t_cand = candidates if ent is None else ent[candidates].clamp_min(0)
+            scores = model(q, t_cand).scores
+        # no mask when the teacher knows every entity and can answer every query: a (B, E) mask costs
+        # several full passes per step in every term that reads it
+        if ent is None or (self.covers_all and bool(ok.all())):  # type: ignore[union-attr]
+            return scores, None
+        valid = (ent >= 0)[None, :] if candidates is None else (ent[candidates] >= 0)
+        return scores, valid.expand_as(scores) & ok[:, None]  # type: ignore[index]
+
+    def _cached_scores(
+        self,
+        queries: LongTensor,
+        q: LongTensor,
+        h: FloatTensor,
+        r: FloatTensor,
+        ok: torch.Tensor | None,
+    ) -> tuple[FloatTensor, torch.Tensor | None]:
+        """Scores ``(B, E)`` and mask of the student's ``queries`` from the score cache (written first when it
+        is missing, on the teacher's device); queries it lacks are scored by the checkpoint."""
+        if self.rows is None:
+            self.rows = self._write_rows().to(queries.device)
+        pos, found = self.rows.lookup(queries)
+        scores = self.rows.scores[pos].float()
+        missing = (~found).nonzero().squeeze(1)
+        if len(missing):
+            sub_ok = None if ok is None else ok[missing]
+            fill, mask = self._model_scores(q[missing], h[missing], r[missing], sub_ok, None)
+            scores[missing] = fill if mask is None else fill.masked_fill(~mask, float("-inf"))
+        # the writer stored what the teacher cannot answer as -inf; no mask when it answers everything
+        if self.identity or (self.covers_all and (ok is None or bool(ok.all()))):
+            return scores, None
+        mask = torch.isfinite(scores)
+        return scores.masked_fill(~mask, 0.0), mask
 
     @torch.no_grad()
     def score_all(self, queries: LongTensor) -> FloatTensor:
@@ -199,16 +279,28 @@ class KGETeacher(torch.nn.Module):
         return out.scores if out.mask is None else out.scores.masked_fill(~out.mask, float("-inf"))
 
 
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (a checkpoint a score cache was written from)."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def describe_teacher(teacher: torch.nn.Module) -> dict[str, object]:
     """What a run's ``metrics.json`` records about a teacher."""
     if isinstance(teacher, KGETeacher):
-        return {
+        d: dict[str, object] = {
             "kind": "checkpoint",
             "source": teacher.source,
             "model": teacher.model_name,
             "num_parameters": teacher.model.num_parameters(),
             "coverage": teacher.coverage,
         }
+        if teacher.rows is not None:
+            d["score_cache"] = {"queries": teacher.rows.meta["queries"], "format": "float16 rows"}
+        return d
     return {"kind": type(teacher).__name__, **getattr(teacher, "meta", {})}
 
 
