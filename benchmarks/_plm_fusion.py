@@ -15,10 +15,11 @@ from typing import Any
 
 from _plm_kge import result_row
 from kgdistill.api import evaluate_run, rerank_sweep
+from kgdistill.evaluate import best_mix, mix_grid
 from kgdistill.io import atomic_write_text
 
 #: the retriever's weights tried on validation: 0 (the re-ranker alone) to 1 (the retriever's order)
-MIXES = tuple(round(0.05 * i, 2) for i in range(21))
+MIXES = tuple(mix_grid(0.05))
 SUFFIX = " + retriever"
 
 
@@ -30,11 +31,6 @@ def fused_label(model: str) -> str:
 def reranker_of(label: str) -> str | None:
     """The re-ranker a fused row belongs to, or ``None`` for any other row."""
     return label[: -len(SUFFIX)] if label.endswith(SUFFIX) else None
-
-
-def choose(valid_mrr: dict[float, float]) -> float:
-    """The weight of the best validation MRR; on a tie the smaller one (the re-ranker's own order first)."""
-    return max(sorted(valid_mrr), key=lambda m: (valid_mrr[m], -m))
 
 
 def fusion(run: Path, retriever: Path, k: int, facts: int) -> dict[str, Any]:
@@ -51,7 +47,7 @@ def fusion(run: Path, retriever: Path, k: int, facts: int) -> dict[str, Any]:
         run, retriever, mixes=MIXES, split="valid", rerank_k=k, max_queries=facts, progress=False
     )
     valid = {m: metrics.mrr for m, metrics in sweep.items()}
-    mix = choose(valid)
+    mix = best_mix(valid)
     test = evaluate_run(
         run,
         retriever=retriever,

@@ -489,3 +489,18 @@ def test_cli_mix_sweep(tmp_path: Path) -> None:
     assert text.exit_code == 0 and "<- best" in text.output and "w = 0.500" in text.output
     bad = CliRunner().invoke(cli, ["evaluate", str(b), "--mix-sweep", "0.5"])
     assert bad.exit_code == 2 and "--rerank" in bad.output
+
+
+def test_mix_grid_and_best_mix() -> None:
+    """The sweep's grid always ends at 1 (a step that does not divide 1 too); the best weight is the smaller one
+    on a tie; a step outside (0, 1] is refused."""
+    from kgdistill.errors import KGDistillError
+    from kgdistill.evaluate import best_mix, mix_grid
+
+    assert mix_grid(0.25) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert mix_grid(0.3) == [0.0, 0.3, 0.6, 0.9, 1.0]
+    assert mix_grid(1.0) == [0.0, 1.0]
+    assert best_mix({1.0: 0.2, 0.5: 0.2, 0.0: 0.1}) == 0.5
+    for bad in (0.0, 1.5, -0.1):
+        with pytest.raises(KGDistillError, match="mix step"):
+            mix_grid(bad)

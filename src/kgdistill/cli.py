@@ -198,12 +198,12 @@ def _mix_sweep(
 ) -> None:
     """``kgdistill evaluate RUN --rerank R --mix-sweep STEP``: a table of the metrics at each fusion weight
     (``common``: the split, overrides, data root, k and query cap of the evaluation)."""
-    count = round(1.0 / step)
-    mixes = sorted({round(min(i * step, 1.0), 6) for i in range(count + 1)} | {1.0})
-    sweep = _api().rerank_sweep(run, retriever, mixes=mixes, **common)
+    from kgdistill.evaluate import best_mix, mix_grid
+
+    sweep = _api().rerank_sweep(run, retriever, mixes=mix_grid(step), **common)
     if not _main_rank():
         return
-    best = max(sorted(sweep), key=lambda m: (sweep[m].mrr, -m))
+    best = best_mix({m: x.mrr for m, x in sweep.items()})
     if as_json:
         doc = {"best": best, "metrics": {str(m): x.to_dict() for m, x in sweep.items()}}
         click.echo(json.dumps(doc, indent=2))

@@ -21,7 +21,7 @@ validation).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -38,12 +38,14 @@ from kgdistill.types import TAIL, BoolTensor, FloatTensor, LongTensor, TieMode
 
 __all__ = [
     "Metrics",
+    "best_mix",
     "default_chunk",
     "evaluate",
     "evaluate_model",
     "evaluate_rerank",
     "evaluate_rerank_sweep",
     "fuse_scores",
+    "mix_grid",
     "rank_filtered",
     "rank_of_true",
     "rerank_ranks",
@@ -504,6 +506,18 @@ def rerank_ranks(
     greater = torch.where(inside, greater_in, greater_out)
     equal = torch.where(inside, equal_in, equal_out)
     return below.double() + _tie_rank(greater, equal, ties)
+
+
+def mix_grid(step: float) -> list[float]:
+    """The fusion weights ``0, step, 2 step, ... 1`` (1 always included), rounded to 6 decimals."""
+    if not 0.0 < step <= 1.0:
+        raise KGDistillError(f"rerank mix step must be in (0, 1], got {step}")
+    return sorted({round(min(i * step, 1.0), 6) for i in range(round(1.0 / step) + 1)} | {1.0})
+
+
+def best_mix(mrr: Mapping[float, float]) -> float:
+    """The weight of the best MRR among ``{mix: mrr}``; on a tie the smaller one (the re-ranker's order first)."""
+    return max(sorted(mrr), key=lambda m: (mrr[m], -m))
 
 
 def fuse_scores(

@@ -117,7 +117,8 @@ def test_the_driver_runs_every_model_and_source(
     assert all(r["ms_per_query"] > 0 for r in rows if r["model"] in ("cross_encoder", "generative"))
     # each re-ranker row has a fused one beside it: the weight chosen on validation over the whole grid, the
     # test split evaluated at that weight on the same facts
-    from _plm_fusion import MIXES, choose
+    from _plm_fusion import MIXES
+    from kgdistill.evaluate import best_mix
 
     for model in ("cross_encoder", "generative"):
         for source in ("names", "descriptions", "qwen"):
@@ -129,7 +130,7 @@ def test_the_driver_runs_every_model_and_source(
             doc = json.loads((run / "fusion.json").read_text())
             valid = {float(m): v for m, v in doc["valid_mrr"].items()}
             assert sorted(valid) == list(MIXES)
-            assert fused["rerank_mix"] == doc["mix"] == choose(valid)
+            assert fused["rerank_mix"] == doc["mix"] == best_mix(valid)
             assert doc["test"]["protocol"]["split"] == "test"
             assert doc["test"]["protocol"]["rerank"]["mix"] == doc["mix"]
             for key in ("queries", "parameters", "train_seconds", "ms_per_query", "rerank_k"):
@@ -382,7 +383,7 @@ def test_a_new_budget_for_one_model_keeps_the_other_models_rows(tmp_path: Path) 
 def test_fused_rows_belong_to_their_re_ranker() -> None:
     """A fused row is its re-ranker's family (its digest) and a call owns it only for the sources it makes; the
     weight chosen is the best on validation, the smaller one on a tie."""
-    from _plm_fusion import choose
+    from kgdistill.evaluate import best_mix
     from plm_contexts import _family
 
     assert _family("cross_encoder + retriever") == "cross_encoder"
@@ -392,8 +393,8 @@ def test_fused_rows_belong_to_their_re_ranker() -> None:
     assert not call.covers(_row("wn18rr", 0.2, model="cross_encoder + retriever", source="qwen"))
     assert not call.covers(_row("wn18rr", 0.2, model="generative + retriever", source="names"))
     assert call.covers(_row("wn18rr", 0.2, model="bi_encoder (retriever of cross_encoder)"))
-    assert choose({0.0: 0.1, 0.3: 0.2, 0.5: 0.2, 1.0: 0.15}) == 0.3
-    assert choose({0.0: 0.1, 1.0: 0.1}) == 0.0
+    assert best_mix({0.0: 0.1, 0.3: 0.2, 0.5: 0.2, 1.0: 0.15}) == 0.3
+    assert best_mix({0.0: 0.1, 1.0: 0.1}) == 0.0
 
 
 def test_finished_only_with_nothing_finished_trains_nothing(tmp_path: Path) -> None:
