@@ -1,6 +1,7 @@
 """The KGE rows of benchmarks/plm_contexts.py: a ComplEx teacher on the same split, and small ComplEx students
-without distillation, distilled from the bi-encoder (through a top-k cache of its scores) and from the
-bi-encoder and the ComplEx teacher together: the deployable form of what the texts and contexts taught."""
+without distillation, distilled from the bi-encoder (through a top-k cache of its scores), from the bi-encoder and
+the ComplEx teacher together, and from the ComplEx teacher alone (the control: what the texts add to it): the
+deployable form of what the texts and contexts taught."""
 
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def kge_rows(
     device: str,
     train: bool = True,
 ) -> list[dict[str, Any]]:
-    """The ComplEx teacher and the three students of one seed (``budget``: the profile's ``kge`` block); with
+    """The ComplEx teacher and the four students of one seed (``budget``: the profile's ``kge`` block); with
     ``train`` false, the rows of the finished runs only (nothing trains, no cache is written)."""
     folder = work / Path(dataset).name
     sup = [{"loss": "supervised_ce"}, {"loss": "n3", "weight": 0.05}]
@@ -141,12 +142,17 @@ def kge_rows(
                 {"loss": "kd_kl", "teacher": "kge", **kd},
             ],
         ),
+        # the control: the ComplEx teacher alone, what the texts add on top of it
+        f" <- complex-{budget['teacher_dim']}": (
+            {"kge": {"name": "cache", "path": str(rows_cache)}},
+            [*sup, {"loss": "kd_kl", "teacher": "kge", **kd}],
+        ),
     }
     dim = budget["student_dim"]
     for i, (suffix, (teachers, objective)) in enumerate(variants.items()):
         # the epochs (and the ComplEx teacher's dim) name the folder: another budget trains new students beside
         # the earlier ones
-        tag = f"-t{budget['teacher_dim']}" if i == 2 else ""
+        tag = f"-t{budget['teacher_dim']}" if i >= 2 else ""
         run = folder / f"complex-{dim}-student{i}-e{budget['student_epochs']}{tag}-s{seed}"
         if not train and not finished(run):
             continue
@@ -154,5 +160,13 @@ def kge_rows(
             run.name, dataset, seed, dim, budget["student_epochs"], objective, teachers, device
         )
         ensure_run(cfg, run)
-        rows.append(_row(f"complex-{dim}{suffix}", dataset, source if i else "-", seed, run))
+        rows.append(
+            _row(
+                f"complex-{dim}{suffix}",
+                dataset,
+                source if "bi_encoder" in suffix else "-",
+                seed,
+                run,
+            )
+        )
     return rows

@@ -89,10 +89,18 @@ def test_the_driver_runs_every_model_and_source(
     assert ("bi_encoder (retriever of cross_encoder)", "descriptions") in got
     # the retriever's row once per re-ranker and seed, though each source's re-ranker is tested beside it
     assert sum(r["model"] == "bi_encoder (retriever of cross_encoder)" for r in rows) == 1
-    # the KGE rows: the teacher and three students, two of them distilled from the qwen bi-encoder
+    # the KGE rows: the teacher and four students, two of them distilled from the qwen bi-encoder, one (the
+    # control) from the ComplEx teacher alone
     assert {("complex-16 (teacher)", "-"), ("complex-8", "-")} <= got
     assert {("complex-8 <- bi_encoder (qwen)", "qwen")} <= got
     assert ("complex-8 <- bi_encoder (qwen) + complex-16", "qwen") in got
+    assert ("complex-8 <- complex-16", "-") in got
+    control = json.loads(
+        (
+            tmp_path / "work" / "wn18rr-mini" / "complex-8-student3-e2-t16-s0" / "metrics.json"
+        ).read_text()
+    )
+    assert set(control["teachers"]) == {"kge"} and control["teachers"]["kge"]["k"] is None
     both = json.loads(
         (
             tmp_path / "work" / "wn18rr-mini" / "complex-8-student2-e2-t16-s0" / "metrics.json"

@@ -1,0 +1,326 @@
+"""What LM -> KG could gain, and the precision it needs: the KGE retrained on known mixes of true and wrong facts.
+
+LM -> KG adds facts a selector (the language model, the KGE, their product) believes; how much that helps the
+KGE depends on how many of them are true. This benchmark takes the selector out: on the same held-out split as
+``benchmarks/kglm_rounds.py`` (same profile, dataset and seed: the same kept and held-out training facts and the
+same round-0 KGE config), it adds ``N`` facts of which a share ``P`` are held-out training facts (true, drawn at
+random) and the rest wrong candidates (the round-0 KGE's filtered top-k tails of the training queries that are not
+held out: the plausible mistakes a selector makes), retrains the KGE and measures link prediction on the untouched
+test split. ``all@1`` adds every held-out fact back: the ceiling of any LM -> KG method on this split.
+
+A point is ``N@P`` (``5000@0.5``: 2,500 held-out facts and 2,500 wrong ones) or ``all@P`` (every held-out fact,
+with wrong ones to precision ``P``). Each point's run is reused when finished.
+
+    python benchmarks/kglm_ceiling.py --datasets fb15k237 --seeds 0 --seeds 1
+
+Writes ``benchmarks/results/kglm_ceiling.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+import yaml
+
+from _common import (
+    REPO,
+    NothingFinished,
+    driver_options,
+    friendly_errors,
+    markdown_table,
+    setup_logging,
+    write_script_result,
+)
+from kgdistill.checkpoint import load_checkpoint, load_model
+from kgdistill.data import load_kg
+from kgdistill.errors import ConfigError
+from kgdistill.io import atomic_write_text
+from kgdistill.kglm.augment import hold_out, propose, write_static_graph
+from kgdistill.kglm.rounds import RoundsConfig, _kge
+from kgdistill.runs import finished
+from kgdistill.types import LongTensor
+from kglm_rounds import SPEC, _config
+
+log = logging.getLogger("kglm_ceiling")
+POINTS = ("all@1", "1000@1", "5000@1", "5000@0.5", "5000@0.2")
+METRICS = ("mrr", "hits@1", "hits@10")
+
+
+def parse_point(text: str) -> tuple[int | None, float]:
+    """``"N@P"`` -> ``(N, P)``; ``"all@P"`` -> ``(None, P)`` (every held-out fact).
+
+    Raises:
+        ConfigError: not of that form, ``N < 1`` or ``P`` outside ``(0, 1]``.
+    """
+    count, sep, share = text.partition("@")
+    try:
+        n = None if count == "all" else int(count)
+        p = float(share)
+    except ValueError:
+        n, p = -1, -1.0
+    if not sep or (n is not None and n < 1) or not 0 < p <= 1:
+        raise ConfigError(
+            f"--points '{text}': expected N@P or all@P (N >= 1 facts, a precision P in (0, 1])"
+        )
+    return n, p
+
+
+def mix(
+    held: LongTensor, wrong: LongTensor, n: int | None, share: float, *, seed: int
+) -> tuple[LongTensor, int]:
+    """``n`` facts ``(n, 3)`` of which ``round(n * share)`` are drawn from ``held (M, 3)`` and the rest from
+    ``wrong (W, 3)`` (``n`` None: all of ``held``, with wrong ones to that share); returns them and how many are
+    held-out facts.
+
+    Raises:
+        ConfigError: ``held`` or ``wrong`` has too few facts for the point.
+    """
+    true = len(held) if n is None else round(n * share)
+    total = round(true / share) if n is None else n
+    false = total - true
+    if true > len(held) or false > len(wrong):
+        raise ConfigError(
+            f"--points: {total} facts at precision {share} need {true} held-out and {false} wrong facts; "
+            f"there are {len(held)} and {len(wrong)}"
+        )
+    g = torch.Generator().manual_seed(seed)
+    picked = torch.cat(
+        [
+            held[torch.randperm(len(held), generator=g)[:true]],
+            wrong[torch.randperm(len(wrong), generator=g)[:false]],
+        ]
+    )
+    return picked, true
+
+
+def wrong_pool(
+    model: torch.nn.Module, kg: Any, kept: LongTensor, held: LongTensor, k: int
+) -> LongTensor:
+    """The KGE's filtered top-``k`` tails of every training query of ``kept`` that are not held-out facts
+    ``(W, 3)``: wrong as far as the split knows (the graph is incomplete: some may be true)."""
+    candidates = propose(model, kg, kept, k=k)
+    truth = {tuple(f) for f in held.tolist()}
+    keep = torch.tensor([tuple(f) not in truth for f in candidates.tolist()], dtype=torch.bool)
+    return candidates[keep]
+
+
+def run_seed(
+    cfg: RoundsConfig, points: list[str], work: Path, train: bool = True
+) -> dict[str, Any]:
+    """The KGE alone and one KGE per point for one dataset and seed under ``work`` (finished runs reused);
+    with ``train`` false, the finished runs only."""
+    work.mkdir(parents=True, exist_ok=True)
+    base_run = work / "base" / "kge"
+    entry: dict[str, Any] = {"dataset": Path(cfg.data).name, "seed": cfg.seed, "points": []}
+    if not train and not finished(base_run):
+        return entry
+    kg = load_kg(cfg.data, root=cfg.data_root)
+    kept, held = hold_out(kg, cfg.hold_out, seed=cfg.seed)
+    entry["held_out"] = len(held)
+    graph = work / "graph-0"
+    if train:
+        write_static_graph(graph, kg, kept)
+    entry["base"] = _metrics(_kge(cfg, graph, base_run) if train else _read(base_run))
+    wrong = None
+    for text in points:
+        folder = work / f"add-{text}"
+        done = folder / "point.json"
+        if done.is_file():
+            entry["points"].append(json.loads(done.read_text()))
+            continue
+        if not train:
+            continue
+        n, share = parse_point(text)
+        if wrong is None:
+            model = load_model(load_checkpoint(base_run / "best.safetensors"))
+            wrong = wrong_pool(model, kg, kept, held, cfg.k)
+            log.info("%d wrong candidates from the KGE's top-%d", len(wrong), cfg.k)
+        added, true = mix(held, wrong, n, share, seed=cfg.seed)
+        write_static_graph(folder / "graph", kg, kept, added)
+        record = {
+            "point": text,
+            "added": len(added),
+            "true": true,
+            "precision": true / len(added),
+            "kge": _metrics(_kge(cfg, folder / "graph", folder / "kge")),
+        }
+        atomic_write_text(done, json.dumps(record, indent=2) + "\n")
+        entry["points"].append(record)
+    return entry
+
+
+def _read(run: Path) -> dict[str, Any]:
+    return json.loads((run / "metrics.json").read_text())  # type: ignore[no-any-return]
+
+
+def _metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {"valid_mrr": metrics["best_valid_mrr"], "test": metrics["sides"]["both"]}
+
+
+def _stat(values: list[float], scale: float = 100.0) -> str:
+    vals = [v * scale for v in values]
+    if len(vals) == 1:
+        return f"{vals[0]:.2f}"
+    return f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}"
+
+
+def table(entries: list[dict[str, Any]], points: list[str]) -> list[dict[str, Any]]:
+    """Per dataset: the KGE alone, then each point with its paired MRR gain (mean ± std over seeds)."""
+    rows = []
+    for d in dict.fromkeys(e["dataset"] for e in entries):
+        group = [e for e in entries if e["dataset"] == d and "base" in e]
+        base = {"dataset": d, "added facts": "-", "of them held out": "-", "precision": "-"}
+        row = {**base, "seeds": len(group)}
+        for m in METRICS:
+            row[f"test {m}"] = _stat([e["base"]["test"][m] for e in group])
+        row["MRR gain"] = "-"
+        rows.append(row)
+        for text in points:
+            pairs = [(p, e["base"]) for e in group for p in e["points"] if p["point"] == text]
+            if not pairs:
+                continue
+            row = {
+                "dataset": d,
+                "added facts": str(round(statistics.mean(p["added"] for p, _ in pairs))),
+                "of them held out": str(round(statistics.mean(p["true"] for p, _ in pairs))),
+                "precision": f"{100 * pairs[0][0]['precision']:.0f}%",
+                "seeds": len(pairs),
+            }
+            for m in METRICS:
+                row[f"test {m}"] = _stat([p["kge"]["test"][m] for p, _ in pairs])
+            row["MRR gain"] = _stat([p["kge"]["test"]["mrr"] - b["test"]["mrr"] for p, b in pairs])
+            rows.append(row)
+    return rows
+
+
+def _plot(entries: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(e["dataset"] for e in entries))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
+    for ax, d in zip(axes[0], datasets, strict=True):
+        by_share: dict[float, list[tuple[int, float]]] = {}
+        for e in entries:
+            if e["dataset"] != d or "base" not in e:
+                continue
+            for p in e["points"]:
+                gain = 100 * (p["kge"]["test"]["mrr"] - e["base"]["test"]["mrr"])
+                by_share.setdefault(round(p["precision"], 2), []).append((p["true"], gain))
+        for share, pts in sorted(by_share.items(), reverse=True):
+            xs, ys = zip(*sorted(pts), strict=True)
+            ax.plot(xs, ys, "o", label=f"precision {100 * share:.0f}%")
+        ax.axhline(0.0, color="grey", linewidth=0.8)
+        ax.set_title(f"{d}: MRR gain over the KGE alone")
+        ax.set_xlabel("held-out (true) facts added")
+        ax.set_ylabel("test MRR gain (points)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _markdown(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+    return "\n".join(
+        [
+            "# LM -> KG: the gain of known mixes of true and wrong facts (the selector taken out)",
+            "",
+            f"`{doc['command']}`",
+            "",
+            f"Machine: {m['cpu']}, {m['threads']} threads, torch {m['torch']}; {doc['date']}. Profile "
+            f"`{doc['profile']}` of `benchmarks/specs/kglm-rounds.yaml` (the KGE of `kglm_rounds.py`'s rounds); "
+            f"{doc['hold_out']:.0%} of the training facts held out on purpose.",
+            "",
+            "Each row adds `added facts` to the kept training facts, `of them held out` true ones (held-out "
+            "training facts drawn at random) and the rest wrong ones (the round-0 KGE's filtered top-k tails of "
+            "the training queries that are not held out), retrains the KGE and evaluates it on the untouched "
+            "test split (filtered, realistic ties; x100; mean ± std over seeds; the gain is paired per seed). "
+            "Precision 100% with every held-out fact is the ceiling of any LM -> KG method on this split.",
+            "",
+            markdown_table(doc["rows"]),
+            "",
+        ]
+    )
+
+
+@click.command()
+@click.option("--datasets", multiple=True, default=("fb15k237",), show_default=True)
+@click.option("--seeds", multiple=True, type=int, default=(0,), show_default=True)
+@click.option(
+    "--points",
+    multiple=True,
+    default=POINTS,
+    show_default=True,
+    help="N@P: N facts added, a share P of them held-out facts; all@P: every held-out fact (repeatable).",
+)
+@click.option("--profile", default="cpu", show_default=True, help="A budget of the spec: cpu, gpu.")
+@driver_options(REPO / "benchmarks" / "work" / "kglm-ceiling")
+def main(
+    datasets: tuple[str, ...],
+    seeds: tuple[int, ...],
+    points: tuple[str, ...],
+    profile: str,
+    epochs: int | None,
+    teacher_epochs: int | None,
+    work: str,
+    out: str,
+    finished_only: bool,
+    data_root: str | None,
+    verbose: bool,
+    quiet: bool,
+) -> None:
+    """Retrain the KGE on each point's mix and write the gain table and plot."""
+    setup_logging(verbose, quiet)
+    with friendly_errors():
+        for text in points:
+            parse_point(text)
+        spec = yaml.safe_load(SPEC.read_text())
+        if profile not in spec["profiles"]:
+            raise ConfigError(f"--profile '{profile}' is not one of {', '.join(spec['profiles'])}")
+        p = spec["profiles"][profile]
+        if epochs is not None:
+            for st in p["kge"]["stages"]:
+                st["epochs"] = epochs
+        entries = []
+        for d in datasets:
+            for s in seeds:
+                log.info("%s seed %d", d, s)
+                cfg = _config(spec, profile, d, s, data_root)
+                folder = Path(work) / Path(d).name / f"seed-{s}"
+                entries.append(run_seed(cfg, list(points), folder, train=not finished_only))
+        entries = [e for e in entries if "base" in e]
+        if not entries:
+            raise NothingFinished(f"no finished KGE under {work}")
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _plot(entries, out_dir / "kglm_ceiling.png")
+        text = write_script_result(
+            out_dir,
+            "kglm_ceiling",
+            "benchmarks/kglm_ceiling.py",
+            sys.argv[1:],
+            {
+                "profile": profile,
+                "hold_out": float(spec["hold_out"]),
+                "settings": p["kge"],
+                "points": list(points),
+                "rows": table(entries, list(points)),
+                "runs": entries,
+            },
+            _markdown,
+        )
+        click.echo(text)
+
+
+if __name__ == "__main__":
+    main()

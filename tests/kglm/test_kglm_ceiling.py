@@ -1,0 +1,126 @@
+"""benchmarks/kglm_ceiling.py: the points' mixes (sizes, shares, seeded), bad points, and the driver end to end on
+the FB15k-237 subset with a tiny DistMult (every added fact is kept or wrong as stated, none evaluated)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from kgdistill.data import build_kg, read_static_names
+from kgdistill.errors import ConfigError
+from kgdistill.kglm.augment import hold_out
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+DATA = str(FIXTURES / "fb15k237-mini")
+
+
+@pytest.mark.parametrize(
+    ("text", "want"), [("5000@0.5", (5000, 0.5)), ("all@1", (None, 1.0)), ("20@1.0", (20, 1.0))]
+)
+def test_points_parse(text: str, want: tuple[int | None, float]) -> None:
+    from kglm_ceiling import parse_point
+
+    assert parse_point(text) == want
+
+
+@pytest.mark.parametrize("text", ["5000", "x@0.5", "10@0", "10@1.5", "0@1", "all@", "@0.5"])
+def test_bad_points_are_refused(text: str) -> None:
+    from kglm_ceiling import parse_point
+
+    with pytest.raises(ConfigError, match="--points"):
+        parse_point(text)
+
+
+def test_mix_draws_the_stated_shares(fb_mini) -> None:
+    from kglm_ceiling import mix
+
+    kept, held = hold_out(fb_mini, 0.2, seed=0)
+    wrong = kept[:500]  # facts that are not held out
+    truth = {tuple(f) for f in held.tolist()}
+    facts, true = mix(held, wrong, 100, 0.3, seed=0)
+    assert len(facts) == 100 and true == 30
+    assert [tuple(f) in truth for f in facts.tolist()] == [True] * 30 + [False] * 70
+    again, _ = mix(held, wrong, 100, 0.3, seed=0)
+    assert torch.equal(facts, again)
+    assert not torch.equal(facts, mix(held, wrong, 100, 0.3, seed=1)[0])
+    every, true = mix(held, wrong, None, 0.5, seed=0)
+    assert true == len(held) and len(every) == 2 * len(held)
+    with pytest.raises(ConfigError, match="need"):
+        mix(held, wrong, 10 * len(held), 1.0, seed=0)
+
+
+@pytest.mark.slow
+def test_the_driver_retrains_on_each_mix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kglm_ceiling
+
+    spec = {
+        "hold_out": 0.2,
+        "profiles": {
+            "tiny": {
+                "kge": {
+                    "model": {"name": "distmult", "dim": 16, "init_scale": 0.1},
+                    "stages": [{"epochs": 2}],
+                    "train": {
+                        "optimizer": "adam",
+                        "lr": 0.02,
+                        "batch_size": 500,
+                        "progress": False,
+                    },
+                },
+                "lm": {},
+                "fitnet_weight": 0.5,
+                "k": 3,
+                "max_queries": 150,
+                "top": 20,
+                "soft_weight": 1.0,
+                "max_rounds": 2,
+            }
+        },
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    monkeypatch.setattr(kglm_ceiling, "SPEC", path)
+    work, out = tmp_path / "work", tmp_path / "out"
+    args = ["--datasets", DATA, "--seeds", "0", "--profile", "tiny", "--points", "40@0.5"]
+    args += ["--points", "all@1", "--work", str(work), "--out", str(out), "-q"]
+    result = CliRunner().invoke(kglm_ceiling.main, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "kglm_ceiling.json").read_text())
+    assert (out / "kglm_ceiling.png").stat().st_size > 0
+    assert [r["added facts"] for r in doc["rows"]] == ["-", "40", str(doc["runs"][0]["held_out"])]
+    assert [r["precision"] for r in doc["rows"]] == ["-", "50%", "100%"]
+    kg = build_kg(read_static_names(FIXTURES / "fb15k237-mini"))
+    kept, held = hold_out(kg, 0.2, seed=0)
+    seed = work / "fb15k237-mini" / "seed-0"
+    label = lambda rows: {  # noqa: E731
+        (kg.entity_labels[h], kg.relation_labels[r], kg.entity_labels[t]) for h, r, t in rows
+    }
+    held_labels, kept_labels = label(held.tolist()), label(kept.tolist())
+    evaluated = label(torch.cat([kg.splits["valid"], kg.splits["test"]])[:, :3].tolist())
+
+    def added(point: str) -> list[tuple[str, ...]]:
+        lines = (seed / f"add-{point}" / "graph" / "train.txt").read_text().splitlines()
+        return [tuple(x.split("\t")) for x in lines[len(kept) :]]
+
+    half = added("40@0.5")
+    assert len(half) == 40 and sum(f in held_labels for f in half) == 20
+    assert not set(half) & (kept_labels | evaluated)
+    assert set(added("all@1")) == held_labels
+    # the ceiling's graph is the whole training split again
+    every = (seed / "add-all@1" / "graph" / "train.txt").read_text().splitlines()
+    assert len(every) == len(kg.splits["train"])
+    # a second call reuses every run; --finished-only tabulates without training
+    stamps = {p: p.stat().st_mtime for p in work.rglob("metrics.json")}
+    assert len(stamps) == 3
+    for extra in ([], ["--finished-only"]):
+        again = CliRunner().invoke(kglm_ceiling.main, [*args, *extra])
+        assert again.exit_code == 0, again.output
+        assert stamps == {p: p.stat().st_mtime for p in stamps}
+        assert json.loads((out / "kglm_ceiling.json").read_text())["rows"] == doc["rows"]
+    bad = CliRunner().invoke(kglm_ceiling.main, [*args, "--points", "7@2"])
+    assert bad.exit_code == 2 and "--points '7@2'" in bad.output
