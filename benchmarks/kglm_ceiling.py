@@ -27,7 +27,6 @@ from typing import Any
 
 import click
 import torch
-import yaml
 
 from _common import (
     REPO,
@@ -46,7 +45,7 @@ from kgdistill.kglm.augment import hold_out, propose, write_static_graph
 from kgdistill.kglm.rounds import RoundsConfig, _kge
 from kgdistill.runs import finished
 from kgdistill.types import LongTensor
-from kglm_rounds import SPEC, _config
+from kglm_rounds import _config, load_spec
 
 log = logging.getLogger("kglm_ceiling")
 POINTS = ("all@1", "1000@1", "5000@1", "5000@0.5", "5000@0.2")
@@ -284,13 +283,7 @@ def main(
     with friendly_errors():
         for text in points:
             parse_point(text)
-        spec = yaml.safe_load(SPEC.read_text())
-        if profile not in spec["profiles"]:
-            raise ConfigError(f"--profile '{profile}' is not one of {', '.join(spec['profiles'])}")
-        p = spec["profiles"][profile]
-        if epochs is not None:
-            for st in p["kge"]["stages"]:
-                st["epochs"] = epochs
+        spec, p = load_spec(profile, epochs)
         entries = []
         for d in datasets:
             for s in seeds:

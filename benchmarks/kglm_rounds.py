@@ -83,6 +83,22 @@ def _config(
     )
 
 
+def load_spec(profile: str, epochs: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The spec and its ``profile`` (the KGE's epochs set to ``epochs`` when given).
+
+    Raises:
+        ConfigError: the spec has no such profile.
+    """
+    spec = yaml.safe_load(SPEC.read_text())
+    if profile not in spec["profiles"]:
+        raise ConfigError(f"--profile '{profile}' is not one of {', '.join(spec['profiles'])}")
+    p = spec["profiles"][profile]
+    if epochs is not None:
+        for st in p["kge"]["stages"]:
+            st["epochs"] = epochs
+    return spec, p
+
+
 def _share_round_0(src: Path, dst: Path, whole: bool) -> None:
     """Round 0 of ``src`` into ``dst``: its KGE run (the same config on the same graph, which ``dst`` reads
     from its own copy), and the whole round when its selection is the same (``whole``)."""
@@ -395,13 +411,7 @@ def main(
     """Run (or finish) the KG <-> LM benchmark and write its tables and plot."""
     setup_logging(verbose, quiet)
     with friendly_errors():
-        spec = yaml.safe_load(SPEC.read_text())
-        if profile not in spec["profiles"]:
-            raise ConfigError(f"--profile '{profile}' is not one of {', '.join(spec['profiles'])}")
-        p = spec["profiles"][profile]
-        if epochs is not None:
-            for st in p["kge"]["stages"]:
-                st["epochs"] = epochs
+        spec, p = load_spec(profile, epochs)
         if encoder:
             p["lm"]["encoder"] = encoder
         folder = Path(work)

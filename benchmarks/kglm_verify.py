@@ -32,7 +32,6 @@ from typing import Any
 
 import click
 import torch
-import yaml
 
 from _common import (
     REPO,
@@ -47,7 +46,7 @@ from kgdistill.errors import ConfigError
 from kgdistill.io import atomic_write_text
 from kgdistill.kglm.augment import kge_confidence, lm_confidence, propose, selected_rows
 from kgdistill.kglm.rounds import RoundsConfig, _lm_round, _prepare
-from kglm_rounds import SPEC, _config
+from kglm_rounds import _config, load_spec
 
 log = logging.getLogger("kglm_verify")
 SELECTORS = ("lm", "kge", "both")
@@ -186,9 +185,7 @@ def main(
     """Rank LM -> KG's candidates by each selector and write the precision table."""
     setup_logging(quiet=quiet)
     with friendly_errors():
-        spec = yaml.safe_load(SPEC.read_text())
-        if profile not in spec["profiles"]:
-            raise ConfigError(f"--profile '{profile}' is not one of {', '.join(spec['profiles'])}")
+        spec, _ = load_spec(profile)
         entries = []
         for d in datasets:
             for s in seeds:

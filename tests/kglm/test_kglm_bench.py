@@ -110,7 +110,6 @@ def test_the_driver_runs_every_variant_and_tabulates(
     # the selector benchmark reads round 0 of these runs: LM (with and without "no relation"), KGE, product
     import kglm_verify
 
-    monkeypatch.setattr(kglm_verify, "SPEC", spec)
     vargs = ["--datasets", DATA, "--seeds", "0", "--profile", "tiny", "--negatives", "0"]
     vargs += ["--negatives", "1", "--tops", "5", "--tops", "20", "--rounds-work", str(work)]
     vargs += ["--work", str(tmp_path / "verify"), "--out", str(out), "-q"]

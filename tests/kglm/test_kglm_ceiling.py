@@ -57,6 +57,7 @@ def test_mix_draws_the_stated_shares(fb_mini) -> None:
 @pytest.mark.slow
 def test_the_driver_retrains_on_each_mix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import kglm_ceiling
+    import kglm_rounds
 
     spec = {
         "hold_out": 0.2,
@@ -84,7 +85,7 @@ def test_the_driver_retrains_on_each_mix(tmp_path: Path, monkeypatch: pytest.Mon
     }
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
-    monkeypatch.setattr(kglm_ceiling, "SPEC", path)
+    monkeypatch.setattr(kglm_rounds, "SPEC", path)  # the spec every kglm driver reads
     work, out = tmp_path / "work", tmp_path / "out"
     args = ["--datasets", DATA, "--seeds", "0", "--profile", "tiny", "--points", "40@0.5"]
     args += ["--points", "all@1", "--work", str(work), "--out", str(out), "-q"]
