@@ -5,6 +5,7 @@ reuses every finished round."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,51 +16,17 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DATA = str(FIXTURES / "fb15k237-mini")
 
 
-def _spec(encoder: Path) -> dict:
-    return {
-        "hold_out": 0.2,
-        "profiles": {
-            "tiny": {
-                "kge": {
-                    "model": {"name": "distmult", "dim": 16, "init_scale": 0.1},
-                    "stages": [{"epochs": 2}],
-                    "train": {
-                        "optimizer": "adam",
-                        "lr": 0.02,
-                        "batch_size": 500,
-                        "progress": False,
-                    },
-                },
-                "lm": {
-                    "encoder": str(encoder),
-                    "max_length": 24,
-                    "num_labels": 6,
-                    "test_entities": 0.2,
-                    "max_examples": 150,
-                    "epochs": 1,
-                    "batch_size": 64,
-                    "lr": 1e-3,
-                    "head_lr": 1e-2,
-                },
-                "fitnet_weight": 0.5,
-                "k": 3,
-                "max_queries": 150,
-                "top": 20,
-                "soft_weight": 1.0,
-                "max_rounds": 2,
-            }
-        },
-    }
-
-
 @pytest.mark.slow
 def test_the_driver_runs_every_variant_and_tabulates(
-    tiny_encoder_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_encoder_folder: Path,
+    tiny_rounds_spec: Callable[[Path | None], dict],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import kglm_rounds as kglm
 
     spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump(_spec(tiny_encoder_folder)))
+    spec.write_text(yaml.safe_dump(tiny_rounds_spec(tiny_encoder_folder)))
     monkeypatch.setattr(kglm, "SPEC", spec)
     work, out = tmp_path / "work", tmp_path / "out"
     args = ["--datasets", DATA, "--seeds", "0", "--seeds", "1", "--profile", "tiny"]

@@ -4,6 +4,7 @@ the FB15k-237 subset with a tiny DistMult (every added fact is kept or wrong as 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -55,36 +56,14 @@ def test_mix_draws_the_stated_shares(fb_mini) -> None:
 
 
 @pytest.mark.slow
-def test_the_driver_retrains_on_each_mix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_driver_retrains_on_each_mix(
+    tiny_rounds_spec: Callable[[Path | None], dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import kglm_ceiling
     import kglm_rounds
 
-    spec = {
-        "hold_out": 0.2,
-        "profiles": {
-            "tiny": {
-                "kge": {
-                    "model": {"name": "distmult", "dim": 16, "init_scale": 0.1},
-                    "stages": [{"epochs": 2}],
-                    "train": {
-                        "optimizer": "adam",
-                        "lr": 0.02,
-                        "batch_size": 500,
-                        "progress": False,
-                    },
-                },
-                "lm": {},
-                "fitnet_weight": 0.5,
-                "k": 3,
-                "max_queries": 150,
-                "top": 20,
-                "soft_weight": 1.0,
-                "max_rounds": 2,
-            }
-        },
-    }
     path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    path.write_text(yaml.safe_dump(tiny_rounds_spec(None)))
     monkeypatch.setattr(kglm_rounds, "SPEC", path)  # the spec every kglm driver reads
     work, out = tmp_path / "work", tmp_path / "out"
     args = ["--datasets", DATA, "--seeds", "0", "--profile", "tiny", "--points", "40@0.5"]
