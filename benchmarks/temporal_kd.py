@@ -23,11 +23,12 @@ import logging
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import torch
 import yaml
+from pydantic import ValidationError
 
 from _common import (
     REPO,
@@ -43,9 +44,12 @@ from _latency import single_query_latency_ms
 from _tables import seed_table, write_temporal_kd
 from kgdistill.api import ensure_run
 from kgdistill.checkpoint import load_checkpoint, load_model
-from kgdistill.config import apply_overrides
+from kgdistill.config import _format, apply_overrides
 from kgdistill.errors import ConfigError
 from kgdistill.runs import finished
+
+if TYPE_CHECKING:
+    from kgdistill.tune import TuneSpec
 
 __all__ = ["run_temporal_kd"]
 
@@ -130,6 +134,50 @@ def _space(
     return out
 
 
+def _start(spec: dict[str, Any], student: str, method: str) -> list[dict[str, Any]]:
+    """The method's search ``start`` values (the first trials, e.g. the values a baseline's search chose), a
+    stage ``share`` turned into the student's epochs as the space has it."""
+    m = spec["methods"][method]
+    start = m.get("start", []) if isinstance(m, dict) else []
+    if not isinstance(start, list) or not all(isinstance(v, dict) for v in start):
+        raise ConfigError(f"spec key 'methods.{method}.start': a list of name -> value mappings")
+    raw = {**spec["students"][student].get("space", {}), **m.get("space", {})}
+    epochs = spec["students"][student]["epochs"]
+    return [
+        {
+            k: _share_epochs(v, epochs) if "share" in raw.get(k, {}) and isinstance(v, float) else v
+            for k, v in values.items()
+        }
+        for values in start
+    ]
+
+
+def _tune_spec(
+    sp: dict[str, Any], cfg: dict[str, Any], student: str, method: str
+) -> TuneSpec | None:
+    """The search of a (student, method) cell over its run config ``cfg`` (a copy), or ``None`` when the spec
+    has no ``search`` section or the cell nothing to search."""
+    from kgdistill.tune import TuneSpec
+
+    space = _space(sp, student, method, cfg)
+    if "search" not in sp or not space:
+        return None
+    start = _start(sp, student, method)
+    try:
+        return TuneSpec.model_validate(
+            {
+                "config": copy.deepcopy(cfg),
+                "space": space,
+                **sp["search"],
+                **({"start": start} if start else {}),
+            }
+        )
+    except ValidationError as e:
+        raise ConfigError(
+            f"the search of {student}, {method}: {_format(e).replace('config key', 'key')}"
+        ) from None
+
+
 def _searched(
     sp: dict[str, Any],
     cfg: dict[str, Any],
@@ -142,13 +190,12 @@ def _searched(
     """The config ``kgdistill tune`` chose on validation for a cell (with the search's report), searching in
     ``folder`` first (resumed where it stopped); ``(None, None)`` when the cell has nothing to search, and
     ``(None, report)`` when ``train`` is off and the search has not finished."""
-    from kgdistill.tune import TuneSpec, check_space, run_search
+    from kgdistill.tune import check_space, run_search
 
-    space = _space(sp, student, method, cfg)
-    if "search" not in sp or not space:
+    tspec = _tune_spec(sp, cfg, student, method)
+    if tspec is None:
         return None, None
-    base = copy.deepcopy(cfg)
-    tspec = TuneSpec.model_validate({"config": base, "space": space, **sp["search"]})
+    base = tspec.config or {}
     if not train:
         report = folder / "tune.json"
         if not (folder / "best.yaml").is_file() or not report.is_file():
@@ -225,26 +272,39 @@ def _teacher_entry(spec: dict[str, Any], run: Path) -> dict[str, Any]:
 
 
 def _for_dataset(sp: dict[str, Any], dataset: str) -> dict[str, Any]:
-    """The spec as one dataset sees it: each student section with the dataset's ``per_dataset.<ds>.students``
-    entry merged in (a mapping such as ``train`` merges key by key, anything else is replaced; e.g. the
-    ``supervised`` terms and the learning rate a search chose for that dataset)."""
-    own = sp.get("per_dataset", {}).get(dataset, {}).get("students", {})
-    unknown = sorted(set(own) - set(sp["students"]))
+    """The spec as one dataset sees it: each student and method section with the dataset's
+    ``per_dataset.<ds>.students`` / ``.methods`` entry merged in (a mapping such as ``train`` merges key by key,
+    anything else is replaced; e.g. the ``supervised`` terms and the learning rate a search chose for that
+    dataset, or a method's search ``start``)."""
+    own = sp.get("per_dataset", {}).get(dataset, {})
+    return {
+        **sp,
+        "students": _merged(
+            sp["students"], own.get("students", {}), f"per_dataset.{dataset}.students"
+        ),
+        "methods": _merged(sp["methods"], own.get("methods", {}), f"per_dataset.{dataset}.methods"),
+    }
+
+
+def _merged(sections: dict[str, Any], own: dict[str, Any], key: str) -> dict[str, Any]:
+    """``sections`` (name -> section) with a dataset's entries ``own`` merged in (see :func:`_for_dataset`)."""
+    unknown = sorted(set(own) - set(sections))
     if unknown:
         raise ConfigError(
-            f"spec key 'per_dataset.{dataset}.students': unknown student(s) {unknown}; the spec has "
-            f"{list(sp['students'])}"
+            f"spec key '{key}': unknown name(s) {unknown}; the spec has {list(sections)}"
         )
-    students = {}
-    for name, section in sp["students"].items():
+    out = {}
+    for name, section in sections.items():
         merged = copy.deepcopy(section)
-        for key, value in own.get(name, {}).items():
-            if isinstance(value, dict) and isinstance(merged.get(key), dict):
-                merged[key] = {**merged[key], **copy.deepcopy(value)}
+        for k, value in own.get(name, {}).items():
+            if not isinstance(merged, dict):
+                raise ConfigError(f"spec key '{key}.{name}': {name} has no section to merge into")
+            if isinstance(value, dict) and isinstance(merged.get(k), dict):
+                merged[k] = {**merged[k], **copy.deepcopy(value)}
             else:
-                merged[key] = copy.deepcopy(value)
-        students[name] = merged
-    return {**sp, "students": students}
+                merged[k] = copy.deepcopy(value)
+        out[name] = merged
+    return out
 
 
 def _teacher_config(

@@ -613,6 +613,36 @@ def test_per_dataset_student_entries_merge_into_that_dataset_only() -> None:
         _for_dataset(sp, "fb15k237")
 
 
+def test_per_dataset_method_start_warm_starts_that_dataset_search_only() -> None:
+    """The tuned spec's ``per_dataset.wikidata12k.methods.ours.start``: the Wikidata12k search of "ours" starts
+    at the given values (the stage share as the student's epochs), YAGO11k's has no start; a start outside the
+    space, or one for a method given as a bare list, is refused naming it."""
+    from temporal_kd import _configs, _tune_spec
+
+    sp = yaml.safe_load((REPO_ROOT / "benchmarks/specs/temporal-kd-tuned.yaml").read_text())
+    dirs = {"kge": Path("teacher"), "llm": Path("llm")}
+
+    def search(ds: str, spec: dict[str, Any] = sp) -> Any:
+        view = _for_dataset(spec, ds)
+        cfg = _configs(view, ds, None, dirs, "tntcomplex", "ours", 0, None)
+        return _tune_spec(view, cfg, "tntcomplex", "ours")
+
+    wiki, yago = search("wikidata12k"), search("yago11k")
+    start = sp["per_dataset"]["wikidata12k"]["methods"]["ours"]["start"][0]
+    assert len(wiki.start) == 1 and yago.start == []
+    epochs = sp["students"]["tntcomplex"]["epochs"]
+    assert wiki.start[0] == {**start, "stage1_share": round(start["stage1_share"] * epochs)}
+    assert wiki.start[0]["stage1_share"] in wiki.space["stage1_share"].choices
+    assert wiki.space == yago.space  # the same space on both datasets
+    bad = yaml.safe_load(yaml.safe_dump(sp))
+    bad["per_dataset"]["wikidata12k"]["methods"]["ours"]["start"][0]["bkd"] = 40.0
+    with pytest.raises(ConfigError, match=r"tntcomplex, ours.*start\.0\.bkd: 40\.0 is outside"):
+        search("wikidata12k", bad)
+    bad["per_dataset"]["wikidata12k"]["methods"] = {"nonsense": {"start": []}}
+    with pytest.raises(ConfigError, match=r"per_dataset\.wikidata12k\.methods.*nonsense"):
+        search("wikidata12k", bad)
+
+
 def test_teacher_score_cache_spec_key(tmp_path: Path) -> None:
     """``teacher_score_cache: true`` gives every teacher entry a score cache inside the teacher's folder; the
     default and false leave the plain checkpoint; anything else is refused naming the key."""

@@ -86,6 +86,15 @@ def test_trial_config_applies_set_and_values_and_forces_valid(tmp_path: Path) ->
             },
             "train.lr is searched by more than one parameter",
         ),
+        (
+            {"start": [{"dim": 4, "n3": 0.01}]},
+            "start.0: give every searched name once; missing ['batch']",
+        ),
+        ({"start": [{"dim": 4, "n3": 0.01, "batch": 64, "lr": 0.1}]}, "not searched ['lr']"),
+        ({"start": [{"dim": 6, "n3": 0.01, "batch": 64}]}, "start.0.dim: 6 is outside space.dim"),
+        ({"start": [{"dim": 4, "n3": 0.5, "batch": 64}]}, "start.0.n3: 0.5 is outside space.n3"),
+        ({"start": [{"dim": 4, "n3": 0.01, "batch": 50}]}, "start.0.batch: 50 is outside"),
+        ({"start": [{"dim": 4, "n3": "x", "batch": 64}]}, "start.0.n3: 'x' is outside"),
     ],
 )
 def test_bad_specs_name_the_key(tmp_path: Path, over: dict, needle: str) -> None:
@@ -164,6 +173,25 @@ def test_search_ranks_on_valid_and_final_runs_on_test(tmp_path: Path) -> None:
     assert len(more["trials"]) == 3
     # the continued search draws new values, not the first call's draws again
     assert len({json.dumps(t["params"], sort_keys=True) for t in more["trials"]}) == 3
+
+
+def test_start_values_are_the_first_trials_and_are_not_queued_again(tmp_path: Path) -> None:
+    """``start`` warm-starts a search: its values are trial 0 (in the budget); a continued search does not
+    queue them again, and a search made with start values refuses a spec without them."""
+    start = [{"dim": 4, "n3": 0.002, "batch": 96}]
+    out = tmp_path / "search"
+    spec = _spec(tmp_path, trials=2, final={"seeds": []}, start=start)
+    doc = tune(spec, out)
+    assert doc["trials"][0]["params"] == start[0] and doc["start"] == start
+    assert len(doc["trials"]) == 2 and doc["trials"][1]["params"] != start[0]
+    assert (
+        "The first 1 trial(s) took the spec's start values: batch=96, dim=4, n3=0.002"
+        in (out / "tune.md").read_text()
+    )
+    more = tune(spec, out, trials=3)
+    assert [t["params"] for t in more["trials"]].count(start[0]) == 1 and len(more["trials"]) == 3
+    with pytest.raises(ConfigError, match="holds a search of another spec"):
+        tune(_spec(tmp_path, trials=3, final={"seeds": []}), out)
 
 
 def test_another_spec_in_the_same_folder_is_refused(tmp_path: Path) -> None:

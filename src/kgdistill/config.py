@@ -371,7 +371,11 @@ def _format(err: ValidationError, prefix: tuple[str, ...] = ()) -> str:
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in (*prefix, *e["loc"]))
-        if e["type"] == "extra_forbidden":
+        if (
+            not loc and e["type"] == "value_error"
+        ):  # a check of the whole section: its message names the key
+            lines.append(e["msg"].removeprefix("Value error, "))
+        elif e["type"] == "extra_forbidden":
             known = _known_keys((*prefix, *e["loc"][:-1]))
             hint = difflib.get_close_matches(str(e["loc"][-1]), known, n=1)
             extra = f" (did you mean '{hint[0]}'?)" if hint else ""

@@ -29,6 +29,21 @@ def _stat(values: Sequence[float]) -> str:
     return f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}"
 
 
+def _started(start: list[dict[str, Any]]) -> str:
+    """The report's words on the values the first trials were given (none: an empty string)."""
+    if not start:
+        return ""
+    values = "; ".join(format_values(s) for s in start)
+    return f" The first {len(start)} trial(s) took the spec's start values: {values}."
+
+
+def format_values(params: Mapping[str, Any]) -> str:
+    """``name=value, ...`` of a trial's values (floats to 4 significant digits)."""
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
+
+
 def _pruning(pruner: Mapping[str, Any] | None) -> str:
     if not pruner or pruner.get("name") == "none":
         return "no pruning"
@@ -83,7 +98,8 @@ def tune_markdown(doc: Mapping[str, Any]) -> str:
         f"{sum(t['state'] == 'diverged' for t in trials)} diverged), {seconds / 60:.1f} min in "
         f"all (training, validation and evaluation); sampler {doc['sampler']['name']} (seed {doc['sampler']['seed']}, "
         f"{doc['sampler']['startup_trials']} random trials first); {_pruning(doc.get('pruner'))}. Trials are "
-        "ranked by their best validation MRR; the test split is not evaluated during the search.",
+        "ranked by their best validation MRR; the test split is not evaluated during the search."
+        + _started(doc.get("start") or []),
         "",
         "## Space",
         "",

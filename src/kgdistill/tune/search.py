@@ -29,7 +29,7 @@ from kgdistill.errors import ConfigError, KGDistillError, TrainingDiverged
 from kgdistill.io import atomic_write_text
 from kgdistill.runfolder import claim
 from kgdistill.runs import machine_info
-from kgdistill.tune.report import write_report
+from kgdistill.tune.report import format_values, write_report
 from kgdistill.tune.spec import Param, TuneSpec, load_spec, trial_config
 
 __all__ = ["run_key", "run_search", "tune"]
@@ -85,12 +85,11 @@ def _pruner(optuna: Any, spec: TuneSpec) -> Any:
 
 
 def _identity(spec: TuneSpec, base: Mapping[str, Any]) -> str:
-    """What a study is a search of (base config, set, space, sampler, pruner): the budget and final seeds may
+    """What a study is a search of (base config, set, space, sampler, pruner, and its start values when it has
+    any: the identity of a search without them is as before they existed): the budget and final seeds may
     change."""
-    return json.dumps(
-        {"base": base, **spec.model_dump(include={"set", "space", "sampler", "pruner"})},
-        sort_keys=True,
-    )
+    keys = {"set", "space", "sampler", "pruner", *(("start",) if spec.start else ())}
+    return json.dumps({"base": base, **spec.model_dump(include=keys)}, sort_keys=True)
 
 
 def _open_study(optuna: Any, spec: TuneSpec, base: Mapping[str, Any], out: Path) -> Any:
@@ -113,6 +112,11 @@ def _open_study(optuna: Any, spec: TuneSpec, base: Mapping[str, Any], out: Path)
     identity = _identity(spec, base)
     stored = study.user_attrs.get("identity")
     if stored is None:
+        if not study.get_trials(
+            deepcopy=False
+        ):  # a new study: its first trials take the start values
+            for values in spec.start:
+                study.enqueue_trial(values)
         study.set_user_attr("identity", identity)
     elif stored != identity:
         raise ConfigError(
@@ -142,12 +146,6 @@ def _counted(optuna: Any, study: Any) -> list[Any]:
     ]
 
 
-def _values(params: Mapping[str, Any]) -> str:
-    return ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
-    )
-
-
 def _with_root(raw: dict[str, Any], data_root: str | None) -> dict[str, Any]:
     if data_root:
         raw.setdefault("data", {})["root"] = data_root
@@ -169,7 +167,7 @@ def _trial(
     folder = out / "trials" / run_key(params)
     trial.set_user_attr("run", folder.name)
     done = len(_counted(optuna, study)) + 1
-    log.info("trial %d (%d of %d): %s", trial.number, done, budget, _values(params))
+    log.info("trial %d (%d of %d): %s", trial.number, done, budget, format_values(params))
 
     def report(epoch: int, mrr: float) -> None:
         trial.report(mrr, epoch)
@@ -358,6 +356,7 @@ def run_search(
             "set": spec.set,
             "sampler": spec.sampler.model_dump(),
             "pruner": spec.pruner.model_dump(),
+            "start": spec.start,
             "budget": budget,
             "trials": _trial_rows(optuna, study),
             "best": {"number": best.number, "params": dict(best.params), "valid_mrr": best.value},

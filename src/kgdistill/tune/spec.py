@@ -11,13 +11,17 @@ space:                                             # name -> a config key and it
   batch: {path: train.batch_size, low: 250, high: 2000, step: 250}       # integer bounds: an integer
   T: {path: [stages.0.objective.1.temperature, stages.1.objective.1.temperature], low: 0.5, high: 4}
 trials: 24                                         # completed trials the search runs to
+start:                                             # values of the first trials (then the sampler's)
+  - {dim: 256, n3: 0.05, batch: 1000, T: 1.0}
 sampler: {name: tpe, seed: 0, startup_trials: 8}
 pruner: {name: median, startup_trials: 4, warmup_epochs: 6}   # stop trials below the median early
 final: {seeds: [0, 1, 2]}                          # the best config on the base's eval split, once per seed
 ```
 
 Trials are ranked by the run's best validation MRR; their ``eval.split`` is forced to ``valid``, so the test split
-is never evaluated during the search. The final runs use the base's own ``eval`` section.
+is never evaluated during the search. The final runs use the base's own ``eval`` section. ``start`` warm-starts a
+search (Optuna's ``enqueue_trial``): e.g. a method that extends a baseline begins at the baseline's chosen values;
+its trials count in the budget like the sampler's.
 """
 
 from __future__ import annotations
@@ -83,6 +87,21 @@ class Param(_Strict):
         bounds = (self.low, self.high, *(() if self.step is None else (self.step,)))
         return all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
 
+    def holds(self, value: Any) -> bool:
+        """Whether ``value`` is one the parameter can take (a choice, or inside the range on its step)."""
+        if self.choices is not None:
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.integer and not float(value).is_integer():
+            return False
+        if not self.low <= value <= self.high:  # type: ignore[operator]
+            return False
+        if self.step is not None:
+            k = (value - self.low) / self.step  # type: ignore[operator]
+            return abs(k - round(k)) < 1e-9
+        return True
+
     def extremes(self) -> tuple[Any, Any]:
         """The range's two ends (first and last choice): every trial value lies between them."""
         if self.choices is not None:
@@ -124,6 +143,10 @@ class TuneSpec(_Strict):
     sampler: Sampler = Sampler()
     pruner: Pruner = Pruner()
     final: Final = Final()
+    start: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="the values of the first trials, every searched name given (then the sampler's)",
+    )
 
     @model_validator(mode="after")
     def _one_base(self) -> TuneSpec:
@@ -131,6 +154,18 @@ class TuneSpec(_Strict):
             raise ValueError("give the base run config as either base (a file) or config (inline)")
         if not self.space:
             raise ValueError("space is empty: nothing to search")
+        for i, values in enumerate(self.start):
+            missing = sorted(set(self.space) - set(values))
+            unknown = sorted(set(values) - set(self.space))
+            if missing or unknown:
+                raise ValueError(
+                    f"start.{i}: give every searched name once"
+                    + (f"; missing {missing}" if missing else "")
+                    + (f"; not searched {unknown}" if unknown else "")
+                )
+            for name, value in values.items():
+                if not self.space[name].holds(value):
+                    raise ValueError(f"start.{i}.{name}: {value!r} is outside space.{name}")
         return self
 
 
