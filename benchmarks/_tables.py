@@ -280,7 +280,14 @@ def _searches(doc: dict[str, Any]) -> list[str]:
         f"Each cell's values were chosen by an Optuna search of {s.get('trials')} trials on the validation "
         f"split (sampler {s.get('sampler')}, pruner {s.get('pruner')}); the test split was evaluated only by "
         "the runs of the tables above, once per seed. A stage's epochs are the chosen share of the student's "
-        "epochs.",
+        "epochs."
+        + "".join(
+            f" The search of {r['dataset']} {r['student']} {r['method']} started at given values (spec "
+            f"`start`, {len(r['start'])} of its trials); its best is trial {r['best_trial']}"
+            f"{' (a start)' if r['best_trial'] < len(r['start']) else ''}."
+            for r in rows
+            if r.get("start")
+        ),
         "",
         frame.to_markdown(index=False),
         "",

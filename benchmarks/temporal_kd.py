@@ -138,7 +138,9 @@ def _start(spec: dict[str, Any], student: str, method: str) -> list[dict[str, An
     """The method's search ``start`` values (the first trials, e.g. the values a baseline's search chose), a
     stage ``share`` turned into the student's epochs as the space has it."""
     m = spec["methods"][method]
-    start = m.get("start", []) if isinstance(m, dict) else []
+    if not isinstance(m, dict) or "start" not in m:
+        return []
+    start = m["start"]
     if not isinstance(start, list) or not all(isinstance(v, dict) for v in start):
         raise ConfigError(f"spec key 'methods.{method}.start': a list of name -> value mappings")
     raw = {**spec["students"][student].get("space", {}), **m.get("space", {})}
@@ -228,6 +230,8 @@ def _search_row(dataset: str, student: str, method: str, doc: dict[str, Any]) ->
         "best_valid_mrr": 100 * doc["best"]["valid_mrr"],
         "params": doc["best"]["params"],
         "seconds": sum(t.get("seconds") or 0 for t in doc["trials"]),
+        "start": doc.get("start") or [],
+        "best_trial": doc["best"]["number"],
     }
 
 

@@ -84,7 +84,11 @@ def test_space_names_terms_in_every_stage_and_shares_as_epochs(tmp_path: Path) -
 @pytest.mark.slow  # searches and trains real runs end to end
 def test_searched_cells_run_the_chosen_values_on_test(tmp_path: Path) -> None:
     spec, work, out = tmp_path / "spec.yaml", tmp_path / "work", tmp_path / "out"
-    spec.write_text(yaml.safe_dump(_spec(tmp_path)))
+    sp = _spec(tmp_path)
+    # the dataset's "two" search starts at given values (the share as a share of the student's epochs)
+    start = {"lr": 0.02, "first": 0.75, "w": 0.5}
+    sp["per_dataset"] = {DATA: {"methods": {"two": {"start": [start]}}}}
+    spec.write_text(yaml.safe_dump(sp))
     doc = run_temporal_kd(spec=spec, work=work, out=out, methods=["none", "bkd", "two"])
     cells = {(s["student"], s["method"]): s for s in doc["searches"]}
     assert set(cells) == {("ttranse", m) for m in ("none", "bkd", "two")}
@@ -110,8 +114,11 @@ def test_searched_cells_run_the_chosen_values_on_test(tmp_path: Path) -> None:
     assert [st["objective"][3]["weight"] for st in two["stages"]] == [
         pytest.approx(chosen["w"])
     ] * 2
+    first = json.loads((work / "wikidata12k-mini" / "ttranse-two-search" / "tune.json").read_text())
+    assert first["trials"][0]["params"] == {**start, "first": 3}
     md = (out / "temporal_kd_tuned.md").read_text()
     assert "## Searches on validation" in md and "2 trials on the validation split" in md
+    assert f"The search of {DATA} ttranse two started at given values" in md
     # a second call reuses the searches and the runs; --finished-only tabulates them, searches included
     again = run_temporal_kd(spec=spec, work=work, out=out, methods=["none", "bkd", "two"])
     assert again["searches"] == doc["searches"]
