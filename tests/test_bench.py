@@ -614,9 +614,9 @@ def test_per_dataset_student_entries_merge_into_that_dataset_only() -> None:
 
 
 def test_per_dataset_method_start_warm_starts_that_dataset_search_only() -> None:
-    """The tuned spec's ``per_dataset.wikidata12k.methods.ours.start``: the Wikidata12k search of "ours" starts
-    at the given values (the stage share as the student's epochs), YAGO11k's has no start; a start outside the
-    space, or one for a method given as a bare list, is refused naming it."""
+    """The tuned spec's ``per_dataset.wikidata12k.methods.ours``: the Wikidata12k search of "ours" starts at the
+    given values (the stage share as the student's epochs) over its own FitNet range, YAGO11k's is as before; a
+    start outside the space, or an entry for a method the spec lacks, is refused naming it."""
     from temporal_kd import _configs, _tune_spec
 
     sp = yaml.safe_load((REPO_ROOT / "benchmarks/specs/temporal-kd-tuned.yaml").read_text())
@@ -633,7 +633,11 @@ def test_per_dataset_method_start_warm_starts_that_dataset_search_only() -> None
     epochs = sp["students"]["tntcomplex"]["epochs"]
     assert wiki.start[0] == {**start, "stage1_share": round(start["stage1_share"] * epochs)}
     assert wiki.start[0]["stage1_share"] in wiki.space["stage1_share"].choices
-    assert wiki.space == yago.space  # the same space on both datasets
+    # the dataset's space entry replaces that parameter only: FitNet's weight searched lower on Wikidata12k
+    assert wiki.space["fitnet"].low == 0.001 and yago.space["fitnet"].low == 0.1
+    assert {k: v for k, v in wiki.space.items() if k != "fitnet"} == {
+        k: v for k, v in yago.space.items() if k != "fitnet"
+    }
     bad = yaml.safe_load(yaml.safe_dump(sp))
     bad["per_dataset"]["wikidata12k"]["methods"]["ours"]["start"][0]["bkd"] = 40.0
     with pytest.raises(ConfigError, match=r"tntcomplex, ours.*start\.0\.bkd: 40\.0 is outside"):
