@@ -371,9 +371,8 @@ def _format(err: ValidationError, prefix: tuple[str, ...] = ()) -> str:
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in (*prefix, *e["loc"]))
-        if (
-            not loc and e["type"] == "value_error"
-        ):  # a check of the whole section: its message names the key
+        if not loc and e["type"] == "value_error":
+            # a check of the whole section (a model validator): its message names the key
             lines.append(e["msg"].removeprefix("Value error, "))
         elif e["type"] == "extra_forbidden":
             known = _known_keys((*prefix, *e["loc"][:-1]))

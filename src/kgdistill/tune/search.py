@@ -112,9 +112,8 @@ def _open_study(optuna: Any, spec: TuneSpec, base: Mapping[str, Any], out: Path)
     identity = _identity(spec, base)
     stored = study.user_attrs.get("identity")
     if stored is None:
-        if not study.get_trials(
-            deepcopy=False
-        ):  # a new study: its first trials take the start values
+        if not study.get_trials(deepcopy=False):
+            # a new study: its first trials take the start values
             for values in spec.start:
                 study.enqueue_trial(values)
         study.set_user_attr("identity", identity)
