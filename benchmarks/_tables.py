@@ -104,6 +104,11 @@ def _epochs(r: dict[str, Any]) -> str:
     return ", ".join(f"{b}/{e}" for b, e in pairs if b is not None) or "-"
 
 
+def _with_gains(methods: list[str], gain: dict[str, float]) -> str:
+    """``bkd (+0.42), rkd (-0.10)``: the methods with their MRR gain over no KD, where recorded."""
+    return ", ".join(f"{m} ({gain[m]:+.2f})" if m in gain else m for m in methods)
+
+
 def _goals(goals: dict[str, Any]) -> str:
     out = []
     for ds, g in goals.items():
@@ -116,18 +121,24 @@ def _goals(goals: dict[str, Any]) -> str:
                 f"{'beats it' if p['beats_published'] else 'below it'}"
             )
         for student, d in g["students"].items():
-            beats = d["kd_beats_no_kd"]
+            beats = d.get("kd_beats_no_kd", {})
+            gain = d.get("kd_gain", {})  # (results written before the margins were recorded: none)
             ok = [m for m, v in beats.items() if v]
             bad = [m for m, v in beats.items() if not v]
             out.append(
-                f"- {ds}, {student}: KD beats no-KD with {', '.join(ok) or 'no method'}"
-                + (f"; not with {', '.join(bad)}" if bad else "")
+                f"- {ds}, {student}: KD beats no-KD with {_with_gains(ok, gain) or 'no method'}"
+                + (f"; not with {_with_gains(bad, gain)}" if bad else "")
             )
             if "ours_beats_best_baseline" in d:
-                o = d["ours_beats_best_baseline"]
+                o, margin = d["ours_beats_best_baseline"], d.get("ours_margin", {})
+                said = {
+                    k: ("better" if o[k] else "not better")
+                    + (f" ({margin[k]:+.2f})" if k in margin else "")
+                    for k in ("mrr", "hits1")
+                }
                 out.append(
-                    f"- {ds}, {student}: ours vs the best of BKD / FitNet / RKD: MRR "
-                    f"{'better' if o['mrr'] else 'not better'}, Hits@1 {'better' if o['hits1'] else 'not better'}"
+                    f"- {ds}, {student}: ours vs the best of BKD / FitNet / RKD: MRR {said['mrr']}, "
+                    f"Hits@1 {said['hits1']}"
                 )
         b = g["best_small_student"]
         if b:

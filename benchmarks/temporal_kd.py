@@ -605,22 +605,26 @@ def _aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _student_goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per student family: which KD methods beat no KD, and whether ``ours`` beats the best baseline."""
+    """Per student family: which KD methods beat no KD, and whether ``ours`` beats the best baseline, with the
+    margins in points (``kd_gain``, ``ours_margin``). A margin that rounds to 0.00, the tables' precision, is
+    no win: "beats" needs at least +0.01 on the mean over the seeds."""
     per: dict[str, Any] = {}
     for r in (r for r in rows if r["method"] not in _TEACHERS):
         d = per.setdefault(r["student"], {"methods": {}, "hits1": {}})
         d["methods"][r["method"]], d["hits1"][r["method"]] = r["mrr"], r["hits1"]
     for d in per.values():
         base = d["methods"].get("none")
-        d["kd_beats_no_kd"] = {
-            m: (v > base) for m, v in d["methods"].items() if m != "none" and base is not None
-        }
+        if base is not None:
+            d["kd_gain"] = {m: round(v - base, 2) for m, v in d["methods"].items() if m != "none"}
+            d["kd_beats_no_kd"] = {m: g > 0 for m, g in d["kd_gain"].items()}
         baselines = [m for m in ("bkd", "fitnet", "rkd") if m in d["methods"]]
         if "ours" in d["methods"] and baselines:
-            d["ours_beats_best_baseline"] = {
-                "mrr": d["methods"]["ours"] > max(d["methods"][m] for m in baselines),
-                "hits1": d["hits1"]["ours"] > max(d["hits1"][m] for m in baselines),
+            margin = {
+                "mrr": round(d["methods"]["ours"] - max(d["methods"][m] for m in baselines), 2),
+                "hits1": round(d["hits1"]["ours"] - max(d["hits1"][m] for m in baselines), 2),
             }
+            d["ours_margin"] = margin
+            d["ours_beats_best_baseline"] = {k: g > 0 for k, g in margin.items()}
     return per
 
 

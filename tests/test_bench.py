@@ -647,6 +647,37 @@ def test_per_dataset_method_start_warm_starts_that_dataset_search_only() -> None
         search("wikidata12k", bad)
 
 
+def test_goals_state_margins_and_a_margin_of_zero_is_no_win() -> None:
+    """The goal lines give each method's MRR gain over no KD and ours' margins over the best baseline; a margin
+    that rounds to 0.00 (the tables' precision) is not a win."""
+    from _tables import _goals
+    from temporal_kd import _student_goals
+
+    def row(method: str, mrr: float, hits1: float) -> dict[str, Any]:
+        return {"student": "s", "method": method, "mrr": mrr, "hits1": hits1}
+
+    rows = [
+        row("teacher", 34.5, 25.7),
+        row("none", 32.299, 23.2),
+        row("bkd", 32.079, 23.98),
+        row("rkd", 30.31, 21.64),
+        row("ours", 32.302, 24.2),
+    ]
+    d = _student_goals(rows)["s"]
+    assert d["kd_gain"] == {"bkd": -0.22, "rkd": -1.99, "ours": 0.0}
+    assert d["kd_beats_no_kd"] == {"bkd": False, "rkd": False, "ours": False}
+    assert d["ours_margin"] == {"mrr": 0.22, "hits1": 0.22}
+    assert d["ours_beats_best_baseline"] == {"mrr": True, "hits1": True}
+    text = _goals({"w": {"students": {"s": d}, "best_small_student": None}})
+    assert "KD beats no-KD with no method; not with bkd (-0.22), rkd (-1.99), ours (+0.00)" in text
+    assert "MRR better (+0.22), Hits@1 better (+0.22)" in text
+    # results written before the margins were recorded still render
+    old = {k: v for k, v in d.items() if k not in ("kd_gain", "ours_margin")}
+    assert "not with bkd, rkd, ours" in _goals(
+        {"w": {"students": {"s": old}, "best_small_student": None}}
+    )
+
+
 def test_teacher_score_cache_spec_key(tmp_path: Path) -> None:
     """``teacher_score_cache: true`` gives every teacher entry a score cache inside the teacher's folder; the
     default and false leave the plain checkpoint; anything else is refused naming the key."""
