@@ -23,6 +23,7 @@ from kgdistill.kglm import (
     lm_confidence,
     precision,
     propose,
+    propose_symmetric,
     relation_task,
     select,
     soft_label_cache,
@@ -56,6 +57,43 @@ def test_hold_out_keeps_every_entity_and_relation(fb_mini: KG) -> None:
     assert set(kept[:, 1].tolist()) == set(train[:, 1].tolist())
     with pytest.raises(ConfigError, match="hold_out"):
         hold_out(fb_mini, 1.0)
+
+
+def test_symmetric_relations_are_read_off_the_graph() -> None:
+    from kgdistill.kglm.augment import symmetric_relations
+
+    # relation 0: 4 facts off the diagonal, 2 with their reverse (a share of 1/2); a self-loop is not counted;
+    # relation 1: 3 facts, none reversed; relation 2: 2 facts, both reversed but under min_facts
+    rel0 = [[0, 0, 1], [1, 0, 0], [2, 0, 3], [4, 0, 5], [6, 0, 6]]
+    train = torch.tensor([*rel0, [0, 1, 2], [1, 1, 3], [2, 1, 4], [7, 2, 8], [8, 2, 7]])
+    assert symmetric_relations(train, min_share=0.5, min_facts=3) == {0: 0.5}
+    assert symmetric_relations(train, min_share=0.6, min_facts=3) == {}
+    assert symmetric_relations(train, min_share=0.5, min_facts=2) == {0: 0.5, 2: 1.0}
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="symmetric_share"):
+            symmetric_relations(train, min_share=bad)
+
+
+def test_the_symmetry_rule_proposes_missing_reverses_only(fb_mini: KG) -> None:
+    from kgdistill.kglm.augment import symmetric_relations
+
+    kept, held = hold_out(fb_mini, 0.2, seed=0)
+    relations = symmetric_relations(kept)
+    assert relations  # the subset's award and sibling relations, among others
+    candidates = propose_symmetric(fb_mini, kept)
+    have = {tuple(f) for f in kept.tolist()}
+    evaluated = {tuple(f) for s in ("valid", "test") for f in fb_mini.splits[s][:, :3].tolist()}
+    got = {tuple(f) for f in candidates.tolist()}
+    assert len(got) == len(candidates) > 0
+    for h, r, t in got:  # each is the missing reverse of a kept fact of a symmetric relation
+        assert r in relations and (t, r, h) in have
+        assert (h, r, t) not in have and (h, r, t) not in evaluated
+    # and every such reverse is proposed: the held-out ones come back
+    back = {
+        (h, r, t) for h, r, t in held.tolist() if r in relations and (t, r, h) in have and h != t
+    }
+    assert back and back <= got
+    assert precision(candidates, held) == pytest.approx(len(back) / len(got))
 
 
 def test_augmentation_never_adds_a_known_or_evaluated_fact(

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from kgdistill.data import build_kg, read_static_names
 from kgdistill.errors import ConfigError
-from kgdistill.kglm.augment import hold_out
+from kgdistill.kglm.augment import hold_out, precision, propose_symmetric
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DATA = str(FIXTURES / "fb15k237-mini")
@@ -29,7 +29,18 @@ def test_points_parse(text: str, want: tuple[int | None, float]) -> None:
     assert parse_point(text) == want
 
 
-@pytest.mark.parametrize("text", ["5000", "x@0.5", "10@0", "10@1.5", "0@1", "all@", "@0.5"])
+def test_a_rule_point_has_no_set_precision() -> None:
+    import math
+
+    from kglm_ceiling import RULES, parse_point
+
+    n, share = parse_point("symmetric")
+    assert "symmetric" in RULES and n is None and math.isnan(share)
+
+
+@pytest.mark.parametrize(
+    "text", ["5000", "x@0.5", "symmetrical", "10@0", "10@1.5", "0@1", "all@", "@0.5"]
+)
 def test_bad_points_are_refused(text: str) -> None:
     from kglm_ceiling import parse_point
 
@@ -67,15 +78,32 @@ def test_the_driver_retrains_on_each_mix(
     monkeypatch.setattr(kglm_rounds, "SPEC", path)  # the spec every kglm driver reads
     work, out = tmp_path / "work", tmp_path / "out"
     args = ["--datasets", DATA, "--seeds", "0", "--profile", "tiny", "--points", "40@0.5"]
-    args += ["--points", "all@1", "--work", str(work), "--out", str(out), "-q"]
+    args += [
+        "--points",
+        "all@1",
+        "--points",
+        "symmetric",
+        "--work",
+        str(work),
+        "--out",
+        str(out),
+        "-q",
+    ]
     result = CliRunner().invoke(kglm_ceiling.main, args)
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "kglm_ceiling.json").read_text())
     assert (out / "kglm_ceiling.png").stat().st_size > 0
-    assert [r["added facts"] for r in doc["rows"]] == ["-", "40", str(doc["runs"][0]["held_out"])]
-    assert [r["precision"] for r in doc["rows"]] == ["-", "50%", "100%"]
     kg = build_kg(read_static_names(FIXTURES / "fb15k237-mini"))
     kept, held = hold_out(kg, 0.2, seed=0)
+    rule = propose_symmetric(kg, kept)
+    held_n = str(doc["runs"][0]["held_out"])
+    assert [r["added facts"] for r in doc["rows"]] == ["-", "40", held_n, str(len(rule))]
+    assert [r["precision"] for r in doc["rows"]] == [
+        "-",
+        "50%",
+        "100%",
+        f"{100 * precision(rule, held):.0f}%",
+    ]
     seed = work / "fb15k237-mini" / "seed-0"
     label = lambda rows: {  # noqa: E731
         (kg.entity_labels[h], kg.relation_labels[r], kg.entity_labels[t]) for h, r, t in rows
@@ -91,12 +119,14 @@ def test_the_driver_retrains_on_each_mix(
     assert len(half) == 40 and sum(f in held_labels for f in half) == 20
     assert not set(half) & (kept_labels | evaluated)
     assert set(added("all@1")) == held_labels
+    assert set(added("symmetric")) == label(rule.tolist())
+    assert not set(added("symmetric")) & (kept_labels | evaluated)
     # the ceiling's graph is the whole training split again
     every = (seed / "add-all@1" / "graph" / "train.txt").read_text().splitlines()
     assert len(every) == len(kg.splits["train"])
     # a second call reuses every run; --finished-only tabulates without training
     stamps = {p: p.stat().st_mtime for p in work.rglob("metrics.json")}
-    assert len(stamps) == 3
+    assert len(stamps) == 4
     for extra in ([], ["--finished-only"]):
         again = CliRunner().invoke(kglm_ceiling.main, [*args, *extra])
         assert again.exit_code == 0, again.output

@@ -7,7 +7,9 @@ The steps, each measurable on its own:
    same): the ground truth for the precision of what is added;
 2. :func:`propose`: the KGE's filtered top-``k`` tails for training queries ``(h, r)`` are the candidates; any
    candidate that is a fact of the augmented graph or a valid or test fact is dropped, so nothing evaluated is
-   ever added (the leak rule); held-out training facts may come back;
+   ever added (the leak rule); held-out training facts may come back; :func:`propose_symmetric` proposes
+   from the graph instead: the missing reverse ``(t, r, h)`` of each fact of a relation that the graph itself
+   shows symmetric;
 3. :func:`lm_confidence`: the relation classifier's probability of the candidate's relation for its entity pair
    (candidates whose relation is not one of its labels get none, counted);
 4. :func:`select` keeps those at or above a threshold (or the ``top`` most confident), and :func:`precision`
@@ -40,9 +42,11 @@ __all__ = [
     "lm_confidence",
     "precision",
     "propose",
+    "propose_symmetric",
     "select",
     "selected_rows",
     "soft_label_cache",
+    "symmetric_relations",
     "write_static_graph",
 ]
 
@@ -114,6 +118,55 @@ def propose(
             ):
                 out.extend((h, r, t) for t, v in zip(ts, vs, strict=True) if v > float("-inf"))
     return torch.tensor(out, dtype=torch.long).view(-1, 3)
+
+
+def symmetric_relations(
+    train: LongTensor, *, min_share: float = 0.5, min_facts: int = 10
+) -> dict[int, float]:
+    """The relations that ``train (N, 3)`` itself shows symmetric: at least ``min_facts`` facts ``(h, r, t)``
+    with ``h != t``, of which a share of at least ``min_share`` have their reverse ``(t, r, h)`` in ``train``
+    too. Returns relation id -> that share.
+
+    Raises:
+        ConfigError: ``min_share`` is not in ``(0, 1]``.
+    """
+    if not 0 < min_share <= 1:
+        raise ConfigError(f"config key 'symmetric_share': {min_share} is not in (0, 1]")
+    facts = train[train[:, 0] != train[:, 2], :3]
+    have = {tuple(f) for f in facts.tolist()}
+    total: Counter[int] = Counter()
+    both: Counter[int] = Counter()
+    for h, r, t in facts.tolist():
+        total[r] += 1
+        both[r] += (t, r, h) in have
+    return {
+        r: both[r] / n
+        for r, n in sorted(total.items())
+        if n >= min_facts and both[r] / n >= min_share
+    }
+
+
+def propose_symmetric(
+    kg: KG, train: LongTensor, *, min_share: float = 0.5, min_facts: int = 10
+) -> LongTensor:
+    """Candidates from the graph's own symmetry: the reverse ``(t, r, h)`` of every fact ``(h, r, t)`` of
+    ``train (N, 3)`` whose relation :func:`symmetric_relations` finds symmetric in ``train``, where that reverse is
+    not a fact of ``train`` nor a valid or test fact of ``kg`` (the leak rule): ``(C, 3)``, sorted, unique.
+    No language model and no KGE is asked: a rule, whose precision :func:`precision` measures."""
+    relations = symmetric_relations(train, min_share=min_share, min_facts=min_facts)
+    log.info(
+        "symmetric by the graph: %s",
+        ", ".join(f"{kg.relation_labels[r]} ({share:.0%})" for r, share in relations.items())
+        or "none",
+    )
+    known = {tuple(f) for f in train[:, :3].tolist()}
+    known |= {tuple(f) for s in ("valid", "test") for f in kg.splits[s][:, :3].tolist()}
+    out = {
+        (t, r, h)
+        for h, r, t in train[:, :3].tolist()
+        if r in relations and h != t and (t, r, h) not in known
+    }
+    return torch.tensor(sorted(out), dtype=torch.long).view(-1, 3)
 
 
 def lm_confidence(
