@@ -194,7 +194,8 @@ def table(entries: list[dict[str, Any]], points: list[str]) -> list[dict[str, An
     rows = []
     for d in dict.fromkeys(e["dataset"] for e in entries):
         group = [e for e in entries if e["dataset"] == d and "base" in e]
-        base = {"dataset": d, "added facts": "-", "of them held out": "-", "precision": "-"}
+        base = {"dataset": d, "point": "KGE alone", "added facts": "-", "of them held out": "-"}
+        base["precision"] = "-"
         row = {**base, "seeds": len(group)}
         for m in METRICS:
             row[f"test {m}"] = _stat([e["base"]["test"][m] for e in group])
@@ -206,6 +207,7 @@ def table(entries: list[dict[str, Any]], points: list[str]) -> list[dict[str, An
                 continue
             row = {
                 "dataset": d,
+                "point": f"{text} (rule)" if text in RULES else text,
                 "added facts": str(round(statistics.mean(p["added"] for p, _ in pairs))),
                 "of them held out": str(round(statistics.mean(p["true"] for p, _ in pairs))),
                 "precision": f"{100 * statistics.mean(p['precision'] for p, _ in pairs):.0f}%",

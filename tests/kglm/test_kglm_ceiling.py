@@ -97,6 +97,7 @@ def test_the_driver_retrains_on_each_mix(
     kept, held = hold_out(kg, 0.2, seed=0)
     rule = propose_symmetric(kg, kept)
     held_n = str(doc["runs"][0]["held_out"])
+    assert [r["point"] for r in doc["rows"]] == ["KGE alone", "40@0.5", "all@1", "symmetric (rule)"]
     assert [r["added facts"] for r in doc["rows"]] == ["-", "40", held_n, str(len(rule))]
     assert [r["precision"] for r in doc["rows"]] == [
         "-",
