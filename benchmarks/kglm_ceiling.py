@@ -194,9 +194,14 @@ def table(entries: list[dict[str, Any]], points: list[str]) -> list[dict[str, An
     rows = []
     for d in dict.fromkeys(e["dataset"] for e in entries):
         group = [e for e in entries if e["dataset"] == d and "base" in e]
-        base = {"dataset": d, "point": "KGE alone", "added facts": "-", "of them held out": "-"}
-        base["precision"] = "-"
-        row = {**base, "seeds": len(group)}
+        row = {
+            "dataset": d,
+            "point": "KGE alone",
+            "added facts": "-",
+            "of them held out": "-",
+            "precision": "-",
+            "seeds": len(group),
+        }
         for m in METRICS:
             row[f"test {m}"] = _stat([e["base"]["test"][m] for e in group])
         row["MRR gain"] = "-"
