@@ -11,8 +11,12 @@ test split. ``all@1`` adds every held-out fact back: the ceiling of any LM -> KG
 A point is ``N@P`` (``5000@0.5``: 2,500 held-out facts and 2,500 wrong ones) or ``all@P`` (every held-out fact,
 with wrong ones to precision ``P``). Beside these oracle mixes, ``symmetric`` adds what a rule finds without any
 oracle, selector or language model: the missing reverse of each kept fact of a relation the kept graph shows
-symmetric (:func:`kgdistill.kglm.augment.propose_symmetric`; its precision measured, not chosen). Each point's run is
-reused when finished.
+symmetric (:func:`kgdistill.kglm.augment.propose_symmetric`; its precision measured, not chosen). Two selections
+among the rule's facts: ``symmetric+lm`` keeps those the language model of the rounds verifies (round 0's: the
+relation classifier with the KGE injected, trained on the kept facts only; its probability of the fact's relation for
+the pair at least ``LM_THRESHOLD``; a relation outside its labels is never kept), ``symmetric+kge`` the same number
+of them, the KGE's most confident (the control: the same count without a language model). The confidences are
+computed once per seed (``rule-confidence.json``). Each point's run is reused when finished.
 
     python benchmarks/kglm_ceiling.py --datasets fb15k237 --seeds 0 --seeds 1
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -45,20 +50,29 @@ from kgdistill.data import load_kg
 from kgdistill.errors import ConfigError
 from kgdistill.io import atomic_write_text
 from kgdistill.kglm.augment import (
+    candidate_confidence,
     hold_out,
+    kge_confidence,
     precision,
     propose,
     propose_symmetric,
+    selected_rows,
     write_static_graph,
 )
-from kgdistill.kglm.rounds import RoundsConfig, _kge
+from kgdistill.kglm.rounds import RoundsConfig, _kge, _lm_round, _prepare
 from kgdistill.runs import finished
 from kgdistill.types import LongTensor
 from kglm_rounds import _config, load_spec
 
 log = logging.getLogger("kglm_ceiling")
 # points whose facts a rule proposes (no oracle): their precision is measured
-RULES = ("symmetric",)
+RULES = ("symmetric", "symmetric+lm", "symmetric+kge")
+TITLES = {
+    "symmetric": "symmetric (rule)",
+    "symmetric+lm": "symmetric, LM-verified",
+    "symmetric+kge": "symmetric, KGE's top (control)",
+}
+LM_THRESHOLD = 0.5  # the verifier's probability a rule's fact needs (symmetric+lm)
 POINTS = ("all@1", "1000@1", "5000@1", "5000@0.5", "5000@0.2", *RULES)
 METRICS = ("mrr", "hits@1", "hits@10")
 
@@ -125,6 +139,50 @@ def wrong_pool(
     return candidates[keep]
 
 
+def rule_confidence(
+    cfg: RoundsConfig, work: Path, base_run: Path, rule: LongTensor
+) -> dict[str, Any]:
+    """The round-0 language model's and KGE's confidence in each of the rule's facts ``rule (C, 3)``: the
+    relation classifier of the rounds with the KGE of ``base_run`` injected, trained on the kept facts only
+    (:mod:`kgdistill.kglm.rounds`' round 0), and the KGE's softmax. Cached in ``work/rule-confidence.json``
+    (recomputed when the rule's facts differ)."""
+    path = work / "rule-confidence.json"
+    if path.is_file():
+        doc = json.loads(path.read_text())
+        if doc["facts"] == rule.tolist():
+            return doc  # type: ignore[no-any-return]
+    _, _, _, _, reduced, task = _prepare(cfg, work)
+    model, lm_metrics = _lm_round(cfg, reduced, task, base_run)
+    kge = load_model(load_checkpoint(base_run / "best.safetensors"))
+    lm = candidate_confidence("lm", model, task.relations, kge, rule)
+    doc = {
+        "facts": rule.tolist(),
+        "lm": [None if math.isnan(c) else c for c in lm.tolist()],
+        "kge": kge_confidence(kge, rule).tolist(),
+        "lm_metrics": {k: lm_metrics[k] for k in ("valid", "test")},
+    }
+    atomic_write_text(path, json.dumps(doc) + "\n")
+    return doc
+
+
+def verified(
+    cfg: RoundsConfig, work: Path, base_run: Path, rule: LongTensor, by: str
+) -> tuple[LongTensor, dict[str, Any]]:
+    """The rule's facts the language model keeps (``by`` "lm": confidence >= ``LM_THRESHOLD``), or as many
+    of them, the KGE's most confident (``by`` "kge"); with what the point records of the selection."""
+    doc = rule_confidence(cfg, work, base_run, rule)
+    lm = torch.tensor([math.nan if c is None else c for c in doc["lm"]], dtype=torch.float)
+    keep = selected_rows(lm, threshold=LM_THRESHOLD)
+    if by == "kge":
+        keep = selected_rows(torch.tensor(doc["kge"]), threshold=None, top=len(keep))
+    extra = {
+        "candidates": len(rule),
+        "scored": int((~lm.isnan()).sum()),
+        "verifier": doc["lm_metrics"],
+    }
+    return rule[keep.sort().values], extra
+
+
 def run_seed(
     cfg: RoundsConfig, points: list[str], work: Path, train: bool = True
 ) -> dict[str, Any]:
@@ -152,8 +210,11 @@ def run_seed(
         if not train:
             continue
         n, share = parse_point(text)
+        extra: dict[str, Any] = {}
         if text in RULES:
             added = propose_symmetric(kg, kept)
+            if text != "symmetric":
+                added, extra = verified(cfg, work, base_run, added, by=text.split("+")[1])
             true = round(precision(added, held) * len(added)) if len(added) else 0
         else:
             if wrong is None:
@@ -167,6 +228,7 @@ def run_seed(
             "added": len(added),
             "true": true,
             "precision": true / len(added) if len(added) else float("nan"),
+            **extra,
             "kge": _metrics(_kge(cfg, folder / "graph", folder / "kge")),
         }
         atomic_write_text(done, json.dumps(record, indent=2) + "\n")
@@ -212,7 +274,7 @@ def table(entries: list[dict[str, Any]], points: list[str]) -> list[dict[str, An
                 continue
             row = {
                 "dataset": d,
-                "point": f"{text} (rule)" if text in RULES else text,
+                "point": TITLES.get(text, text),
                 "added facts": str(round(statistics.mean(p["added"] for p, _ in pairs))),
                 "of them held out": str(round(statistics.mean(p["true"] for p, _ in pairs))),
                 "precision": f"{100 * statistics.mean(p['precision'] for p, _ in pairs):.0f}%",
@@ -250,7 +312,7 @@ def _plot(entries: list[dict[str, Any]], path: Path) -> None:
             ax.plot(xs, ys, "o", label=f"precision {100 * share:.0f}%")
         for name, pts in rules.items():
             xs, ys = zip(*sorted(pts), strict=True)
-            ax.plot(xs, ys, "x", markersize=8, label=f"{name} rule (no oracle)")
+            ax.plot(xs, ys, "x", markersize=8, label=f"{TITLES[name]}, no oracle")
         ax.axhline(0.0, color="grey", linewidth=0.8)
         ax.set_title(f"{d}: MRR gain over the KGE alone")
         ax.set_xlabel("held-out (true) facts added")
@@ -280,7 +342,10 @@ def _markdown(doc: dict[str, Any]) -> str:
             "Precision 100% with every held-out fact is the ceiling of any LM -> KG method on this split. "
             "The `symmetric` row is no oracle mix: a rule adds the missing reverse `(t, r, h)` of every kept fact "
             "of a relation that the kept graph shows symmetric (at least half of its facts have their reverse), "
-            "never a valid or test fact; its precision is what the rule got right.",
+            "never a valid or test fact; its precision is what the rule got right. `symmetric, LM-verified` keeps "
+            "the rule's facts to which the rounds' round-0 language model (the relation classifier with the KGE "
+            "injected, trained on the kept facts only) gives their relation a probability of at least "
+            f"{LM_THRESHOLD}; `symmetric, KGE's top (control)` keeps as many, the KGE's most confident.",
             "",
             markdown_table(doc["rows"]),
             "",
@@ -297,7 +362,8 @@ def _markdown(doc: dict[str, Any]) -> str:
     default=POINTS,
     show_default=True,
     help="N@P: N facts added, a share P of them held-out facts; all@P: every held-out fact; symmetric: the "
-    "graph's own symmetry rule, no oracle (repeatable).",
+    "graph's own symmetry rule, no oracle; symmetric+lm / symmetric+kge: the rule's facts the language model "
+    "verifies / as many, the KGE's most confident (repeatable).",
 )
 @click.option("--profile", default="cpu", show_default=True, help="A budget of the spec: cpu, gpu.")
 @driver_options(REPO / "benchmarks" / "work" / "kglm-ceiling")

@@ -68,14 +68,19 @@ def test_mix_draws_the_stated_shares(fb_mini) -> None:
 
 @pytest.mark.slow
 def test_the_driver_retrains_on_each_mix(
-    tiny_rounds_spec: Callable[[Path | None], dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_rounds_spec: Callable[[Path | None], dict],
+    tiny_encoder_folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import kglm_ceiling
     import kglm_rounds
 
     path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(tiny_rounds_spec(None)))
+    path.write_text(yaml.safe_dump(tiny_rounds_spec(tiny_encoder_folder)))
     monkeypatch.setattr(kglm_rounds, "SPEC", path)  # the spec every kglm driver reads
+    # the tiny encoder's probabilities stay low: keep every rule fact it scores (the threshold's own test below)
+    monkeypatch.setattr(kglm_ceiling, "LM_THRESHOLD", 0.0)
     work, out = tmp_path / "work", tmp_path / "out"
     args = ["--datasets", DATA, "--seeds", "0", "--profile", "tiny", "--points", "40@0.5"]
     args += [
@@ -83,6 +88,10 @@ def test_the_driver_retrains_on_each_mix(
         "all@1",
         "--points",
         "symmetric",
+        "--points",
+        "symmetric+lm",
+        "--points",
+        "symmetric+kge",
         "--work",
         str(work),
         "--out",
@@ -97,9 +106,16 @@ def test_the_driver_retrains_on_each_mix(
     kept, held = hold_out(kg, 0.2, seed=0)
     rule = propose_symmetric(kg, kept)
     held_n = str(doc["runs"][0]["held_out"])
-    assert [r["point"] for r in doc["rows"]] == ["KGE alone", "40@0.5", "all@1", "symmetric (rule)"]
-    assert [r["added facts"] for r in doc["rows"]] == ["-", "40", held_n, str(len(rule))]
-    assert [r["precision"] for r in doc["rows"]] == [
+    assert [r["point"] for r in doc["rows"]] == [
+        "KGE alone",
+        "40@0.5",
+        "all@1",
+        "symmetric (rule)",
+        "symmetric, LM-verified",
+        "symmetric, KGE's top (control)",
+    ]
+    assert [r["added facts"] for r in doc["rows"]][:4] == ["-", "40", held_n, str(len(rule))]
+    assert [r["precision"] for r in doc["rows"]][:4] == [
         "-",
         "50%",
         "100%",
@@ -122,12 +138,22 @@ def test_the_driver_retrains_on_each_mix(
     assert set(added("all@1")) == held_labels
     assert set(added("symmetric")) == label(rule.tolist())
     assert not set(added("symmetric")) & (kept_labels | evaluated)
+    # the verifier scores every rule fact (its relations are among the classifier's labels here) and, at
+    # threshold 0, keeps them all; the control as many
+    conf = json.loads((seed / "rule-confidence.json").read_text())
+    assert conf["facts"] == rule.tolist() and len(conf["lm"]) == len(conf["kge"]) == len(rule)
+    assert all(0 < c < 1 for c in conf["lm"]) and all(0 < c < 1 for c in conf["kge"])
+    assert sorted(added("symmetric+lm")) == sorted(label(rule.tolist()))
+    assert sorted(added("symmetric+kge")) == sorted(label(rule.tolist()))
+    point = json.loads((seed / "add-symmetric+lm" / "point.json").read_text())
+    assert point["candidates"] == point["scored"] == len(rule)
+    assert 0 <= point["verifier"]["test"]["accuracy"] <= 1
     # the ceiling's graph is the whole training split again
     every = (seed / "add-all@1" / "graph" / "train.txt").read_text().splitlines()
     assert len(every) == len(kg.splits["train"])
     # a second call reuses every run; --finished-only tabulates without training
     stamps = {p: p.stat().st_mtime for p in work.rglob("metrics.json")}
-    assert len(stamps) == 4
+    assert len(stamps) == 6
     for extra in ([], ["--finished-only"]):
         again = CliRunner().invoke(kglm_ceiling.main, [*args, *extra])
         assert again.exit_code == 0, again.output
@@ -135,3 +161,22 @@ def test_the_driver_retrains_on_each_mix(
         assert json.loads((out / "kglm_ceiling.json").read_text())["rows"] == doc["rows"]
     bad = CliRunner().invoke(kglm_ceiling.main, [*args, "--points", "7@2"])
     assert bad.exit_code == 2 and "--points '7@2'" in bad.output
+
+
+def test_the_verifier_keeps_what_it_finds_likely_and_the_control_as_many(tmp_path: Path) -> None:
+    """``symmetric+lm``: the rule's facts with the language model's confidence >= LM_THRESHOLD (a relation
+    outside its labels, None, never); ``symmetric+kge``: as many, the KGE's most confident; read from the
+    seed's cached confidences (no model is trained when they are there)."""
+    from kglm_ceiling import LM_THRESHOLD, verified
+
+    rule = torch.tensor([[0, 1, 2], [2, 1, 0], [3, 1, 4], [4, 1, 3], [5, 2, 6], [6, 2, 5]])
+    lm = [0.9, LM_THRESHOLD, 0.2, None, 0.7, 0.1]
+    kge = [0.1, 0.2, 0.9, 0.8, 0.3, 0.05]
+    cached = {"facts": rule.tolist(), "lm": lm, "kge": kge, "lm_metrics": {"valid": {}, "test": {}}}
+    (tmp_path / "rule-confidence.json").write_text(json.dumps(cached))
+    cfg = None  # never read: the cache answers
+    facts, extra = verified(cfg, tmp_path, tmp_path / "kge", rule, by="lm")  # type: ignore[arg-type]
+    assert facts.tolist() == [[0, 1, 2], [2, 1, 0], [5, 2, 6]]
+    assert extra["candidates"] == 6 and extra["scored"] == 5
+    control, _ = verified(cfg, tmp_path, tmp_path / "kge", rule, by="kge")  # type: ignore[arg-type]
+    assert control.tolist() == [[3, 1, 4], [4, 1, 3], [5, 2, 6]]

@@ -15,11 +15,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
-from kgdistill.data import build_kg, read_static_names
+from kgdistill.data import KG, build_kg, read_static_names
 from kgdistill.errors import ConfigError
+from kgdistill.kglm.augment import hold_out, propose, propose_symmetric
 from kgdistill.kglm.rounds import RoundsConfig, lm_baseline, run_rounds
+from kgdistill.models import Vocab, build_model
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -95,10 +98,21 @@ def test_a_dataset_whose_ids_do_not_follow_the_labels_is_one_error(
 
 @pytest.mark.slow
 def test_soft_labels_and_the_kge_control(tiny_encoder_folder: Path, tmp_path: Path) -> None:
-    """``labels: soft``: round 1 trains on round 0's graph, the selected facts read as a soft_labels term."""
-    cfg = _cfg(tiny_encoder_folder, max_rounds=2, labels="soft", select_by="kge", soft_weight=0.5)
+    """``labels: soft``: round 1 trains on round 0's graph, the selected facts read as a soft_labels term;
+    the candidates from both sources (the KGE's top-k and the symmetry rule)."""
+    cfg = _cfg(
+        tiny_encoder_folder,
+        max_rounds=2,
+        labels="soft",
+        select_by="kge",
+        soft_weight=0.5,
+        source="kge+symmetric",
+    )
     records = run_rounds(cfg, tmp_path)
     assert len(records) == 2 and records[0]["added"] == 25
+    kg = build_kg(read_static_names(FIXTURES / "fb15k237-mini"))
+    kept, _ = hold_out(kg, 0.2, seed=0)
+    assert records[0]["candidates"] > len(propose_symmetric(kg, kept))  # both pools
     assert records[1]["graph_facts"] == records[0]["graph_facts"] + 25  # counted, not written
     assert 0 < min(records[0]["weights_total"]) <= max(records[0]["weights_total"]) <= 1
     run = yaml.safe_load((tmp_path / "round-1" / "kge" / "config.yaml").read_text())
@@ -155,3 +169,40 @@ def test_rounds_resume_after_kill_9(tiny_encoder_folder: Path, tmp_path: Path) -
         a = json.loads((tmp_path / "ref" / f"round-{i}" / "round.json").read_text())
         b = json.loads((work / f"round-{i}" / "round.json").read_text())
         assert a == b, i
+
+
+@pytest.mark.parametrize("source", ["kge", "symmetric", "kge+symmetric"])
+def test_each_candidate_source_proposes_its_pool(
+    tiny_encoder_folder: Path, source: str, fb_mini: KG
+) -> None:
+    """``source``: the KGE's filtered top-k, the symmetry rule's missing reverses, or both pools, each
+    candidate once; none of them a fact of the round's graph or an evaluated fact."""
+    from kgdistill.kglm.rounds import _candidates
+
+    cfg = _cfg(tiny_encoder_folder, source=source)
+    kept, _ = hold_out(fb_mini, 0.2, seed=0)
+    torch.manual_seed(0)
+    model = build_model(
+        {"name": "distmult", "dim": 8},
+        Vocab(num_entities=fb_mini.num_entities, num_relations=fb_mini.num_relations),
+    )
+    got = _candidates(cfg, model, fb_mini, kept, 0)
+    kge = {tuple(f) for f in propose(model, fb_mini, kept, k=3, max_queries=150, seed=0).tolist()}
+    rule = {tuple(f) for f in propose_symmetric(fb_mini, kept).tolist()}
+    want = {"kge": kge, "symmetric": rule, "kge+symmetric": kge | rule}[source]
+    rows = [tuple(f) for f in got.tolist()]
+    assert len(rule) > 100 and rule - kge  # the rule adds facts the KGE's top-k lacks
+    assert set(rows) == want and len(rows) == len(want)
+    known = {tuple(f) for f in kept.tolist()}
+    known |= {tuple(f) for s in ("valid", "test") for f in fb_mini.splits[s][:, :3].tolist()}
+    assert not set(rows) & known
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("source", "text"), ("symmetric_share", 0.0), ("symmetric_share", 1.5)]
+)
+def test_a_wrong_candidate_source_is_one_error(
+    tiny_encoder_folder: Path, key: str, value: object
+) -> None:
+    with pytest.raises(ConfigError, match=f"config key '{key}'"):
+        _cfg(tiny_encoder_folder, **{key: value})

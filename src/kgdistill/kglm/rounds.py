@@ -9,12 +9,14 @@ Round ``i`` (``0, 1, ...``):
    facts; tested on pairs of the held-out facts, between entities no training fact links, each with an entity no
    training pair names: no KGE of round 0 and no language model has read them) fine-tuned with that KGE
    injected; a later round's KGE may have trained on held-out facts that LM -> KG added back;
-3. LM -> KG: the KGE's filtered top-k candidates, scored by the language model (``select_by: lm``; ``kge``: by
-   the KGE's own softmax, the self-training control without a language model; ``both``: the product of the two,
-   a product of experts that keeps a candidate only where both models find it likely); those selected are added to the
-   next round's graph as hard facts (``labels: hard``), or kept as soft labels (``labels: soft``): a top-k teacher
-   cache of the facts with their confidences, read by a ``soft_labels`` term of the next KGE's objective at
-   ``soft_weight``; their precision is counted against the held-out facts.
+3. LM -> KG: the candidates (``source``: the KGE's filtered top-k, ``kge``; the missing reverses of the facts of
+   relations the round's graph shows symmetric, ``symmetric``, a rule; or both), scored by the language model
+   (``select_by: lm``; ``kge``: by the KGE's own softmax, the self-training control without a language model;
+   ``both``: the product of the two, a product of experts that keeps a candidate only where both models find it
+   likely); those selected are added to the next round's graph as hard facts (``labels: hard``), or kept as
+   soft labels (``labels: soft``): a top-k teacher cache of the facts with their confidences, read by a
+   ``soft_labels`` term of the next KGE's objective at ``soft_weight``; their precision is counted against the
+   held-out facts.
 
 The rounds stop after ``max_rounds``, or when a round gains on neither side (the KGE's validation MRR and the
 language model's validation accuracy both at most the best so far). Each finished round writes
@@ -41,6 +43,7 @@ from kgdistill.kglm.augment import (
     hold_out,
     precision,
     propose,
+    propose_symmetric,
     selected_rows,
     soft_label_cache,
     write_static_graph,
@@ -52,6 +55,7 @@ from kgdistill.plm import plm_features
 __all__ = ["RoundsConfig", "lm_baseline", "run_rounds"]
 
 log = logging.getLogger(__name__)
+SOURCES = ("kge", "symmetric", "kge+symmetric")
 
 
 @dataclass
@@ -67,6 +71,10 @@ class RoundsConfig:
             ``max_examples`` caps each split of the task (a seeded draw; a CPU-sized run). ``negatives``:
             "no relation" pairs per example (:func:`~kgdistill.kglm.task.relation_task`), which make the
             language model's confidence a verifier of candidate triples.
+        source: where the candidates come from: ``kge`` (the KGE's filtered top-``k``,
+            :func:`~kgdistill.kglm.augment.propose`), ``symmetric`` (the graph's own symmetry,
+            :func:`~kgdistill.kglm.augment.propose_symmetric` at ``symmetric_share``) or ``kge+symmetric`` (both
+            pools, each candidate once). The selection scores them all alike.
         k / max_queries / threshold / top: of :func:`~kgdistill.kglm.augment.propose` and ``select``.
         select_by: ``lm`` (the language model's confidence), ``kge`` (the KGE's own: the control, which
             trains no language model; its records' ``lm`` is ``None``) or ``both`` (their product: the language
@@ -80,6 +88,8 @@ class RoundsConfig:
     hold_out: float = 0.1
     kge: dict[str, Any] = field(default_factory=dict)
     lm: dict[str, Any] = field(default_factory=dict)
+    source: str = "kge"
+    symmetric_share: float = 0.5
     k: int = 5
     max_queries: int | None = None
     threshold: float | None = 0.5
@@ -94,11 +104,16 @@ class RoundsConfig:
         for key, value, allowed in (
             ("select_by", self.select_by, ("lm", "kge", "both")),
             ("labels", self.labels, ("hard", "soft")),
+            ("source", self.source, SOURCES),
         ):
             if value not in allowed:
                 raise ConfigError(
                     f"config key '{key}': '{value}' is not one of {', '.join(allowed)}"
                 )
+        if not 0 < self.symmetric_share <= 1:
+            raise ConfigError(
+                f"config key 'symmetric_share': {self.symmetric_share} is not in (0, 1]"
+            )
 
 
 def _kge(cfg: RoundsConfig, graph: Path, run: Path, soft: Path | None = None) -> dict[str, Any]:
@@ -112,6 +127,21 @@ def _kge(cfg: RoundsConfig, graph: Path, run: Path, soft: Path | None = None) ->
             for st in raw.get("stages", [{}])
         ]
     return ensure_run(raw, run)
+
+
+def _candidates(
+    cfg: RoundsConfig, kge_model: torch.nn.Module, kg: Any, current: torch.Tensor, i: int
+) -> torch.Tensor:
+    """Round ``i``'s candidate facts ``(C, 3)`` from ``cfg.source``, none of them in ``current (N, 3)`` (the
+    round's graph) nor a valid or test fact."""
+    pools = []
+    if cfg.source in ("kge", "kge+symmetric"):
+        pools.append(
+            propose(kge_model, kg, current, k=cfg.k, max_queries=cfg.max_queries, seed=cfg.seed + i)
+        )
+    if cfg.source in ("symmetric", "kge+symmetric"):
+        pools.append(propose_symmetric(kg, current, min_share=cfg.symmetric_share))
+    return torch.unique(torch.cat(pools), dim=0) if len(pools) > 1 else pools[0]
 
 
 def _lm_round(
@@ -245,9 +275,7 @@ def run_rounds(cfg: RoundsConfig, work: str | Path) -> list[dict[str, Any]]:
             )
             kge_model = load_model(load_checkpoint(folder / "kge" / "best.safetensors"))
             current = torch.cat([kept, added])
-            candidates = propose(
-                kge_model, kg, current, k=cfg.k, max_queries=cfg.max_queries, seed=cfg.seed + i
-            )
+            candidates = _candidates(cfg, kge_model, kg, current, i)
             conf = candidate_confidence(cfg.select_by, model, task.relations, kge_model, candidates)
             keep = selected_rows(conf, threshold=cfg.threshold, top=cfg.top)
             new = candidates[keep]
