@@ -233,7 +233,47 @@ def run_seed(
         }
         atomic_write_text(done, json.dumps(record, indent=2) + "\n")
         entry["points"].append(record)
+    conf = work / "rule-confidence.json"
+    if conf.is_file():
+        entry["verifier"] = by_relation(json.loads(conf.read_text()), held, kg.relation_labels)
     return entry
+
+
+def by_relation(
+    doc: dict[str, Any], held: LongTensor, relation_labels: list[str]
+) -> list[dict[str, Any]]:
+    """What the verifier kept of the rule's facts, per relation: the rule's facts, how many of them are
+    held-out facts, how many the language model kept (confidence >= ``LM_THRESHOLD``) and how many of those are
+    held-out facts; from a seed's ``rule-confidence.json``."""
+    truth = {tuple(f) for f in held.tolist()}
+    out: dict[int, dict[str, Any]] = {}
+    for fact, c in zip(doc["facts"], doc["lm"], strict=True):
+        r = fact[1]
+        row = out.setdefault(
+            r, {"relation": relation_labels[r], "facts": 0, "true": 0, "kept": 0, "kept true": 0}
+        )
+        true = tuple(fact) in truth
+        kept = c is not None and c >= LM_THRESHOLD
+        row["facts"] += 1
+        row["true"] += true
+        row["kept"] += kept
+        row["kept true"] += kept and true
+    return [out[r] for r in sorted(out)]
+
+
+def verifier_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per dataset and relation, :func:`by_relation`'s counts averaged over the seeds that have them."""
+    rows = []
+    for d in dict.fromkeys(e["dataset"] for e in entries):
+        group = [e["verifier"] for e in entries if e["dataset"] == d and e.get("verifier")]
+        names = dict.fromkeys(r["relation"] for g in group for r in g)
+        for name in names:
+            counts = [r for g in group for r in g if r["relation"] == name]
+            row: dict[str, Any] = {"dataset": d, "relation": name, "seeds": len(counts)}
+            for key in ("facts", "true", "kept", "kept true"):
+                row[key] = round(statistics.mean(c[key] for c in counts))
+            rows.append(row)
+    return rows
 
 
 def _read(run: Path) -> dict[str, Any]:
@@ -349,6 +389,20 @@ def _markdown(doc: dict[str, Any]) -> str:
             "",
             markdown_table(doc["rows"]),
             "",
+            *(
+                [
+                    "## The verifier's choices among the rule's facts, by relation (mean over seeds)",
+                    "",
+                    "`facts`: the rule's facts of the relation; `true`: of them held-out facts; `kept`: those the "
+                    f"language model gives a probability of at least {LM_THRESHOLD}; `kept true`: of them "
+                    "held-out facts.",
+                    "",
+                    markdown_table(doc["verifier"]),
+                    "",
+                ]
+                if doc.get("verifier")
+                else []
+            ),
         ]
     )
 
@@ -411,6 +465,7 @@ def main(
                 "settings": p["kge"],
                 "points": list(points),
                 "rows": table(entries, list(points)),
+                "verifier": verifier_rows(entries),
                 "runs": entries,
             },
             _markdown,

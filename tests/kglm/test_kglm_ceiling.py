@@ -147,6 +147,9 @@ def test_the_driver_retrains_on_each_mix(
     assert sorted(added("symmetric+kge")) == sorted(label(rule.tolist()))
     point = json.loads((seed / "add-symmetric+lm" / "point.json").read_text())
     assert point["candidates"] == point["scored"] == len(rule)
+    verifier = doc["verifier"]
+    assert sum(r["facts"] for r in verifier) == sum(r["kept"] for r in verifier) == len(rule)
+    assert sum(r["true"] for r in verifier) == round(precision(rule, held) * len(rule))
     assert 0 <= point["verifier"]["test"]["accuracy"] <= 1
     # the ceiling's graph is the whole training split again
     every = (seed / "add-all@1" / "graph" / "train.txt").read_text().splitlines()
@@ -167,7 +170,7 @@ def test_the_verifier_keeps_what_it_finds_likely_and_the_control_as_many(tmp_pat
     """``symmetric+lm``: the rule's facts with the language model's confidence >= LM_THRESHOLD (a relation
     outside its labels, None, never); ``symmetric+kge``: as many, the KGE's most confident; read from the
     seed's cached confidences (no model is trained when they are there)."""
-    from kglm_ceiling import LM_THRESHOLD, verified
+    from kglm_ceiling import LM_THRESHOLD, by_relation, verified
 
     rule = torch.tensor([[0, 1, 2], [2, 1, 0], [3, 1, 4], [4, 1, 3], [5, 2, 6], [6, 2, 5]])
     lm = [0.9, LM_THRESHOLD, 0.2, None, 0.7, 0.1]
@@ -180,3 +183,9 @@ def test_the_verifier_keeps_what_it_finds_likely_and_the_control_as_many(tmp_pat
     assert extra["candidates"] == 6 and extra["scored"] == 5
     control, _ = verified(cfg, tmp_path, tmp_path / "kge", rule, by="kge")  # type: ignore[arg-type]
     assert control.tolist() == [[3, 1, 4], [4, 1, 3], [5, 2, 6]]
+    # what it kept, by relation, against the held-out facts
+    counts = by_relation(cached, rule[[0, 2]], ["r0", "r1", "r2"])
+    assert counts == [
+        {"relation": "r1", "facts": 4, "true": 2, "kept": 2, "kept true": 1},
+        {"relation": "r2", "facts": 2, "true": 0, "kept": 1, "kept true": 0},
+    ]
