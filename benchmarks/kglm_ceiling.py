@@ -50,9 +50,9 @@ from kgdistill.data import load_kg
 from kgdistill.errors import ConfigError
 from kgdistill.io import atomic_write_text
 from kgdistill.kglm.augment import (
-    candidate_confidence,
     hold_out,
     kge_confidence,
+    lm_confidence,
     precision,
     propose,
     propose_symmetric,
@@ -66,12 +66,12 @@ from kglm_rounds import _config, load_spec
 
 log = logging.getLogger("kglm_ceiling")
 # points whose facts a rule proposes (no oracle): their precision is measured
-RULES = ("symmetric", "symmetric+lm", "symmetric+kge")
 TITLES = {
     "symmetric": "symmetric (rule)",
     "symmetric+lm": "symmetric, LM-verified",
     "symmetric+kge": "symmetric, KGE's top (control)",
 }
+RULES = tuple(TITLES)
 LM_THRESHOLD = 0.5  # the verifier's probability a rule's fact needs (symmetric+lm)
 POINTS = ("all@1", "1000@1", "5000@1", "5000@0.5", "5000@0.2", *RULES)
 METRICS = ("mrr", "hits@1", "hits@10")
@@ -154,7 +154,7 @@ def rule_confidence(
     _, _, _, _, reduced, task = _prepare(cfg, work)
     model, lm_metrics = _lm_round(cfg, reduced, task, base_run)
     kge = load_model(load_checkpoint(base_run / "best.safetensors"))
-    lm = candidate_confidence("lm", model, task.relations, kge, rule)
+    lm = lm_confidence(model, task.relations, rule)
     doc = {
         "facts": rule.tolist(),
         "lm": [None if math.isnan(c) else c for c in lm.tolist()],
