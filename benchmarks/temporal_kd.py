@@ -64,8 +64,40 @@ _METRICS = {"mrr": "mrr", "mr": "mr", "hits1": "hits@1", "hits3": "hits@3", "hit
 _TEACHERS = ("teacher", "llm-scorer")
 
 
-def _spec(path: str | Path | None) -> dict[str, Any]:
-    return yaml.safe_load(Path(path or SPEC).read_text())  # type: ignore[no-any-return]
+def _spec(path: str | Path | None, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The benchmark spec at ``path``. A spec with ``extends: OTHER.yaml`` (a path relative to its own folder) is
+    that spec with its own keys merged in: a mapping merges key by key at every depth, anything else (a list, a
+    number) replaces the base's value; ``extends`` chains."""
+    file = Path(path or SPEC)
+    if file.resolve() in _seen:
+        raise ConfigError(f"spec {file}: 'extends' loops back to it")
+    try:
+        own = yaml.safe_load(file.read_text())
+    except OSError as e:
+        raise ConfigError(f"spec {file}: cannot read it ({e.strerror})") from e
+    if not isinstance(own, dict):
+        raise ConfigError(f"spec {file}: expected a mapping of keys, found {type(own).__name__}")
+    base = own.pop("extends", None)
+    if base is None:
+        return own
+    if not isinstance(base, str):
+        raise ConfigError(f"spec {file}: key 'extends' must be the path of another spec, not {base!r}")
+    parent = file.parent / base
+    if not parent.is_file():
+        raise ConfigError(f"spec {file}: key 'extends' names {parent}, which is not a file")
+    return _deep_merged(_spec(parent, (*_seen, file.resolve())), own)
+
+
+def _deep_merged(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``own`` merged in: mappings key by key (recursively), other values replaced."""
+    out = copy.deepcopy(base)
+    for k, v in own.items():
+        out[k] = (
+            _deep_merged(out[k], v)
+            if isinstance(v, dict) and isinstance(out.get(k), dict)
+            else copy.deepcopy(v)
+        )
+    return out
 
 
 def _stem(sp: dict[str, Any]) -> str:

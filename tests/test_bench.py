@@ -613,6 +613,52 @@ def test_per_dataset_student_entries_merge_into_that_dataset_only() -> None:
         _for_dataset(sp, "fb15k237")
 
 
+def test_spec_extends_another_spec(tmp_path: Path) -> None:
+    """``extends``: the CPU static spec is static-kd.yaml with its own keys merged in at every depth (WN18RR's
+    teacher keeps its N3 weight and batch size and gains its dim), lists and scalars replaced; a missing base, a
+    loop or a base that is not a path is refused naming the spec."""
+    from temporal_kd import _spec, _teacher_config
+
+    specs = REPO_ROOT / "benchmarks" / "specs"
+    base, cpu = _spec(specs / "static-kd.yaml"), _spec(specs / "static-kd-cpu.yaml")
+    assert cpu["benchmark"] == "static-kd-cpu" and cpu["datasets"] == ["wn18rr"]
+    assert "extends" not in cpu and cpu["teacher_score_cache"] is True
+    assert cpu["students"] == base["students"] and cpu["methods"] == base["methods"]
+    assert cpu["per_dataset"]["fb15k237"] == base["per_dataset"]["fb15k237"]
+    assert cpu["per_dataset"]["wn18rr"]["teacher"] == {
+        **base["per_dataset"]["wn18rr"]["teacher"],
+        "model.dim": 256,
+        "stages.0.epochs": 15,
+    }
+    t = _teacher_config(cpu, "teacher", "wn18rr", None, None)
+    assert t["model"]["dim"] == 256 and t["stages"][0]["epochs"] == 15
+    assert t["train"]["batch_size"] == 100 and t["stages"][0]["objective"][1]["weight"] == 0.1
+    assert _teacher_config(base, "teacher", "wn18rr", None, None)["model"]["dim"] == 1000
+
+    (tmp_path / "a.yaml").write_text("benchmark: a\nseeds: [0, 1]\nteacher: {model: {name: complex, dim: 8}}\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\nseeds: [2]\nteacher: {model: {dim: 16}}\n")
+    (tmp_path / "c.yaml").write_text("extends: b.yaml\nbenchmark: c\n")
+    assert _spec(tmp_path / "c.yaml") == {
+        "benchmark": "c",
+        "seeds": [2],
+        "teacher": {"model": {"name": "complex", "dim": 16}},
+    }
+    (tmp_path / "loop1.yaml").write_text("extends: loop2.yaml\n")
+    (tmp_path / "loop2.yaml").write_text("extends: loop1.yaml\n")
+    (tmp_path / "gone.yaml").write_text("extends: nowhere.yaml\n")
+    (tmp_path / "num.yaml").write_text("extends: 3\n")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    for name, match in [
+        ("loop1.yaml", r"loop1\.yaml: 'extends' loops back"),
+        ("gone.yaml", r"gone\.yaml: key 'extends' names .*nowhere\.yaml, which is not a file"),
+        ("num.yaml", r"num\.yaml: key 'extends' must be the path of another spec"),
+        ("list.yaml", r"list\.yaml: expected a mapping"),
+        ("absent.yaml", r"absent\.yaml: cannot read it"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            _spec(tmp_path / name)
+
+
 def test_per_dataset_method_start_warm_starts_that_dataset_search_only() -> None:
     """The tuned spec's ``per_dataset.wikidata12k.methods.ours``: the Wikidata12k search of "ours" starts at the
     given values (the stage share as the student's epochs) over its own FitNet range, YAGO11k's is as before; a
