@@ -16,7 +16,9 @@ among the rule's facts: ``symmetric+lm`` keeps those the language model of the r
 relation classifier with the KGE injected, trained on the kept facts only; its probability of the fact's relation for
 the pair at least ``LM_THRESHOLD``; a relation outside its labels is never kept), ``symmetric+kge`` the same number
 of them, the KGE's most confident (the control: the same count without a language model). The confidences are
-computed once per seed (``rule-confidence.json``). Each point's run is reused when finished.
+computed once per seed (``rule-confidence.json``). Each point's run is reused when finished; the result file
+keeps what an earlier call wrote and this one does not make again (other seeds, datasets, points:
+:func:`merged_runs`), so a call can add one point to the table.
 
     python benchmarks/kglm_ceiling.py --datasets fb15k237 --seeds 0 --seeds 1
 
@@ -276,6 +278,65 @@ def verifier_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def merged_runs(
+    path: Path, entries: list[dict[str, Any]], settings: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """This call's ``entries`` with what the earlier result file ``path`` holds beyond them, and the earlier
+    calls whose results stay beside (command, machine, date, and the points of the earlier table in its order).
+
+    Kept: every earlier (dataset, seed) this call did not make; within one it made, the earlier points it did
+    not make again (and the earlier verifier table when this call has none). An earlier file made under other
+    settings (profile, held-out share, KGE config: ``settings``) keeps nothing; earlier points whose KGE alone
+    differs from this call's by more than 0.05 MRR points (another base run) are dropped, with a warning:
+    their gains were measured against it.
+    """
+    try:
+        old = json.loads(path.read_text()) if path.is_file() else None
+    except json.JSONDecodeError:
+        log.warning("%s is not valid JSON; its results are not kept", path)
+        old = None
+    if not isinstance(old, dict) or not isinstance(old.get("runs"), list):
+        return entries, []
+    if any(old.get(k) != v for k, v in settings.items()):
+        log.warning(
+            "%s was made under other settings (profile, held-out share or KGE); not kept", path
+        )
+        return entries, []
+    made = {(e["dataset"], e["seed"]): e for e in entries}
+    runs, kept = [], False
+    for prev in old["runs"]:
+        key = (prev.get("dataset"), prev.get("seed"))
+        now = made.pop(key, None)
+        if now is None:
+            runs.append(prev)
+            kept = True
+            continue
+        names = {p["point"] for p in now["points"]}
+        extra = [p for p in prev.get("points", []) if p["point"] not in names]
+        shift = abs(now["base"]["test"]["mrr"] - prev["base"]["test"]["mrr"])
+        if extra and shift > 5e-4:
+            log.warning(
+                "%s seed %s: the KGE alone differs from the earlier file's by %.2f MRR points; its earlier "
+                "points %s are dropped (their gains were over that KGE)",
+                *key,
+                100 * shift,
+                [p["point"] for p in extra],
+            )
+            extra = []
+        merged = {**now, "points": [*now["points"], *extra]}
+        old_verifier = not now.get("verifier") and bool(prev.get("verifier"))
+        if old_verifier:
+            merged["verifier"] = prev["verifier"]
+        kept = kept or bool(extra) or old_verifier
+        runs.append(merged)
+    runs.extend(made.values())  # new (dataset, seed) pairs
+    earlier = []
+    if kept:
+        last = {k: old[k] for k in ("command", "machine", "date", "points") if k in old}
+        earlier = [*old.get("earlier", []), last]
+    return runs, earlier
+
+
 def _read(run: Path) -> dict[str, Any]:
     return json.loads((run / "metrics.json").read_text())  # type: ignore[no-any-return]
 
@@ -371,6 +432,18 @@ def _markdown(doc: dict[str, Any]) -> str:
             "",
             f"`{doc['command']}`",
             "",
+            *(
+                [
+                    "Rows kept from earlier calls (the same profile and settings): "
+                    + "; ".join(
+                        f"`{e['command']}` ({e.get('machine', {}).get('threads', '?')} threads, {e.get('date')})"
+                        for e in doc["earlier"]
+                    ),
+                    "",
+                ]
+                if doc.get("earlier")
+                else []
+            ),
             f"Machine: {m['cpu']}, {m['threads']} threads, torch {m['torch']}; {doc['date']}. Profile "
             f"`{doc['profile']}` of `benchmarks/specs/kglm-rounds.yaml` (the KGE of `kglm_rounds.py`'s rounds); "
             f"{doc['hold_out']:.0%} of the training facts held out on purpose.",
@@ -453,6 +526,16 @@ def main(
             raise NothingFinished(f"no finished KGE under {work}")
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
+        settings = {"profile": profile, "hold_out": float(spec["hold_out"]), "settings": p["kge"]}
+        entries, earlier = merged_runs(out_dir / "kglm_ceiling.json", entries, settings)
+        # the table's points: the earlier file's in its order, then this call's new ones
+        order = [*(earlier[-1].get("points", []) if earlier else []), *points]
+        order += [q["point"] for e in entries for q in e["points"]]
+        shown = [
+            q
+            for q in dict.fromkeys(order)
+            if any(x["point"] == q for e in entries for x in e["points"])
+        ]
         _plot(entries, out_dir / "kglm_ceiling.png")
         text = write_script_result(
             out_dir,
@@ -460,13 +543,12 @@ def main(
             "benchmarks/kglm_ceiling.py",
             sys.argv[1:],
             {
-                "profile": profile,
-                "hold_out": float(spec["hold_out"]),
-                "settings": p["kge"],
-                "points": list(points),
-                "rows": table(entries, list(points)),
+                **settings,
+                "points": shown,
+                "rows": table(entries, shown),
                 "verifier": verifier_rows(entries),
                 "runs": entries,
+                "earlier": earlier,
             },
             _markdown,
         )

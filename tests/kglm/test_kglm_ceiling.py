@@ -162,6 +162,14 @@ def test_the_driver_retrains_on_each_mix(
         assert again.exit_code == 0, again.output
         assert stamps == {p: p.stat().st_mtime for p in stamps}
         assert json.loads((out / "kglm_ceiling.json").read_text())["rows"] == doc["rows"]
+    # a call for one point (reused) keeps the other points of the result file beside it
+    one = ["--datasets", DATA, "--seeds", "0", "--profile", "tiny", "--points", "symmetric"]
+    one += ["--work", str(work), "--out", str(out), "-q"]
+    before = json.loads((out / "kglm_ceiling.json").read_text())
+    again = CliRunner().invoke(kglm_ceiling.main, one)
+    assert again.exit_code == 0, again.output
+    merged = json.loads((out / "kglm_ceiling.json").read_text())
+    assert merged["rows"] == doc["rows"] and merged["earlier"][0]["command"] == before["command"]
     bad = CliRunner().invoke(kglm_ceiling.main, [*args, "--points", "7@2"])
     assert bad.exit_code == 2 and "--points '7@2'" in bad.output
 
@@ -189,3 +197,45 @@ def test_the_verifier_keeps_what_it_finds_likely_and_the_control_as_many(tmp_pat
         {"relation": "r1", "facts": 4, "true": 2, "kept": 2, "kept true": 1},
         {"relation": "r2", "facts": 2, "true": 0, "kept": 1, "kept true": 0},
     ]
+
+
+def test_a_call_keeps_the_earlier_results_it_does_not_make(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The committed result file as the earlier one: a call that makes one point of one seed again keeps every
+    other seed and point (its own point replacing the earlier one) and names the earlier call; an earlier point
+    over another KGE alone, or a file of other settings, is not kept, with a warning."""
+    import shutil
+
+    from kglm_ceiling import merged_runs
+
+    committed = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "kglm_ceiling.json"
+    path = tmp_path / "kglm_ceiling.json"
+    shutil.copy(committed, path)
+    old = json.loads(committed.read_text())
+    settings = {k: old[k] for k in ("profile", "hold_out", "settings")}
+    prev = next(e for e in old["runs"] if (e["dataset"], e["seed"]) == ("wn18rr", 1))
+    redone = {**prev["points"][0], "kge": {"valid_mrr": 0.5, "test": {"mrr": 0.5}}}
+    now = {**prev, "points": [redone], "verifier": []}
+    runs, earlier = merged_runs(path, [json.loads(json.dumps(now))], settings)
+    assert [(e["dataset"], e["seed"]) for e in runs] == [
+        (e["dataset"], e["seed"]) for e in old["runs"]
+    ]
+    mine = next(e for e in runs if (e["dataset"], e["seed"]) == ("wn18rr", 1))
+    assert [q["point"] for q in mine["points"]] == [q["point"] for q in prev["points"]]
+    assert mine["points"][0]["kge"]["test"]["mrr"] == 0.5  # this call's, not the earlier one
+    assert mine["points"][1:] == prev["points"][1:] and mine["verifier"] == prev["verifier"]
+    assert [e for e in runs if e is not mine] == [e for e in old["runs"] if e is not prev]
+    assert earlier == [{k: old[k] for k in ("command", "machine", "date", "points")}]
+    # another KGE alone: the earlier points of that seed go (their gains were over it)
+    shifted = {**now, "base": {**prev["base"], "test": {**prev["base"]["test"], "mrr": 0.2}}}
+    with caplog.at_level("WARNING"):
+        runs, _ = merged_runs(path, [shifted], settings)
+    mine = next(e for e in runs if (e["dataset"], e["seed"]) == ("wn18rr", 1))
+    assert [q["point"] for q in mine["points"]] == [redone["point"]]
+    assert "wn18rr seed 1: the KGE alone differs" in caplog.text
+    # other settings, no file, a broken file: this call's entries only
+    for other, content in [({**settings, "profile": "gpu"}, None), (settings, "{"), (settings, "")]:
+        if content is not None:
+            path.write_text(content) if content else path.unlink()
+        assert merged_runs(path, [now], other) == ([now], [])
