@@ -81,7 +81,9 @@ def _spec(path: str | Path | None, _seen: tuple[Path, ...] = ()) -> dict[str, An
     if base is None:
         return own
     if not isinstance(base, str):
-        raise ConfigError(f"spec {file}: key 'extends' must be the path of another spec, not {base!r}")
+        raise ConfigError(
+            f"spec {file}: key 'extends' must be the path of another spec, not {base!r}"
+        )
     parent = file.parent / base
     if not parent.is_file():
         raise ConfigError(f"spec {file}: key 'extends' names {parent}, which is not a file")

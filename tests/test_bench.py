@@ -635,7 +635,9 @@ def test_spec_extends_another_spec(tmp_path: Path) -> None:
     assert t["train"]["batch_size"] == 100 and t["stages"][0]["objective"][1]["weight"] == 0.1
     assert _teacher_config(base, "teacher", "wn18rr", None, None)["model"]["dim"] == 1000
 
-    (tmp_path / "a.yaml").write_text("benchmark: a\nseeds: [0, 1]\nteacher: {model: {name: complex, dim: 8}}\n")
+    (tmp_path / "a.yaml").write_text(
+        "benchmark: a\nseeds: [0, 1]\nteacher: {model: {name: complex, dim: 8}}\n"
+    )
     (tmp_path / "b.yaml").write_text("extends: a.yaml\nseeds: [2]\nteacher: {model: {dim: 16}}\n")
     (tmp_path / "c.yaml").write_text("extends: b.yaml\nbenchmark: c\n")
     assert _spec(tmp_path / "c.yaml") == {
