@@ -661,6 +661,22 @@ def test_spec_extends_another_spec(tmp_path: Path) -> None:
             _spec(tmp_path / name)
 
 
+def test_a_table_of_static_graphs_reads_as_static() -> None:
+    """A benchmark of static graphs under another name (a spec extending static-kd.yaml) gets the static title
+    and protocol line; temporal tables keep theirs."""
+    from _tables import temporal_kd_markdown
+
+    results = REPO_ROOT / "benchmarks" / "results"
+    static = json.loads((results / "static_kd.json").read_text())
+    for name in ("static-kd", "static-kd-cpu"):
+        md = temporal_kd_markdown({**static, "benchmark": name})
+        assert md.startswith("# Static KD benchmark") and "the standard filter" in md
+        assert "time-aware" not in md
+    temporal = json.loads((results / "temporal_kd.json").read_text())
+    md = temporal_kd_markdown({**temporal, "benchmark": "static-kd-cpu"})
+    assert md.startswith("# Temporal KD benchmark") and "time-aware" in md
+
+
 def test_per_dataset_method_start_warm_starts_that_dataset_search_only() -> None:
     """The tuned spec's ``per_dataset.wikidata12k.methods.ours``: the Wikidata12k search of "ours" starts at the
     given values (the stage share as the student's epochs) over its own FitNet range, YAGO11k's is as before; a
