@@ -12,7 +12,8 @@ percent for each dataset; plus parameters, bytes and single-query latency of eve
 
 The same driver runs static distillation with ``--spec benchmarks/specs/static-kd.yaml`` (its ``benchmark:
 static-kd`` names the result files ``static_kd.*`` and the default run folders ``benchmarks/work/static-kd``;
-its ``published`` figures join the goals).
+its ``published`` figures join the goals). A spec may start from another with ``extends: OTHER.yaml``
+(``static-kd-cpu.yaml``: the static spec with a teacher a CPU trains; see :func:`_spec`).
 """
 
 from __future__ import annotations
