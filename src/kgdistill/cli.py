@@ -1,5 +1,5 @@
 """Command line: ``kgdistill train | distill | cache | encode | evaluate | predict | compare | datasets | models |
-demo`` here, and ``contexts``, ``export``, ``llm-serve``, ``serve``, ``tune`` from their packages.
+demo`` here, and ``benchmark``, ``contexts``, ``export``, ``llm-serve``, ``serve``, ``tune`` from their modules.
 
 Each verb parses its options and calls one function of :mod:`kgdistill.api`. Input errors print one message
 and exit with status 2, without a traceback.
@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
+from kgdistill.bench_cli import benchmark
 from kgdistill.clickutil import data_root_option, friendly
 from kgdistill.contexts.cli import contexts
 from kgdistill.errors import KGDistillError
@@ -481,6 +482,7 @@ def _demo_next(run_dir: Path) -> str:
 
 
 # command groups that live in their own modules (importing them loads only click)
+cli.add_command(benchmark)
 cli.add_command(contexts)
 cli.add_command(export)
 cli.add_command(llm_serve)
