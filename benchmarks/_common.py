@@ -210,9 +210,11 @@ def earlier_results(
 
 
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
-    """Log to stderr: INFO (every run reused, resumed or trained), DEBUG with ``verbose``, WARNING with ``quiet``."""
+    """Log to stderr: INFO (every run reused, resumed or trained), DEBUG with ``verbose``, WARNING with ``quiet``.
+    The level applies also when logging was set up before (``kgdistill benchmark`` configures it first)."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
 
 
 @contextmanager

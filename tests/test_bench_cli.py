@@ -141,3 +141,27 @@ def test_a_real_benchmark_answers_help() -> None:
     code, out = invoke("temporal-kd", "--help")
     assert code == 0
     assert "Usage: temporal_kd.py" in out and "--spec" in out
+
+
+@pytest.mark.parametrize(
+    ("flags", "level"), [({"quiet": True}, "WARNING"), ({"verbose": True}, "DEBUG")]
+)
+def test_a_benchmark_sets_its_log_level_after_kgdistill_did(
+    flags: dict[str, bool], level: str
+) -> None:
+    """``kgdistill`` configures logging before the script runs; the script's -q / -v still take effect."""
+    import logging
+
+    from _common import setup_logging
+
+    root = logging.getLogger()
+    before = root.level
+    handler = logging.StreamHandler()
+    root.addHandler(handler)  # as kgdistill's basicConfig leaves it: a handler already there
+    try:
+        root.setLevel(logging.INFO)
+        setup_logging(**flags)
+        assert logging.getLevelName(root.level) == level
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(before)
