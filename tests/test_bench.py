@@ -13,9 +13,10 @@ import yaml
 from click.testing import CliRunner
 
 from _common import markdown_table
+from _kd_spec import _for_dataset
 from _tables import source_lines
 from kgdistill.errors import ConfigError
-from temporal_kd import _for_dataset, run_temporal_kd
+from temporal_kd import run_temporal_kd
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -571,9 +572,9 @@ def test_rows_of_several_calls_follow_the_spec_order() -> None:
 def test_every_kd_spec_makes_valid_run_configs(name: str) -> None:
     """Every teacher and every (student, method) cell of a committed KD spec is a config the library accepts
     (keys, names and values checked without reading data), so a typo fails here, not hours into a run."""
+    from _kd_spec import _configs, _spec, _teacher_config
     from kgdistill.config import parse_config
     from kgdistill.run import check
-    from temporal_kd import _configs, _spec, _teacher_config
 
     sp = _spec(REPO_ROOT / "benchmarks" / "specs" / name)
     dirs = {"kge": Path("teacher"), "llm": Path("llm")}
@@ -617,7 +618,7 @@ def test_spec_extends_another_spec(tmp_path: Path) -> None:
     """``extends``: the CPU static spec is static-kd.yaml with its own keys merged in at every depth (WN18RR's
     teacher keeps its N3 weight and batch size and gains its dim), lists and scalars replaced; a missing base, a
     loop or a base that is not a path is refused naming the spec."""
-    from temporal_kd import _spec, _teacher_config
+    from _kd_spec import _spec, _teacher_config
 
     specs = REPO_ROOT / "benchmarks" / "specs"
     base, cpu = _spec(specs / "static-kd.yaml"), _spec(specs / "static-kd-cpu.yaml")
@@ -681,7 +682,7 @@ def test_per_dataset_method_start_warm_starts_that_dataset_search_only() -> None
     """The tuned spec's ``per_dataset.wikidata12k.methods.ours``: the Wikidata12k search of "ours" starts at the
     given values (the stage share as the student's epochs) over its own FitNet range, YAGO11k's is as before; a
     start outside the space, or an entry for a method the spec lacks, is refused naming it."""
-    from temporal_kd import _configs, _tune_spec
+    from _kd_spec import _configs, _tune_spec
 
     sp = yaml.safe_load((REPO_ROOT / "benchmarks/specs/temporal-kd-tuned.yaml").read_text())
     dirs = {"kge": Path("teacher"), "llm": Path("llm")}
@@ -745,9 +746,9 @@ def test_goals_state_margins_and_a_margin_of_zero_is_no_win() -> None:
 def test_teacher_score_cache_spec_key(tmp_path: Path) -> None:
     """``teacher_score_cache: true`` gives every teacher entry a score cache inside the teacher's folder; the
     default and false leave the plain checkpoint; anything else is refused naming the key."""
+    from _kd_spec import _configs
     from kgdistill.config import parse_config
     from kgdistill.run import check
-    from temporal_kd import _configs
 
     sp = yaml.safe_load(_spec(tmp_path).read_text())
     dirs = {"kge": tmp_path / "teacher"}

@@ -16,7 +16,7 @@ from kgdistill.errors import KGDistillError
 
 REPO = Path(__file__).resolve().parents[1]
 
-# a script that imports its folder's helper (only found with the folder on sys.path), records its command line
+# a script that imports a helper of its folder (only found with the folder on sys.path), records its command line
 # and exits with the status its first argument names
 SCRIPT = '''"""Records its arguments.
 
@@ -24,7 +24,7 @@ Second paragraph, not listed."""
 import json
 import sys
 
-from _common import OUT
+from _recorder import OUT
 
 OUT.write_text(json.dumps(sys.argv[1:]))
 sys.exit(int(sys.argv[1]))
@@ -33,7 +33,7 @@ sys.exit(int(sys.argv[1]))
 
 @pytest.fixture(autouse=True)
 def _forget_helpers() -> Iterator[None]:
-    """Drop the helper modules a run imported (``_common`` of one folder must not answer for another's)."""
+    """Drop the helper modules a run imported (one test's ``_recorder`` must not answer for another's)."""
     before = set(sys.modules)
     yield
     for name in set(sys.modules) - before:
@@ -54,7 +54,8 @@ def folder(tmp_path: Path) -> Path:
     bench = tmp_path / "checkout" / "benchmarks"
     bench.mkdir(parents=True)
     out = tmp_path / "argv.json"
-    (bench / "_common.py").write_text(f"from pathlib import Path\nOUT = Path({str(out)!r})\n")
+    (bench / "_common.py").write_text('"""The marker of a benchmarks folder."""\n')
+    (bench / "_recorder.py").write_text(f"from pathlib import Path\nOUT = Path({str(out)!r})\n")
     (bench / "_tables.py").write_text('"""A helper, not a benchmark."""\n')
     (bench / "echo_args.py").write_text(SCRIPT)
     (bench / "no_doc.py").write_text("x = 1\n")

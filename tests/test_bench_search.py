@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from _kd_spec import _configs, _space
 from kgdistill.errors import ConfigError
-from temporal_kd import _configs, _space, run_temporal_kd
+from temporal_kd import run_temporal_kd
 from test_bench import _spec as base_spec
 
 FIXTURES = Path(__file__).parent / "fixtures"

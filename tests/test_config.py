@@ -143,7 +143,7 @@ def test_shipped_configs_are_valid(path: Path) -> None:
 def test_temporal_kd_spec_composes_valid_configs(tmp_path: Path) -> None:
     """Every run the temporal-kd benchmark (benchmarks/temporal_kd.py, its default spec) would start is a valid
     config (checked before any training)."""
-    from temporal_kd import _configs, _spec
+    from _kd_spec import _configs, _spec
 
     spec = _spec(None)
     teachers = {"kge": tmp_path / "teacher", "llm": tmp_path / "llm_scorer"}
