@@ -388,6 +388,35 @@ def table(entries: list[dict[str, Any]], points: list[str]) -> list[dict[str, An
     return rows
 
 
+#: the selections compared seed by seed: (point, against)
+PAIRED = (("symmetric+lm", "symmetric+kge"), ("symmetric+lm", "symmetric"))
+
+
+def paired_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per dataset, each pair of :data:`PAIRED` both measured on one or more seeds: the test MRR difference of the
+    point over the other on the same seed (mean ± std, x100) and on how many seeds the point is ahead."""
+    rows = []
+    for d in dict.fromkeys(e["dataset"] for e in entries):
+        for a, b in PAIRED:
+            diffs = []
+            for e in entries:
+                got = {p["point"]: p["kge"]["test"]["mrr"] for p in e["points"]}
+                if e["dataset"] == d and a in got and b in got:
+                    diffs.append(got[a] - got[b])
+            if diffs:
+                rows.append(
+                    {
+                        "dataset": d,
+                        "point": TITLES[a],
+                        "against": TITLES[b],
+                        "seeds": len(diffs),
+                        "test MRR difference": _stat(diffs),
+                        "seeds ahead": sum(x > 0 for x in diffs),
+                    }
+                )
+    return rows
+
+
 def _plot(entries: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -462,6 +491,16 @@ def _markdown(doc: dict[str, Any]) -> str:
             "",
             markdown_table(doc["rows"]),
             "",
+            *(
+                [
+                    "## Paired on each seed: the language model's selection against the others",
+                    "",
+                    markdown_table(doc["paired"]),
+                    "",
+                ]
+                if doc.get("paired")
+                else []
+            ),
             *(
                 [
                     "## The verifier's choices among the rule's facts, by relation (mean over seeds)",
@@ -546,6 +585,7 @@ def main(
                 **settings,
                 "points": shown,
                 "rows": table(entries, shown),
+                "paired": paired_rows(entries),
                 "verifier": verifier_rows(entries),
                 "runs": entries,
                 "earlier": earlier,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -226,7 +227,8 @@ def test_a_call_keeps_the_earlier_results_it_does_not_make(
     assert mine["points"][0]["kge"]["test"]["mrr"] == 0.5  # this call's, not the earlier one
     assert mine["points"][1:] == prev["points"][1:] and mine["verifier"] == prev["verifier"]
     assert [e for e in runs if e is not mine] == [e for e in old["runs"] if e is not prev]
-    assert earlier == [{k: old[k] for k in ("command", "machine", "date", "points")}]
+    last = {k: old[k] for k in ("command", "machine", "date", "points")}
+    assert earlier == [*old.get("earlier", []), last]  # the calls before it stay named
     # another KGE alone: the earlier points of that seed go (their gains were over it)
     shifted = {**now, "base": {**prev["base"], "test": {**prev["base"]["test"], "mrr": 0.2}}}
     with caplog.at_level("WARNING"):
@@ -240,3 +242,29 @@ def test_a_call_keeps_the_earlier_results_it_does_not_make(
     assert merged_runs(path, [now], settings) == ([now], [])
     path.unlink()
     assert merged_runs(path, [now], settings) == ([now], [])
+
+
+def test_paired_rows_compare_the_selections_seed_by_seed() -> None:
+    """The LM's selection minus the control's and the rule's on the same seed; a seed without both points of a
+    pair is left out of that pair; a dataset without the points has no row."""
+    from kglm_ceiling import paired_rows
+
+    def entry(dataset: str, seed: int, **mrr: float) -> dict[str, Any]:
+        points = [
+            {"point": p.replace("_", "+"), "kge": {"test": {"mrr": v}}} for p, v in mrr.items()
+        ]
+        return {"dataset": dataset, "seed": seed, "points": points}
+
+    entries = [
+        entry("wn18rr", 0, symmetric_lm=0.36, symmetric_kge=0.35, symmetric=0.37),
+        entry("wn18rr", 1, symmetric_lm=0.34, symmetric_kge=0.35, symmetric=0.36),
+        entry("wn18rr", 2, symmetric_lm=0.40, symmetric=0.38),
+        entry("fb15k237", 0, symmetric=0.27),
+    ]
+    rows = paired_rows(entries)
+    assert [(r["dataset"], r["against"], r["seeds"], r["seeds ahead"]) for r in rows] == [
+        ("wn18rr", "symmetric, KGE's top (control)", 2, 1),
+        ("wn18rr", "symmetric (rule)", 3, 1),
+    ]
+    assert rows[0]["test MRR difference"] == "0.00 ± 1.41"  # +1 and -1 points
+    assert rows[1]["test MRR difference"] == "-0.33 ± 2.08"  # -1, -2, +2
