@@ -15,7 +15,10 @@ symmetric (:func:`kgdistill.kglm.augment.propose_symmetric`; its precision measu
 among the rule's facts: ``symmetric+lm`` keeps those the language model of the rounds verifies (round 0's: the
 relation classifier with the KGE injected, trained on the kept facts only; its probability of the fact's relation for
 the pair at least ``LM_THRESHOLD``; a relation outside its labels is never kept), ``symmetric+kge`` the same number
-of them, the KGE's most confident (the control: the same count without a language model). The confidences are
+of them, the KGE's most confident (the control: the same count without a language model). ``symmetric+lm-top2``
+keeps the facts whose relation is among the classifier's ``LM_TOP`` most probable labels for the pair (a pair
+holding two relations, co-nominees who are also co-winners, splits the softmax between them, so neither may reach
+half of it), ``symmetric+kge-top2`` as many, the KGE's most confident. The confidences are
 computed once per seed (``rule-confidence.json``). Each point's run is reused when finished; the result file
 keeps what an earlier call wrote and this one does not make again (other seeds, datasets, points:
 :func:`merged_runs`), so a call can add one point to the table.
@@ -54,7 +57,7 @@ from kgdistill.io import atomic_write_text
 from kgdistill.kglm.augment import (
     hold_out,
     kge_confidence,
-    lm_confidence,
+    lm_confidence_and_rank,
     precision,
     propose,
     propose_symmetric,
@@ -72,9 +75,14 @@ TITLES = {
     "symmetric": "symmetric (rule)",
     "symmetric+lm": "symmetric, LM-verified",
     "symmetric+kge": "symmetric, KGE's top (control)",
+    "symmetric+lm-top2": "symmetric, LM's top-2 relations",
+    "symmetric+kge-top2": "symmetric, KGE's top (control of top-2)",
 }
 RULES = tuple(TITLES)
 LM_THRESHOLD = 0.5  # the verifier's probability a rule's fact needs (symmetric+lm)
+LM_TOP = (
+    2  # the rank among the verifier's labels a rule's fact's relation needs (symmetric+lm-top2)
+)
 POINTS = ("all@1", "1000@1", "5000@1", "5000@0.5", "5000@0.2", *RULES)
 METRICS = ("mrr", "hits@1", "hits@10")
 
@@ -151,15 +159,16 @@ def rule_confidence(
     path = work / "rule-confidence.json"
     if path.is_file():
         doc = json.loads(path.read_text())
-        if doc["facts"] == rule.tolist():
+        if doc["facts"] == rule.tolist() and "lm_rank" in doc:
             return doc  # type: ignore[no-any-return]
     _, _, _, _, reduced, task = _prepare(cfg, work)
     model, lm_metrics = _lm_round(cfg, reduced, task, base_run)
     kge = load_model(load_checkpoint(base_run / "best.safetensors"))
-    lm = lm_confidence(model, task.relations, rule)
+    lm, rank = lm_confidence_and_rank(model, task.relations, rule)
     doc = {
         "facts": rule.tolist(),
         "lm": [None if math.isnan(c) else c for c in lm.tolist()],
+        "lm_rank": [None if math.isnan(c) else int(c) for c in rank.tolist()],
         "kge": kge_confidence(kge, rule).tolist(),
         "lm_metrics": {k: lm_metrics[k] for k in ("valid", "test")},
     }
@@ -170,12 +179,17 @@ def rule_confidence(
 def verified(
     cfg: RoundsConfig, work: Path, base_run: Path, rule: LongTensor, by: str
 ) -> tuple[LongTensor, dict[str, Any]]:
-    """The rule's facts the language model keeps (``by`` "lm": confidence >= ``LM_THRESHOLD``), or as many
-    of them, the KGE's most confident (``by`` "kge"); with what the point records of the selection."""
+    """The rule's facts the language model keeps (``by`` "lm": confidence >= ``LM_THRESHOLD``; "lm-top2": the
+    fact's relation among its ``LM_TOP`` most probable labels), or as many of them, the KGE's most confident
+    (``by`` "kge", "kge-top2"); with what the point records of the selection."""
     doc = rule_confidence(cfg, work, base_run, rule)
     lm = torch.tensor([math.nan if c is None else c for c in doc["lm"]], dtype=torch.float)
-    keep = selected_rows(lm, threshold=LM_THRESHOLD)
-    if by == "kge":
+    if by.endswith("-top2"):
+        rank = torch.tensor([math.nan if c is None else c for c in doc["lm_rank"]])
+        keep = selected_rows(-rank, threshold=-LM_TOP)
+    else:
+        keep = selected_rows(lm, threshold=LM_THRESHOLD)
+    if by.startswith("kge"):
         keep = selected_rows(torch.tensor(doc["kge"]), threshold=None, top=len(keep))
     extra = {
         "candidates": len(rule),
@@ -241,18 +255,28 @@ def run_seed(
     return entry
 
 
+#: the verifier table's counts per relation (the last two: the top-``LM_TOP`` selection)
+VERIFIER_COUNTS = ("facts", "true", "kept", "kept true", "kept top-2", "kept top-2 true")
+
+
 def by_relation(
     doc: dict[str, Any], held: LongTensor, relation_labels: list[str]
 ) -> list[dict[str, Any]]:
     """What the verifier kept of the rule's facts, per relation: the rule's facts, how many of them are
     held-out facts, how many the language model kept (confidence >= ``LM_THRESHOLD``) and how many of those are
-    held-out facts; from a seed's ``rule-confidence.json``."""
+    held-out facts, and the same two for its top-``LM_TOP`` selection (when the file has the ranks); from a seed's
+    ``rule-confidence.json``."""
     truth = {tuple(f) for f in held.tolist()}
+    ranks = doc.get("lm_rank")
     out: dict[int, dict[str, Any]] = {}
-    for fact, c in zip(doc["facts"], doc["lm"], strict=True):
+    for i, (fact, c) in enumerate(zip(doc["facts"], doc["lm"], strict=True)):
         r = fact[1]
         row = out.setdefault(
-            r, {"relation": relation_labels[r], "facts": 0, "true": 0, "kept": 0, "kept true": 0}
+            r,
+            {
+                "relation": relation_labels[r],
+                **dict.fromkeys(VERIFIER_COUNTS[: 6 if ranks is not None else 4], 0),
+            },
         )
         true = tuple(fact) in truth
         kept = c is not None and c >= LM_THRESHOLD
@@ -260,6 +284,10 @@ def by_relation(
         row["true"] += true
         row["kept"] += kept
         row["kept true"] += kept and true
+        if ranks is not None:
+            top = ranks[i] is not None and ranks[i] <= LM_TOP
+            row["kept top-2"] += top
+            row["kept top-2 true"] += top and true
     return [out[r] for r in sorted(out)]
 
 
@@ -272,8 +300,9 @@ def verifier_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for name in names:
             counts = [r for g in group for r in g if r["relation"] == name]
             row: dict[str, Any] = {"dataset": d, "relation": name, "seeds": len(counts)}
-            for key in ("facts", "true", "kept", "kept true"):
-                row[key] = round(statistics.mean(c[key] for c in counts))
+            for key in VERIFIER_COUNTS:
+                have = [c[key] for c in counts if key in c]
+                row[key] = round(statistics.mean(have)) if have else None
             rows.append(row)
     return rows
 
@@ -389,7 +418,12 @@ def table(entries: list[dict[str, Any]], points: list[str]) -> list[dict[str, An
 
 
 #: the selections compared seed by seed: (point, against)
-PAIRED = (("symmetric+lm", "symmetric+kge"), ("symmetric+lm", "symmetric"))
+PAIRED = (
+    ("symmetric+lm", "symmetric+kge"),
+    ("symmetric+lm", "symmetric"),
+    ("symmetric+lm-top2", "symmetric+kge-top2"),
+    ("symmetric+lm-top2", "symmetric"),
+)
 
 
 def paired_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -487,7 +521,10 @@ def _markdown(doc: dict[str, Any]) -> str:
             "never a valid or test fact; its precision is what the rule got right. `symmetric, LM-verified` keeps "
             "the rule's facts to which the rounds' round-0 language model (the relation classifier with the KGE "
             "injected, trained on the kept facts only) gives their relation a probability of at least "
-            f"{LM_THRESHOLD}; `symmetric, KGE's top (control)` keeps as many, the KGE's most confident.",
+            f"{LM_THRESHOLD}; `symmetric, KGE's top (control)` keeps as many, the KGE's most confident. "
+            f"`symmetric, LM's top-2 relations` keeps the facts whose relation is among the classifier's {LM_TOP} "
+            "most probable labels for the pair (a pair holding two relations splits the probability between "
+            "them); its control keeps as many, the KGE's most confident.",
             "",
             markdown_table(doc["rows"]),
             "",
@@ -507,7 +544,8 @@ def _markdown(doc: dict[str, Any]) -> str:
                     "",
                     "`facts`: the rule's facts of the relation; `true`: of them held-out facts; `kept`: those the "
                     f"language model gives a probability of at least {LM_THRESHOLD}; `kept true`: of them "
-                    "held-out facts.",
+                    f"held-out facts; `kept top-2` / `kept top-2 true`: the same for the relation among its "
+                    f"{LM_TOP} most probable labels (- for seeds computed before the ranks were stored).",
                     "",
                     markdown_table(doc["verifier"]),
                     "",
@@ -529,7 +567,8 @@ def _markdown(doc: dict[str, Any]) -> str:
     show_default=True,
     help="N@P: N facts added, a share P of them held-out facts; all@P: every held-out fact; symmetric: the "
     "graph's own symmetry rule, no oracle; symmetric+lm / symmetric+kge: the rule's facts the language model "
-    "verifies / as many, the KGE's most confident (repeatable).",
+    "verifies / as many, the KGE's most confident; symmetric+lm-top2 / symmetric+kge-top2: the rule's facts whose "
+    "relation is among the language model's 2 most probable / as many, the KGE's (repeatable).",
 )
 @click.option("--profile", default="cpu", show_default=True, help="A budget of the spec: cpu, gpu.")
 @driver_options(REPO / "benchmarks" / "work" / "kglm-ceiling")

@@ -21,6 +21,7 @@ from kgdistill.kglm import (
     hold_out,
     kge_confidence,
     lm_confidence,
+    lm_confidence_and_rank,
     precision,
     propose,
     propose_symmetric,
@@ -194,3 +195,32 @@ def test_the_kge_confidence_is_its_softmax_probability(fb_mini: KG, tmp_path: Pa
     with torch.no_grad():
         want = model.score_all(q).softmax(-1)[torch.arange(7), facts[:, 2]]
     assert torch.allclose(conf, want, atol=1e-6)
+
+
+class _FixedClassifier(torch.nn.Module):
+    """Logits per head entity (the pair's first id): a stand-in whose probabilities are known."""
+
+    def __init__(self, logits: dict[int, list[float]]) -> None:
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.zeros(10, 3), requires_grad=False)
+        for head, row in logits.items():
+            self.table.data[head] = torch.tensor(row)
+
+    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
+        return self.table[pairs[:, 0]]
+
+
+def test_lm_rank_counts_the_labels_more_probable() -> None:
+    """The rank of a fact's relation among the labels for its pair (1 + those strictly more probable; ties
+    share the better rank), with the probability lm_confidence gives; NaN for a relation outside the labels."""
+    labels = [5, 7, 9]  # the graph's relation of each label
+    classifier = _FixedClassifier({0: [2.0, 1.0, 0.0], 1: [0.0, 0.0, 3.0]})
+    facts = torch.tensor(
+        [[0, 5, 3], [0, 7, 3], [0, 9, 3], [1, 5, 4], [1, 7, 4], [1, 9, 4], [0, 8, 3]]
+    )
+    conf, rank = lm_confidence_and_rank(classifier, labels, facts)
+    assert rank[:6].tolist() == [1.0, 2.0, 3.0, 2.0, 2.0, 1.0]
+    assert rank[6].isnan() and conf[6].isnan()
+    p0 = torch.tensor([2.0, 1.0, 0.0]).softmax(-1)
+    torch.testing.assert_close(conf[:3], p0)
+    torch.testing.assert_close(conf, lm_confidence(classifier, labels, facts), equal_nan=True)

@@ -175,16 +175,26 @@ def test_the_driver_retrains_on_each_mix(
     assert bad.exit_code == 2 and "--points '7@2'" in bad.output
 
 
-def test_the_verifier_keeps_what_it_finds_likely_and_the_control_as_many(tmp_path: Path) -> None:
+def test_the_verifier_keeps_what_it_finds_likely_and_the_control_as_many(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``symmetric+lm``: the rule's facts with the language model's confidence >= LM_THRESHOLD (a relation
     outside its labels, None, never); ``symmetric+kge``: as many, the KGE's most confident; read from the
     seed's cached confidences (no model is trained when they are there)."""
+    import kglm_ceiling
     from kglm_ceiling import LM_THRESHOLD, by_relation, verified
 
     rule = torch.tensor([[0, 1, 2], [2, 1, 0], [3, 1, 4], [4, 1, 3], [5, 2, 6], [6, 2, 5]])
     lm = [0.9, LM_THRESHOLD, 0.2, None, 0.7, 0.1]
     kge = [0.1, 0.2, 0.9, 0.8, 0.3, 0.05]
-    cached = {"facts": rule.tolist(), "lm": lm, "kge": kge, "lm_metrics": {"valid": {}, "test": {}}}
+    ranks = [1, 2, 2, None, 1, 3]
+    cached = {
+        "facts": rule.tolist(),
+        "lm": lm,
+        "lm_rank": ranks,
+        "kge": kge,
+        "lm_metrics": {"valid": {}, "test": {}},
+    }
     (tmp_path / "rule-confidence.json").write_text(json.dumps(cached))
     cfg = None  # never read: the cache answers
     facts, extra = verified(cfg, tmp_path, tmp_path / "kge", rule, by="lm")  # type: ignore[arg-type]
@@ -193,11 +203,45 @@ def test_the_verifier_keeps_what_it_finds_likely_and_the_control_as_many(tmp_pat
     control, _ = verified(cfg, tmp_path, tmp_path / "kge", rule, by="kge")  # type: ignore[arg-type]
     assert control.tolist() == [[3, 1, 4], [4, 1, 3], [5, 2, 6]]
     # what it kept, by relation, against the held-out facts
+    # symmetric+lm-top2: the relation among the classifier's 2 most probable labels; its control as many
+    top2, _ = verified(cfg, tmp_path, tmp_path / "kge", rule, by="lm-top2")  # type: ignore[arg-type]
+    assert top2.tolist() == [[0, 1, 2], [2, 1, 0], [3, 1, 4], [5, 2, 6]]
+    control2, _ = verified(cfg, tmp_path, tmp_path / "kge", rule, by="kge-top2")  # type: ignore[arg-type]
+    assert control2.tolist() == [[2, 1, 0], [3, 1, 4], [4, 1, 3], [5, 2, 6]]
+    # what it kept, by relation, against the held-out facts
     counts = by_relation(cached, rule[[0, 2]], ["r0", "r1", "r2"])
     assert counts == [
-        {"relation": "r1", "facts": 4, "true": 2, "kept": 2, "kept true": 1},
-        {"relation": "r2", "facts": 2, "true": 0, "kept": 1, "kept true": 0},
+        {
+            "relation": "r1",
+            "facts": 4,
+            "true": 2,
+            "kept": 2,
+            "kept true": 1,
+            "kept top-2": 3,
+            "kept top-2 true": 2,
+        },
+        {
+            "relation": "r2",
+            "facts": 2,
+            "true": 0,
+            "kept": 1,
+            "kept true": 0,
+            "kept top-2": 1,
+            "kept top-2 true": 0,
+        },
     ]
+    # a cache written before the ranks were stored: counts without the top-2 columns, and not reused for a
+    # selection (the confidences are computed again)
+    older = {k: v for k, v in cached.items() if k != "lm_rank"}
+    assert "kept top-2" not in by_relation(older, rule[[0, 2]], ["r0", "r1", "r2"])[0]
+    (tmp_path / "rule-confidence.json").write_text(json.dumps(older))
+
+    def recompute(*_: Any) -> None:
+        raise RuntimeError("recomputed")
+
+    monkeypatch.setattr(kglm_ceiling, "_prepare", recompute)
+    with pytest.raises(RuntimeError, match="recomputed"):
+        verified(cfg, tmp_path, tmp_path / "kge", rule, by="lm")  # type: ignore[arg-type]
 
 
 def test_a_call_keeps_the_earlier_results_it_does_not_make(

@@ -40,6 +40,7 @@ __all__ = [
     "hold_out",
     "kge_confidence",
     "lm_confidence",
+    "lm_confidence_and_rank",
     "precision",
     "propose",
     "propose_symmetric",
@@ -174,17 +175,30 @@ def lm_confidence(
 ) -> torch.Tensor:
     """The classifier's probability of each fact's relation for its pair ``(C,)``; NaN where the relation is
     not one of its labels (``relations``: the graph's relation of each label)."""
+    return lm_confidence_and_rank(classifier, relations, facts)[0]
+
+
+def lm_confidence_and_rank(
+    classifier: torch.nn.Module, relations: list[int], facts: LongTensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classifier's probability of each fact's relation for its pair ``(C,)`` and that relation's rank among
+    its labels for the pair ``(C,)`` (1: the most probable; 1 + the number of labels strictly more probable, so a
+    pair that holds two relations can have both near the top when neither gets half the mass); both NaN where the
+    relation is not one of its labels (``relations``: the graph's relation of each label)."""
     label = {r: i for i, r in enumerate(relations)}
     idx = torch.tensor([label.get(r, -1) for r in facts[:, 1].tolist()], dtype=torch.long)
     conf = torch.full((len(facts),), float("nan"))
+    rank = torch.full((len(facts),), float("nan"))
     scored = (idx >= 0).nonzero()[:, 0]
     classifier.eval()
     device = next(classifier.parameters()).device
     with torch.no_grad():
         for rows in scored.split(256):
             probs = classifier(facts[rows][:, [0, 2]].to(device)).float().softmax(-1).cpu()
-            conf[rows] = probs[torch.arange(len(rows)), idx[rows]]
-    return conf
+            own = probs[torch.arange(len(rows)), idx[rows]]
+            conf[rows] = own
+            rank[rows] = 1.0 + (probs > own[:, None]).sum(-1).float()
+    return conf, rank
 
 
 def selected_rows(
