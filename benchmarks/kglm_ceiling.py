@@ -18,7 +18,10 @@ the pair at least ``LM_THRESHOLD``; a relation outside its labels is never kept)
 of them, the KGE's most confident (the control: the same count without a language model). ``symmetric+lm-top2``
 keeps the facts whose relation is among the classifier's ``LM_TOP`` most probable labels for the pair (a pair
 holding two relations, co-nominees who are also co-winners, splits the softmax between them, so neither may reach
-half of it), ``symmetric+kge-top2`` as many, the KGE's most confident. The confidences are
+half of it), ``symmetric+kge-top2`` as many, the KGE's most confident; ``symmetric+lm-lift`` keeps the facts to
+which the classifier gives at least ``LM_LIFT`` times the probability it gives the relation before reading any pair
+(the relation's share of its training pairs: a rare relation is never the most probable), ``symmetric+kge-lift``
+as many, the KGE's most confident. The confidences are
 computed once per seed (``rule-confidence.json``). Each point's run is reused when finished; the result file
 keeps what an earlier call wrote and this one does not make again (other seeds, datasets, points:
 :func:`merged_runs`), so a call can add one point to the table.
@@ -77,12 +80,16 @@ TITLES = {
     "symmetric+kge": "symmetric, KGE's top (control)",
     "symmetric+lm-top2": "symmetric, LM's top-2 relations",
     "symmetric+kge-top2": "symmetric, KGE's top (control of top-2)",
+    "symmetric+lm-lift": "symmetric, LM above the relation's prior",
+    "symmetric+kge-lift": "symmetric, KGE's top (control of prior)",
 }
 RULES = tuple(TITLES)
-LM_THRESHOLD = 0.5  # the verifier's probability a rule's fact needs (symmetric+lm)
-LM_TOP = (
-    2  # the rank among the verifier's labels a rule's fact's relation needs (symmetric+lm-top2)
-)
+#: what a rule's fact needs of the verifier: its relation's probability (symmetric+lm), its relation's rank among
+#: the labels (symmetric+lm-top2), its probability over the relation's share of the training pairs
+#: (symmetric+lm-lift)
+LM_THRESHOLD = 0.5
+LM_TOP = 2
+LM_LIFT = 1.0
 POINTS = ("all@1", "1000@1", "5000@1", "5000@0.5", "5000@0.2", *RULES)
 METRICS = ("mrr", "hits@1", "hits@10")
 
@@ -154,21 +161,28 @@ def rule_confidence(
 ) -> dict[str, Any]:
     """The round-0 language model's and KGE's confidence in each of the rule's facts ``rule (C, 3)``: the
     relation classifier of the rounds with the KGE of ``base_run`` injected, trained on the kept facts only
-    (:mod:`kgdistill.kglm.rounds`' round 0), and the KGE's softmax. Cached in ``work/rule-confidence.json``
-    (recomputed when the rule's facts differ)."""
+    (:mod:`kgdistill.kglm.rounds`' round 0: its probability of the fact's relation, that relation's rank among its
+    labels and its share of the classifier's training pairs), and the KGE's softmax. Cached in
+    ``work/rule-confidence.json`` (recomputed when the rule's facts differ or a field is missing)."""
     path = work / "rule-confidence.json"
     if path.is_file():
         doc = json.loads(path.read_text())
-        if doc["facts"] == rule.tolist() and "lm_rank" in doc:
+        if doc["facts"] == rule.tolist() and "lm_rank" in doc and "lm_prior" in doc:
             return doc  # type: ignore[no-any-return]
     _, _, _, _, reduced, task = _prepare(cfg, work)
     model, lm_metrics = _lm_round(cfg, reduced, task, base_run)
     kge = load_model(load_checkpoint(base_run / "best.safetensors"))
     lm, rank = lm_confidence_and_rank(model, task.relations, rule)
+    # the share of each label among the classifier's training pairs: the probability it gives a relation before
+    # it reads the pair
+    train = task.labels["train"]
+    share = torch.bincount(train, minlength=task.num_labels).double() / len(train)
+    label = {r: i for i, r in enumerate(task.relations)}
     doc = {
         "facts": rule.tolist(),
         "lm": [None if math.isnan(c) else c for c in lm.tolist()],
         "lm_rank": [None if math.isnan(c) else int(c) for c in rank.tolist()],
+        "lm_prior": [float(share[label[r]]) if r in label else None for r in rule[:, 1].tolist()],
         "kge": kge_confidence(kge, rule).tolist(),
         "lm_metrics": {k: lm_metrics[k] for k in ("valid", "test")},
     }
@@ -176,24 +190,43 @@ def rule_confidence(
     return doc
 
 
+def _values(doc: dict[str, Any], key: str) -> torch.Tensor:
+    """A per-fact field of a ``rule-confidence.json`` as floats ``(C,)``, NaN for None."""
+    return torch.tensor([math.nan if c is None else c for c in doc[key]], dtype=torch.double)
+
+
+def lm_kept(doc: dict[str, Any], how: str) -> torch.Tensor | None:
+    """Which of the rule's facts the verifier keeps ``(C,)`` (bool; never one whose relation is outside its
+    labels): ``how`` "lm", confidence >= ``LM_THRESHOLD``; "lm-top2", the relation among its ``LM_TOP`` most
+    probable labels; "lm-lift", confidence >= ``LM_LIFT`` x the relation's share of its training pairs. None when
+    the file predates the field that selection reads."""
+    lm = _values(doc, "lm")
+    if how == "lm":
+        return lm >= LM_THRESHOLD
+    field = {"lm-top2": "lm_rank", "lm-lift": "lm_prior"}[how]
+    if field not in doc:
+        return None
+    if how == "lm-top2":
+        return _values(doc, field) <= LM_TOP
+    return lm / _values(doc, field) >= LM_LIFT
+
+
 def verified(
     cfg: RoundsConfig, work: Path, base_run: Path, rule: LongTensor, by: str
 ) -> tuple[LongTensor, dict[str, Any]]:
     """The rule's facts the language model keeps (``by`` "lm": confidence >= ``LM_THRESHOLD``; "lm-top2": the
-    fact's relation among its ``LM_TOP`` most probable labels), or as many of them, the KGE's most confident
-    (``by`` "kge", "kge-top2"); with what the point records of the selection."""
+    fact's relation among its ``LM_TOP`` most probable labels; "lm-lift": its confidence at least ``LM_LIFT``
+    times the relation's share of the classifier's training pairs), or as many of them, the KGE's most confident
+    (``by`` "kge", "kge-top2", "kge-lift"); with what the point records of the selection."""
     doc = rule_confidence(cfg, work, base_run, rule)
-    lm = torch.tensor([math.nan if c is None else c for c in doc["lm"]], dtype=torch.float)
-    if by.endswith("-top2"):
-        rank = torch.tensor([math.nan if c is None else c for c in doc["lm_rank"]])
-        keep = selected_rows(-rank, threshold=-LM_TOP)
-    else:
-        keep = selected_rows(lm, threshold=LM_THRESHOLD)
+    kept = lm_kept(doc, "lm" + by.removeprefix("lm").removeprefix("kge"))
+    assert kept is not None  # rule_confidence computes every field
+    keep = kept.nonzero()[:, 0]
     if by.startswith("kge"):
         keep = selected_rows(torch.tensor(doc["kge"]), threshold=None, top=len(keep))
     extra = {
         "candidates": len(rule),
-        "scored": int((~lm.isnan()).sum()),
+        "scored": sum(c is not None for c in doc["lm"]),
         "verifier": doc["lm_metrics"],
     }
     return rule[keep.sort().values], extra
@@ -256,38 +289,47 @@ def run_seed(
 
 
 #: the verifier table's counts per relation (the last two: the top-``LM_TOP`` selection)
-VERIFIER_COUNTS = ("facts", "true", "kept", "kept true", "kept top-2", "kept top-2 true")
+VERIFIER_COUNTS = (
+    "facts",
+    "true",
+    "kept",
+    "kept true",
+    "kept top-2",
+    "kept top-2 true",
+    "kept lift",
+    "kept lift true",
+)
+#: the verifier table's selections: column -> :func:`lm_kept`'s ``how``
+SELECTIONS = {"kept": "lm", "kept top-2": "lm-top2", "kept lift": "lm-lift"}
 
 
 def by_relation(
     doc: dict[str, Any], held: LongTensor, relation_labels: list[str]
 ) -> list[dict[str, Any]]:
     """What the verifier kept of the rule's facts, per relation: the rule's facts, how many of them are
-    held-out facts, how many the language model kept (confidence >= ``LM_THRESHOLD``) and how many of those are
-    held-out facts, and the same two for its top-``LM_TOP`` selection (when the file has the ranks); from a seed's
-    ``rule-confidence.json``."""
+    held-out facts, and for each selection of :data:`SELECTIONS` the file has the fields of, how many it keeps
+    and how many of those are held-out facts; from a seed's ``rule-confidence.json``."""
     truth = {tuple(f) for f in held.tolist()}
-    ranks = doc.get("lm_rank")
+    masks = {name: lm_kept(doc, how) for name, how in SELECTIONS.items()}
+    have = {name: m.tolist() for name, m in masks.items() if m is not None}
     out: dict[int, dict[str, Any]] = {}
-    for i, (fact, c) in enumerate(zip(doc["facts"], doc["lm"], strict=True)):
+    for i, fact in enumerate(doc["facts"]):
         r = fact[1]
         row = out.setdefault(
             r,
             {
                 "relation": relation_labels[r],
-                **dict.fromkeys(VERIFIER_COUNTS[: 6 if ranks is not None else 4], 0),
+                "facts": 0,
+                "true": 0,
+                **{k: 0 for name in have for k in (name, f"{name} true")},
             },
         )
         true = tuple(fact) in truth
-        kept = c is not None and c >= LM_THRESHOLD
         row["facts"] += 1
         row["true"] += true
-        row["kept"] += kept
-        row["kept true"] += kept and true
-        if ranks is not None:
-            top = ranks[i] is not None and ranks[i] <= LM_TOP
-            row["kept top-2"] += top
-            row["kept top-2 true"] += top and true
+        for name, kept in have.items():
+            row[name] += kept[i]
+            row[f"{name} true"] += kept[i] and true
     return [out[r] for r in sorted(out)]
 
 
@@ -423,6 +465,8 @@ PAIRED = (
     ("symmetric+lm", "symmetric"),
     ("symmetric+lm-top2", "symmetric+kge-top2"),
     ("symmetric+lm-top2", "symmetric"),
+    ("symmetric+lm-lift", "symmetric+kge-lift"),
+    ("symmetric+lm-lift", "symmetric"),
 )
 
 
@@ -524,7 +568,9 @@ def _markdown(doc: dict[str, Any]) -> str:
             f"{LM_THRESHOLD}; `symmetric, KGE's top (control)` keeps as many, the KGE's most confident. "
             f"`symmetric, LM's top-2 relations` keeps the facts whose relation is among the classifier's {LM_TOP} "
             "most probable labels for the pair (a pair holding two relations splits the probability between "
-            "them); its control keeps as many, the KGE's most confident.",
+            "them); `symmetric, LM above the relation's prior` keeps those to which it gives at least "
+            f"{LM_LIFT} times the relation's share of its training pairs (a rare relation is never the most "
+            "probable); each control keeps as many, the KGE's most confident.",
             "",
             markdown_table(doc["rows"]),
             "",
@@ -545,7 +591,9 @@ def _markdown(doc: dict[str, Any]) -> str:
                     "`facts`: the rule's facts of the relation; `true`: of them held-out facts; `kept`: those the "
                     f"language model gives a probability of at least {LM_THRESHOLD}; `kept true`: of them "
                     f"held-out facts; `kept top-2` / `kept top-2 true`: the same for the relation among its "
-                    f"{LM_TOP} most probable labels (- for seeds computed before the ranks were stored).",
+                    f"{LM_TOP} most probable labels; `kept lift` / `kept lift true`: for a probability at least "
+                    f"{LM_LIFT} times the relation's share of the training pairs (- for seeds computed before "
+                    "those were stored).",
                     "",
                     markdown_table(doc["verifier"]),
                     "",
@@ -568,7 +616,9 @@ def _markdown(doc: dict[str, Any]) -> str:
     help="N@P: N facts added, a share P of them held-out facts; all@P: every held-out fact; symmetric: the "
     "graph's own symmetry rule, no oracle; symmetric+lm / symmetric+kge: the rule's facts the language model "
     "verifies / as many, the KGE's most confident; symmetric+lm-top2 / symmetric+kge-top2: the rule's facts whose "
-    "relation is among the language model's 2 most probable / as many, the KGE's (repeatable).",
+    "relation is among the language model's 2 most probable / as many, the KGE's; symmetric+lm-lift / "
+    "symmetric+kge-lift: the rule's facts the language model finds likelier than the relation's prior / as many, "
+    "the KGE's (repeatable).",
 )
 @click.option("--profile", default="cpu", show_default=True, help="A budget of the spec: cpu, gpu.")
 @driver_options(REPO / "benchmarks" / "work" / "kglm-ceiling")

@@ -188,10 +188,19 @@ def test_the_verifier_keeps_what_it_finds_likely_and_the_control_as_many(
     lm = [0.9, LM_THRESHOLD, 0.2, None, 0.7, 0.1]
     kge = [0.1, 0.2, 0.9, 0.8, 0.3, 0.05]
     ranks = [1, 2, 2, None, 1, 3]
+    prior = [
+        0.6,
+        0.6,
+        0.6,
+        None,
+        0.05,
+        0.05,
+    ]  # the relation's share of the classifier's training pairs
     cached = {
         "facts": rule.tolist(),
         "lm": lm,
         "lm_rank": ranks,
+        "lm_prior": prior,
         "kge": kge,
         "lm_metrics": {"valid": {}, "test": {}},
     }
@@ -202,6 +211,11 @@ def test_the_verifier_keeps_what_it_finds_likely_and_the_control_as_many(
     assert extra["candidates"] == 6 and extra["scored"] == 5
     control, _ = verified(cfg, tmp_path, tmp_path / "kge", rule, by="kge")  # type: ignore[arg-type]
     assert control.tolist() == [[3, 1, 4], [4, 1, 3], [5, 2, 6]]
+    # symmetric+lm-lift: the probability at least the relation's share (a rare relation's pairs pass at less)
+    lift, _ = verified(cfg, tmp_path, tmp_path / "kge", rule, by="lm-lift")  # type: ignore[arg-type]
+    assert lift.tolist() == [[0, 1, 2], [5, 2, 6], [6, 2, 5]]
+    control3, _ = verified(cfg, tmp_path, tmp_path / "kge", rule, by="kge-lift")  # type: ignore[arg-type]
+    assert control3.tolist() == [[3, 1, 4], [4, 1, 3], [5, 2, 6]]
     # what it kept, by relation, against the held-out facts
     # symmetric+lm-top2: the relation among the classifier's 2 most probable labels; its control as many
     top2, _ = verified(cfg, tmp_path, tmp_path / "kge", rule, by="lm-top2")  # type: ignore[arg-type]
@@ -219,6 +233,8 @@ def test_the_verifier_keeps_what_it_finds_likely_and_the_control_as_many(
             "kept true": 1,
             "kept top-2": 3,
             "kept top-2 true": 2,
+            "kept lift": 1,
+            "kept lift true": 1,
         },
         {
             "relation": "r2",
@@ -228,12 +244,20 @@ def test_the_verifier_keeps_what_it_finds_likely_and_the_control_as_many(
             "kept true": 0,
             "kept top-2": 1,
             "kept top-2 true": 0,
+            "kept lift": 2,
+            "kept lift true": 0,
         },
     ]
     # a cache written before the ranks were stored: counts without the top-2 columns, and not reused for a
     # selection (the confidences are computed again)
-    older = {k: v for k, v in cached.items() if k != "lm_rank"}
-    assert "kept top-2" not in by_relation(older, rule[[0, 2]], ["r0", "r1", "r2"])[0]
+    older = {k: v for k, v in cached.items() if k not in ("lm_rank", "lm_prior")}
+    assert set(by_relation(older, rule[[0, 2]], ["r0", "r1", "r2"])[0]) == {
+        "relation",
+        "facts",
+        "true",
+        "kept",
+        "kept true",
+    }
     (tmp_path / "rule-confidence.json").write_text(json.dumps(older))
 
     def recompute(*_: Any) -> None:
@@ -312,3 +336,17 @@ def test_paired_rows_compare_the_selections_seed_by_seed() -> None:
     ]
     assert rows[0]["test MRR difference"] == "0.00 ± 1.41"  # +1 and -1 points
     assert rows[1]["test MRR difference"] == "-0.33 ± 2.08"  # -1, -2, +2
+
+
+def test_verifier_rows_average_the_seeds_that_have_a_column() -> None:
+    """A seed computed before a selection's field was stored has no column for it: the mean is over the seeds
+    that have it, and a column no seed has is empty (None, '-' in the table)."""
+    from kglm_ceiling import verifier_rows
+
+    old = {"relation": "r1", "facts": 4, "true": 2, "kept": 2, "kept true": 1}
+    new = {**old, "facts": 6, "kept top-2": 3, "kept top-2 true": 2}
+    rows = verifier_rows(
+        [{"dataset": "wn18rr", "verifier": [old]}, {"dataset": "wn18rr", "verifier": [new]}]
+    )
+    assert len(rows) == 1 and rows[0]["seeds"] == 2 and rows[0]["facts"] == 5
+    assert rows[0]["kept top-2"] == 3 and rows[0]["kept lift"] is None
