@@ -531,6 +531,13 @@ def _plot(entries: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def _section(title: str, intro: str | None, rows: list[dict[str, Any]] | None) -> list[str]:
+    """The lines of a Markdown section holding a table; none without rows."""
+    if not rows:
+        return []
+    return [f"## {title}", "", *([intro, ""] if intro else []), markdown_table(rows), ""]
+
+
 def _markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     return "\n".join(
@@ -574,32 +581,20 @@ def _markdown(doc: dict[str, Any]) -> str:
             "",
             markdown_table(doc["rows"]),
             "",
-            *(
-                [
-                    "## Paired on each seed: the language model's selection against the others",
-                    "",
-                    markdown_table(doc["paired"]),
-                    "",
-                ]
-                if doc.get("paired")
-                else []
+            *_section(
+                "Paired on each seed: the language model's selection against the others",
+                None,
+                doc.get("paired"),
             ),
-            *(
-                [
-                    "## The verifier's choices among the rule's facts, by relation (mean over seeds)",
-                    "",
-                    "`facts`: the rule's facts of the relation; `true`: of them held-out facts; `kept`: those the "
-                    f"language model gives a probability of at least {LM_THRESHOLD}; `kept true`: of them "
-                    f"held-out facts; `kept top-2` / `kept top-2 true`: the same for the relation among its "
-                    f"{LM_TOP} most probable labels; `kept lift` / `kept lift true`: for a probability at least "
-                    f"{LM_LIFT} times the relation's share of the training pairs (- for seeds computed before "
-                    "those were stored).",
-                    "",
-                    markdown_table(doc["verifier"]),
-                    "",
-                ]
-                if doc.get("verifier")
-                else []
+            *_section(
+                "The verifier's choices among the rule's facts, by relation (mean over seeds)",
+                "`facts`: the rule's facts of the relation; `true`: of them held-out facts; `kept`: those the "
+                f"language model gives a probability of at least {LM_THRESHOLD}; `kept true`: of them "
+                f"held-out facts; `kept top-2` / `kept top-2 true`: the same for the relation among its "
+                f"{LM_TOP} most probable labels; `kept lift` / `kept lift true`: for a probability at least "
+                f"{LM_LIFT} times the relation's share of the training pairs (- for seeds computed before "
+                "those were stored).",
+                doc.get("verifier"),
             ),
         ]
     )
