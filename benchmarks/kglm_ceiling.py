@@ -288,7 +288,7 @@ def run_seed(
     return entry
 
 
-#: the verifier table's counts per relation (the last two: the top-``LM_TOP`` selection)
+#: the verifier table's counts per relation (after the first two: a pair of columns per selection of SELECTIONS)
 VERIFIER_COUNTS = (
     "facts",
     "true",
