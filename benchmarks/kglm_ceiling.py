@@ -288,19 +288,10 @@ def run_seed(
     return entry
 
 
-#: the verifier table's counts per relation (after the first two: a pair of columns per selection of SELECTIONS)
-VERIFIER_COUNTS = (
-    "facts",
-    "true",
-    "kept",
-    "kept true",
-    "kept top-2",
-    "kept top-2 true",
-    "kept lift",
-    "kept lift true",
-)
 #: the verifier table's selections: column -> :func:`lm_kept`'s ``how``
 SELECTIONS = {"kept": "lm", "kept top-2": "lm-top2", "kept lift": "lm-lift"}
+#: the verifier table's counts per relation: the rule's facts, the true ones, and a pair per selection
+VERIFIER_COUNTS = ("facts", "true", *(k for name in SELECTIONS for k in (name, f"{name} true")))
 
 
 def by_relation(

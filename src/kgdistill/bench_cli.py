@@ -61,15 +61,18 @@ def list_benchmarks(folder: Path) -> dict[str, str]:
     """Benchmark name -> the first paragraph of its docstring on one line (``""`` without one), for every ``NAME.py`` of
     ``folder`` whose name does not start with ``_``, sorted by name. The scripts are parsed, not imported."""
     out: dict[str, str] = {}
-    for path in sorted(folder.glob("*.py")):
-        if path.name.startswith("_"):
-            continue
+    for path in _scripts(folder):
         try:
             doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
         except (SyntaxError, UnicodeDecodeError, OSError):
             doc = "(unreadable)"
         out[path.stem] = _summary(doc)
     return out
+
+
+def _scripts(folder: Path) -> list[Path]:
+    """The benchmark scripts of ``folder``: its ``*.py`` not starting with ``_`` (helpers), sorted by name."""
+    return [p for p in sorted(folder.glob("*.py")) if not p.name.startswith("_")]
 
 
 def _summary(doc: str, width: int = 100) -> str:
@@ -87,7 +90,7 @@ def resolve(folder: Path, name: str) -> Path:
         KGDistillError: no such benchmark (with the closest names and how to list them).
     """
     stem = name.removesuffix(".py").replace("-", "_")
-    names = list(list_benchmarks(folder))
+    names = [p.stem for p in _scripts(folder)]
     if stem in names:
         return folder / f"{stem}.py"
     close = difflib.get_close_matches(stem, names, n=3)
