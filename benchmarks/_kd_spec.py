@@ -127,14 +127,30 @@ def _space(
 
 
 def _start(spec: dict[str, Any], student: str, method: str) -> list[dict[str, Any]]:
-    """The method's search ``start`` values (the first trials, e.g. the values a baseline's search chose), a
-    stage ``share`` turned into the student's epochs as the space has it."""
+    """The method's search ``start`` values for ``student`` (the first trials, e.g. the values a baseline's search
+    chose), a stage ``share`` turned into the student's epochs as the space has it. ``start`` is a list of
+    name -> value mappings for every student, or a mapping student -> such a list (the values a baseline chose
+    differ by student, and so do the names: a student's own ``space``); a student it does not name starts at the
+    sampler's values.
+
+    Raises:
+        ConfigError: ``start`` of another form, or naming a student the spec does not have.
+    """
     m = spec["methods"][method]
     if not isinstance(m, dict) or "start" not in m:
         return []
-    start = m["start"]
+    start, key = m["start"], f"methods.{method}.start"
+    if isinstance(start, dict):
+        unknown = sorted(set(start) - set(spec["students"]), key=str)
+        if unknown:
+            raise ConfigError(
+                f"spec key '{key}': unknown student(s) {unknown}; the spec has {list(spec['students'])}"
+            )
+        start, key = start.get(student, []), f"{key}.{student}"
     if not isinstance(start, list) or not all(isinstance(v, dict) for v in start):
-        raise ConfigError(f"spec key 'methods.{method}.start': a list of name -> value mappings")
+        raise ConfigError(
+            f"spec key '{key}': a list of name -> value mappings, or a mapping student -> such a list"
+        )
     raw = {**spec["students"][student].get("space", {}), **m.get("space", {})}
     epochs = spec["students"][student]["epochs"]
     return [

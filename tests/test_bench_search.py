@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from _kd_spec import _configs, _space
+from _kd_spec import _configs, _space, _start
 from kgdistill.errors import ConfigError
 from temporal_kd import run_temporal_kd
 from test_bench import _spec as base_spec
@@ -80,6 +80,33 @@ def test_space_names_terms_in_every_stage_and_shares_as_epochs(tmp_path: Path) -
     sp["methods"]["bkd"]["space"]["T"]["term"] = "rkd"
     with pytest.raises(ConfigError, match=r"space\.T: no .rkd. term in bkd"):
         _space(sp, "ttranse", "bkd", _configs(sp, DATA, None, teachers, "ttranse", "bkd", 0, None))
+
+
+def test_start_values_for_every_student_or_per_student(tmp_path: Path) -> None:
+    """A method's ``start`` is one list for every student, or a mapping student -> list (a student it does not
+    name starts at the sampler's values); a stage share becomes the student's epochs; a student the spec does not
+    have, or another form, is refused naming the key."""
+    sp = _spec(tmp_path)
+    sp["students"]["tnt"] = {**sp["students"]["ttranse"], "epochs": 8}
+    values = {"lr": 0.02, "first": 0.75, "w": 0.5}
+    sp["methods"]["two"]["start"] = [values]
+    assert _start(sp, "ttranse", "two") == [{**values, "first": 3}]
+    assert _start(sp, "tnt", "two") == [{**values, "first": 6}]
+    assert _start(sp, "ttranse", "bkd") == []
+    sp["methods"]["two"]["start"] = {"tnt": [values, {**values, "w": 1.5}]}
+    assert _start(sp, "tnt", "two") == [{**values, "first": 6}, {**values, "first": 6, "w": 1.5}]
+    assert _start(sp, "ttranse", "two") == []
+    sp["methods"]["two"]["start"] = {"tnt": [values], "transe": [values]}
+    with pytest.raises(
+        ConfigError, match=r"methods\.two\.start.: unknown student\(s\) \['transe'\]"
+    ):
+        _start(sp, "tnt", "two")
+    sp["methods"]["two"]["start"] = {"tnt": values}
+    with pytest.raises(ConfigError, match=r"methods\.two\.start\.tnt.: a list of name -> value"):
+        _start(sp, "tnt", "two")
+    sp["methods"]["two"]["start"] = "lr=0.02"
+    with pytest.raises(ConfigError, match=r"methods\.two\.start.: a list of name -> value"):
+        _start(sp, "tnt", "two")
 
 
 @pytest.mark.slow  # searches and trains real runs end to end
