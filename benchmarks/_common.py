@@ -171,9 +171,14 @@ def filter_protocol(modes: Mapping[str, str]) -> str:
 
 
 def run_command() -> str:
-    """The command line that is running (``python benchmarks/NAME.py ...`` for a benchmark script)."""
+    """The command line that is running (``python benchmarks/NAME.py ...`` for a benchmark script: a script of
+    this checkout by its path from the checkout's root, however it was started, e.g. by ``kgdistill benchmark``
+    with an absolute path, so that no machine's folders reach a result file)."""
     argv = list(sys.argv) or [""]
     if argv[0].endswith(".py"):
+        script = Path(argv[0])
+        if script.is_absolute() and script.resolve().is_relative_to(REPO):
+            argv[0] = script.resolve().relative_to(REPO).as_posix()
         return shlex.join(["python", *argv])
     return shlex.join(argv)
 

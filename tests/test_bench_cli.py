@@ -166,3 +166,23 @@ def test_a_benchmark_sets_its_log_level_after_kgdistill_did(
     finally:
         root.removeHandler(handler)
         root.setLevel(before)
+
+
+@pytest.mark.parametrize(
+    ("script", "recorded"),
+    [
+        # as the launcher runs it, by its absolute path
+        (str(REPO / "benchmarks" / "temporal_kd.py"), "benchmarks/temporal_kd.py"),
+        ("benchmarks/temporal_kd.py", "benchmarks/temporal_kd.py"),
+        ("/elsewhere/mine.py", "/elsewhere/mine.py"),  # not a script of this checkout: as given
+    ],
+)
+def test_the_recorded_command_names_a_script_from_the_checkout(
+    script: str, recorded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Result files record the command: a script of this checkout by its path from the root, however it was
+    started (``kgdistill benchmark`` passes an absolute path), so no machine's folders reach them."""
+    from _common import run_command
+
+    monkeypatch.setattr(sys, "argv", [script, "--seeds", "0"])
+    assert run_command() == f"python {recorded} --seeds 0"
