@@ -794,3 +794,41 @@ def test_benchmark_with_teacher_score_cache(tmp_path: Path) -> None:
     fitnet = json.loads((folder / "ttranse-fitnet-s0" / "metrics.json").read_text())
     assert "score_cache" in fitnet["teachers"]["kge"]  # read (checked), never needed for embeddings
     assert {r["method"] for r in doc["rows"]} == {"teacher", "bkd", "fitnet"}
+
+
+def _searched_specs() -> list[str]:
+    """The committed KD specs with a ``search`` section."""
+    out = []
+    for path in sorted((REPO_ROOT / "benchmarks" / "specs").glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text()) or {}
+        if "search" in doc and "students" in doc:
+            out.append(path.name)
+    return out
+
+
+SEARCHED_SPECS = _searched_specs()
+
+
+@pytest.mark.parametrize("name", SEARCHED_SPECS)
+def test_every_search_of_a_committed_spec_builds(name: str) -> None:
+    """Every dataset x student x method cell of a committed spec with searches builds its search and its
+    space names keys of the cell's config (``kgdistill tune``'s own check), before anything trains: a start
+    naming a key one student does not search (TNTComplEx's N3 weight given to TA-DistMult) fails here, not an
+    hour into a benchmark."""
+    from _kd_spec import _configs, _spec, _tune_spec
+    from kgdistill.tune import check_space
+
+    spec = _spec(REPO_ROOT / "benchmarks" / "specs" / name)
+    searched = 0
+    for ds in spec["datasets"]:
+        view = _for_dataset(spec, ds)
+        for student in view["students"]:
+            for method in view["methods"]:
+                teachers = {"kge": Path("teacher"), "llm": Path("llm")}
+                cfg = _configs(view, ds, None, teachers, student, method, 0, None)
+                tspec = _tune_spec(view, cfg, student, method)
+                # every cell searches the student's learning rate at least
+                assert tspec is not None, (ds, student, method)
+                check_space(f"{student}-{method}", tspec.config or {}, tspec)
+                searched += 1
+    assert searched == len(spec["datasets"]) * len(spec["students"]) * len(spec["methods"])
