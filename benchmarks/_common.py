@@ -176,9 +176,9 @@ def run_command() -> str:
     with an absolute path, so that no machine's folders reach a result file)."""
     argv = list(sys.argv) or [""]
     if argv[0].endswith(".py"):
-        script = Path(argv[0])
-        if script.is_absolute() and script.resolve().is_relative_to(REPO):
-            argv[0] = script.resolve().relative_to(REPO).as_posix()
+        script = Path(argv[0]).resolve()
+        if Path(argv[0]).is_absolute() and script.is_relative_to(REPO):
+            argv[0] = script.relative_to(REPO).as_posix()
         return shlex.join(["python", *argv])
     return shlex.join(argv)
 
