@@ -4,8 +4,12 @@ facts, by id) to ``POST /v1/runs/RUN/topk`` of a running ``kgdistill serve``, wi
 Configured by the environment: ``LOAD_RUN`` (the served run's name), ``LOAD_BODIES`` (a JSON file: a list of
 request bodies), ``LOAD_MAX_REQUESTS`` (stop the whole test after this many requests; the run time bounds it
 too, with ``locust -t``; a watcher stops the runner once the count is reached, counted from the moment every
-client has started, when ``--reset-stats`` clears the ramp-up's statistics). A response other than 200 counts as a
-failure.
+client has started, when ``--reset-stats`` clears the ramp-up's statistics), ``LOAD_STATS`` (where to write the
+final statistics as JSON when Locust quits: requests, failures, requests/s, median and p99 latency in ms). A
+response other than 200 counts as a failure.
+
+The statistics come from Locust's own totals at exit, not from its ``--csv`` files: those are written only by a
+periodic writer, so a short load level, on a busy machine, can end before any row after the reset is written.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from locust.env import Environment
 RUN = os.environ["LOAD_RUN"]
 BODIES = [json.dumps(b).encode() for b in json.loads(Path(os.environ["LOAD_BODIES"]).read_text())]
 MAX_REQUESTS = int(os.environ.get("LOAD_MAX_REQUESTS", "1000000"))
+STATS = os.environ.get("LOAD_STATS")
 _sent = [0]  # requests started at full load (greenlets switch only at I/O: no lock needed)
 _full = [False]  # every client has started (``--reset-stats`` has cleared the ramp-up's statistics)
 _HEADERS = {"content-type": "application/json"}
@@ -36,6 +41,24 @@ def _stop_after_max_requests(environment: Environment, **_: object) -> None:
         environment.runner.quit()
 
     gevent.spawn(watch)
+
+
+@events.quitting.add_listener
+def _write_final_stats(environment: Environment, **_: object) -> None:
+    """Locust's totals since the reset, once the runner has stopped (``quitting`` fires before the exit)."""
+    if STATS is None:
+        return
+    total = environment.stats.total
+    stats = {
+        "requests": total.num_requests,
+        "failures": total.num_failures,
+        "rps": total.total_rps,
+        "p50_ms": total.get_response_time_percentile(0.5) if total.num_requests else None,
+        "p99_ms": total.get_response_time_percentile(0.99) if total.num_requests else None,
+    }
+    tmp = Path(STATS).with_suffix(".tmp")
+    tmp.write_text(json.dumps(stats))
+    tmp.replace(STATS)
 
 
 @events.spawning_complete.add_listener

@@ -35,7 +35,6 @@ names them otherwise). ``--ann hnsw:EF`` / ``--ann ivf:NPROBE`` (repeatable) cho
 from __future__ import annotations
 
 import contextlib
-import csv
 import importlib.metadata
 import importlib.util
 import json
@@ -361,35 +360,46 @@ def _server(name: str, run: Path, workers: int, args: dict[str, Any]) -> Iterato
 def _locust(
     url: str, name: str, bodies: Path, users: int, args: dict[str, Any], tmp: Path
 ) -> dict[str, Any]:
-    prefix = tmp / f"{name}-c{users}"
+    stats = tmp / f"{name}-c{users}-stats.json"
+    stats.unlink(missing_ok=True)
     env = {
         **os.environ,
         "LOAD_RUN": name,
         "LOAD_BODIES": str(bodies),
         "LOAD_MAX_REQUESTS": str(args["max_requests"]),
+        "LOAD_STATS": str(stats),
     }
     cmd = [
         sys.executable, "-m", "locust", "-f", str(HERE / "_locustfile.py"), "--headless",
         "-u", str(users), "-r", str(users), "-t", f"{args['seconds']}s", "--host", url,
-        "--csv", str(prefix), "--only-summary", "--reset-stats", "--exit-code-on-error", "0",
+        "--only-summary", "--reset-stats", "--exit-code-on-error", "0",
         "--stop-timeout", "10", "--loglevel", "WARNING",
     ]  # fmt: skip
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"locust failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    with open(f"{prefix}_stats.csv", newline="") as f:
-        total = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
-    if int(total["Request Count"]) == 0:
-        raise RuntimeError(f"locust sent no request at {users} clients:\n{done.stderr[-3000:]}")
+    if done.returncode != 0 or not stats.is_file():
+        raise RuntimeError(
+            f"locust failed (exit {done.returncode}, statistics written: {stats.is_file()}):\n"
+            f"{done.stderr[-3000:]}"
+        )
     return {
         "concurrency": users,
-        "requests": int(total["Request Count"]),
-        "errors": int(total["Failure Count"]),
-        "rps": float(total["Requests/s"]),
-        "p50_ms": float(total["50%"]),
-        "p99_ms": float(total["99%"]),
+        **_load_level(stats, users, done.stderr),
         "wall_s": time.perf_counter() - t0,
+    }
+
+
+def _load_level(path: Path, users: int, log_tail: str = "") -> dict[str, Any]:
+    """One load level's numbers from the statistics ``_locustfile.py`` writes at exit (``LOAD_STATS``)."""
+    total = json.loads(path.read_text())
+    if int(total["requests"]) == 0:
+        raise RuntimeError(f"locust sent no request at {users} clients:\n{log_tail[-3000:]}")
+    return {
+        "requests": int(total["requests"]),
+        "errors": int(total["failures"]),
+        "rps": float(total["rps"]),
+        "p50_ms": float(total["p50_ms"]),
+        "p99_ms": float(total["p99_ms"]),
     }
 
 

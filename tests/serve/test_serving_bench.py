@@ -5,6 +5,8 @@ variant of a teacher and a student and load-tests a real ``kgdistill serve`` wit
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from kgdistill.config import RunConfig
 from kgdistill.evaluate import evaluate
 from kgdistill.export.ann import exact_topk
 from kgdistill.run import eval_kwargs, load_data
-from serving import GOALS, _AnnScores, _goals, main
+from serving import GOALS, _AnnScores, _goals, _load_level, _locust, main
 
 from .conftest import _train
 
@@ -75,6 +77,55 @@ def test_goals_read_every_student_variant_and_the_load_levels() -> None:
     load[0]["errors"] = 3  # an error at any level misses the goal, however fast the best level
     assert not _goals(rows, load)["s"]["rps"]["met"]
     assert GOALS["rps"] == 1000.0
+
+
+def test_load_level_reads_the_final_statistics_and_refuses_an_empty_level(tmp_path: Path) -> None:
+    path = tmp_path / "stats.json"
+    path.write_text(
+        json.dumps({"requests": 150, "failures": 2, "rps": 812.5, "p50_ms": 3, "p99_ms": 11})
+    )
+    level = _load_level(path, 4)
+    assert level == {"requests": 150, "errors": 2, "rps": 812.5, "p50_ms": 3.0, "p99_ms": 11.0}
+    path.write_text(
+        json.dumps({"requests": 0, "failures": 0, "rps": 0.0, "p50_ms": None, "p99_ms": None})
+    )
+    with pytest.raises(RuntimeError, match="locust sent no request at 4 clients"):
+        _load_level(path, 4, "the log's tail")
+
+
+class _TopK(BaseHTTPRequestHandler):
+    """A stand-in server for the load test's client: 200 to any POST, after reading its body."""
+
+    def do_POST(self) -> None:  # the handler protocol's name
+        self.rfile.read(int(self.headers["content-length"]))
+        self.send_response(200)
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.mark.slow  # starts Locust twice in a fresh process
+def test_a_short_load_level_still_has_its_statistics(tmp_path: Path) -> None:
+    """Locust's ``--csv`` writer records every few seconds only, so a level shorter than that (or on a busy machine)
+    could come back empty; the statistics written at exit count every request after the reset."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TopK)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        bodies = tmp_path / "bodies.json"
+        bodies.write_text(json.dumps([{"query": [0, 0, 0]}, {"query": [1, 0, 2]}]))
+        for users, budget in ((1, 20), (3, 40)):
+            args = {"max_requests": budget, "seconds": 20}
+            level = _locust(url, "run", bodies, users, args, tmp_path)
+            assert 0 < level["requests"] <= budget + users and level["errors"] == 0
+            assert level["rps"] > 0 and 0 <= level["p50_ms"] <= level["p99_ms"]
+            # the request budget, not the 20 s limit, ended the level
+            assert level["wall_s"] < 20
+    finally:
+        server.shutdown()
 
 
 @pytest.mark.slow  # exports, probes in fresh processes and a Locust load test against a real server
