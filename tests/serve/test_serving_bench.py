@@ -96,7 +96,7 @@ def test_load_level_reads_the_final_statistics_and_refuses_an_empty_level(tmp_pa
 class _TopK(BaseHTTPRequestHandler):
     """A stand-in server for the load test's client: 200 to any POST, after reading its body."""
 
-    def do_POST(self) -> None:  # the handler protocol's name
+    def do_POST(self) -> None:  # http.server calls do_<METHOD>
         self.rfile.read(int(self.headers["content-length"]))
         self.send_response(200)
         self.send_header("content-length", "2")
@@ -109,8 +109,9 @@ class _TopK(BaseHTTPRequestHandler):
 
 @pytest.mark.slow  # starts Locust twice in a fresh process
 def test_a_short_load_level_still_has_its_statistics(tmp_path: Path) -> None:
-    """Locust's ``--csv`` writer records every few seconds only, so a level shorter than that (or on a busy machine)
-    could come back empty; the statistics written at exit count every request after the reset."""
+    """Locust's ``--csv`` files come from a periodic writer (every second, flushed every 5 s), so a level that ends
+    sooner after the reset (or on a busy machine) came back empty; the totals written at exit count every request
+    after the reset. (With the ``--csv`` reading, the 3-client level here had no request.)"""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _TopK)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
