@@ -23,6 +23,8 @@ import gevent
 from locust import FastHttpUser, constant, events, task
 from locust.env import Environment
 
+from kgdistill.io import atomic_write_text
+
 RUN = os.environ["LOAD_RUN"]
 BODIES = [json.dumps(b).encode() for b in json.loads(Path(os.environ["LOAD_BODIES"]).read_text())]
 MAX_REQUESTS = int(os.environ.get("LOAD_MAX_REQUESTS", "1000000"))
@@ -56,9 +58,7 @@ def _write_final_stats(environment: Environment, **_: object) -> None:
         "p50_ms": total.get_response_time_percentile(0.5) if total.num_requests else None,
         "p99_ms": total.get_response_time_percentile(0.99) if total.num_requests else None,
     }
-    tmp = Path(STATS).with_suffix(".tmp")
-    tmp.write_text(json.dumps(stats))
-    tmp.replace(STATS)
+    atomic_write_text(Path(STATS), json.dumps(stats))
 
 
 @events.spawning_complete.add_listener
