@@ -120,6 +120,33 @@ def test_early_stopping(tmp_path: Path) -> None:
     assert max(e["epoch"] for e in events) == 3
 
 
+@pytest.mark.parametrize("first_stops", [True, False])
+def test_a_stage_without_early_stopping_runs_all_its_epochs(
+    tmp_path: Path, first_stops: bool
+) -> None:
+    # lr 1e-12: no validation gains after the first, so patience 2 stops stage 0 at its third validation and
+    # stage 1 (the best is already set) at its second
+    cfg = parse_config(
+        _tiny_cfg(
+            stages=[{"epochs": 6, "early_stopping": first_stops}, {"epochs": 6}],
+            train={"lr": 1e-12, "eval_every": 1, "patience": 2, "progress": False},
+        )
+    )
+    api.train(cfg, out=tmp_path / "run")
+    events = [
+        json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    ]
+    stops = [(e["stage"], e["epoch"]) for e in events if e["event"] == "early_stop"]
+    epochs = [(e["stage"], e["epoch"]) for e in events if e["event"] == "epoch"]
+    if first_stops:
+        assert stops == [(0, 3), (1, 5)]
+        assert len(epochs) == 5
+    else:  # stage 0 runs its 6 epochs; the patience rule still stops stage 1
+        assert stops == [(1, 8)]
+        assert [ep for st, ep in epochs if st == 0] == [1, 2, 3, 4, 5, 6]
+        assert len(epochs) == 8
+
+
 def test_min_delta_stops_on_small_gains(tmp_path: Path) -> None:
     cfg = parse_config(
         _tiny_cfg(

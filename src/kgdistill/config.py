@@ -189,6 +189,12 @@ class StageConfig(_Strict):
     scheduler: SchedulerConfig | None = Field(
         None, description="this stage's schedule (default: train's)"
     )
+    early_stopping: bool = Field(
+        True,
+        description="false: this stage runs all its epochs whatever train.patience says (e.g. the first stage "
+        "of a two-stage distillation, so that stopping it early does not shorten the whole run); its "
+        "validations still choose the best checkpoint",
+    )
 
 
 class TrainConfig(_Strict):

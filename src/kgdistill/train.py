@@ -506,6 +506,7 @@ def fit(
                         eval_kwargs,
                         train,
                         stage_idx,
+                        early_stopping=stage.config.early_stopping,
                     )
                 else:
                     valid_mrr = None
@@ -690,8 +691,11 @@ def _validate(
     eval_kwargs: Mapping[str, Any],
     train: TrainConfig,
     stage_idx: int,
+    *,
+    early_stopping: bool = True,
 ) -> float:
-    """Validate, log, save ``best`` when improved and update early stopping; returns the valid MRR."""
+    """Validate, log, save ``best`` when improved and update early stopping (``early_stopping``: the stage's
+    ``early_stopping``; false: never stop it); returns the valid MRR."""
     rank = shard.evaluate_sharded if shard.is_sharded(model) else evaluate_model
     metrics = rank(
         model,
@@ -725,7 +729,7 @@ def _validate(
             },
         )
     state.bad_evals = 0 if gain else state.bad_evals + 1
-    if train.patience and state.bad_evals >= train.patience:
+    if early_stopping and train.patience and state.bad_evals >= train.patience:
         state.stage_stopped = True
         journal.write(
             event="early_stop", stage=stage_idx, epoch=state.epoch, best_epoch=state.best_epoch
