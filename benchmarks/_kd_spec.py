@@ -78,12 +78,13 @@ def _stages(
     spec: dict[str, Any], method: str, epochs: int, student: str | None = None
 ) -> list[dict[str, Any]]:
     """The method's stages, each opened by the supervised terms (the student's own ``supervised`` list, else
-    the spec's)."""
+    the spec's); a stage's other keys (e.g. ``early_stopping``) are the run config's stage keys."""
     sup = spec["supervised"]
     if student is not None:
         sup = spec["students"][student].get("supervised", sup)
     return [
         {
+            **{k: copy.deepcopy(v) for k, v in part.items() if k not in ("share", "objective")},
             "epochs": _share_epochs(part.get("share", 1.0), epochs),
             "objective": copy.deepcopy(sup) + copy.deepcopy(part["objective"]),
         }

@@ -591,6 +591,20 @@ def test_every_kd_spec_makes_valid_run_configs(name: str) -> None:
             check(parsed, teacher_fields=dict.fromkeys(cfg.get("teachers", {})))
 
 
+def test_a_method_stage_passes_its_other_keys_to_the_run_config() -> None:
+    from _kd_spec import _configs, _spec
+    from kgdistill.config import parse_config
+
+    sp = _spec(REPO_ROOT / "benchmarks" / "specs" / "temporal-kd-tuned.yaml")
+    sp["methods"]["ours"]["stages"][0]["early_stopping"] = False
+    dirs = {"kge": Path("teacher"), "llm": Path("llm")}
+    cfg = parse_config(_configs(sp, "yago11k", None, dirs, "ta_distmult", "ours", 0, 40))
+    assert [(s.epochs, s.early_stopping) for s in cfg.stages] == [(20, False), (20, True)]
+    sp["methods"]["ours"]["stages"][1]["early_stoping"] = False  # a typo: the run config refuses it
+    with pytest.raises(ConfigError, match="early_stoping"):
+        parse_config(_configs(sp, "yago11k", None, dirs, "ta_distmult", "ours", 0, 40))
+
+
 def test_per_dataset_student_entries_merge_into_that_dataset_only() -> None:
     sp = yaml.safe_load((REPO_ROOT / "benchmarks/specs/static-kd.yaml").read_text())
     sp["per_dataset"]["fb15k237"] = {
