@@ -225,8 +225,14 @@ def _searched(
     return doc["best_config"], doc
 
 
+def _pct(x: float | None) -> float | None:
+    return None if x is None else 100 * x
+
+
 def _search_row(dataset: str, student: str, method: str, doc: dict[str, Any]) -> dict[str, Any]:
-    """What the tables show of a cell's search: its budget, outcome and chosen values."""
+    """What the tables and the JSON show of a cell's search: its budget, outcome, chosen values and every trial's
+    values: its validation MRR (x100; ``None`` for a pruned or diverged trial), the best it reached before it stopped,
+    and its last epoch."""
     states = [t["state"] for t in doc["trials"]]
     return {
         "dataset": dataset,
@@ -241,6 +247,18 @@ def _search_row(dataset: str, student: str, method: str, doc: dict[str, Any]) ->
         "seconds": sum(t.get("seconds") or 0 for t in doc["trials"]),
         "start": doc.get("start") or [],
         "best_trial": doc["best"]["number"],
+        # every trial, so a reader sees how flat or sharp the validation surface was around the choice
+        "trials": [
+            {
+                "number": t["number"],
+                "state": t["state"],
+                "params": t["params"],
+                "valid_mrr": _pct(t.get("valid_mrr")),
+                "best_valid_so_far": _pct(t.get("best_valid_so_far")),
+                "last_epoch": t.get("last_epoch"),
+            }
+            for t in doc["trials"]
+        ],
     }
 
 

@@ -848,3 +848,59 @@ def test_every_search_of_a_committed_spec_builds(name: str) -> None:
                 check_space(f"{student}-{method}", tspec.config or {}, tspec)
                 searched += 1
     assert searched == len(spec["datasets"]) * len(spec["students"]) * len(spec["methods"])
+
+
+def test_a_search_row_keeps_every_trial_in_percent() -> None:
+    """The results JSON carries each trial of a cell's search (values, state, validation MRR x100), not only the
+    chosen one, so a reader can see how much the choice stood out."""
+    from _kd_spec import _search_row
+
+    trials = [
+        {
+            "number": 0,
+            "state": "complete",
+            "params": {"lr": 0.01},
+            "valid_mrr": 0.2877,
+            "best_valid_so_far": 0.2877,
+            "last_epoch": 46,
+            "seconds": 10.0,
+        },
+        {
+            "number": 1,
+            "state": "pruned",
+            "params": {"lr": 0.002},
+            "valid_mrr": None,
+            "best_valid_so_far": 0.1594,
+            "last_epoch": 6,
+            "seconds": 2.5,
+        },
+        {
+            "number": 2,
+            "state": "diverged",
+            "params": {"lr": 0.3},
+            "valid_mrr": None,
+            "best_valid_so_far": None,
+            "last_epoch": None,
+            "seconds": 1.0,
+        },
+    ]
+    doc = {
+        "budget": 3,
+        "trials": trials,
+        "best": {"number": 0, "params": {"lr": 0.01}, "valid_mrr": 0.2877},
+    }
+    row = _search_row("wikidata12k", "ttranse", "none", doc)
+    assert (row["complete"], row["pruned"], row["diverged"], row["seconds"]) == (1, 1, 1, 13.5)
+    assert [t["number"] for t in row["trials"]] == [0, 1, 2]
+    assert row["trials"][0]["valid_mrr"] == pytest.approx(28.77)
+    assert row["trials"][1]["valid_mrr"] is None
+    assert row["trials"][1]["best_valid_so_far"] == pytest.approx(15.94)
+    assert row["trials"][2] == {
+        "number": 2,
+        "state": "diverged",
+        "params": {"lr": 0.3},
+        "valid_mrr": None,
+        "best_valid_so_far": None,
+        "last_epoch": None,
+    }
+    json.dumps(row)  # the JSON writer takes it as it is
