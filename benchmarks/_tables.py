@@ -126,10 +126,13 @@ def _goals(goals: dict[str, Any]) -> str:
             gain = d.get("kd_gain", {})  # (results written before the margins were recorded: none)
             ok = [m for m, v in beats.items() if v]
             bad = [m for m, v in beats.items() if not v]
-            out.append(
-                f"- {ds}, {student}: KD beats no-KD with {_with_gains(ok, gain) or 'no method'}"
-                + (f"; not with {_with_gains(bad, gain)}" if bad else "")
-            )
+            if not beats:  # only the no-KD row (or only KD rows) so far: nothing to compare yet
+                out.append(f"- {ds}, {student}: KD vs no-KD not compared yet (one side has no row)")
+            else:
+                out.append(
+                    f"- {ds}, {student}: KD beats no-KD with {_with_gains(ok, gain) or 'no method'}"
+                    + (f"; not with {_with_gains(bad, gain)}" if bad else "")
+                )
             if "ours_beats_best_baseline" in d:
                 o, margin = d["ours_beats_best_baseline"], d.get("ours_margin", {})
                 said = {

@@ -760,6 +760,10 @@ def test_goals_state_margins_and_a_margin_of_zero_is_no_win() -> None:
     assert "not with bkd, rkd, ours" in _goals(
         {"w": {"students": {"s": old}, "best_small_student": None}}
     )
+    # a student with its no-KD row only (its KD cells still to run) is not said to lose to no KD
+    alone = _student_goals([row("teacher", 34.5, 25.7), row("none", 28.9, 19.9)])["s"]
+    text = _goals({"w": {"students": {"s": alone}, "best_small_student": None}})
+    assert "w, s: KD vs no-KD not compared yet" in text and "no method" not in text
 
 
 def test_teacher_score_cache_spec_key(tmp_path: Path) -> None:
