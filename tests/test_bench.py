@@ -899,12 +899,6 @@ def test_a_search_row_keeps_every_trial_in_percent() -> None:
     assert row["trials"][0]["valid_mrr"] == pytest.approx(28.77)
     assert row["trials"][1]["valid_mrr"] is None
     assert row["trials"][1]["best_valid_so_far"] == pytest.approx(15.94)
-    assert row["trials"][2] == {
-        "number": 2,
-        "state": "diverged",
-        "params": {"lr": 0.3},
-        "valid_mrr": None,
-        "best_valid_so_far": None,
-        "last_epoch": None,
-    }
+    # a diverged trial: its values and state, no MRR; the seconds are summed, not listed
+    assert row["trials"][2] == {k: v for k, v in trials[2].items() if k != "seconds"}
     json.dumps(row)  # the JSON writer takes it as it is
