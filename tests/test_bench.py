@@ -709,11 +709,15 @@ def test_per_dataset_method_start_warm_starts_that_dataset_search_only() -> None
     wiki, yago = search("wikidata12k"), search("yago11k")
     start = sp["per_dataset"]["wikidata12k"]["methods"]["ours"]["start"]["tntcomplex"][0]
     assert len(wiki.start) == 1 and yago.start == []
-    # the starts are per student (TNTComplEx's N3 weight is not searched for TA-DistMult): TA-DistMult has its
-    # own two, a student the spec does not name (TTransE) starts at the sampler's values
+    # the starts are per student (TNTComplEx's N3 weight is not searched for TA-DistMult): TA-DistMult and
+    # TTransE have their own two, a student the spec does not name starts at the sampler's values
     ta = search("wikidata12k", student="ta_distmult").start
     assert [s["fitnet"] for s in ta] == [0.001, 1.0833308661063878] and "n3" not in ta[0]
-    assert search("wikidata12k", student="ttranse").start == []
+    tt = search("wikidata12k", student="ttranse").start
+    assert [s["fitnet"] for s in tt] == [0.001, 0.10772863872729341] and tt[0]["lr"] != ta[0]["lr"]
+    unnamed = yaml.safe_load(yaml.safe_dump(sp))
+    del unnamed["per_dataset"]["wikidata12k"]["methods"]["ours"]["start"]["ttranse"]
+    assert search("wikidata12k", unnamed, student="ttranse").start == []
     epochs = sp["students"]["tntcomplex"]["epochs"]
     assert wiki.start[0] == {**start, "stage1_share": round(start["stage1_share"] * epochs)}
     assert wiki.start[0]["stage1_share"] in wiki.space["stage1_share"].choices
