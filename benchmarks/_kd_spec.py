@@ -102,7 +102,8 @@ def _space(
     """The searched keys of a (student, method) cell, as ``kgdistill tune`` parameters over the run config
     ``cfg``: the student's ``space`` (e.g. its learning rate, in every method) and the method's. Besides a
     config ``path``, a parameter may name an objective ``term`` (its ``loss``) and a ``key`` of it: the same
-    value in every stage that has the term; or a stage's ``share`` (choices: shares of the student's epochs)."""
+    value in every stage that has the term; or a stage's ``share`` (choices: shares of the student's epochs; the
+    last stage then runs the rest, so that every choice trains the student's epochs in all)."""
     st, m = spec["students"][student], spec["methods"][method]
     raw = {**st.get("space", {}), **(m.get("space", {}) if isinstance(m, dict) else {})}
     epochs = st["epochs"]
@@ -121,8 +122,14 @@ def _space(
                 raise ConfigError(f"space.{name}: no '{term}' term in {method} for {student}")
             p["path"] = paths
         elif "share" in p:
-            p["path"] = f"stages.{p.pop('share')}.epochs"
+            i, last = p.pop("share"), len(cfg["stages"]) - 1
+            p["path"] = f"stages.{i}.epochs"
             p["choices"] = [_share_epochs(c, epochs) for c in p["choices"]]
+            if (
+                i != last
+            ):  # the last stage runs the rest: every choice trains the student's epochs in all
+                others = sum(s["epochs"] for j, s in enumerate(cfg["stages"]) if j not in (i, last))
+                p["remainder"] = {"path": f"stages.{last}.epochs", "total": epochs - others}
         out[name] = p
     return out
 

@@ -721,6 +721,13 @@ def test_per_dataset_method_start_warm_starts_that_dataset_search_only() -> None
     epochs = sp["students"]["tntcomplex"]["epochs"]
     assert wiki.start[0] == {**start, "stage1_share": round(start["stage1_share"] * epochs)}
     assert wiki.start[0]["stage1_share"] in wiki.space["stage1_share"].choices
+    # stage 2 runs the rest of the student's epochs whatever stage 1's length: every trial trains as many
+    from kgdistill.tune import trial_config
+
+    values = dict(wiki.start[0])
+    for first in wiki.space["stage1_share"].choices:
+        cfg = trial_config(wiki.config, wiki, {**values, "stage1_share": first})
+        assert [st["epochs"] for st in cfg["stages"]] == [first, epochs - first]
     # the dataset's space entry replaces that parameter only: FitNet's weight searched lower on Wikidata12k
     assert wiki.space["fitnet"].low == 0.001 and yago.space["fitnet"].low == 0.1
     assert {k: v for k, v in wiki.space.items() if k != "fitnet"} == {

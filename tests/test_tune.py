@@ -33,6 +33,11 @@ BASE = {
 }
 
 
+def R(total: int) -> dict[str, object]:
+    """A parameter's remainder: the second stage runs ``total`` minus its value."""
+    return {"path": "stages.1.epochs", "total": total}
+
+
 def _spec(tmp_path: Path, **over: object) -> Path:
     spec = {
         "config": BASE,
@@ -95,6 +100,22 @@ def test_trial_config_applies_set_and_values_and_forces_valid(tmp_path: Path) ->
         ({"start": [{"dim": 4, "n3": 0.5, "batch": 64}]}, "start.0.n3: 0.5 is outside space.n3"),
         ({"start": [{"dim": 4, "n3": 0.01, "batch": 50}]}, "start.0.batch: 50 is outside"),
         ({"start": [{"dim": 4, "n3": "x", "batch": 64}]}, "start.0.n3: 'x' is outside"),
+        (
+            {"space": {"e": {"path": "train.eval_every", "choices": [1, 3], "remainder": R(2)}}},
+            "remainder.total (2) is below the largest value (3)",
+        ),
+        (
+            {"space": {"e": {"path": "stages.1.epochs", "low": 1, "high": 2, "remainder": R(3)}}},
+            "also the parameter's own key",
+        ),
+        (
+            {"space": {"e": {"path": "train.eval_every", "choices": ["a"], "remainder": R(3)}}},
+            "a remainder needs numeric values",
+        ),
+        (
+            {"space": {"e": {"path": "train.eval_every", "choices": [1, 2], "remainder": R(3)}}},
+            "space.e (train.eval_every, stages.1.epochs = 1)",  # the base has one stage
+        ),
     ],
 )
 def test_bad_specs_name_the_key(tmp_path: Path, over: dict, needle: str) -> None:
@@ -135,6 +156,27 @@ def test_a_distillation_spec_searches_its_terms(tmp_path: Path) -> None:
     bad = {**space, "who": {"path": "stages.0.objective.1.teacher", "choices": ["kge", "llm"]}}
     with pytest.raises(ConfigError, match=r"space\.who .*no teacher named 'llm'"):
         load_spec(_spec(tmp_path, config=base, space=bad))
+
+
+def test_a_remainder_splits_a_fixed_budget_between_two_stages(tmp_path: Path) -> None:
+    """A stage length searched with a remainder: the last stage runs the rest, so every value trains the same
+    number of epochs in all; a search without any remainder keeps the identity it had before the key existed
+    (its folder resumes), one with it is another search."""
+    from kgdistill.tune.search import _identity
+
+    two = {**BASE, "stages": [BASE["stages"][0], {**BASE["stages"][0], "epochs": 1}]}
+    space = {"s1": {"path": "stages.0.epochs", "choices": [1, 2, 3], "remainder": R(4)}}
+    spec, raw = load_spec(_spec(tmp_path, config=two, space=space))
+    for first in (1, 2, 3):
+        cfg = trial_config(raw, spec, {"s1": first})
+        assert [st["epochs"] for st in cfg["stages"]] == [first, 4 - first]
+    assert spec.space["s1"].all_paths == ["stages.0.epochs", "stages.1.epochs"]
+    assert '"remainder": {"path": "stages.1.epochs", "total": 4}' in _identity(spec, raw)
+    plain, base = load_spec(_spec(tmp_path))
+    assert "remainder" not in _identity(plain, base)
+    # the rest is a searched key: it cannot be set as well
+    with pytest.raises(ConfigError, match=r"stages\.1\.epochs is both in set and searched"):
+        load_spec(_spec(tmp_path, config=two, space=space, set={"stages.1.epochs": 2}))
 
 
 def test_missing_base_file_is_named(tmp_path: Path) -> None:

@@ -89,7 +89,11 @@ def _identity(spec: TuneSpec, base: Mapping[str, Any]) -> str:
     any: the identity of a search without them is as before they existed): the budget and final seeds may
     change."""
     keys = {"set", "space", "sampler", "pruner", *(("start",) if spec.start else ())}
-    return json.dumps({"base": base, **spec.model_dump(include=keys)}, sort_keys=True)
+    dump = spec.model_dump(include=keys)
+    for p in dump["space"].values():  # likewise a parameter without a remainder
+        if p["remainder"] is None:
+            del p["remainder"]
+    return json.dumps({"base": base, **dump}, sort_keys=True)
 
 
 def _open_study(optuna: Any, spec: TuneSpec, base: Mapping[str, Any], out: Path) -> Any:

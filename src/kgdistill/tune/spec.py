@@ -45,6 +45,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Remainder(_Strict):
+    """A second config key that takes ``total - value``: a fixed budget split between two keys."""
+
+    path: str = Field(description="the config key that takes the rest (stages.1.epochs)")
+    total: int | float = Field(description="the budget: the two keys always sum to it")
+
+
 class Param(_Strict):
     """One searched config key: ``choices`` (categorical) or ``low`` / ``high`` (with ``log`` or ``step``)."""
 
@@ -57,6 +64,11 @@ class Param(_Strict):
     high: float | int | None = None
     log: bool = False
     step: float | int | None = None
+    remainder: Remainder | None = Field(
+        None,
+        description="a key that takes total - value (a two-stage run's first stage length searched, the "
+        "second stage running the rest of a fixed number of epochs)",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> Param:
@@ -65,6 +77,7 @@ class Param(_Strict):
                 raise ValueError("give either choices or low / high (log, step), not both")
             if not self.choices:
                 raise ValueError("choices is empty")
+            self._check_remainder()
             return self
         if self.low is None or self.high is None:
             raise ValueError("give choices, or both low and high")
@@ -74,12 +87,41 @@ class Param(_Strict):
             raise ValueError("a log range needs low > 0")
         if self.log and self.step is not None:
             raise ValueError("log and step do not combine")
+        self._check_remainder()
         return self
+
+    def _check_remainder(self) -> None:
+        if self.remainder is None:
+            return
+        values = self.choices if self.choices is not None else [self.low, self.high]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError("a remainder needs numeric values")
+        if max(values) > self.remainder.total:
+            raise ValueError(
+                f"remainder.total ({self.remainder.total}) is below the largest value ({max(values)}): "
+                "the rest would be negative"
+            )
+        if self.remainder.path in self.paths:
+            raise ValueError(
+                f"remainder.path {self.remainder.path} is also the parameter's own key"
+            )
 
     @property
     def paths(self) -> list[str]:
         """The config keys the value is written to."""
         return [self.path] if isinstance(self.path, str) else list(self.path)
+
+    @property
+    def all_paths(self) -> list[str]:
+        """Every config key the parameter writes: its paths, then the remainder's."""
+        return self.paths + ([self.remainder.path] if self.remainder else [])
+
+    def assign(self, value: Any) -> dict[str, Any]:
+        """Config key -> value for the parameter at ``value`` (the remainder's key at ``total - value``)."""
+        out = dict.fromkeys(self.paths, value)
+        if self.remainder is not None:
+            out[self.remainder.path] = self.remainder.total - value
+        return out
 
     @property
     def integer(self) -> bool:
@@ -191,7 +233,7 @@ def trial_config(
     """
     raw = copy.deepcopy(dict(base))
     raw = apply_overrides(raw, _overrides(spec.set))
-    values = {p: v for k, v in params.items() for p in spec.space[k].paths}
+    values = {p: x for k, v in params.items() for p, x in spec.space[k].assign(v).items()}
     raw = apply_overrides(raw, _overrides(values))
     if seed is not None:
         raw["seed"] = seed
@@ -234,7 +276,7 @@ def check_space(label: str, base: Mapping[str, Any], spec: TuneSpec) -> None:
     Raises:
         ConfigError: naming the parameter, its keys and the value refused.
     """
-    searched = [p for param in spec.space.values() for p in param.paths]
+    searched = [p for param in spec.space.values() for p in param.all_paths]
     twice = sorted({p for p in searched if searched.count(p) > 1})
     if twice:
         raise ConfigError(f"{label}: {', '.join(twice)} is searched by more than one parameter")
@@ -248,5 +290,5 @@ def check_space(label: str, base: Mapping[str, Any], spec: TuneSpec) -> None:
                 cfg = parse_config(trial_config(base, spec, {**firsts, name: value}))
                 check(cfg, teacher_fields=dict.fromkeys(cfg.teachers))
             except ConfigError as e:
-                keys = ", ".join(param.paths)
+                keys = ", ".join(param.all_paths)
                 raise ConfigError(f"{label}: space.{name} ({keys} = {value!r}): {e}") from None
