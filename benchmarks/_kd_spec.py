@@ -125,9 +125,8 @@ def _space(
             i, last = p.pop("share"), len(cfg["stages"]) - 1
             p["path"] = f"stages.{i}.epochs"
             p["choices"] = [_share_epochs(c, epochs) for c in p["choices"]]
-            if (
-                i != last
-            ):  # the last stage runs the rest: every choice trains the student's epochs in all
+            # the last stage runs the rest: every choice trains the student's epochs in all
+            if i != last:
                 others = sum(s["epochs"] for j, s in enumerate(cfg["stages"]) if j not in (i, last))
                 p["remainder"] = {"path": f"stages.{last}.epochs", "total": epochs - others}
         out[name] = p
