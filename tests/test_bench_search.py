@@ -58,7 +58,8 @@ def _spec(tmp_path: Path) -> dict[str, Any]:
 
 def test_space_names_terms_in_every_stage_and_shares_as_epochs(tmp_path: Path) -> None:
     """A ``term`` parameter writes every stage's term of that loss (after the student's own supervised terms);
-    a ``share`` parameter searches a stage's epochs as shares of the student's epochs."""
+    a ``share`` parameter searches a stage's epochs as shares of the student's epochs, the last stage running
+    the rest."""
     sp = _spec(tmp_path)
     teachers = {"kge": Path("t")}
     cfg = _configs(sp, DATA, None, teachers, "ttranse", "two", 0, None)
@@ -70,7 +71,21 @@ def test_space_names_terms_in_every_stage_and_shares_as_epochs(tmp_path: Path) -
     ]
     space = _space(sp, "ttranse", "two", cfg)
     assert space["w"]["path"] == ["stages.0.objective.3.weight", "stages.1.objective.3.weight"]
-    assert space["first"] == {"path": "stages.0.epochs", "choices": [1, 3]}
+    # the last stage runs the rest, so every share trains the student's 4 epochs
+    rest = {"path": "stages.1.epochs", "total": 4}
+    assert space["first"] == {"path": "stages.0.epochs", "choices": [1, 3], "remainder": rest}
+    # with three stages the middle one keeps its length; a searched last stage has no remainder
+    fit, bkd = sp["methods"]["two"]["stages"][0]["objective"]
+    sp["methods"]["three"] = {
+        "stages": [{"share": s, "objective": [fit, bkd]} for s in (0.25, 0.25, 0.5)],
+        "space": {"first": {"share": 0, "choices": [0.25, 0.5]}},
+    }
+    cfg3 = _configs(sp, DATA, None, teachers, "ttranse", "three", 0, None)
+    assert [st["epochs"] for st in cfg3["stages"]] == [1, 1, 2]
+    rest3 = {"path": "stages.2.epochs", "total": 3}
+    assert _space(sp, "ttranse", "three", cfg3)["first"]["remainder"] == rest3
+    sp["methods"]["three"]["space"] = {"last": {"share": 2, "choices": [0.25, 0.5]}}
+    assert "remainder" not in _space(sp, "ttranse", "three", cfg3)["last"]
     assert space["lr"]["path"] == "train.lr"  # the student's space joins every method's
     assert set(
         _space(
@@ -138,7 +153,7 @@ def test_searched_cells_run_the_chosen_values_on_test(tmp_path: Path) -> None:
             assert run_cfg["train"]["lr"] == pytest.approx(s["params"]["lr"])
     two = yaml.safe_load((work / "wikidata12k-mini" / "ttranse-two-s0" / "config.yaml").read_text())
     chosen = cells[("ttranse", "two")]["params"]
-    assert two["stages"][0]["epochs"] == chosen["first"]
+    assert [st["epochs"] for st in two["stages"]] == [chosen["first"], 4 - chosen["first"]]
     assert [st["objective"][3]["weight"] for st in two["stages"]] == [
         pytest.approx(chosen["w"])
     ] * 2
