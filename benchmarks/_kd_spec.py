@@ -109,6 +109,8 @@ def _space(
     epochs = st["epochs"]
     out: dict[str, dict[str, Any]] = {}
     for name, p in raw.items():
+        if p is None:  # removed by a ``per_student`` entry (see _for_student)
+            continue
         p = dict(p)
         if "term" in p:
             term, key = p.pop("term"), p.pop("key")
@@ -162,7 +164,9 @@ def _start(spec: dict[str, Any], student: str, method: str) -> list[dict[str, An
     epochs = spec["students"][student]["epochs"]
     return [
         {
-            k: _share_epochs(v, epochs) if "share" in raw.get(k, {}) and isinstance(v, float) else v
+            k: _share_epochs(v, epochs)
+            if "share" in (raw.get(k) or {}) and isinstance(v, float)
+            else v
             for k, v in values.items()
         }
         for values in start
@@ -321,6 +325,34 @@ def _for_dataset(sp: dict[str, Any], dataset: str) -> dict[str, Any]:
         ),
         "methods": _merged(sp["methods"], own.get("methods", {}), f"per_dataset.{dataset}.methods"),
     }
+
+
+def _for_student(dsp: dict[str, Any], student: str) -> dict[str, Any]:
+    """A dataset's view of the spec (:func:`_for_dataset`) as one student's cells see it: each method section's
+    ``per_student.<student>`` entry merged in (as :func:`_merged` does: a mapping such as ``space`` key by key,
+    anything else, e.g. ``stages``, replaced), ``per_student`` itself dropped. A ``space`` entry ``null`` removes
+    that parameter (one the merged ``stages`` no longer has a term for, or the student's own, e.g. ``lr`` given
+    one value as ``choices``), so one cell of a dataset can differ without changing its other cells' configs.
+
+    Raises:
+        ConfigError: a ``per_student`` that is not a mapping of the spec's students to mappings.
+    """
+    methods = {}
+    for name, section in dsp["methods"].items():
+        if not isinstance(section, dict) or "per_student" not in section:
+            methods[name] = section
+            continue
+        own, key = section["per_student"], f"methods.{name}.per_student"
+        if not isinstance(own, dict) or not all(isinstance(v, dict) for v in own.values()):
+            raise ConfigError(f"spec key '{key}': a mapping student -> keys of the method section")
+        unknown = sorted(set(own) - set(dsp["students"]), key=str)
+        if unknown:
+            raise ConfigError(
+                f"spec key '{key}': unknown student(s) {unknown}; the spec has {list(dsp['students'])}"
+            )
+        base = {k: v for k, v in section.items() if k != "per_student"}
+        methods[name] = _merged({name: base}, {name: own.get(student, {})}, key)[name]
+    return {**dsp, "methods": methods}
 
 
 def _merged(sections: dict[str, Any], own: dict[str, Any], key: str) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from _common import (
 from _kd_spec import (
     _configs,
     _for_dataset,
+    _for_student,
     _search_row,
     _searched,
     _spec,
@@ -109,6 +110,7 @@ def run_temporal_kd(
             raise ConfigError(f"unknown {name}(s) {unknown}; the spec has {list(known)}")
     # each dataset's view of the spec, made before anything trains (a wrong per-dataset student entry stops here)
     views = {ds: _for_dataset(sp, ds) for ds in datasets}
+    cells = {(ds, st): _for_student(views[ds], st) for ds in datasets for st in students}
     if Path(work) == WORK and sp.get("benchmark", "temporal-kd") != "temporal-kd":
         work = WORK.parent / str(sp["benchmark"])  # the default folder of another benchmark's runs
     work, out = Path(work), Path(out)
@@ -153,8 +155,8 @@ def run_temporal_kd(
                 metrics = ensure_run(l_cfg, teacher_dirs["llm"])
                 runs.append(_row(ds, "llm_scorer", "llm-scorer", 0, metrics, teacher_dirs["llm"]))
                 write()
-        dsp = views[ds]
         for student in students:
+            dsp = cells[ds, student]
             for method in (m for m in methods if m != "llm-scorer"):
                 # with a ``search`` section: the cell's values chosen on validation first (seed 0)
                 base = _configs(dsp, ds, data_root, teacher_dirs, student, method, 0, epochs)

@@ -3,6 +3,7 @@ and result files."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 from pathlib import Path
@@ -572,7 +573,7 @@ def test_rows_of_several_calls_follow_the_spec_order() -> None:
 def test_every_kd_spec_makes_valid_run_configs(name: str) -> None:
     """Every teacher and every (student, method) cell of a committed KD spec is a config the library accepts
     (keys, names and values checked without reading data), so a typo fails here, not hours into a run."""
-    from _kd_spec import _configs, _spec, _teacher_config
+    from _kd_spec import _configs, _for_student, _spec, _teacher_config
     from kgdistill.config import parse_config
     from kgdistill.run import check
 
@@ -581,8 +582,9 @@ def test_every_kd_spec_makes_valid_run_configs(name: str) -> None:
     for ds in sp["datasets"]:
         sections = [s for s in ("teacher", "llm_teacher") if s in sp]
         cfgs = [_teacher_config(sp, s, ds, None, None) for s in sections]
+        # each cell as the benchmark makes it: the dataset's and the student's entries merged in
         cfgs += [
-            _configs(sp, ds, None, dirs, st, m, 0, None)
+            _configs(_for_student(_for_dataset(sp, ds), st), ds, None, dirs, st, m, 0, None)
             for st in sp["students"]
             for m in sp["methods"]
         ]
@@ -700,6 +702,8 @@ def test_per_dataset_method_start_warm_starts_that_dataset_search_only() -> None
 
     sp = yaml.safe_load((REPO_ROOT / "benchmarks/specs/temporal-kd-tuned.yaml").read_text())
     dirs = {"kge": Path("teacher"), "llm": Path("llm")}
+    # TA-DistMult's Wikidata12k cell has its own entry (test_a_per_student_entry_changes_that_cell_only)
+    del sp["per_dataset"]["wikidata12k"]["methods"]["ours"]["per_student"]
 
     def search(ds: str, spec: dict[str, Any] = sp, student: str = "tntcomplex") -> Any:
         view = _for_dataset(spec, ds)
@@ -740,6 +744,77 @@ def test_per_dataset_method_start_warm_starts_that_dataset_search_only() -> None
     bad["per_dataset"]["wikidata12k"]["methods"] = {"nonsense": {"start": []}}
     with pytest.raises(ConfigError, match=r"per_dataset\.wikidata12k\.methods.*nonsense"):
         search("wikidata12k", bad)
+
+
+def test_a_per_student_entry_changes_that_cell_only() -> None:
+    """``methods.ours.per_student.ta_distmult`` on Wikidata12k: that cell gets its own stages (stage 1 without
+    early stopping, no FitNet term), a space with one value for BKD's keys, FitNet's parameter removed (``null``)
+    and its own start; the other students' cells and searches on that dataset are exactly as without the entry
+    (a finished search keeps its identity), and YAGO11k's TA-DistMult cell is untouched. A per-student entry
+    naming a student the spec lacks, or not a mapping, is refused naming its key."""
+    from _kd_spec import _configs, _for_student, _spec, _tune_spec
+    from kgdistill.config import parse_config
+
+    sp = _spec(REPO_ROOT / "benchmarks" / "specs" / "temporal-kd-tuned.yaml")
+    without = copy.deepcopy(sp)
+    del without["per_dataset"]["wikidata12k"]["methods"]["ours"]["per_student"]
+    dirs = {"kge": Path("teacher"), "llm": Path("llm")}
+
+    def cell(spec: dict[str, Any], ds: str, student: str) -> tuple[dict[str, Any], Any]:
+        view = _for_student(_for_dataset(spec, ds), student)
+        cfg = _configs(view, ds, None, dirs, student, "ours", 0, None)
+        return cfg, _tune_spec(view, cfg, student, "ours")
+
+    cfg, search = cell(sp, "wikidata12k", "ta_distmult")
+    stages = parse_config(cfg).stages
+    assert [(s.epochs, s.early_stopping) for s in stages] == [(25, False), (25, True)]
+    assert [[t.loss for t in s.objective] for s in stages] == [
+        ["supervised_ce", "kd_kl"],
+        ["supervised_ce", "kd_kl", "huber", "mse"],
+    ]
+    assert "fitnet" not in search.space and set(search.space) == {
+        "lr",
+        "temperature",
+        "bkd",
+        "alpha",
+        "beta",
+        "stage1_share",
+    }
+    assert [search.space[k].choices for k in ("lr", "bkd")] == [
+        [0.016353416310722353],
+        [3.2769006176185105],
+    ]
+    assert search.start == [
+        {
+            "lr": 0.016353416310722353,
+            "temperature": 1.1809417851646629,
+            "bkd": 3.2769006176185105,
+            "alpha": 0.1,
+            "beta": 0.1,
+            "stage1_share": 25,
+        }
+    ]
+    old_cfg, old_search = cell(without, "wikidata12k", "ta_distmult")
+    assert "fitnet" in old_search.space and old_cfg != cfg
+    for ds, student in [
+        ("wikidata12k", "ttranse"),
+        ("wikidata12k", "tntcomplex"),
+        ("yago11k", "ta_distmult"),
+    ]:
+        assert cell(sp, ds, student) == cell(without, ds, student)
+    assert (
+        "per_student"
+        not in _for_student(_for_dataset(sp, "wikidata12k"), "ttranse")["methods"]["ours"]
+    )
+    bad = copy.deepcopy(sp)
+    bad["per_dataset"]["wikidata12k"]["methods"]["ours"]["per_student"]["ta_distmul"] = {}
+    with pytest.raises(
+        ConfigError, match=r"methods\.ours\.per_student.*unknown student.*ta_distmul"
+    ):
+        _for_student(_for_dataset(bad, "wikidata12k"), "ttranse")
+    bad["per_dataset"]["wikidata12k"]["methods"]["ours"]["per_student"] = [1]
+    with pytest.raises(ConfigError, match=r"methods\.ours\.per_student': a mapping student"):
+        _for_student(_for_dataset(bad, "wikidata12k"), "ttranse")
 
 
 def test_goals_state_margins_and_a_margin_of_zero_is_no_win() -> None:
