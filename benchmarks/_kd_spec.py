@@ -177,7 +177,8 @@ def _tune_spec(
     sp: dict[str, Any], cfg: dict[str, Any], student: str, method: str
 ) -> TuneSpec | None:
     """The search of a (student, method) cell over its run config ``cfg`` (a copy), or ``None`` when the spec
-    has no ``search`` section or the cell nothing to search."""
+    has no ``search`` section or the cell nothing to search. A method's ``search`` mapping (e.g. ``trials``)
+    overrides the spec's for its cells."""
     from kgdistill.tune import TuneSpec
 
     space = _space(sp, student, method, cfg)
@@ -190,6 +191,8 @@ def _tune_spec(
                 "config": copy.deepcopy(cfg),
                 "space": space,
                 **sp["search"],
+                # a method's own budget (e.g. one cell's, through per_student): not part of the search's identity
+                **(m.get("search", {}) if isinstance(m := sp["methods"][method], dict) else {}),
                 **({"start": start} if start else {}),
             }
         )
