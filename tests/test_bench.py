@@ -748,10 +748,11 @@ def test_per_dataset_method_start_warm_starts_that_dataset_search_only() -> None
 
 def test_a_per_student_entry_changes_that_cell_only() -> None:
     """``methods.ours.per_student.ta_distmult`` on Wikidata12k: that cell gets its own stages (stage 1 without
-    early stopping, no FitNet term), a space with one value for BKD's keys, FitNet's parameter removed (``null``),
-    its own start and its own number of trials; the other students' cells and searches on that dataset are exactly as without the entry
-    (a finished search keeps its identity), and YAGO11k's TA-DistMult cell is untouched. A per-student entry
-    naming a student the spec lacks, or not a mapping, is refused naming its key."""
+    early stopping, no FitNet term), a space with one value for BKD's keys, FitNet's parameter removed (``null``)
+    and its own start (and, given one, its own number of trials); the other students' cells and searches on that
+    dataset are exactly as without the entry (a finished search keeps its identity), and YAGO11k's TA-DistMult
+    cell is untouched. A per-student entry naming a student the spec lacks, or not a mapping, is refused naming
+    its key."""
     from _kd_spec import _configs, _for_student, _spec, _tune_spec
     from kgdistill.config import parse_config
 
@@ -772,11 +773,14 @@ def test_a_per_student_entry_changes_that_cell_only() -> None:
         ["supervised_ce", "kd_kl"],
         ["supervised_ce", "kd_kl", "huber", "mse"],
     ]
-    # the cell's own budget (a method's `search` mapping), not part of the search's identity
-    assert (
-        search.trials == 3
-        and cell(sp, "wikidata12k", "ttranse")[1].trials == sp["search"]["trials"]
-    )
+    # a cell's own budget (a method's `search` mapping), not part of the search's identity
+    budget = copy.deepcopy(sp)
+    budget["per_dataset"]["wikidata12k"]["methods"]["ours"]["per_student"]["ta_distmult"][
+        "search"
+    ] = {"trials": 3}
+    assert search.trials == sp["search"]["trials"] == 8
+    assert cell(budget, "wikidata12k", "ta_distmult")[1] == search.model_copy(update={"trials": 3})
+    assert cell(budget, "wikidata12k", "ttranse")[1].trials == 8
     assert "fitnet" not in search.space and set(search.space) == {
         "lr",
         "temperature",
