@@ -215,14 +215,32 @@ def source_lines(doc: dict[str, Any]) -> list[str]:
     for ds, src in doc.get("sources", {}).items():
         machine = {k: v for k, v in src.items() if k not in ("command", "date", "earlier")}
         out.append(f"- {ds}: `{src['command']}` on {machine}, {src['date']}")
-        for e in src.get(
-            "earlier", []
-        ):  # rows kept from other calls (another student, another machine)
-            where = {k: v for k, v in e.items() if k not in ("command", "date", "students")}
+        # rows kept from other calls (another student or method, another machine)
+        for e in src.get("earlier", []):
+            where = {
+                k: v for k, v in e.items() if k not in ("command", "date", "students", "cells")
+            }
             out.append(
-                f"  - {', '.join(e['students'])} rows: `{e['command']}` on {where}, {e['date']}"
+                f"  - {_cells_named(doc, ds, e)} rows: `{e['command']}` on {where}, {e['date']}"
             )
     return out or [f"Command: `{doc['command']}`  ", f"Machine: {doc['machine']}"]
+
+
+def _cells_named(doc: dict[str, Any], dataset: str, entry: dict[str, Any]) -> str:
+    """An earlier call's cells, e.g. ``ttranse, ta_distmult (none, bkd)``: a student alone when the call made all
+    of its rows in the table (or the entry does not say which)."""
+    names = []
+    for st in entry["students"]:
+        methods = entry.get("cells", {}).get(st)
+        shown = methods and {
+            r["method"]
+            for r in doc.get("rows", [])
+            if r.get("dataset") == dataset
+            and r.get("student") == st
+            and r.get("method") not in _TEACHER_ORDER
+        }
+        names.append(f"{st} ({', '.join(methods)})" if shown and set(methods) != shown else st)
+    return ", ".join(names)
 
 
 def temporal_kd_markdown(doc: dict[str, Any]) -> str:

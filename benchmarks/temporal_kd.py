@@ -199,7 +199,8 @@ def _earlier_cells(
     Kept: every cell (dataset, student, method) outside ``datasets`` x ``students`` x ``methods``, the runs of
     other ``seeds`` than this call's (``None``: all seeds are this call's) and, within this call's datasets, the
     teacher rows it has not (yet) made again. A dataset whose kept rows came from another call keeps that call's
-    command, machine and date under its source's ``earlier`` (with the students kept).
+    command, machine and date under its source's ``earlier``, with the cells kept (``cells``: student ->
+    methods; ``students``: their students), so a call for one cell does not claim its student's other rows.
     """
     prev = earlier_results(path, "dataset", [], ["runs", "searches"])
     made = {(r["dataset"], r["student"], r["method"], r["seed"]) for r in runs}
@@ -223,29 +224,47 @@ def _earlier_cells(
     merged: dict[str, dict[str, Any]] = {}
     for ds in dict.fromkeys([*prev["sources"], *sources]):
         old, new = prev["sources"].get(ds), sources.get(ds)
-        students_kept = sorted(
-            {r["student"] for r in kept_runs if r["dataset"] == ds and r["method"] not in _TEACHERS}
-        )
+        cells_kept: dict[str, list[str]] = {}  # student -> methods, in the kept rows' order
+        for r in kept_runs:
+            if r["dataset"] == ds and r["method"] not in _TEACHERS:
+                methods_kept = cells_kept.setdefault(r["student"], [])
+                if r["method"] not in methods_kept:
+                    methods_kept.append(r["method"])
         if new is None or old is None:
             merged[ds] = new or old  # type: ignore[assignment]
             continue
         merged[ds] = dict(new)
-        if students_kept:  # rows of other calls stay beside this call's: name them all
-            older = [
-                {**e, "students": [x for x in e.get("students", []) if x in students_kept]}
-                for e in old.get("earlier", [])
-            ]
+        if cells_kept:  # rows of other calls stay beside this call's: name them all, cell by cell
+            older = [_restricted(e, cells_kept) for e in old.get("earlier", [])]
             older = [e for e in older if e["students"]]
-            covered = {x for e in older for x in e["students"]}
-            own = [x for x in students_kept if x not in covered]
+            own = {
+                st: [m for m in ms if m not in _named_cells(older, st)]
+                for st, ms in cells_kept.items()
+            }
+            own = {st: ms for st, ms in own.items() if ms}
             last = {k: v for k, v in old.items() if k != "earlier"}
-            merged[ds]["earlier"] = [*older, *([{**last, "students": own}] if own else [])]
+            mine = [{**last, "students": list(own), "cells": own}] if own else []
+            merged[ds]["earlier"] = [*older, *mine]
     kept_ds = {r["dataset"] for r in kept_runs} | {r["dataset"] for r in runs}
     return {
         "runs": kept_runs,
         "searches": kept_searches,
         "sources": {d: v for d, v in merged.items() if d in kept_ds and v is not None},
     }
+
+
+def _named_cells(entries: list[dict[str, Any]], student: str) -> set[str]:
+    """The methods of ``student`` whose rows the earlier-call ``entries`` (restricted) already name."""
+    return {m for e in entries for m in e["cells"].get(student, [])}
+
+
+def _restricted(entry: dict[str, Any], cells_kept: dict[str, list[str]]) -> dict[str, Any]:
+    """An earlier call's source ``entry`` narrowed to the cells still kept (student -> methods). An entry
+    written before cells were recorded (``students`` only) names all of its students' kept methods."""
+    named = entry.get("cells") or {st: cells_kept.get(st, []) for st in entry.get("students", [])}
+    cells = {st: [m for m in ms if m in cells_kept.get(st, [])] for st, ms in named.items()}
+    cells = {st: ms for st, ms in cells.items() if ms}
+    return {**entry, "students": list(cells), "cells": cells}
 
 
 def _check_teacher(

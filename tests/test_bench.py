@@ -475,8 +475,9 @@ def _run_row(student: str, method: str, seed: int, mrr: float) -> dict[str, Any]
 def test_a_call_for_one_student_keeps_the_other_students_rows(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Cells outside a call's students x methods stay (with their call named); cells it makes again are replaced;
-    a re-made teacher with other metrics than the kept rows' is logged."""
+    """Cells outside a call's students x methods stay (with their call named, cell by cell: a call for one method
+    of a student does not claim the student's other rows); cells it makes again are replaced; a re-made teacher
+    with other metrics than the kept rows' is logged."""
     from temporal_kd import _check_teacher, _earlier_cells
 
     first = {"command": "first", "date": "d1", "cpu": "x86_64"}
@@ -485,6 +486,7 @@ def test_a_call_for_one_student_keeps_the_other_students_rows(
         _run_row("tntcomplex", "none", 0, 16.4),
         _run_row("tntcomplex", "ours", 0, 17.9),
         _run_row("ta_distmult", "none", 0, 10.0),
+        _run_row("ta_distmult", "bkd", 0, 12.0),
     ]
     old_searches = [
         {"dataset": "yago11k", "student": s, "method": "none"}
@@ -500,18 +502,22 @@ def test_a_call_for_one_student_keeps_the_other_students_rows(
     ]
     second = {"command": "second", "date": "d2", "cpu": "x86_64"}
     kept = _earlier_cells(
-        path, ["yago11k"], ["ta_distmult"], ["none", "bkd"], new_runs, {"yago11k": second}
+        path, ["yago11k"], ["ta_distmult"], ["none", "ours"], new_runs, {"yago11k": second}
     )
     assert [(r["student"], r["method"]) for r in kept["runs"]] == [
         ("tntcomplex", "none"),
         ("tntcomplex", "ours"),
+        ("ta_distmult", "bkd"),
     ]  # the teacher and ta_distmult/none are made again: only the new rows count
     assert [s["student"] for s in kept["searches"]] == ["tntcomplex"]
     src = kept["sources"]["yago11k"]
     assert src["command"] == "second"
-    assert src["earlier"] == [{**first, "students": ["tntcomplex"]}]
-    lines = "\n".join(source_lines({"sources": kept["sources"]}))
-    assert "- yago11k: `second`" in lines and "  - tntcomplex rows: `first`" in lines
+    cells = {"tntcomplex": ["none", "ours"], "ta_distmult": ["bkd"]}
+    assert src["earlier"] == [{**first, "students": ["tntcomplex", "ta_distmult"], "cells": cells}]
+    rows = [{k: r[k] for k in ("dataset", "student", "method")} for r in kept["runs"] + new_runs]
+    lines = "\n".join(source_lines({"sources": kept["sources"], "rows": rows}))
+    assert "- yago11k: `second`" in lines
+    assert "  - tntcomplex, ta_distmult (bkd) rows: `first`" in lines  # not ta_distmult's none row
 
     # a third call for tntcomplex again: the first call's rows are gone, so is its line
     path.write_text(
@@ -521,14 +527,37 @@ def test_a_call_for_one_student_keeps_the_other_students_rows(
         path, ["yago11k"], ["tntcomplex"], ["none", "ours"], [], {"yago11k": first}
     )
     assert [(r["student"], r["method"]) for r in again["runs"]] == [
+        ("ta_distmult", "bkd"),
         ("tntcomplex", "teacher"),
         ("ta_distmult", "none"),
     ]
-    assert again["sources"]["yago11k"]["earlier"] == [{**second, "students": ["ta_distmult"]}]
+    assert again["sources"]["yago11k"]["earlier"] == [
+        {**first, "students": ["ta_distmult"], "cells": {"ta_distmult": ["bkd"]}},
+        {**second, "students": ["ta_distmult"], "cells": {"ta_distmult": ["none"]}},
+    ]
+    # an entry written before cells were recorded names all of its students' kept rows
+    legacy = {**second, "students": ["ta_distmult", "tntcomplex"]}
+    path.write_text(
+        json.dumps(
+            {
+                "runs": kept["runs"] + new_runs,
+                "searches": [],
+                "sources": {"yago11k": {**first, "earlier": [legacy]}},
+            }
+        )
+    )
+    third = _earlier_cells(path, ["yago11k"], ["tntcomplex"], ["ours"], [], {"yago11k": first})
+    assert third["sources"]["yago11k"]["earlier"] == [
+        {
+            **legacy,
+            "students": ["ta_distmult", "tntcomplex"],
+            "cells": {"ta_distmult": ["bkd", "none"], "tntcomplex": ["none"]},
+        }
+    ]
 
     # another dataset's call keeps this one whole
     other = _earlier_cells(path, ["wikidata12k"], ["tntcomplex"], ["none"], [], {})
-    assert len(other["runs"]) == 4 and other["sources"]["yago11k"]["command"] == "second"
+    assert len(other["runs"]) == 5 and other["sources"]["yago11k"]["command"] == "first"
 
     # a teacher trained again to other test metrics: the kept students' rows came from the earlier one
     retrained = [_run_row("tntcomplex", "teacher", 0, 18.5)]
