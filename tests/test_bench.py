@@ -519,7 +519,7 @@ def test_a_call_for_one_student_keeps_the_other_students_rows(
     assert "- yago11k: `second`" in lines
     assert "  - tntcomplex, ta_distmult (bkd) rows: `first`" in lines  # not ta_distmult's none row
 
-    # a third call for tntcomplex again: the first call's line keeps only the row of its still kept (bkd)
+    # a third call for tntcomplex again: the first call's line keeps only its row still in the table (ta_distmult bkd)
     path.write_text(
         json.dumps({"runs": kept["runs"] + new_runs, "searches": [], "sources": kept["sources"]})
     )
