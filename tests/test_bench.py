@@ -622,6 +622,25 @@ def test_every_kd_spec_makes_valid_run_configs(name: str) -> None:
             check(parsed, teacher_fields=dict.fromkeys(cfg.get("teachers", {})))
 
 
+def test_the_capacity_spec_shares_the_tuned_teachers() -> None:
+    """temporal-kd-capacity.yaml runs in temporal-kd-tuned's work folder to reuse its teachers: a run folder of
+    another config is an error there, so the two specs must make the same teacher config on every dataset."""
+    from _kd_spec import _spec, _teacher_config
+
+    cap = _spec(REPO_ROOT / "benchmarks" / "specs" / "temporal-kd-capacity.yaml")
+    tuned = _spec(REPO_ROOT / "benchmarks" / "specs" / "temporal-kd-tuned.yaml")
+    assert cap["datasets"] == tuned["datasets"]
+    for ds in cap["datasets"]:
+        assert _teacher_config(cap, "teacher", ds, None, None) == _teacher_config(
+            tuned, "teacher", ds, None, None
+        ), ds
+    # its students are the tuned spec's TTransE and TA-DistMult at 8x the dim, nothing else changed
+    for name, st in cap["students"].items():
+        small = tuned["students"][name.removesuffix("-256")]
+        assert st["model"] == {**small["model"], "dim": 8 * small["model"]["dim"]}
+        assert st["train"] == small["train"] and st["epochs"] == small["epochs"]
+
+
 def test_a_method_stage_passes_its_other_keys_to_the_run_config() -> None:
     from _kd_spec import _configs, _spec
     from kgdistill.config import parse_config
