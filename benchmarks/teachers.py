@@ -26,7 +26,7 @@ import yaml
 
 from _common import filter_modes, filter_protocol, markdown_table
 from kgdistill.api import ensure_run
-from kgdistill.runs import resolve_device
+from kgdistill.runs import flush_denormals, resolve_device
 
 #: Published test MRR (fraction) each teacher is compared with, and the issue's target.
 REFERENCE = {
@@ -247,4 +247,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    flush_denormals()  # before any tensor work, so that every thread flushes (kgdistill.runs)
     main()

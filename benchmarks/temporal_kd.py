@@ -54,7 +54,7 @@ from _tables import seed_table, write_temporal_kd
 from kgdistill.api import ensure_run
 from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.errors import ConfigError
-from kgdistill.runs import finished
+from kgdistill.runs import finished, flush_denormals
 
 __all__ = ["run_temporal_kd"]
 
@@ -560,4 +560,5 @@ def main(
 
 
 if __name__ == "__main__":
+    flush_denormals()  # before any tensor work, so that every thread flushes (kgdistill.runs)
     main()

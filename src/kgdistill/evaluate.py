@@ -130,10 +130,11 @@ def rank_of_true(
     ``sign(score - true score)`` and its row sum is the balance ``b = #greater - #less`` over the ``E`` columns
     (``#equal = E - #greater - #less``), so ``realistic = 1 + (E + b) / 2`` needs no second comparison pass;
     ``optimistic`` (``1 + #greater``) and ``pessimistic`` (``1 + E - #greater + b``) add one pass for
-    ``#greater``. The counts are exact: a float difference is zero only for equal floats (IEEE subnormals; not
-    under ``torch.set_flush_denormal(True)``), and the sums are integers below 2^24 (float64 beyond). The maximum,
-    taken first, finds NaN (which raises); ``+inf`` scores and infinite true scores (``inf - inf``) are counted
-    by plain comparisons instead.
+    ``#greater``. The counts are exact: a float difference is zero only for equal floats (IEEE subnormals; under
+    :func:`kgdistill.runs.flush_denormals`, which the ``kgdistill`` command sets, two scores that differ only
+    below 1.18e-38 are tied, as for any comparison then), and the sums are integers below 2^24 (float64
+    beyond). The maximum, taken first, finds NaN (which raises); ``+inf`` scores and infinite true scores
+    (``inf - inf``) are counted by plain comparisons instead.
 
     Args:
         scores: ``(B, E)`` scores.

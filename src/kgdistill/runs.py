@@ -21,6 +21,8 @@ from kgdistill.io import atomic_write_text, write_json
 __all__ = [
     "JsonlLog",
     "finished",
+    "flush_denormals",
+    "flushes_denormals",
     "keep_freed_memory",
     "machine_info",
     "new_run_dir",
@@ -38,6 +40,7 @@ def machine_info() -> dict[str, Any]:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "flush_denormal": flushes_denormals(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -71,6 +74,33 @@ def keep_freed_memory() -> bool:
     return bool(
         libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 2**31 - 1)
     )
+
+
+def flush_denormals() -> bool:
+    """Make this process's CPU arithmetic flush subnormal floats (below 1.18e-38 in magnitude) to zero.
+
+    x86 cores compute on subnormals in microcode, tens of times slower than on normal floats. Saturated units
+    make them: a TA-DistMult (dim 256, YAGO11k) trained with Adam at lr 0.1 saturates its LSTM's gates within two
+    epochs, and the relation vectors and gradients then hold subnormals (12,000 of 256,000 entries of a batch's
+    relation vectors), which every matrix product meets: a training step took 4.0 s instead of 0.15 s on two
+    threads (``benchmarks/subnormal_step.py``). Flushing changes results only below 1.18e-38 (such values become
+    0; the evaluator then counts two scores that differ only there as tied).
+
+    The setting (the x86 control register's FTZ and DAZ bits, :func:`torch.set_flush_denormal`) belongs to each
+    thread, and a thread copies it from the thread that starts it: called before PyTorch starts its pool of
+    intra-op threads (before the first parallel operation), it covers every thread; called later, only the
+    calling one (half of a two-thread step's work stays slow). The ``kgdistill`` command calls it first thing
+    (unless ``KGDISTILL_KEEP_SUBNORMALS=1``); a Python program calls it before its first tensor operation.
+
+    Returns:
+        Whether the CPU took the setting (x86 with SSE3).
+    """
+    return bool(torch.set_flush_denormal(True))
+
+
+def flushes_denormals() -> bool:
+    """Whether this thread flushes subnormal floats to zero (:func:`flush_denormals`)."""
+    return float((torch.tensor([1e-39]) * 1.0).item()) == 0.0
 
 
 def resolve_device(name: str) -> torch.device:
