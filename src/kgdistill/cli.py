@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -494,20 +493,14 @@ cli.add_command(tune)
 
 def main() -> None:
     """Entry point of the ``kgdistill`` console script (and ``python -m kgdistill``): subnormal floats are flushed
-    to zero before any tensor work, unless ``KGDISTILL_KEEP_SUBNORMALS=1`` (:func:`kgdistill.runs.flush_denormals`)."""
-    if _flushes(sys.argv[1:], os.environ):
+    to zero before any tensor work (:func:`kgdistill.runs.flush_denormals`), except for a listing or ``--help`` /
+    ``--version``, which answer without loading PyTorch."""
+    args = sys.argv[1:]
+    if args and not any(a in ("--help", "-h", "--version") for a in args):
         from kgdistill.runs import flush_denormals
 
         flush_denormals()
     cli(prog_name="kgdistill")
-
-
-def _flushes(args: Sequence[str], environ: Mapping[str, str]) -> bool:
-    """Whether :func:`main` flushes subnormals for this command line: not when asked not to, and not for a
-    listing or ``--help`` / ``--version`` (they answer without loading PyTorch)."""
-    if environ.get("KGDISTILL_KEEP_SUBNORMALS", "") in ("1", "true"):
-        return False
-    return bool(args) and not any(a in ("--help", "-h", "--version") for a in args)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from kgdistill.errors import ConfigError
 from kgdistill.io import atomic_write_text, write_json
 
 __all__ = [
+    "KEEP_SUBNORMALS_ENV",
     "JsonlLog",
     "finished",
     "flush_denormals",
@@ -76,8 +77,13 @@ def keep_freed_memory() -> bool:
     )
 
 
+#: ``KGDISTILL_KEEP_SUBNORMALS=1``: :func:`flush_denormals` leaves the CPU's default (subnormals computed).
+KEEP_SUBNORMALS_ENV = "KGDISTILL_KEEP_SUBNORMALS"
+
+
 def flush_denormals() -> bool:
-    """Make this process's CPU arithmetic flush subnormal floats (below 1.18e-38 in magnitude) to zero.
+    """Make this process's CPU arithmetic flush subnormal floats (below 1.18e-38 in magnitude) to zero, unless
+    ``$KGDISTILL_KEEP_SUBNORMALS`` is ``1`` or ``true``.
 
     x86 cores compute on subnormals in microcode, tens of times slower than on normal floats. Saturated units
     make them: a TA-DistMult (dim 256, YAGO11k) trained with Adam at lr 0.1 saturates its LSTM's gates within two
@@ -89,12 +95,15 @@ def flush_denormals() -> bool:
     The setting (the x86 control register's FTZ and DAZ bits, :func:`torch.set_flush_denormal`) belongs to each
     thread, and a thread copies it from the thread that starts it: called before PyTorch starts its pool of
     intra-op threads (before the first parallel operation), it covers every thread; called later, only the
-    calling one (half of a two-thread step's work stays slow). The ``kgdistill`` command calls it first thing
-    (unless ``KGDISTILL_KEEP_SUBNORMALS=1``); a Python program calls it before its first tensor operation.
+    calling one (half of a two-thread step's work stays slow). The ``kgdistill`` command and each worker process
+    of ``kgdistill serve --workers N`` call it first thing; a Python program calls it before its first tensor
+    operation.
 
     Returns:
-        Whether the CPU took the setting (x86 with SSE3).
+        Whether subnormals are now flushed (the CPU took the setting: x86 with SSE3).
     """
+    if os.environ.get(KEEP_SUBNORMALS_ENV, "") in ("1", "true"):
+        return False
     return bool(torch.set_flush_denormal(True))
 
 

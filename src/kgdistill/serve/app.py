@@ -378,8 +378,10 @@ def create_app(
 def app_from_env() -> FastAPI:
     """The app of one uvicorn worker process, configured by ``$KGDISTILL_SERVE_CONFIG`` (JSON written by
     ``kgdistill serve --workers N``: runs, device, threads, batching, the API key's variable name)."""
+    from kgdistill.runs import flush_denormals
     from kgdistill.serve.runs import RunSpec, load_runs
 
+    flush_denormals()  # a fresh process: before any tensor work, as the kgdistill command does
     cfg = json.loads(os.environ[ENV_CONFIG])
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
