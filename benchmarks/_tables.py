@@ -272,6 +272,7 @@ def temporal_kd_markdown(doc: dict[str, Any]) -> str:
         "methods within this table, not with those numbers.",
         "",
         seed_table(doc["rows"], datasets),
+        *_other_teachers(doc),
         "## Size and speed",
         "",
         "Latency: one query scored against all entities plus top-10, CPU, 1 thread, median of 200.",
@@ -283,6 +284,24 @@ def temporal_kd_markdown(doc: dict[str, Any]) -> str:
         _goals(doc["goals"]),
     ]
     return "\n".join(md)
+
+
+def _other_teachers(doc: dict[str, Any]) -> list[str]:
+    """A note under the table naming the runs distilled from another run of the teacher's config than the
+    teacher row (their teacher's test MRR then, the row's now)."""
+    lines = []
+    for ds, g in doc["goals"].items():
+        runs = g.get("other_teacher_runs") or []
+        if runs:
+            named = ", ".join(
+                f"{r['student']} {r['method']} seed {r['seed']} ({r['teacher_mrr']:.2f})"
+                for r in runs
+            )
+            lines.append(
+                f"- {ds}: distilled from another run of the teacher's config (its test MRR then): {named}; "
+                f"the teacher row: {g['teacher_mrr']:.2f}"
+            )
+    return [*lines, ""] if lines else []
 
 
 def _searches(doc: dict[str, Any]) -> list[str]:

@@ -306,6 +306,9 @@ def _row(
     spec = ckpt.meta["model"]
     query = torch.zeros((1, 4), dtype=torch.long)
     both = metrics["sides"]["both"]
+    kge = (metrics.get("retention") or {}).get(
+        "kge"
+    )  # a distilled run: its teacher's test MRR then
     return {
         "dataset": dataset,
         # the row's model: a student family key of the spec, or the teacher's family / the LLM scorer
@@ -322,6 +325,7 @@ def _row(
         "best_epoch": metrics.get("best_epoch"),
         "epochs_run": metrics.get("epochs"),
         "filter_mode": metrics["protocol"].get("filter_mode"),
+        "teacher_mrr": None if kge is None else 100 * kge["teacher_mrr"],
         "run": _shown(run_dir),
     }
 
@@ -359,6 +363,22 @@ def _aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         )  # (runs of results written before: not recorded)
         rows.append(row)
     return rows
+
+
+def _other_teacher_runs(
+    runs: list[dict[str, Any]], dataset: str, teacher_mrr: float
+) -> list[dict[str, Any]]:
+    """The runs of ``dataset`` distilled from another run of the teacher's config than the table's teacher row
+    (its test MRR then differs by more than 0.01; e.g. a teacher trained again after its folder was lost). Rows
+    written before the teacher's MRR was recorded per run are not known, and not listed."""
+    return [
+        {k: r[k] for k in ("student", "method", "seed", "teacher_mrr")}
+        for r in runs
+        if r["dataset"] == dataset
+        and r.get("teacher_mrr") is not None
+        and r["method"] not in _TEACHERS
+        and abs(r["teacher_mrr"] - teacher_mrr) > 0.01
+    ]
 
 
 def _student_goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -457,6 +477,7 @@ def _document(
             "published": _against_published(here, sp.get("published", {}).get(ds, [])),
             "teacher_mrr": teacher["mrr"],
             "teacher_params": teacher["params"],
+            "other_teacher_runs": _other_teacher_runs(runs, ds, teacher["mrr"]),
             "students": _student_goals(here),
             "best_small_student": None
             if best is None

@@ -117,6 +117,13 @@ def test_benchmark_writes_every_result_file(tmp_path: Path) -> None:
     )
     goals = doc["goals"][ds]
     assert set(goals["students"]["ttranse"]["kd_beats_no_kd"]) == {"bkd", "fitnet", "rkd"}
+    # each distilled run records its teacher's test MRR: here the teacher row's own run, so no note
+    for x in doc["runs"]:
+        if x["method"] in ("bkd", "fitnet", "rkd"):
+            assert x["teacher_mrr"] == pytest.approx(teacher["mrr"])
+        elif x["method"] == "none":
+            assert x["teacher_mrr"] is None
+    assert goals["other_teacher_runs"] == []
     assert {r["filter_mode"] for r in doc["rows"]} == {"interval"}  # as each run recorded it
     md = (out / "temporal_kd.md").read_text()
     assert (
@@ -466,6 +473,31 @@ def test_teachers_with_nothing_to_report_says_so(
     with pytest.raises(SystemExit, match="nothing finished: no teacher to report"):
         teachers.main()
     assert not out.exists()
+
+
+def test_rows_distilled_from_another_teacher_run_are_named_under_the_table() -> None:
+    """A student row whose teacher's test MRR then differs from the teacher row's (a teacher trained again) is
+    named with both MRRs; rows that record none (no KD, or written before it was recorded) are not."""
+    from _tables import _other_teachers
+    from temporal_kd import _other_teacher_runs
+
+    runs = [
+        {**_run_row("complex", "teacher", 0, 47.46), "teacher_mrr": None},
+        {**_run_row("complex-32", "bkd", 0, 46.0), "teacher_mrr": 47.49},
+        {**_run_row("complex-32", "bkd", 1, 46.1), "teacher_mrr": 47.465},
+        {**_run_row("complex-32", "none", 0, 41.2), "teacher_mrr": None},
+        _run_row("distmult-32", "bkd", 0, 39.8),
+    ]
+    other = _other_teacher_runs(runs, "yago11k", 47.46)
+    assert other == [{"student": "complex-32", "method": "bkd", "seed": 0, "teacher_mrr": 47.49}]
+    assert _other_teacher_runs(runs, "wn18rr", 47.46) == []
+    doc = {"goals": {"yago11k": {"teacher_mrr": 47.46, "other_teacher_runs": other}}}
+    (line, blank) = _other_teachers(doc)
+    assert line == (
+        "- yago11k: distilled from another run of the teacher's config (its test MRR then): complex-32 bkd "
+        "seed 0 (47.49); the teacher row: 47.46"
+    )
+    assert blank == "" and _other_teachers({"goals": {"yago11k": {"teacher_mrr": 1.0}}}) == []
 
 
 def _run_row(student: str, method: str, seed: int, mrr: float) -> dict[str, Any]:
