@@ -306,9 +306,8 @@ def _row(
     spec = ckpt.meta["model"]
     query = torch.zeros((1, 4), dtype=torch.long)
     both = metrics["sides"]["both"]
-    kge = (metrics.get("retention") or {}).get(
-        "kge"
-    )  # a distilled run: its teacher's test MRR then
+    # a distilled run records its teacher's test MRR then (metrics.json's retention)
+    kge = (metrics.get("retention") or {}).get("kge")
     return {
         "dataset": dataset,
         # the row's model: a student family key of the spec, or the teacher's family / the LLM scorer
