@@ -27,7 +27,7 @@ from typing import Any
 
 from _common import REPO, markdown_table, setup_logging, write_script_result
 from kgdistill.api import ensure_run
-from kgdistill.runs import flush_denormals
+from kgdistill.runs import JsonlLog, flush_denormals
 
 PROBE = r"""
 import json, sys, time, torch
@@ -131,6 +131,7 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{w}: step {v['step']:.1f}x, forward {v['forward']:.1f}x"
         for w, v in doc["kept_over_flushed"].items()
     )
+    equal = ", ".join(f"{w}: {eq}" for w, eq in doc["losses_equal"].items())
     return "\n".join(
         [
             "# Subnormal floats in a CPU training step (saturated TA-DistMult LSTM)",
@@ -138,7 +139,9 @@ def markdown(doc: dict[str, Any]) -> str:
             f"TA-DistMult-{doc['dim']} on {doc['dataset']}, Adam lr {doc['lr']}, trained {doc['epochs']} epoch(s) "
             f"(valid MRR {100 * doc['valid_mrr']:.2f} after them); batch {doc['batch_size']} of real training "
             f"queries, 1-N cross-entropy; {doc['steps']} timed steps per probe, each probe a fresh process. "
-            f'Time with subnormals kept / flushed: {ratios}. "threads flushing": the share of a large product '
+            f"Time with subnormals kept / flushed: {ratios}. Losses after the steps equal, kept and flushed: "
+            f"{equal}. "
+            '"threads flushing": the share of a large product '
             "of subnormals that came out 0 (1.00: the setting reached every thread of the pool).",
             "",
             markdown_table(rows),
@@ -176,11 +179,15 @@ def main(argv: list[str] | None = None) -> None:
         }
         for w in ("init", "trained")
     }
-    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    valid = [r for r in records if r.get("event") == "valid"][-1]
+    # the same weights and batches with and without flushing: the losses after the steps, compared exactly
+    losses_equal = {
+        w: by[(w, "kept")]["loss"] == by[(w, "flushed")]["loss"] for w in ("init", "trained")
+    }
+    valid = [r for r in JsonlLog(run_dir / "log.jsonl").records() if r.get("event") == "valid"][-1]
     fields = {
         "rows": rows,
         "kept_over_flushed": ratios,
+        "losses_equal": losses_equal,
         "dataset": args.dataset,
         "dim": args.dim,
         "lr": args.lr,

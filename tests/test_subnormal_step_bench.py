@@ -30,6 +30,8 @@ def test_subnormal_step_probes_each_setting_in_its_own_process(tmp_path: Path) -
     # the trained weights are the run's: another loss than the untrained model's
     assert rows[("trained", "kept")]["loss"] != rows[("init", "kept")]["loss"]
     assert set(doc["kept_over_flushed"]) == {"init", "trained"}
+    # no subnormals at this size: flushing changes nothing, the losses are bit-identical
+    assert doc["losses_equal"] == {"init": True, "trained": True}
     assert 0 < doc["valid_mrr"] < 1
     md = (tmp_path / "subnormal_step.md").read_text()
     assert "TA-DistMult-8 on yago11k" in md and "threads flushing" in md

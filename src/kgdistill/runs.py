@@ -88,7 +88,7 @@ def flush_denormals() -> bool:
     x86 cores compute on subnormals in microcode, tens of times slower than on normal floats. Saturated units
     make them: a TA-DistMult (dim 256, YAGO11k) trained with Adam at lr 0.1 saturates its LSTM's gates within two
     epochs, and the relation vectors and gradients then hold subnormals (13,683 of 256,000 entries of a batch's
-    relation vectors), which every matrix product meets: a training step took 4.5 s instead of 0.14 s on two
+    relation vectors), which every matrix product meets: a training step took 4.3 s instead of 0.14 s on two
     threads (the subnormal_step benchmark). Flushing changes results only below 1.18e-38 (such values become
     0; the evaluator then counts two scores that differ only there as tied).
 
