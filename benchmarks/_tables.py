@@ -227,19 +227,31 @@ def source_lines(doc: dict[str, Any]) -> list[str]:
 
 
 def _cells_named(doc: dict[str, Any], dataset: str, entry: dict[str, Any]) -> str:
-    """An earlier call's cells, e.g. ``ttranse, ta_distmult (none, bkd)``: a student alone when the call made all
-    of its rows in the table (or the entry does not say which)."""
+    """An earlier call's runs, e.g. ``ttranse, ta_distmult (none, bkd seed 1)``: a student alone when the call
+    made all of its rows in the table (or the entry does not say which), a method alone when it made all of that
+    row's seeds (``cells``: student -> method -> seeds, or student -> methods from before seeds were recorded)."""
     names = []
     for st in entry["students"]:
-        methods = entry.get("cells", {}).get(st)
-        shown = methods and {
-            r["method"]
+        cells = entry.get("cells", {}).get(st)
+        if not cells:
+            names.append(st)
+            continue
+        made = cells if isinstance(cells, dict) else dict.fromkeys(cells)
+        shown = {
+            r["method"]: r.get("seeds")
             for r in doc.get("rows", [])
             if r.get("dataset") == dataset
             and r.get("student") == st
             and r.get("method") not in _TEACHER_ORDER
         }
-        names.append(f"{st} ({', '.join(methods)})" if shown and set(methods) != shown else st)
+        parts = [
+            m
+            if ss is None or shown.get(m) is None or sorted(shown[m]) == sorted(ss)
+            else f"{m} seed{'s' * (len(ss) > 1)} {', '.join(map(str, ss))}"
+            for m, ss in made.items()
+        ]
+        whole = set(made) == set(shown) and parts == list(made)
+        names.append(st if not shown or whole else f"{st} ({', '.join(parts)})")
     return ", ".join(names)
 
 

@@ -66,6 +66,9 @@ OUT = REPO / "benchmarks" / "results"
 _METRICS = {"mrr": "mrr", "mr": "mr", "hits1": "hits@1", "hits3": "hits@3", "hits10": "hits@10"}
 #: Methods of rows that are teachers, not students: the conventional teacher and the LLM scorer.
 _TEACHERS = ("teacher", "llm-scorer")
+_Cells = dict[
+    str, dict[str, list[int]]
+]  # student -> method -> seeds (the runs an earlier call made)
 
 
 def run_temporal_kd(
@@ -199,8 +202,9 @@ def _earlier_cells(
     Kept: every cell (dataset, student, method) outside ``datasets`` x ``students`` x ``methods``, the runs of
     other ``seeds`` than this call's (``None``: all seeds are this call's) and, within this call's datasets, the
     teacher rows it has not (yet) made again. A dataset whose kept rows came from another call keeps that call's
-    command, machine and date under its source's ``earlier``, with the cells kept (``cells``: student ->
-    methods; ``students``: their students), so a call for one cell does not claim its student's other rows.
+    command, machine and date under its source's ``earlier``, with the runs kept (``cells``: student -> method ->
+    seeds; ``students``: their students), so a call for one cell or one seed does not claim its student's other
+    rows, and the call behind each seed of a cell stays named.
     """
     prev = earlier_results(path, "dataset", [], ["runs", "searches"])
     made = {(r["dataset"], r["student"], r["method"], r["seed"]) for r in runs}
@@ -224,24 +228,25 @@ def _earlier_cells(
     merged: dict[str, dict[str, Any]] = {}
     for ds in dict.fromkeys([*prev["sources"], *sources]):
         old, new = prev["sources"].get(ds), sources.get(ds)
-        cells_kept: dict[str, list[str]] = {}  # student -> methods, in the kept rows' order
+        kept: _Cells = {}  # student -> method -> seeds, in the kept rows' order
         for r in kept_runs:
             if r["dataset"] == ds and r["method"] not in _TEACHERS:
-                methods_kept = cells_kept.setdefault(r["student"], [])
-                if r["method"] not in methods_kept:
-                    methods_kept.append(r["method"])
+                kept.setdefault(r["student"], {}).setdefault(r["method"], []).append(r["seed"])
         if new is None or old is None:
             merged[ds] = new or old  # type: ignore[assignment]
             continue
         merged[ds] = dict(new)
-        if cells_kept:  # rows of other calls stay beside this call's: name them all, cell by cell
-            older = [_restricted(e, cells_kept) for e in old.get("earlier", [])]
+        if kept:  # rows of other calls stay beside this call's: name them all, run by run
+            older = [_restricted(e, kept) for e in old.get("earlier", [])]
             older = [e for e in older if e["students"]]
-            own = {
-                st: [m for m in ms if m not in _named_cells(older, st)]
-                for st, ms in cells_kept.items()
+            named = {
+                (st, m, s)
+                for e in older
+                for st, ms in e["cells"].items()
+                for m, ss in ms.items()
+                for s in ss
             }
-            own = {st: ms for st, ms in own.items() if ms}
+            own = _cells_without(kept, named)
             last = {k: v for k, v in old.items() if k != "earlier"}
             mine = [{**last, "students": list(own), "cells": own}] if own else []
             merged[ds]["earlier"] = [*older, *mine]
@@ -253,17 +258,30 @@ def _earlier_cells(
     }
 
 
-def _named_cells(entries: list[dict[str, Any]], student: str) -> set[str]:
-    """The methods of ``student`` whose rows the earlier-call ``entries`` (restricted) already name."""
-    return {m for e in entries for m in e["cells"].get(student, [])}
+def _cells_without(cells: _Cells, named: set[tuple[str, str, int]]) -> _Cells:
+    """``cells`` less the (student, method, seed) runs in ``named``; emptied methods and students dropped."""
+    out: _Cells = {}
+    for st, ms in cells.items():
+        for m, ss in ms.items():
+            rest = [s for s in ss if (st, m, s) not in named]
+            if rest:
+                out.setdefault(st, {})[m] = rest
+    return out
 
 
-def _restricted(entry: dict[str, Any], cells_kept: dict[str, list[str]]) -> dict[str, Any]:
-    """An earlier call's source ``entry`` narrowed to the cells still kept (student -> methods). An entry
-    written before cells were recorded (``students`` only) names all of its students' kept methods."""
-    named = entry.get("cells") or {st: cells_kept.get(st, []) for st in entry.get("students", [])}
-    cells = {st: [m for m in ms if m in cells_kept.get(st, [])] for st, ms in named.items()}
-    cells = {st: ms for st, ms in cells.items() if ms}
+def _restricted(entry: dict[str, Any], kept: _Cells) -> dict[str, Any]:
+    """An earlier call's source ``entry`` narrowed to the runs still ``kept``. An entry written before seeds were
+    recorded (``cells``: student -> methods) names all kept seeds of its methods, one written before cells were
+    (``students`` only) all kept runs of its students."""
+    named = entry.get("cells") or {st: list(kept.get(st, {})) for st in entry.get("students", [])}
+    cells: _Cells = {}
+    for st, ms in named.items():
+        have = kept.get(st, {})
+        pairs = ms.items() if isinstance(ms, dict) else ((m, have.get(m, [])) for m in ms)
+        for m, ss in pairs:
+            ss = [s for s in ss if s in have.get(m, [])]
+            if ss:
+                cells.setdefault(st, {})[m] = ss
     return {**entry, "students": list(cells), "cells": cells}
 
 

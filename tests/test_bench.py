@@ -544,7 +544,7 @@ def test_a_call_for_one_student_keeps_the_other_students_rows(
     assert [s["student"] for s in kept["searches"]] == ["tntcomplex"]
     src = kept["sources"]["yago11k"]
     assert src["command"] == "second"
-    cells = {"tntcomplex": ["none", "ours"], "ta_distmult": ["bkd"]}
+    cells = {"tntcomplex": {"none": [0], "ours": [0]}, "ta_distmult": {"bkd": [0]}}
     assert src["earlier"] == [{**first, "students": ["tntcomplex", "ta_distmult"], "cells": cells}]
     rows = [{k: r[k] for k in ("dataset", "student", "method")} for r in kept["runs"] + new_runs]
     lines = "\n".join(source_lines({"sources": kept["sources"], "rows": rows}))
@@ -564,8 +564,8 @@ def test_a_call_for_one_student_keeps_the_other_students_rows(
         ("ta_distmult", "none"),
     ]
     assert again["sources"]["yago11k"]["earlier"] == [
-        {**first, "students": ["ta_distmult"], "cells": {"ta_distmult": ["bkd"]}},
-        {**second, "students": ["ta_distmult"], "cells": {"ta_distmult": ["none"]}},
+        {**first, "students": ["ta_distmult"], "cells": {"ta_distmult": {"bkd": [0]}}},
+        {**second, "students": ["ta_distmult"], "cells": {"ta_distmult": {"none": [0]}}},
     ]
     # an entry written before cells were recorded names all of its students' kept rows
     legacy = {**second, "students": ["ta_distmult", "tntcomplex"]}
@@ -583,7 +583,7 @@ def test_a_call_for_one_student_keeps_the_other_students_rows(
         {
             **legacy,
             "students": ["ta_distmult", "tntcomplex"],
-            "cells": {"ta_distmult": ["bkd", "none"], "tntcomplex": ["none"]},
+            "cells": {"ta_distmult": {"bkd": [0], "none": [0]}, "tntcomplex": {"none": [0]}},
         }
     ]
 
@@ -596,6 +596,63 @@ def test_a_call_for_one_student_keeps_the_other_students_rows(
     with caplog.at_level("WARNING"):
         _check_teacher(path, retrained[0], ["tntcomplex"], ["none"])
     assert "18.50 here, 19.69" in caplog.text and "ta_distmult" in caplog.text
+
+
+def test_each_seed_of_a_cell_keeps_the_call_that_made_it(tmp_path: Path) -> None:
+    """Seeds added to a cell one call at a time: every call stays named with the seeds it made (a later call for
+    another seed of the same cell does not fold an earlier one into the first), and a call that made only some
+    of a row's seeds is shown with them; an entry written before seeds were recorded names all kept seeds."""
+    from _tables import source_lines
+    from temporal_kd import _earlier_cells
+
+    calls = [{"command": f"call {i}", "date": f"d{i}", "cpu": "x86_64"} for i in range(3)]
+    path = tmp_path / "t.json"
+    runs = [_run_row("rotate-32", "none", 0, 42.3), _run_row("rotate-32", "bkd", 0, 42.5)]
+    sources = {"yago11k": calls[0]}
+    for i, mrr in ((1, 42.15), (2, 42.0)):  # a call with --methods none --seeds i
+        path.write_text(json.dumps({"runs": runs, "searches": [], "sources": sources}))
+        new = [_run_row("rotate-32", "none", i, mrr)]
+        kept = _earlier_cells(
+            path, ["yago11k"], ["rotate-32"], ["none"], new, {"yago11k": calls[i]}, seeds=[i]
+        )
+        runs, sources = kept["runs"] + new, kept["sources"]
+    assert [(r["method"], r["seed"]) for r in runs] == [
+        ("none", 0),
+        ("bkd", 0),
+        ("none", 1),
+        ("none", 2),
+    ]
+    src = sources["yago11k"]
+    assert src["command"] == "call 2"
+    assert [(e["command"], e["cells"]) for e in src["earlier"]] == [
+        ("call 0", {"rotate-32": {"none": [0], "bkd": [0]}}),
+        ("call 1", {"rotate-32": {"none": [1]}}),
+    ]
+    rows = [
+        {"dataset": "yago11k", "student": "rotate-32", "method": "none", "seeds": [0, 1, 2]},
+        {"dataset": "yago11k", "student": "rotate-32", "method": "bkd", "seeds": [0]},
+    ]
+    lines = source_lines({"sources": sources, "rows": rows})
+    assert lines[1].startswith("  - rotate-32 (none seed 0, bkd) rows: `call 0`")
+    assert lines[2].startswith("  - rotate-32 (none seed 1) rows: `call 1`")
+
+    # a file written before seeds were recorded: its methods name every kept seed
+    legacy = {**calls[0], "students": ["rotate-32"], "cells": {"rotate-32": ["none", "bkd"]}}
+    path.write_text(
+        json.dumps(
+            {
+                "runs": runs,
+                "searches": [],
+                "sources": {"yago11k": {**calls[2], "earlier": [legacy]}},
+            }
+        )
+    )
+    again = _earlier_cells(
+        path, ["yago11k"], ["rotate-32"], ["bkd"], [], {"yago11k": calls[1]}, seeds=[1]
+    )
+    assert again["sources"]["yago11k"]["earlier"] == [
+        {**legacy, "cells": {"rotate-32": {"none": [0, 1, 2], "bkd": [0]}}}
+    ]
 
 
 def test_rows_of_several_calls_follow_the_spec_order() -> None:
