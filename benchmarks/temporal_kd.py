@@ -133,17 +133,32 @@ def run_temporal_kd(
             write_temporal_kd(doc, out)
         return doc
 
+    # the datasets whose teacher row the result file holds already
+    tabulated = {
+        r.get("dataset")
+        for r in earlier_results(out / f"{stem}.json", "dataset", [], ["runs"])["runs"]
+        if r.get("method") == "teacher"
+    }
     for ds in datasets:
         teacher_dirs = {"kge": work / Path(ds).name / "teacher"}
-        if not train and not finished(teacher_dirs["kge"]):
+        read = "llm-scorer" in methods or any(
+            _reads_teacher(cells[ds, st], methods) for st in students
+        )
+        if not read and not finished(teacher_dirs["kge"]) and ds in tabulated:
+            # students without KD train without it, and the result file keeps its earlier teacher row
+            log.info(
+                "%s: no method here reads the teacher, which has not finished: not trained", ds
+            )
+        elif not train and not finished(teacher_dirs["kge"]):
             log.info("%s: the teacher has not finished; nothing to tabulate", ds)
             continue
-        t_cfg = _teacher_config(sp, "teacher", ds, data_root, teacher_epochs)
-        metrics = ensure_run(t_cfg, teacher_dirs["kge"])
-        runs.append(_row(ds, "teacher", "teacher", 0, metrics, teacher_dirs["kge"]))
-        _check_teacher(out / f"{stem}.json", runs[-1], students, methods)
-        sources[ds] = {"command": run_command(), **machine_info()}
-        write()
+        else:
+            t_cfg = _teacher_config(sp, "teacher", ds, data_root, teacher_epochs)
+            metrics = ensure_run(t_cfg, teacher_dirs["kge"])
+            runs.append(_row(ds, "teacher", "teacher", 0, metrics, teacher_dirs["kge"]))
+            _check_teacher(out / f"{stem}.json", runs[-1], students, methods)
+            sources[ds] = {"command": run_command(), **machine_info()}
+            write()
         needs_llm = any(
             t.get("teacher") == "llm"
             for m in methods
@@ -186,6 +201,17 @@ def run_temporal_kd(
                     sources[ds] = {"command": run_command(), **machine_info()}
                     write()
     return write()
+
+
+def _reads_teacher(view: dict[str, Any], methods: Sequence[str]) -> bool:
+    """Whether a term of one of ``methods`` (their stages in the spec ``view``) reads a teacher."""
+    return any(
+        "teacher" in term
+        for m in methods
+        if m in view["methods"]
+        for stage in _stages(view, m, 1)
+        for term in stage["objective"]
+    )
 
 
 def _earlier_cells(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from _common import markdown_table
 from _kd_spec import _for_dataset
 from _tables import source_lines
 from kgdistill.errors import ConfigError
+from kgdistill.runs import finished
 from temporal_kd import run_temporal_kd
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -311,6 +313,24 @@ def test_a_call_for_one_dataset_keeps_the_others(tmp_path: Path) -> None:
     assert [[r[k] for k in key] for r in again["rows"]] == [
         [r[k] for k in key] for r in doc["rows"]
     ]
+
+
+@pytest.mark.slow  # trains real runs end to end
+def test_a_call_without_kd_trains_no_teacher_when_the_table_has_its_row(tmp_path: Path) -> None:
+    """No method of a no-KD call reads the teacher: when the result file holds the teacher's row already (its
+    run folder gone, e.g. on another machine), the call trains none, keeps that row and adds its seed; a call
+    whose method reads the teacher trains it again."""
+    spec, work, out = _spec(tmp_path), tmp_path / "work", tmp_path / "out"
+    first = run_temporal_kd(spec=spec, work=work, out=out, methods=["none"], seeds=[0])
+    teacher = work / "wikidata12k-mini" / "teacher"
+    assert finished(teacher)  # a fresh result file: the teacher row is made
+    shutil.rmtree(teacher)
+    doc = run_temporal_kd(spec=spec, work=work, out=out, methods=["none"], seeds=[1])
+    assert not teacher.exists()
+    assert [(r["method"], r["seeds"]) for r in doc["rows"]] == [("teacher", [0]), ("none", [0, 1])]
+    assert doc["rows"][0]["mrr"] == first["rows"][0]["mrr"]
+    run_temporal_kd(spec=spec, work=work, out=out, methods=["bkd"], seeds=[0])
+    assert finished(teacher)
 
 
 @pytest.mark.slow  # trains real runs end to end
