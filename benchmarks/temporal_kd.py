@@ -38,6 +38,7 @@ from _common import (
     run_command,
     setup_logging,
 )
+from _jobs import run_side_by_side
 from _kd_spec import (
     _configs,
     _for_dataset,
@@ -85,6 +86,7 @@ def run_temporal_kd(
     data_root: str | None = None,
     train: bool = True,
     teacher_score_cache: bool | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Run the benchmark and write its tables; returns the JSON document written.
 
@@ -96,6 +98,9 @@ def run_temporal_kd(
         train: ``False``: train nothing, tabulate the runs that have finished (e.g. while the benchmark runs).
         teacher_score_cache: set the spec's ``teacher_score_cache`` (students read the teachers' score rows
             from a file written once; see :func:`_kd_spec._teacher_entry`).
+        jobs: the students' runs of a dataset that train side by side, in worker processes (1: one after
+            another; see :mod:`_jobs`). Their rows join the table once all of them have finished (a killed
+            call leaves finished run folders: ``train=False`` tabulates them).
     """
     sp = _spec(spec)
     if teacher_score_cache is not None:
@@ -141,6 +146,7 @@ def run_temporal_kd(
     }
     for ds in datasets:
         teacher_dirs = {"kge": work / Path(ds).name / "teacher"}
+        todo: list[tuple[tuple[str, str, int], tuple[dict[str, Any], Path]]] = []
         read = "llm-scorer" in methods or any(
             _reads_teacher(cells[ds, st], methods) for st in students
         )
@@ -196,10 +202,24 @@ def run_temporal_kd(
                     run_dir = work / Path(ds).name / f"{student}-{method}-s{seed}"
                     if not train and not finished(run_dir):
                         continue
+                    if jobs > 1:  # after every cell's search: side by side below
+                        todo.append(((student, method, seed), (cfg, run_dir)))
+                        continue
                     runs.append(_row(ds, student, method, seed, ensure_run(cfg, run_dir), run_dir))
                     # results so far, after every run: a long benchmark stopped midway still leaves its table
                     sources[ds] = {"command": run_command(), **machine_info()}
                     write()
+        if todo:
+            results = run_side_by_side([job for _, job in todo], jobs)
+            # the rows in order, each latency timed with no run beside it; a failed run's error after them
+            for ((student, method, seed), (_, run_dir)), res in zip(todo, results, strict=True):
+                if not isinstance(res, Exception):
+                    runs.append(_row(ds, student, method, seed, res, run_dir))
+            sources[ds] = {"command": run_command(), **machine_info()}
+            write()
+            failed = [res for res in results if isinstance(res, Exception)]
+            if failed:
+                raise failed[0]
     return write()
 
 
@@ -577,6 +597,16 @@ def _document(
         "each teacher's folder (default: the spec's teacher_score_cache, else off)."
     ),
 )
+@click.option(
+    "--jobs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help=(
+        "Student runs of a dataset trained side by side in worker processes (small students leave a GPU "
+        "mostly idle); their rows join the table once all have finished."
+    ),
+)
 @driver_options(WORK)
 def main(
     spec: str | None,
@@ -585,6 +615,7 @@ def main(
     methods: tuple[str, ...],
     seeds: tuple[int, ...],
     teacher_score_cache: bool | None,
+    jobs: int,
     epochs: int | None,
     teacher_epochs: int | None,
     work: str,
@@ -611,6 +642,7 @@ def main(
             data_root=data_root,
             train=not finished_only,
             teacher_score_cache=teacher_score_cache,
+            jobs=jobs,
         )
         if not doc["rows"]:
             raise NothingFinished(

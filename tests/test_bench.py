@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
@@ -331,6 +332,38 @@ def test_a_call_without_kd_trains_no_teacher_when_the_table_has_its_row(tmp_path
     assert doc["rows"][0]["mrr"] == first["rows"][0]["mrr"]
     run_temporal_kd(spec=spec, work=work, out=out, methods=["bkd"], seeds=[0])
     assert finished(teacher)
+
+
+@pytest.mark.slow  # trains real runs end to end
+def test_runs_side_by_side_give_the_sequential_numbers(tmp_path: Path) -> None:
+    """``jobs=2``: the students' runs train in two worker processes (one thread each), the first BKD run alone
+    first (it writes the teacher's score cache), with the numbers and order of the same runs one after another on
+    one thread. A run that fails leaves the others' results and its own error."""
+    from _jobs import run_side_by_side
+
+    spec = _spec(tmp_path)
+    kw = {"spec": spec, "methods": ["none", "bkd"], "seeds": [0, 1], "teacher_score_cache": True}
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run_temporal_kd(work=tmp_path / "w1", out=tmp_path / "o1", **kw)
+        torch.set_num_threads(2)
+        two = run_temporal_kd(work=tmp_path / "w2", out=tmp_path / "o2", jobs=2, **kw)
+    finally:
+        torch.set_num_threads(threads)
+
+    def key(doc: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [(r["student"], r["method"], r["seed"], r["mrr"], r["hits1"]) for r in doc["runs"]]
+
+    assert key(two) == key(one) and len(key(one)) == 5
+    assert {r["method"] for r in two["runs"]} == {"teacher", "none", "bkd"}
+    assert (tmp_path / "w2" / "wikidata12k-mini" / "teacher" / "train-scores.safetensors").is_file()
+    run = tmp_path / "w2" / "wikidata12k-mini" / "ttranse-none-s0"
+    good = yaml.safe_load((run / "config.yaml").read_text())
+    bad = {**good, "model": {**good["model"], "dim": "four"}}
+    results = run_side_by_side([(good, run), (bad, tmp_path / "bad")], 2)
+    assert results[0]["sides"] == json.loads((run / "metrics.json").read_text())["sides"]
+    assert isinstance(results[1], Exception) and "dim" in str(results[1])
 
 
 @pytest.mark.slow  # trains real runs end to end
