@@ -39,6 +39,7 @@ from _common import (
     setup_logging,
 )
 from _jobs import run_side_by_side
+from _kd_sources import TEACHERS, check_teacher, earlier_cells
 from _kd_spec import (
     _configs,
     _for_dataset,
@@ -65,11 +66,6 @@ WORK = REPO / "benchmarks" / "work" / "temporal-kd"
 OUT = REPO / "benchmarks" / "results"
 #: row key -> key of the evaluator's metrics
 _METRICS = {"mrr": "mrr", "mr": "mr", "hits1": "hits@1", "hits3": "hits@3", "hits10": "hits@10"}
-#: Methods of rows that are teachers, not students: the conventional teacher and the LLM scorer.
-_TEACHERS = ("teacher", "llm-scorer")
-_Cells = dict[
-    str, dict[str, list[int]]
-]  # student -> method -> seeds (the runs an earlier call made)
 
 
 def run_temporal_kd(
@@ -130,7 +126,7 @@ def run_temporal_kd(
     def write() -> dict[str, Any]:
         # results already in --out outside this call are kept: a call for one dataset, student or method adds
         # to the table (a cell this call makes again replaces its earlier rows)
-        prev = _earlier_cells(
+        prev = earlier_cells(
             out / f"{stem}.json", datasets, students, methods, runs, sources, seeds
         )
         doc = _document(prev["runs"] + runs, sp, prev["sources"], prev["searches"] + searches)
@@ -162,7 +158,7 @@ def run_temporal_kd(
             t_cfg = _teacher_config(sp, "teacher", ds, data_root, teacher_epochs)
             metrics = ensure_run(t_cfg, teacher_dirs["kge"])
             runs.append(_row(ds, "teacher", "teacher", 0, metrics, teacher_dirs["kge"]))
-            _check_teacher(out / f"{stem}.json", runs[-1], students, methods)
+            check_teacher(out / f"{stem}.json", runs[-1], students, methods)
             sources[ds] = {"command": run_command(), **machine_info()}
             write()
         needs_llm = any(
@@ -232,133 +228,6 @@ def _reads_teacher(view: dict[str, Any], methods: Sequence[str]) -> bool:
         for stage in _stages(view, m, 1)
         for term in stage["objective"]
     )
-
-
-def _earlier_cells(
-    path: Path,
-    datasets: Sequence[str],
-    students: Sequence[str],
-    methods: Sequence[str],
-    runs: list[dict[str, Any]],
-    sources: dict[str, dict[str, Any]],
-    seeds: Sequence[int] | None = None,
-) -> dict[str, Any]:
-    """The runs, searches and sources of an earlier result file that this call does not make again.
-
-    Kept: every cell (dataset, student, method) outside ``datasets`` x ``students`` x ``methods``, the runs of
-    other ``seeds`` than this call's (``None``: all seeds are this call's) and, within this call's datasets, the
-    teacher rows it has not (yet) made again. A dataset whose kept rows came from another call keeps that call's
-    command, machine and date under its source's ``earlier``, with the runs kept (``cells``: student -> method ->
-    seeds; ``students``: their students), so a call for one cell or one seed does not claim its student's other
-    rows, and the call behind each seed of a cell stays named.
-    """
-    prev = earlier_results(path, "dataset", [], ["runs", "searches"])
-    made = {(r["dataset"], r["student"], r["method"], r["seed"]) for r in runs}
-
-    def outside(e: dict[str, Any]) -> bool:
-        if e.get("dataset") not in datasets:
-            return True
-        return e.get("student") not in students or e.get("method") not in methods
-
-    kept_runs = [
-        r
-        for r in prev["runs"]
-        if (r.get("dataset"), r.get("student"), r.get("method"), r.get("seed")) not in made
-        and (
-            outside(r)
-            or r.get("method") in _TEACHERS
-            or (seeds is not None and r.get("seed") not in seeds)
-        )
-    ]
-    kept_searches = [s for s in prev["searches"] if outside(s)]
-    merged: dict[str, dict[str, Any]] = {}
-    for ds in dict.fromkeys([*prev["sources"], *sources]):
-        old, new = prev["sources"].get(ds), sources.get(ds)
-        kept: _Cells = {}  # student -> method -> seeds, in the kept rows' order
-        for r in kept_runs:
-            if r["dataset"] == ds and r["method"] not in _TEACHERS:
-                kept.setdefault(r["student"], {}).setdefault(r["method"], []).append(r["seed"])
-        if new is None or old is None:
-            merged[ds] = new or old  # type: ignore[assignment]
-            continue
-        merged[ds] = dict(new)
-        if kept:  # rows of other calls stay beside this call's: name them all, run by run
-            older = [_restricted(e, kept) for e in old.get("earlier", [])]
-            older = [e for e in older if e["students"]]
-            named = {
-                (st, m, s)
-                for e in older
-                for st, ms in e["cells"].items()
-                for m, ss in ms.items()
-                for s in ss
-            }
-            own = _cells_without(kept, named)
-            last = {k: v for k, v in old.items() if k != "earlier"}
-            mine = [{**last, "students": list(own), "cells": own}] if own else []
-            merged[ds]["earlier"] = [*older, *mine]
-    kept_ds = {r["dataset"] for r in kept_runs} | {r["dataset"] for r in runs}
-    return {
-        "runs": kept_runs,
-        "searches": kept_searches,
-        "sources": {d: v for d, v in merged.items() if d in kept_ds and v is not None},
-    }
-
-
-def _cells_without(cells: _Cells, named: set[tuple[str, str, int]]) -> _Cells:
-    """``cells`` less the (student, method, seed) runs in ``named``; emptied methods and students dropped."""
-    out: _Cells = {}
-    for st, ms in cells.items():
-        for m, ss in ms.items():
-            rest = [s for s in ss if (st, m, s) not in named]
-            if rest:
-                out.setdefault(st, {})[m] = rest
-    return out
-
-
-def _restricted(entry: dict[str, Any], kept: _Cells) -> dict[str, Any]:
-    """An earlier call's source ``entry`` narrowed to the runs still ``kept``. An entry written before seeds were
-    recorded (``cells``: student -> methods) names all kept seeds of its methods, one written before cells were
-    (``students`` only) all kept runs of its students."""
-    named = entry.get("cells") or {st: list(kept.get(st, {})) for st in entry.get("students", [])}
-    cells: _Cells = {}
-    for st, ms in named.items():
-        have = kept.get(st, {})
-        pairs = ms.items() if isinstance(ms, dict) else ((m, have.get(m, [])) for m in ms)
-        for m, ss in pairs:
-            ss = [s for s in ss if s in have.get(m, [])]
-            if ss:
-                cells.setdefault(st, {})[m] = ss
-    return {**entry, "students": list(cells), "cells": cells}
-
-
-def _check_teacher(
-    path: Path, teacher: dict[str, Any], students: Sequence[str], methods: Sequence[str]
-) -> None:
-    """Log when the ``teacher`` row made here has other test metrics (MRR by more than 0.01) than the teacher of
-    the student rows an earlier result file keeps beside this call's: those rows were distilled from that run."""
-    ds = teacher["dataset"]
-    prev = [
-        r for r in earlier_results(path, "dataset", [], ["runs"])["runs"] if r.get("dataset") == ds
-    ]
-    before = next((r for r in prev if r.get("method") == "teacher"), None)
-    kept = sorted(
-        {
-            r["student"]
-            for r in prev
-            if r.get("method") not in _TEACHERS
-            and (r.get("student") not in students or r.get("method") not in methods)
-        }
-    )
-    if before is not None and kept and abs(before["mrr"] - teacher["mrr"]) > 0.01:
-        log.warning(
-            "%s: the teacher's test MRR is %.2f here, %.2f in %s; the kept rows of %s were distilled from that "
-            "earlier run",
-            ds,
-            teacher["mrr"],
-            before["mrr"],
-            path,
-            ", ".join(kept),
-        )
 
 
 def _row(
@@ -439,7 +308,7 @@ def _other_teacher_runs(
         for r in runs
         if r["dataset"] == dataset
         and r.get("teacher_mrr") is not None
-        and r["method"] not in _TEACHERS
+        and r["method"] not in TEACHERS
         and abs(r["teacher_mrr"] - teacher_mrr) > 0.01
     ]
 
@@ -449,7 +318,7 @@ def _student_goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     margins in points (``kd_gain``, ``ours_margin``). A margin that rounds to 0.00, the tables' precision, is
     no win: "beats" needs at least +0.01 on the mean over the seeds."""
     per: dict[str, Any] = {}
-    for r in (r for r in rows if r["method"] not in _TEACHERS):
+    for r in (r for r in rows if r["method"] not in TEACHERS):
         d = per.setdefault(r["student"], {"methods": {}, "hits1": {}})
         d["methods"][r["method"]], d["hits1"][r["method"]] = r["mrr"], r["hits1"]
     for d in per.values():
@@ -474,7 +343,7 @@ def _against_published(
     """Each student family and dim's best method against the published figure of the same family at the
     largest size not above it (e.g. ComplEx dim 32 against kbc's rank 25)."""
     out = []
-    students = [r for r in rows if r["method"] not in _TEACHERS]
+    students = [r for r in rows if r["method"] not in TEACHERS]
     for family, dim in dict.fromkeys((r["family"], r["dim"]) for r in students):
         refs = [p for p in published if p["model"] == family and p["dim"] <= (dim or 0)]
         if not refs:
@@ -500,12 +369,12 @@ def _against_published(
 def _place(sp: dict[str, Any], datasets: list[str], r: dict[str, Any]) -> tuple[int, ...]:
     """Where run or search ``r`` goes in the tables: by dataset, the teachers first, then the spec's order of
     students and methods, then seed (whichever calls made the rows)."""
-    students, methods = list(sp.get("students", {})), [*_TEACHERS, *sp.get("methods", {})]
+    students, methods = list(sp.get("students", {})), [*TEACHERS, *sp.get("methods", {})]
 
     def at(seq: list[str], x: Any) -> int:
         return seq.index(x) if x in seq else len(seq)
 
-    teacher = r.get("method") in _TEACHERS
+    teacher = r.get("method") in TEACHERS
     return (
         at(datasets, r.get("dataset")),
         0 if teacher else 1,
@@ -533,7 +402,7 @@ def _document(
         here = [r for r in rows if r["dataset"] == ds]
         teacher = next(r for r in here if r["method"] == "teacher")
         small = [
-            r for r in here if r["method"] not in _TEACHERS and r["params"] * 8 <= teacher["params"]
+            r for r in here if r["method"] not in TEACHERS and r["params"] * 8 <= teacher["params"]
         ]
         best = max(small, key=lambda r: r["mrr"], default=None)
         goals[ds] = {

@@ -563,7 +563,7 @@ def test_a_call_for_one_student_keeps_the_other_students_rows(
     """Cells outside a call's students x methods stay (with their call named, cell by cell: a call for one method
     of a student does not claim the student's other rows); cells it makes again are replaced; a re-made teacher
     with other metrics than the kept rows' is logged."""
-    from temporal_kd import _check_teacher, _earlier_cells
+    from _kd_sources import check_teacher, earlier_cells
 
     first = {"command": "first", "date": "d1", "cpu": "x86_64"}
     old_runs = [
@@ -586,7 +586,7 @@ def test_a_call_for_one_student_keeps_the_other_students_rows(
         _run_row("ta_distmult", "none", 0, 11.0),
     ]
     second = {"command": "second", "date": "d2", "cpu": "x86_64"}
-    kept = _earlier_cells(
+    kept = earlier_cells(
         path, ["yago11k"], ["ta_distmult"], ["none", "ours"], new_runs, {"yago11k": second}
     )
     assert [(r["student"], r["method"]) for r in kept["runs"]] == [
@@ -608,7 +608,7 @@ def test_a_call_for_one_student_keeps_the_other_students_rows(
     path.write_text(
         json.dumps({"runs": kept["runs"] + new_runs, "searches": [], "sources": kept["sources"]})
     )
-    again = _earlier_cells(
+    again = earlier_cells(
         path, ["yago11k"], ["tntcomplex"], ["none", "ours"], [], {"yago11k": first}
     )
     assert [(r["student"], r["method"]) for r in again["runs"]] == [
@@ -631,7 +631,7 @@ def test_a_call_for_one_student_keeps_the_other_students_rows(
             }
         )
     )
-    third = _earlier_cells(path, ["yago11k"], ["tntcomplex"], ["ours"], [], {"yago11k": first})
+    third = earlier_cells(path, ["yago11k"], ["tntcomplex"], ["ours"], [], {"yago11k": first})
     assert third["sources"]["yago11k"]["earlier"] == [
         {
             **legacy,
@@ -641,13 +641,13 @@ def test_a_call_for_one_student_keeps_the_other_students_rows(
     ]
 
     # another dataset's call keeps this one whole
-    other = _earlier_cells(path, ["wikidata12k"], ["tntcomplex"], ["none"], [], {})
+    other = earlier_cells(path, ["wikidata12k"], ["tntcomplex"], ["none"], [], {})
     assert len(other["runs"]) == 5 and other["sources"]["yago11k"]["command"] == "first"
 
     # a teacher trained again to other test metrics: the kept students' rows came from the earlier one
     retrained = [_run_row("tntcomplex", "teacher", 0, 18.5)]
     with caplog.at_level("WARNING"):
-        _check_teacher(path, retrained[0], ["tntcomplex"], ["none"])
+        check_teacher(path, retrained[0], ["tntcomplex"], ["none"])
     assert "18.50 here, 19.69" in caplog.text and "ta_distmult" in caplog.text
 
 
@@ -655,8 +655,8 @@ def test_each_seed_of_a_cell_keeps_the_call_that_made_it(tmp_path: Path) -> None
     """Seeds added to a cell one call at a time: every call stays named with the seeds it made (a later call for
     another seed of the same cell does not fold an earlier one into the first), and a call that made only some
     of a row's seeds is shown with them; an entry written before seeds were recorded names all kept seeds."""
+    from _kd_sources import earlier_cells
     from _tables import source_lines
-    from temporal_kd import _earlier_cells
 
     calls = [{"command": f"call {i}", "date": f"d{i}", "cpu": "x86_64"} for i in range(3)]
     path = tmp_path / "t.json"
@@ -665,7 +665,7 @@ def test_each_seed_of_a_cell_keeps_the_call_that_made_it(tmp_path: Path) -> None
     for i, mrr in ((1, 42.15), (2, 42.0)):  # a call with --methods none --seeds i
         path.write_text(json.dumps({"runs": runs, "searches": [], "sources": sources}))
         new = [_run_row("rotate-32", "none", i, mrr)]
-        kept = _earlier_cells(
+        kept = earlier_cells(
             path, ["yago11k"], ["rotate-32"], ["none"], new, {"yago11k": calls[i]}, seeds=[i]
         )
         runs, sources = kept["runs"] + new, kept["sources"]
@@ -700,7 +700,7 @@ def test_each_seed_of_a_cell_keeps_the_call_that_made_it(tmp_path: Path) -> None
             }
         )
     )
-    again = _earlier_cells(
+    again = earlier_cells(
         path, ["yago11k"], ["rotate-32"], ["bkd"], [], {"yago11k": calls[1]}, seeds=[1]
     )
     assert again["sources"]["yago11k"]["earlier"] == [
