@@ -198,7 +198,7 @@ def run_temporal_kd(
                     run_dir = work / Path(ds).name / f"{student}-{method}-s{seed}"
                     if not train and not finished(run_dir):
                         continue
-                    if jobs > 1:  # after every cell's search: side by side below
+                    if jobs > 1 and not finished(run_dir):  # after every search: side by side below
                         todo.append(((student, method, seed), (cfg, run_dir)))
                         continue
                     runs.append(_row(ds, student, method, seed, ensure_run(cfg, run_dir), run_dir))
