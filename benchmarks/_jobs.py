@@ -1,9 +1,10 @@
 """A KD benchmark's student runs side by side: independent runs in worker processes on one machine.
 
-Small students leave a GPU (or a many-core CPU) mostly idle: one run of a 32-dim student on FB15k-237 is launch-
-bound at a few milliseconds a step. ``jobs`` worker processes (spawned: each its own CUDA context) each train one
-run at a time through :func:`kgdistill.api.ensure_run`, so a killed call resumes run by run as a sequential one
-does. On a CPU each worker gets an equal share of this process's intra-op threads.
+Small students use a GPU (or a many-core CPU) lightly: ComplEx-32 on FB15k-237 trained 20 epochs in 81 s on an
+H200 (the static KD table), about 7 ms a step with its evaluations. ``jobs`` worker processes (spawned: each its
+own CUDA context) each train one run at a time through :func:`kgdistill.api.ensure_run`, so a killed call resumes
+run by run as a sequential one does. On a CPU each worker gets an equal share of this process's intra-op threads.
+The workers log at this process's level, each line naming its run's folder.
 
 A run whose teacher writes a score cache that does not exist yet runs first, alone in this process (one writer
 per cache file); the rest then read it side by side.
@@ -46,7 +47,14 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _ensure(cfg: dict[str, Any], run_dir: str) -> dict[str, Any]:
+def _ensure(cfg: dict[str, Any], run_dir: str, level: int) -> dict[str, Any]:
+    """One run in a worker, its log lines (progress, epochs) on stderr at the caller's ``level``, each naming
+    the run's folder (the workers' lines interleave)."""
+    logging.basicConfig(
+        level=level,
+        format=f"%(levelname)s [{Path(run_dir).name}] %(name)s: %(message)s",
+        force=True,
+    )
     return ensure_run(cfg, run_dir)
 
 
@@ -79,7 +87,8 @@ def run_side_by_side(jobs: Sequence[Job], workers: int) -> list[dict[str, Any] |
     with ProcessPoolExecutor(
         workers, mp_context=ctx, initializer=_worker_init, initargs=(threads,)
     ) as pool:
-        futures = {pool.submit(_ensure, jobs[i][0], str(jobs[i][1])): i for i in rest}
+        level = logging.getLogger().getEffectiveLevel()
+        futures = {pool.submit(_ensure, jobs[i][0], str(jobs[i][1]), level): i for i in rest}
         for fut in as_completed(futures):
             i = futures[fut]
             try:

@@ -335,11 +335,16 @@ def test_a_call_without_kd_trains_no_teacher_when_the_table_has_its_row(tmp_path
 
 
 @pytest.mark.slow  # trains real runs end to end
-def test_runs_side_by_side_give_the_sequential_numbers(tmp_path: Path) -> None:
+def test_runs_side_by_side_give_the_sequential_numbers(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     """``jobs=2``: the students' runs train in two worker processes (one thread each), the first BKD run alone
     first (it writes the teacher's score cache), with the numbers and order of the same runs one after another on
-    one thread. A run that fails leaves the others' results and its own error."""
+    one thread; the workers log at the caller's level, each line naming its run. A run that fails leaves the
+    others' results and its own error."""
     from _jobs import run_side_by_side
+
+    caplog.set_level("INFO")
 
     spec = _spec(tmp_path)
     kw = {"spec": spec, "methods": ["none", "bkd"], "seeds": [0, 1], "teacher_score_cache": True}
@@ -358,6 +363,8 @@ def test_runs_side_by_side_give_the_sequential_numbers(tmp_path: Path) -> None:
     assert key(two) == key(one) and len(key(one)) == 5
     assert {r["method"] for r in two["runs"]} == {"teacher", "none", "bkd"}
     assert (tmp_path / "w2" / "wikidata12k-mini" / "teacher" / "train-scores.safetensors").is_file()
+    err = capfd.readouterr().err  # the workers' progress, each line naming its run
+    assert "INFO [ttranse-none-s1] kgdistill.train: epoch 1 " in err
     run = tmp_path / "w2" / "wikidata12k-mini" / "ttranse-none-s0"
     good = yaml.safe_load((run / "config.yaml").read_text())
     bad = {**good, "model": {**good["model"], "dim": "four"}}
