@@ -100,6 +100,7 @@ def run_side_by_side(jobs: Sequence[Job], workers: int) -> list[dict[str, Any] |
 
 
 def _guarded(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any] | Exception:
+    """One run in this process: its metrics, or the error that stopped it (logged)."""
     try:
         return ensure_run(cfg, run_dir)
     except Exception as err:

@@ -363,6 +363,8 @@ def test_runs_side_by_side_give_the_sequential_numbers(
     assert key(two) == key(one) and len(key(one)) == 5
     assert {r["method"] for r in two["runs"]} == {"teacher", "none", "bkd"}
     assert (tmp_path / "w2" / "wikidata12k-mini" / "teacher" / "train-scores.safetensors").is_file()
+    # the run that writes the score cache ran first, alone: three went to the workers
+    assert "3 runs, 2 side by side (1 thread(s) each)" in caplog.text
     err = capfd.readouterr().err  # the workers' progress, each line naming its run
     assert "INFO [ttranse-none-s1] kgdistill.train: epoch 1 " in err
     run = tmp_path / "w2" / "wikidata12k-mini" / "ttranse-none-s0"
