@@ -144,7 +144,7 @@ def run_temporal_kd(
         teacher_dirs = {"kge": work / Path(ds).name / "teacher"}
         todo: list[tuple[tuple[str, str, int], tuple[dict[str, Any], Path]]] = []
         read = "llm-scorer" in methods or any(
-            _reads_teacher(cells[ds, st], methods) for st in students
+            _teachers_read(cells[ds, st], methods) for st in students
         )
         if not read and not finished(teacher_dirs["kge"]) and ds in tabulated:
             # students without KD train without it, and the result file keeps its earlier teacher row
@@ -161,14 +161,9 @@ def run_temporal_kd(
             check_teacher(out / f"{stem}.json", runs[-1], students, methods)
             sources[ds] = {"command": run_command(), **machine_info()}
             write()
-        needs_llm = any(
-            t.get("teacher") == "llm"
-            for m in methods
-            if m in sp["methods"]
-            for st in _stages(sp, m, 1)
-            for t in st["objective"]
-        )
-        if "llm_teacher" in sp and (needs_llm or "llm-scorer" in methods):
+        if "llm_teacher" in sp and (
+            "llm" in _teachers_read(sp, methods) or "llm-scorer" in methods
+        ):
             teacher_dirs["llm"] = work / Path(ds).name / "llm_scorer"
             l_cfg = _teacher_config(sp, "llm_teacher", ds, data_root, teacher_epochs)
             if train or finished(teacher_dirs["llm"]):
@@ -219,15 +214,17 @@ def run_temporal_kd(
     return write()
 
 
-def _reads_teacher(view: dict[str, Any], methods: Sequence[str]) -> bool:
-    """Whether a term of one of ``methods`` (their stages in the spec ``view``) reads a teacher."""
-    return any(
-        "teacher" in term
+def _teachers_read(view: dict[str, Any], methods: Sequence[str]) -> set[str]:
+    """The teachers (``kge``, ``llm``) that a term of one of ``methods`` (their stages in the spec ``view``)
+    reads."""
+    return {
+        term["teacher"]
         for m in methods
         if m in view["methods"]
         for stage in _stages(view, m, 1)
         for term in stage["objective"]
-    )
+        if "teacher" in term
+    }
 
 
 def _row(
