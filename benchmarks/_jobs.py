@@ -77,9 +77,11 @@ def run_side_by_side(jobs: Sequence[Job], workers: int) -> list[dict[str, Any] |
             first.append(i)
             writing |= caches
     rest = [i for i in range(len(jobs)) if i not in first]
+    # one run left (or none): it trains in this process, on every thread
+    workers = min(workers, len(rest))
     for i in first + (rest if workers <= 1 else []):
         out[i] = _guarded(*jobs[i])
-    if workers <= 1 or not rest:
+    if workers <= 1:
         return out
     threads = max(1, torch.get_num_threads() // workers)
     log.info("%d runs, %d side by side (%d thread(s) each)", len(rest), workers, threads)

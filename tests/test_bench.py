@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -373,6 +374,30 @@ def test_runs_side_by_side_give_the_sequential_numbers(
     results = run_side_by_side([(good, run), (bad, tmp_path / "bad")], 2)
     assert results[0]["sides"] == json.loads((run / "metrics.json").read_text())["sides"]
     assert isinstance(results[1], Exception) and "dim" in str(results[1])
+
+
+def test_a_lone_run_left_for_the_workers_trains_here_on_every_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``jobs=2`` with one run to train: no worker process with half the threads, the run trains in this process
+    on all of them."""
+    import _jobs
+
+    seen: list[tuple[int, int]] = []
+
+    def fake(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+        seen.append((os.getpid(), torch.get_num_threads()))
+        return {"run": str(run_dir)}
+
+    monkeypatch.setattr(_jobs, "ensure_run", fake)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        out = _jobs.run_side_by_side([({"model": {}}, tmp_path / "a")], 2)
+    finally:
+        torch.set_num_threads(threads)
+    assert out == [{"run": str(tmp_path / "a")}]
+    assert seen == [(os.getpid(), 2)]
 
 
 @pytest.mark.slow  # trains real runs end to end
