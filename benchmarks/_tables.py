@@ -287,7 +287,9 @@ def temporal_kd_markdown(doc: dict[str, Any]) -> str:
         *_other_teachers(doc),
         "## Size and speed",
         "",
-        "Latency: one query scored against all entities plus top-10, CPU, 1 thread, median of 200.",
+        "Latency: one query scored against all entities plus top-10, CPU, 1 thread, median of 200. Latency and "
+        "`train s` were measured by the call that made the row (its first seed; the calls are listed above): "
+        "rows made on different machines compare only roughly.",
         "",
         _size_table(doc["rows"]),
         *_searches(doc),
