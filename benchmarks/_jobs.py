@@ -4,7 +4,9 @@ Small students use a GPU (or a many-core CPU) lightly: ComplEx-32 on FB15k-237 t
 H200 (the static KD table), about 7 ms a step with its evaluations. ``jobs`` worker processes (spawned: each its
 own CUDA context) each train one run at a time through :func:`kgdistill.api.ensure_run`, so a killed call resumes
 run by run as a sequential one does. On a CPU each worker gets an equal share of this process's intra-op threads.
-The workers log at this process's level, each line naming its run's folder.
+The workers log at this process's level, each line naming its run's folder. On Linux a worker ends when this
+process ends, however it ends (``kill -9`` included): an orphaned worker would train on and keep its run folder
+locked, so the call run again would find its runs "in use by another process".
 
 A run whose teacher writes a score cache that does not exist yet runs first, alone in this process (one writer
 per cache file); the rest then read it side by side.
@@ -12,8 +14,12 @@ per cache file); the rest then read it side by side.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
+import signal
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -39,10 +45,23 @@ def _missing_caches(cfg: dict[str, Any]) -> set[str]:
     }
 
 
-def _worker_init(threads: int) -> None:
-    """A fresh worker process: subnormals flushed before any tensor work, its share of the threads."""
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel send this process SIGTERM when its parent ``parent`` ends (Linux ``prctl``; elsewhere
+    nothing). A parent that ended before the call makes this process exit at once."""
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1  # <sys/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the parent ended before prctl: no signal will come
+        os._exit(1)
+
+
+def _worker_init(threads: int, parent: int) -> None:
+    """A fresh worker process: it ends with its parent ``parent`` (the calling process), subnormals flushed before
+    any tensor work, its share of the threads."""
     from kgdistill.runs import flush_denormals
 
+    _die_with_parent(parent)
     flush_denormals()
     torch.set_num_threads(threads)
 
@@ -87,7 +106,7 @@ def run_side_by_side(jobs: Sequence[Job], workers: int) -> list[dict[str, Any] |
     log.info("%d runs, %d side by side (%d thread(s) each)", len(rest), workers, threads)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_worker_init, initargs=(threads,)
+        workers, mp_context=ctx, initializer=_worker_init, initargs=(threads, os.getpid())
     ) as pool:
         level = logging.getLogger().getEffectiveLevel()
         futures = {pool.submit(_ensure, jobs[i][0], str(jobs[i][1]), level): i for i in rest}

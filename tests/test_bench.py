@@ -3,11 +3,16 @@ and result files."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -398,6 +403,57 @@ def test_a_lone_run_left_for_the_workers_trains_here_on_every_thread(
         torch.set_num_threads(threads)
     assert out == [{"run": str(tmp_path / "a")}]
     assert seen == [(os.getpid(), 2)]
+
+
+_ORPHAN_PARENT = """
+import os, sys, time, multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+sys.path.insert(0, sys.argv[1])
+import _jobs
+pool = ProcessPoolExecutor(
+    1, mp_context=multiprocessing.get_context("spawn"), initializer=_jobs._worker_init,
+    initargs=(1, os.getpid()),
+)
+print(pool.submit(os.getpid).result(), flush=True)
+pool.submit(time.sleep, 300)
+time.sleep(300)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (Linux ``/proc``)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl and /proc are Linux's")
+def test_a_worker_ends_when_the_benchmark_process_is_killed(tmp_path: Path) -> None:
+    """``kill -9`` of a ``--jobs`` call's process ends its workers too (they would otherwise train on, holding
+    their run folders' locks, so that the call run again finds its runs in use)."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_PARENT, str(REPO_ROOT / "benchmarks")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    worker = 0
+    try:
+        assert parent.stdout is not None
+        worker = int(parent.stdout.readline())
+        assert _alive(worker)
+        parent.kill()
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker)
+    finally:
+        parent.kill()
+        with contextlib.suppress(ProcessLookupError):
+            if worker and _alive(worker):
+                os.kill(worker, signal.SIGKILL)
 
 
 @pytest.mark.slow  # trains real runs end to end
