@@ -25,9 +25,8 @@ def test_full_rows_round_trip(tmp_path: Path, teacher: KGETeacher, tiny_tkg) -> 
     cached = CachedTeacher(path=str(path), kg=tiny_tkg)
     q = both_directions(tiny_tkg.splits["train"], tiny_tkg.num_relations)
     out, ref = cached(q), teacher(q)
-    assert (
-        out.mask is None
-    )  # every query cached, every score finite: no (B, E) mask for the terms to read
+    # every query cached, every score finite: no (B, E) mask for the terms to read
+    assert out.mask is None
     torch.testing.assert_close(out.scores, ref.scores.half().float())
     cand = torch.randint(tiny_tkg.num_entities, (len(q), 7))
     torch.testing.assert_close(cached(q, cand).scores, ref.scores.gather(1, cand).half().float())
