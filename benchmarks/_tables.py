@@ -287,9 +287,10 @@ def temporal_kd_markdown(doc: dict[str, Any]) -> str:
         *_other_teachers(doc),
         "## Size and speed",
         "",
-        "Latency: one query scored against all entities plus top-10, CPU, 1 thread, median of 200. Latency and "
-        "`train s` were measured by the call that made the row (its first seed; the calls are listed above): "
-        "rows made on different machines compare only roughly.",
+        "Latency: one query scored against all entities plus top-10, CPU, 1 thread, median of 200, timed by the "
+        "call that made the row's first seed; `train s`: the mean over the row's seeds of each run's training "
+        "seconds (its epochs' times summed, over every try of a resumed run), on the machines of the calls "
+        "listed above: rows made on different machines compare only roughly.",
         "",
         _size_table(doc["rows"]),
         *_searches(doc),
