@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -75,6 +76,25 @@ def test_evaluate_and_tie_modes(run_dir: Path) -> None:
     assert pessimistic["sides"]["both"]["mrr"] <= realistic["sides"]["both"]["mrr"]
     code, out = _invoke("evaluate", str(run_dir), "--split", "valid")
     assert code == 0 and "valid" in out
+
+
+def test_evaluate_by_relation(run_dir: Path) -> None:
+    code, out = _invoke("evaluate", str(run_dir), "--by-relation")
+    assert code == 0, out
+    assert "| category " in out and "| relation " in out
+    code, out = _invoke("evaluate", str(run_dir), "--by-relation", "--json")
+    assert code == 0, out
+    doc = json.loads(out)
+    cats = doc["breakdown"]["categories"]
+    assert set(cats) <= {"1-1", "1-N", "N-1", "N-N"}
+    assert sum(c["facts"] for c in cats.values()) == doc["protocol"]["queries"] // 2
+    _fails_cleanly(
+        ["evaluate", str(run_dir), "--by-relation", "--mix-sweep", "0.5"], "--mix-sweep fuses"
+    )
+    _fails_cleanly(
+        ["evaluate", str(run_dir), "--by-relation", "--rerank", str(run_dir), "--mix-sweep", "0.5"],
+        "drop --mix-sweep",
+    )
 
 
 def test_evaluate_with_the_timestamp_filter(run_dir: Path) -> None:

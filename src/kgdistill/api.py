@@ -357,6 +357,7 @@ def evaluate_run(
     retriever: str | Path | None = None,
     rerank_k: int = 100,
     max_queries: int | None = None,
+    by_relation: bool = False,
 ) -> Metrics:
     """Evaluate a run folder or checkpoint on ``split`` with the protocol it was trained with.
 
@@ -366,7 +367,8 @@ def evaluate_run(
     run re-ranks (:func:`kgdistill.evaluate.evaluate_rerank`): how a cross-encoder or a generative model is
     evaluated on a real graph, its scores fused with the retriever's at weight ``eval.rerank_mix`` (the run's own,
     or an override). ``max_queries``: the first that many facts of the split only (a quick look at a
-    slow model; the protocol records it).
+    slow model; the protocol records it). ``by_relation``: also the metrics of each relation and relation
+    category (``Metrics.breakdown``, :func:`kgdistill.breakdown.breakdown`).
     """
     ckpt, kg, ev, model, first = _eval_inputs(path, split, overrides, data_root, retriever)
     if first is None:
@@ -377,6 +379,7 @@ def evaluate_run(
             progress=progress,
             batch_size=ev.batch_size,
             max_queries=max_queries,
+            by_relation=by_relation,
             **eval_kwargs(ev),
         )
     else:
@@ -390,6 +393,7 @@ def evaluate_run(
             progress=progress,
             batch_size=ev.batch_size,
             max_queries=max_queries,
+            by_relation=by_relation,
             **eval_kwargs(ev),
         )
         metrics.protocol["rerank"].update(retriever_checkpoint=str(first[0].path))

@@ -245,6 +245,11 @@ def _mix_sweep(
     help="With --rerank: the metrics at every fusion weight 0, STEP, 2 STEP ... 1 of the retriever's scores "
     "(eval.rerank_mix) from one re-ranker pass, and the best; run it on --split valid to choose the weight.",
 )
+@click.option(
+    "--by-relation",
+    is_flag=True,
+    help="Also the metrics of each relation and relation category (1-1, 1-N, N-1, N-N).",
+)
 @_friendly
 def evaluate_cmd(
     run: str,
@@ -256,10 +261,11 @@ def evaluate_cmd(
     rerank_k: int,
     max_queries: int | None,
     mix_sweep: float | None,
+    by_relation: bool,
 ) -> None:
     """Evaluate a run folder or checkpoint; --set eval.ties=pessimistic changes the protocol, --rerank R
     re-ranks run R's top-k (a cross-encoder or generative model on a real graph), --set eval.rerank_mix=W fuses
-    the two models' scores, --mix-sweep STEP shows every weight."""
+    the two models' scores, --mix-sweep STEP shows every weight, --by-relation where the model wins and loses."""
     from kgdistill.compare import filter_label
     from kgdistill.config import apply_overrides
 
@@ -283,19 +289,24 @@ def evaluate_cmd(
             raise KGDistillError(
                 "--mix-sweep fuses a re-ranker with its retriever: give --rerank RETRIEVER"
             )
+        if by_relation:
+            raise KGDistillError("--by-relation breaks one evaluation down: drop --mix-sweep")
         _mix_sweep(run, retriever, mix_sweep, as_json, common)
         return
-    metrics = _api().evaluate_run(run, retriever=retriever, **common)
+    metrics = _api().evaluate_run(run, retriever=retriever, by_relation=by_relation, **common)
     if not _main_rank():
         return
     if as_json:
         click.echo(json.dumps(metrics.to_dict(), indent=2))
-    else:
-        p = metrics.protocol
-        how = f" re-ranking the top {rerank_k} of {retriever}" if retriever else ""
-        _print_metrics(
-            metrics, f"{run}{how}: {p['split']}, {filter_label(p)} filter, {p['ties']} ties"
-        )
+        return
+    p = metrics.protocol
+    how = f" re-ranking the top {rerank_k} of {retriever}" if retriever else ""
+    _print_metrics(metrics, f"{run}{how}: {p['split']}, {filter_label(p)} filter, {p['ties']} ties")
+    if metrics.breakdown is not None:
+        from kgdistill.report import breakdown_tables
+
+        click.echo("")
+        click.echo(breakdown_tables(metrics.breakdown, title="by relation category and relation"))
 
 
 @cli.command()

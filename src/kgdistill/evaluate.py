@@ -29,11 +29,13 @@ import torch
 from tqdm.auto import tqdm
 
 from kgdistill import dist
+from kgdistill.breakdown import breakdown
 from kgdistill.config import TimeFilter
 from kgdistill.data.batching import both_directions
 from kgdistill.data.filters import FilterIndex
 from kgdistill.data.kg import KG
 from kgdistill.errors import KGDistillError
+from kgdistill.summary import summarize
 from kgdistill.types import TAIL, BoolTensor, FloatTensor, LongTensor, TieMode
 
 __all__ = [
@@ -75,11 +77,13 @@ class CandidateScorer(Protocol):
 class Metrics:
     """Ranking metrics of one split, with the protocol that produced them (fractions, not percent).
 
-    ``sides`` maps ``both`` / ``head`` / ``tail`` to ``{"mrr", "mr", "hits@k"...}``.
+    ``sides`` maps ``both`` / ``head`` / ``tail`` to ``{"mrr", "mr", "hits@k"...}``; ``breakdown``, when asked for
+    (``by_relation``), the same per relation and relation category (:func:`kgdistill.breakdown.breakdown`).
     """
 
     sides: dict[str, dict[str, float]]
     protocol: dict[str, Any] = field(default_factory=dict)
+    breakdown: dict[str, Any] | None = None
 
     @property
     def mrr(self) -> float:
@@ -93,7 +97,11 @@ class Metrics:
         return self.sides["both"][f"hits@{k}"]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """``{"sides", "protocol"}``, and ``"breakdown"`` when there is one."""
+        out = asdict(self)
+        if out["breakdown"] is None:
+            del out["breakdown"]
+        return out
 
 
 # ------------------------------------------------------------------------------------------------ ranks
@@ -200,15 +208,6 @@ def _count_ranks(scores: FloatTensor, true: FloatTensor, ties: TieMode) -> Float
     return 1 + n - greater + balance
 
 
-def summarize(ranks: FloatTensor, ks: Sequence[int] = (1, 3, 10)) -> dict[str, float]:
-    """MRR, MR and Hits@k of ``ranks (N,)`` as fractions."""
-    ranks = ranks.double()
-    out = {"mrr": float((1 / ranks).mean()), "mr": float(ranks.mean())}
-    for k in ks:
-        out[f"hits@{k}"] = float((ranks <= k).double().mean())
-    return out
-
-
 # ------------------------------------------------------------------------------------------------ chunks
 def default_chunk(num_entities: int, device: torch.device, width: int | None = None) -> int:
     """Queries per evaluation chunk.
@@ -305,6 +304,26 @@ def _sides(ranks: FloatTensor, n: int, ks: Sequence[int]) -> dict[str, dict[str,
     }
 
 
+def _metrics(
+    ranks: FloatTensor,
+    kg: KG,
+    split: str,
+    setup: _Setup,
+    ties: TieMode,
+    ks: Sequence[int],
+    by_relation: bool,
+) -> Metrics:
+    """The split's :class:`Metrics` from all its ranks ``(2n,)`` (tails, then heads)."""
+    extra = None
+    if by_relation:
+        extra = breakdown(ranks, kg.splits[split][: setup.facts, 1], kg, ks)
+    return Metrics(
+        sides=_sides(ranks, setup.facts, ks),
+        protocol=_protocol(kg, split, setup, ties),
+        breakdown=extra,
+    )
+
+
 def _protocol(kg: KG, split: str, setup: _Setup, ties: TieMode) -> dict[str, Any]:
     index = setup.filter_index
     protocol: dict[str, Any] = {
@@ -359,6 +378,7 @@ def evaluate(
     batch_size: int | None = None,
     progress: bool = False,
     max_queries: int | None = None,
+    by_relation: bool = False,
 ) -> Metrics:
     """Rank every query of ``split`` against all entities.
 
@@ -371,6 +391,7 @@ def evaluate(
         ties: tie handling. ks: the k of Hits@k.
         batch_size: queries per chunk; by default :func:`default_chunk` for the model's vector width.
         max_queries: evaluate only the first ``max_queries`` facts (quick validation during training).
+        by_relation: also break the metrics down by relation and relation category (``Metrics.breakdown``).
     """
     _check_ties(ties)
     device = _device(model)
@@ -406,7 +427,7 @@ def evaluate(
             flat = next(known) if known is not None else None
             ranks[s : s + len(part)] = rank_filtered(scores, part[:, TAIL], flat, ties)
     ranks = dist.gather_span(ranks, lo, hi)
-    return Metrics(sides=_sides(ranks, setup.facts, ks), protocol=_protocol(kg, split, setup, ties))
+    return _metrics(ranks, kg, split, setup, ties, ks, by_relation)
 
 
 # ------------------------------------------------------------------------------------------ re-ranking
@@ -569,6 +590,7 @@ def evaluate_rerank_sweep(
     batch_size: int | None = None,
     progress: bool = False,
     max_queries: int | None = None,
+    by_relation: bool = False,
 ) -> dict[float, Metrics]:
     """:func:`evaluate_rerank` at every ``mix`` of ``mixes``, from one pass of the reranker.
 
@@ -625,17 +647,14 @@ def evaluate_rerank_sweep(
     span = dist.span(len(setup.queries), setup.batch_size)
     out: dict[float, Metrics] = {}
     for i, mix in enumerate(mixes):
-        protocol = _protocol(kg, split, setup, ties)
-        protocol["rerank"] = {
+        ranked = dist.gather_span(ranks[i].clone(), *span)
+        out[mix] = _metrics(ranked, kg, split, setup, ties, ks, by_relation)
+        out[mix].protocol["rerank"] = {
             "k": k,
             "retriever": _describe(retriever),
             "reranker": _describe(reranker),
             "mix": mix,
         }
-        out[mix] = Metrics(
-            sides=_sides(dist.gather_span(ranks[i].clone(), *span), setup.facts, ks),
-            protocol=protocol,
-        )
     return out
 
 

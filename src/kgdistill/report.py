@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["metrics_table", "plot_curves"]
+__all__ = ["breakdown_tables", "metrics_table", "plot_curves"]
 
 
 def metrics_table(sides: Mapping[str, Mapping[str, float]], *, title: str = "") -> str:
@@ -26,6 +26,39 @@ def metrics_table(sides: Mapping[str, Mapping[str, float]], *, title: str = "") 
     table.index.name = "side"
     body = table.to_markdown(floatfmt=".2f")
     return "\n".join(([f"### {title}", ""] if title else []) + [body]) + "\n"
+
+
+def _breakdown_frame(groups: Mapping[str, Mapping[str, Any]], first: Sequence[str]) -> Any:
+    """One row per group: its descriptive columns ``first``, then MRR / Hits@k of both sides (percent) and
+    the tail and head MRR."""
+    import pandas as pd
+
+    rows = {}
+    for name, g in groups.items():
+        both = g["both"]
+        row: dict[str, Any] = {c: g[c] for c in first}
+        row["facts"] = g["facts"]
+        row["MRR"] = both["mrr"] * 100
+        row.update({k.replace("hits@", "H@"): v * 100 for k, v in both.items() if "@" in k})
+        row["tail MRR"] = g["tail"]["mrr"] * 100
+        row["head MRR"] = g["head"]["mrr"] * 100
+        rows[name] = row
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    counts = [c for c in ("relations", "facts") if c in df.columns]
+    return df.astype({c: int for c in counts})
+
+
+def breakdown_tables(breakdown: Mapping[str, Any], *, title: str = "") -> str:
+    """Markdown tables of :func:`kgdistill.breakdown.breakdown`: one row per relation category, then one per
+    relation (most facts first); MRR and Hits@k of both directions in percent, tail and head MRR."""
+    cats = _breakdown_frame(breakdown["categories"], ["relations"])
+    cats.index.name = "category"
+    rels = _breakdown_frame(breakdown["relations"], ["category", "tph", "hpt"])
+    rels = rels.sort_values("facts", ascending=False, kind="stable")
+    rels.index.name = "relation"
+    parts = [f"### {title}", ""] if title else []
+    parts += [cats.to_markdown(floatfmt=".2f"), "", rels.to_markdown(floatfmt=".2f")]
+    return "\n".join(parts) + "\n"
 
 
 def plot_curves(records: Sequence[Mapping[str, Any]], path: Path, *, title: str = "") -> None:
