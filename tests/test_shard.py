@@ -317,6 +317,9 @@ for ties in ("realistic", "optimistic", "pessimistic"):
         with dist.alone():
             one = evaluate(ref, kg, "test", ties=ties, filtered=filtered).sides
         out[f"{ties} {filtered}"] = [one, shard.evaluate_sharded(model, kg, "test", ties=ties, filtered=filtered).sides]
+with dist.alone():
+    one = evaluate(ref, kg, "test", by_relation=True).breakdown
+out["by relation"] = [one, shard.evaluate_sharded(model, kg, "test", by_relation=True).breakdown]
 record = {"rank": w.rank, "rows": model.entities.weight.shape[0], "metrics": out}
 with open(f"{sys.argv[2]}/rank{w.rank}.json", "w") as fh:  # one file a rank: their prints would interleave
     json.dump(record, fh)
@@ -327,7 +330,8 @@ with open(f"{sys.argv[2]}/rank{w.rank}.json", "w") as fh:  # one file a rank: th
 @pytest.mark.parametrize("name", ["tntcomplex", "distmult"])
 def test_two_ranks_rank_yago11k_exactly_as_one_process(tmp_path: Path, name: str) -> None:
     """The YAGO11k test split (4,000 queries, 10,623 entities), filtered and raw, in every tie mode: every
-    metric of the sharded evaluation equals one process's to the last bit, on both ranks."""
+    metric of the sharded evaluation equals one process's to the last bit, on both ranks, and so does the
+    breakdown by relation."""
     script = tmp_path / "eval.py"
     script.write_text(_EVAL_SCRIPT)
     _ok(_torchrun(2, str(script), name, str(tmp_path)))
@@ -339,6 +343,7 @@ def test_two_ranks_rank_yago11k_exactly_as_one_process(tmp_path: Path, name: str
             assert one == two, key
     m = lines[0]["metrics"]
     assert m["realistic True"][0]["both"]["mr"] != m["optimistic True"][0]["both"]["mr"]
+    assert len(m["by relation"][0]["relations"]) > 5
 
 
 _TRAIN_SCRIPT = """

@@ -26,10 +26,9 @@ from kgdistill.evaluate import (
     Metrics,
     _check_ties,
     _EvalMode,
+    _metrics,
     _nan_error,
-    _protocol,
     _setup,
-    _sides,
     _tie_rank,
 )
 from kgdistill.models.base import KGEModel
@@ -85,6 +84,7 @@ def evaluate_sharded(
     batch_size: int | None = None,
     progress: bool = False,
     max_queries: int | None = None,
+    by_relation: bool = False,
 ) -> Metrics:
     """:func:`kgdistill.evaluate.evaluate` of a model whose entity table is sharded (collective: every rank calls
     it, and every rank gets the metrics). Arguments as there."""
@@ -136,4 +136,4 @@ def evaluate_sharded(
     if bool(counts[2].any()):
         raise _nan_error()
     ranks = _tie_rank(counts[0], counts[1], ties)
-    return Metrics(sides=_sides(ranks, setup.facts, ks), protocol=_protocol(kg, split, setup, ties))
+    return _metrics(ranks, kg, split, setup, ties, ks, by_relation)
