@@ -30,6 +30,7 @@ from kgdistill.runs import machine_info as runs_machine_info
 __all__ = [
     "REPO",
     "NothingFinished",
+    "dataset_folders",
     "earlier_results",
     "filter_modes",
     "filter_protocol",
@@ -181,6 +182,17 @@ def run_command() -> str:
             argv[0] = script.relative_to(REPO).as_posix()
         return shlex.join(["python", *argv])
     return shlex.join(argv)
+
+
+def dataset_folders(work: Path, datasets: Sequence[str]) -> list[Path]:
+    """``work / dataset`` for each dataset; exits with one message naming the first that is missing (a
+    script that reads the runs of ``benchmarks/temporal_kd.py``)."""
+    for ds in datasets:
+        if not (work / ds).is_dir():
+            sys.exit(
+                f"{work / ds}: no such run folder (run `python benchmarks/temporal_kd.py` first)"
+            )
+    return [work / ds for ds in datasets]
 
 
 def earlier_results(

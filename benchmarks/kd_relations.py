@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from _common import friendly_errors, markdown_table, write_script_result
+from _common import dataset_folders, friendly_errors, markdown_table, write_script_result
 from kgdistill.api import evaluate_run, load_data
 from kgdistill.config import load_config
 from kgdistill.data import KG
@@ -140,12 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     datasets = []
     with friendly_errors():
-        for ds in args.datasets:
-            if not (args.work / ds).is_dir():
-                sys.exit(
-                    f"{args.work / ds}: no such run folder (run `python benchmarks/temporal_kd.py` first)"
-                )
-            found = measure_dataset(args.work / ds, args.students, args.methods)
+        for folder in dataset_folders(args.work, args.datasets):
+            found = measure_dataset(folder, args.students, args.methods)
             if found is not None:
                 datasets.append(found)
         text = write_script_result(

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from _common import friendly_errors, markdown_table, write_script_result
+from _common import dataset_folders, friendly_errors, markdown_table, write_script_result
 from kgdistill.api import load_data
 from kgdistill.checkpoint import load_checkpoint, load_model
 from kgdistill.config import load_config
@@ -146,12 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     rows = []
-    for ds in args.datasets:
-        if not (args.work / ds).is_dir():
-            sys.exit(
-                f"{args.work / ds}: no such run folder (run `python benchmarks/temporal_kd.py` first)"
-            )
-        rows += measure_dataset(args.work / ds, args.methods, args.queries, args.temperatures)
+    for folder in dataset_folders(args.work, args.datasets):
+        rows += measure_dataset(folder, args.methods, args.queries, args.temperatures)
     with friendly_errors():
         text = write_script_result(
             args.out,

@@ -100,3 +100,13 @@ def test_committed_table_is_the_render_of_its_json() -> None:
     doc = json.loads((RESULTS / "kd_relations.json").read_text())
     assert (RESULTS / "kd_relations.md").read_text() == markdown(doc)
     assert doc["rows"] and "teacher" in doc["rows"][0]["runs"]
+
+
+def test_a_missing_dataset_folder_is_named(tmp_path: Path) -> None:
+    from kd_relations import main
+
+    with pytest.raises(SystemExit, match="w/fb15k237: no such run folder"):
+        main(
+            ["--work", str(tmp_path / "w"), "--datasets", "fb15k237", "--out", str(tmp_path / "o")]
+        )
+    assert not (tmp_path / "o").exists()
