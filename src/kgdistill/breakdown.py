@@ -13,16 +13,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import LongTensor
 
 from kgdistill.data.kg import KG
 from kgdistill.summary import summarize
+from kgdistill.types import FloatTensor, LongTensor
 
 CATEGORIES = ("1-1", "1-N", "N-1", "N-N")
 MANY = 1.5  # the threshold of Bordes et al. and Wang et al.
 
 
-def relation_stats(kg: KG) -> tuple[LongTensor, torch.Tensor, torch.Tensor]:
+def relation_stats(kg: KG) -> tuple[LongTensor, FloatTensor, FloatTensor]:
     """Per relation: its category index into :data:`CATEGORIES` ``(R,)``, ``tph (R,)`` and ``hpt (R,)``.
 
     Counted over the distinct ``(h, r, t)`` of every split's original facts (time ignored); a relation with no
