@@ -39,26 +39,22 @@ def relation_stats(kg: KG) -> tuple[LongTensor, FloatTensor, FloatTensor]:
     return category, tph, hpt
 
 
-def _summary(ranks: torch.Tensor, ks: Sequence[int]) -> dict[str, float]:
-    return summarize(ranks, ks) if len(ranks) else {}
-
-
 def _group(
     tail: torch.Tensor, head: torch.Tensor, ks: Sequence[int], **extra: Any
 ) -> dict[str, Any]:
     return {
         **extra,
         "facts": len(tail),
-        "both": _summary(torch.cat([tail, head]), ks),
-        "tail": _summary(tail, ks),
-        "head": _summary(head, ks),
+        "both": summarize(torch.cat([tail, head]), ks),
+        "tail": summarize(tail, ks),
+        "head": summarize(head, ks),
     }
 
 
 def breakdown(
     ranks: torch.Tensor, relations: LongTensor, kg: KG, ks: Sequence[int] = (1, 3, 10)
 ) -> dict[str, Any]:
-    """Metrics of each relation and each category.
+    """Metrics of each relation and each category (every group has at least one fact).
 
     Args:
         ranks: ``(2n,)`` the ranks of the ``n`` tail queries, then of the same facts' ``n`` head queries
